@@ -1,0 +1,3 @@
+//! `unisal`: the UniSAL engine headless.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! unisal-data: image decoding, validation, thumbnails and import into the pool.

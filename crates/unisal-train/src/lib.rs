@@ -1,0 +1,1 @@
+//! unisal-train: candle models, data pipeline and the UniSAL dual-network trainer.
