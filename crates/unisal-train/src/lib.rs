@@ -1,1 +1,16 @@
 //! unisal-train: candle models, data pipeline and the UniSAL dual-network trainer.
+//!
+//! The crate knows tensors and images but not SQL or Tauri. Modules:
+//! - `device`: device choice (`auto|cpu|cuda[:N]|metal[:N]`) and its display name.
+//! - `nn`: layers written from differentiable candle ops, correct in train mode on every backend.
+//! - `models`: the small CNN, ResNet-18 and ResNet-50 (torchvision layout) with classifier and projector.
+//! - `weights`: loading pretrained torchvision/timm `.safetensors` into a `models::Network`.
+//! - `bench`: the training/inference throughput benchmark behind `unisal bench`.
+
+pub mod error;
+pub mod loss;
+pub mod metrics;
+pub mod optim;
+pub mod schedule;
+
+pub use error::{Result, TrainError};
