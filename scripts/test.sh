@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every check of UniSAL Studio, as CI does: formatting, clippy, the UI's type check, unit tests and
+# build, all Rust tests, then the WebDriver test of the real app under Xvfb. Installs missing system and
+# npm packages first (Debian 12 / Ubuntu). Prints a summary; exits non-zero if any step failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/deps.sh
+
+ensure_rust
+ensure_node
+ensure_apt_packages
+ensure_tauri_driver
+
+RESULTS=()
+FAILED=0
+START_ALL=$SECONDS
+
+step() {
+  local name="$1"; shift
+  local t0=$SECONDS
+  echo
+  echo "==> $name"
+  if "$@"; then
+    RESULTS+=("PASS  $(printf '%4ss' $((SECONDS - t0)))  $name")
+  else
+    RESULTS+=("FAIL  $(printf '%4ss' $((SECONDS - t0)))  $name")
+    FAILED=1
+  fi
+}
+
+summary() {
+  echo
+  echo "================ UniSAL Studio test summary ================"
+  printf '%s\n' "${RESULTS[@]}"
+  echo "total: $((SECONDS - START_ALL)) s"
+  if [ "$FAILED" -eq 0 ]; then echo "RESULT: all checks passed"; else echo "RESULT: FAILED"; fi
+  echo "============================================================"
+}
+
+ui_checks() {
+  (cd ui && npm ci --no-audit --no-fund && npm run check && npm test && npm run build)
+}
+
+# The UI must be built before any cargo step: the app embeds ui/dist at compile time.
+step "UI: npm ci, type check (svelte-check), unit tests (vitest), build" ui_checks
+if [ ! -f ui/dist/index.html ]; then
+  summary
+  echo "ui/dist was not built; the Rust steps need it." >&2
+  exit 1
+fi
+step "cargo fmt --all --check" cargo fmt --all --check
+step "cargo clippy --workspace --all-targets -- -D warnings" cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test --workspace (all Rust tests but the WebDriver one)" \
+  cargo test --workspace -- --skip demo_project_shows_its_grid
+# Runs under Xvfb: the test starts one when $DISPLAY is unset.
+step "WebDriver: the real app under Xvfb opens the demo and shows its grid" \
+  env -u DISPLAY cargo test -p unisal-studio --test webdriver -- --nocapture
+
+summary
+exit "$FAILED"
