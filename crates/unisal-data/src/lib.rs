@@ -1,1 +1,15 @@
 //! unisal-data: image decoding, validation, thumbnails and import into the pool.
+//!
+//! unisal-core stores and reads bytes; this crate is where files are read and images decoded. The import
+//! reads files on worker threads (hash, header check, decode, thumbnail) and writes batches to the pool
+//! from one thread, each batch one transaction.
+
+pub mod decode;
+pub mod demo;
+pub mod error;
+pub mod import;
+pub mod sources;
+
+pub use decode::{decode_rgb, prepare_patch, DecodeLimits, Prepared};
+pub use error::{DataError, Result};
+pub use import::{import, ImportFailure, ImportOptions, ImportReport, LabelMode};
