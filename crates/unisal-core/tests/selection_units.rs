@@ -2,11 +2,15 @@
 //! handling and top-up order, the uncertainty rankings, Core-Set and BADGE on tiny pools, and the input
 //! validation messages.
 
+use unisal_core::learner::PatchPrediction;
 use unisal_core::selection::{
-    kmeans, strategy_by_name, Badge, CoreSet, Entropy, KMeansConfig, LeastConfidence, Margin, QueryStrategy,
-    Reason, SelectionInput, UniSal,
+    kmeans, strategy_by_name, Badge, CoreSet, Entropy, KMeansAlgorithm, KMeansConfig, LeastConfidence,
+    Margin, QueryStrategy, Reason, SelectionInput, UniSal,
 };
 use unisal_core::CoreError;
+
+const ALGORITHMS: [KMeansAlgorithm; 3] =
+    [KMeansAlgorithm::Elkan, KMeansAlgorithm::Hamerly, KMeansAlgorithm::Auto];
 
 /// Blobs of `per` points around far-apart centers in `dim` dimensions; returns points and their blob.
 fn blobs(centers: usize, per: usize, dim: usize) -> (Vec<f32>, Vec<usize>) {
@@ -27,8 +31,9 @@ fn blobs(centers: usize, per: usize, dim: usize) -> (Vec<f32>, Vec<usize>) {
 #[test]
 fn kmeans_finds_well_separated_clusters_and_assigns_to_nearest() {
     let (points, blob) = blobs(5, 30, 8);
-    for seed in 0..10 {
-        let result = kmeans(&points, 8, 5, &KMeansConfig::default(), seed).expect("k-means");
+    for (seed, algorithm) in (0..12).zip(ALGORITHMS.iter().cycle()) {
+        let config = KMeansConfig { algorithm: *algorithm, ..KMeansConfig::default() };
+        let result = kmeans(&points, 8, 5, &config, seed).expect("k-means");
         assert!(result.converged, "seed {seed}: not converged after {} iterations", result.iterations);
         assert_eq!(result.sizes.iter().sum::<usize>(), 150);
         assert!(result.sizes.iter().all(|&s| s == 30), "seed {seed}: sizes {:?}", result.sizes);
@@ -46,14 +51,22 @@ fn kmeans_finds_well_separated_clusters_and_assigns_to_nearest() {
 
 #[test]
 fn kmeans_assignment_is_the_nearest_centroid() {
-    let points: Vec<f32> = (0..400).map(|i| ((i * 7919) % 101) as f32 / 10.0).collect();
-    let result = kmeans(&points, 4, 9, &KMeansConfig::default(), 3).expect("k-means");
-    for (i, point) in points.chunks_exact(4).enumerate() {
-        let dist =
-            |j: usize| point.iter().zip(result.centroid(j)).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
-        let nearest = (0..9).map(dist).fold(f32::INFINITY, f32::min);
-        assert!(dist(result.assignment[i]) <= nearest * (1.0 + 1e-5) + 1e-6, "point {i}");
+    let points: Vec<f32> = (0..4000).map(|i| ((i * 7919) % 1009) as f32 / 100.0).collect();
+    let mut results = Vec::new();
+    for algorithm in ALGORITHMS {
+        let config = KMeansConfig { algorithm, ..KMeansConfig::default() };
+        let result = kmeans(&points, 8, 23, &config, 3).expect("k-means");
+        for (i, point) in points.chunks_exact(8).enumerate() {
+            let dist =
+                |j: usize| point.iter().zip(result.centroid(j)).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+            let nearest = (0..23).map(dist).fold(f32::INFINITY, f32::min);
+            assert!(dist(result.assignment[i]) <= nearest * (1.0 + 1e-5) + 1e-6, "{algorithm:?}: point {i}");
+        }
+        results.push(result);
     }
+    // Elkan and Hamerly accelerate the same Lloyd iterations.
+    assert_eq!(results[0].assignment, results[1].assignment);
+    assert_eq!(results[0].iterations, results[1].iterations);
 }
 
 #[test]
@@ -63,17 +76,20 @@ fn kmeans_refuses_bad_arguments_and_handles_duplicates() {
     assert!(matches!(kmeans(&points, 3, 0, &config, 0), Err(CoreError::Invalid { field: "k", .. })));
     assert!(matches!(kmeans(&points, 3, 5, &config, 0), Err(CoreError::Invalid { field: "k", .. })));
     assert!(matches!(kmeans(&points, 5, 1, &config, 0), Err(CoreError::Invalid { field: "dim", .. })));
-    let bad = KMeansConfig { max_iters: 0, tol: 1e-4 };
+    let bad = KMeansConfig { max_iters: 0, ..KMeansConfig::default() };
     assert!(matches!(kmeans(&points, 3, 1, &bad, 0), Err(CoreError::Invalid { field: "kmeans", .. })));
     let mut nan = points;
     nan[4] = f32::NAN;
     let message = kmeans(&nan, 3, 2, &config, 0).expect_err("NaN refused").to_string();
     assert!(message.contains("point 1"), "{message}");
     // Four identical points, K = 4: four distinct representatives all the same.
-    let result = kmeans(&points, 3, 4, &config, 0).expect("duplicates");
-    let mut reps: Vec<usize> = result.representatives(&points).iter().map(|&(i, _)| i).collect();
-    reps.sort_unstable();
-    assert_eq!(reps, vec![0, 1, 2, 3]);
+    for algorithm in ALGORITHMS {
+        let config = KMeansConfig { algorithm, ..KMeansConfig::default() };
+        let result = kmeans(&points, 3, 4, &config, 0).expect("duplicates");
+        let mut reps: Vec<usize> = result.representatives(&points).iter().map(|&(i, _)| i).collect();
+        reps.sort_unstable();
+        assert_eq!(reps, vec![0, 1, 2, 3]);
+    }
 }
 
 /// One patch: id, pA, pB, embedding.
@@ -230,4 +246,42 @@ fn bad_input_is_refused_with_the_field_and_patch_named() {
     let m = message(input.clone().with_labeled_embeddings(vec![f32::INFINITY]));
     assert!(m.contains("labeled_embeddings") && m.contains("labeled row 0"), "{m}");
     assert!(strategy_by_name("unisal").expect("unisal").select(&input, 2, 0).is_ok());
+}
+
+#[test]
+fn from_predictions_matches_flat_arrays_and_names_ragged_patches() {
+    let prediction = |patch_id: i64, prob_a: Vec<f32>, prob_b: Vec<f32>, embedding: Vec<f32>| {
+        PatchPrediction { patch_id, pred_a: 0, pred_b: 0, pred: 0, prob_a, prob_b, embedding }
+    };
+    let predictions = vec![
+        prediction(12, vec![0.3, 0.7], vec![0.6, 0.4], vec![1.0, 2.0]),
+        prediction(5, vec![0.9, 0.1], vec![0.8, 0.2], vec![3.0, 4.0]),
+    ];
+    let input = SelectionInput::from_predictions(&predictions, vec![0.0, 0.0], 2).expect("valid");
+    assert_eq!(input.ids(), &[5, 12]);
+    assert_eq!(input.embedding(1), &[1.0, 2.0]);
+    assert_eq!(input.labeled_count(), 1);
+    let flat = SelectionInput::new(
+        vec![12, 5],
+        2,
+        vec![0.3, 0.7, 0.9, 0.1],
+        vec![0.6, 0.4, 0.8, 0.2],
+        2,
+        vec![1.0, 2.0, 3.0, 4.0],
+    )
+    .expect("valid");
+    assert_eq!(input.scores(), flat.scores());
+    // Patch 12 disagrees (B says class 0, A class 1): the ensemble is the normalised geometric mean.
+    let s = input.scores()[1];
+    assert!(!s.agree);
+    let (g0, g1) = ((0.3f64 * 0.6).sqrt(), (0.7f64 * 0.4).sqrt());
+    assert!((s.confidence - g1 / (g0 + g1)).abs() < 1e-6, "{}", s.confidence);
+
+    let mut ragged = predictions.clone();
+    ragged[1].embedding.push(5.0);
+    let m = SelectionInput::from_predictions(&ragged, Vec::new(), 2).expect_err("ragged").to_string();
+    assert!(m.contains("patch 5") && m.contains("3-d embedding"), "{m}");
+    ragged[1].prob_b.push(0.0);
+    let m = SelectionInput::from_predictions(&ragged, Vec::new(), 2).expect_err("ragged").to_string();
+    assert!(m.contains("patch 5") && m.contains("class probabilities"), "{m}");
 }

@@ -81,7 +81,7 @@ impl QueryStrategy for Badge {
             (0..input.len())
                 .fold(0, |best, i| if gradients.norm2(i) > gradients.norm2(best) { i } else { best });
         let mut rng = SeededRng::new(seed, 0x6267);
-        let seeding = kmeans_pp(&gradients, want, first, &mut rng);
+        let seeding = kmeans_pp(&gradients, want, first, &mut rng, false);
         let picks = seeding
             .centers
             .iter()

@@ -88,7 +88,7 @@ impl SelectionInput {
         for p in predictions {
             if p.prob_a.len() != num_classes || p.prob_b.len() != num_classes {
                 return Err(invalid(
-                    "probs_a",
+                    if p.prob_a.len() != num_classes { "probs_a" } else { "probs_b" },
                     format!(
                         "patch {} has {} and {} class probabilities, the first patch has {num_classes}",
                         p.patch_id,

@@ -1,7 +1,6 @@
-//! k-means for UniSAL's Compact Selector: k-means++ seeding, then Lloyd iterations accelerated with
-//! Hamerly's bounds (one upper bound to the assigned centroid and one lower bound to the second nearest per
-//! point; most points skip the distance computations after the first iterations). Results are identical to
-//! plain Lloyd up to ties and f32 rounding, deterministic per seed.
+//! k-means for UniSAL's Compact Selector: k-means++ seeding, then Lloyd iterations whose assignment step
+//! is accelerated with Elkan's or Hamerly's triangle-inequality bounds (most points skip most distance
+//! computations). Results are those of plain Lloyd up to ties and f32 rounding, deterministic per seed.
 //!
 //! Empty clusters: the point farthest from its centroid (in a cluster of more than one member; ties to the
 //! lowest index) moves to the empty cluster. When every point sits exactly on its centroid (duplicates, fewer
@@ -9,24 +8,46 @@
 //! the nearest point not yet chosen.
 
 use super::distance::{sq_dist, DenseRows, PointSet};
+use super::elkan::Elkan;
+use super::hamerly::Hamerly;
 use super::rng::SeededRng;
 use super::seeding::kmeans_pp;
 use crate::error::{CoreError, Result};
 use serde::{Deserialize, Serialize};
 
-/// Stopping rule of Lloyd's iterations.
+/// Elkan's bounds are used up to this many point × cluster pairs (64 MiB of f32), Hamerly's beyond.
+pub const ELKAN_MAX_BOUNDS: usize = 1 << 24;
+
+/// How Lloyd's assignment step avoids distance computations (all give the same clusters up to ties and
+/// f32 rounding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KMeansAlgorithm {
+    /// Elkan while n × K <= [`ELKAN_MAX_BOUNDS`], else Hamerly.
+    #[default]
+    Auto,
+    /// Elkan (2003): a lower bound per point and centroid; fastest in high dimension with many clusters.
+    Elkan,
+    /// Hamerly (2010): one lower bound per point; O(n) memory.
+    Hamerly,
+}
+
+/// Stopping rule and algorithm of Lloyd's iterations.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct KMeansConfig {
     /// At most this many Lloyd iterations (at least 1).
     pub max_iters: usize,
     /// Stop when the sum of squared centroid moves is at most `tol` times the mean per-dimension variance
     /// of the points (scikit-learn's rule); also stop when no point changes cluster.
     pub tol: f64,
+    /// How the assignment step is accelerated.
+    pub algorithm: KMeansAlgorithm,
 }
 
 impl Default for KMeansConfig {
     fn default() -> Self {
-        KMeansConfig { max_iters: 100, tol: 1e-4 }
+        KMeansConfig { max_iters: 100, tol: 1e-4, algorithm: KMeansAlgorithm::Auto }
     }
 }
 
@@ -93,7 +114,7 @@ impl KMeansResult {
 }
 
 /// k-means with K = `k` over `points` (row-major, `dim` values a point): k-means++ seeding from a seeded
-/// uniform first center, then Lloyd's iterations (Hamerly-accelerated) until `config`'s stopping rule.
+/// uniform first center, then Lloyd's iterations (Elkan- or Hamerly-accelerated) until `config`'s stopping rule.
 /// Requires 1 <= k <= number of points and finite values.
 pub fn kmeans(
     points: &[f32],
@@ -123,11 +144,10 @@ pub fn kmeans(
     Ok(lloyd(&DenseRows::new(points, dim), dim, k, config, &mut rng))
 }
 
-/// Per-point state of Hamerly's algorithm.
-struct Bounds {
-    assignment: Vec<u32>,
-    upper: Vec<f32>,
-    lower: Vec<f32>,
+/// The bounds that accelerate the assignment step.
+enum Accelerator {
+    Elkan(Elkan),
+    Hamerly(Hamerly),
 }
 
 fn lloyd(
@@ -138,30 +158,42 @@ fn lloyd(
     rng: &mut SeededRng,
 ) -> KMeansResult {
     let n = rows.len();
+    let use_elkan = match config.algorithm {
+        KMeansAlgorithm::Elkan => true,
+        KMeansAlgorithm::Hamerly => false,
+        KMeansAlgorithm::Auto => n.saturating_mul(k) <= ELKAN_MAX_BOUNDS,
+    };
     let first = rng.below(n);
-    let seeding = kmeans_pp(rows, k, first, rng);
+    let seeding = kmeans_pp(rows, k, first, rng, use_elkan);
     let mut centroids: Vec<f32> = seeding.centers.iter().flat_map(|&c| rows.row(c).iter().copied()).collect();
-    let mut bounds = Bounds {
-        assignment: seeding.nearest,
-        upper: seeding.d2.iter().map(|d| d.sqrt()).collect(),
-        lower: seeding.second_lower,
+    let mut assignment = seeding.nearest;
+    let mut accelerator = if use_elkan {
+        Accelerator::Elkan(Elkan::new(&seeding.d2, seeding.lower_all, k))
+    } else {
+        Accelerator::Hamerly(Hamerly::new(&seeding.d2, seeding.second_lower, k))
     };
     let tol_abs = config.tol * mean_variance(rows, dim);
-    let mut half_gap = vec![f32::INFINITY; k];
     let (mut iterations, mut converged) = (0, false);
     while iterations < config.max_iters {
         iterations += 1;
-        let (shifts, moved) = move_centroids(rows, dim, k, &mut centroids, &mut bounds.assignment);
-        update_bounds(&mut bounds, &shifts, &moved);
-        half_gaps(&centroids, dim, k, &mut half_gap);
-        let changed = assign(rows, &centroids, dim, &half_gap, &mut bounds);
+        let (shifts, moved) = move_centroids(rows, dim, k, &mut centroids, &mut assignment);
+        let changed = match &mut accelerator {
+            Accelerator::Elkan(elkan) => {
+                elkan.after_move(&assignment, &shifts, &moved);
+                elkan.assign(rows, &centroids, dim, &mut assignment)
+            }
+            Accelerator::Hamerly(hamerly) => {
+                hamerly.after_move(&assignment, &shifts, &moved);
+                hamerly.assign(rows, &centroids, dim, &mut assignment)
+            }
+        };
         let moved_sq: f64 = shifts.iter().map(|&s| f64::from(s) * f64::from(s)).sum();
         if (changed == 0 && moved.is_empty()) || moved_sq <= tol_abs {
             converged = true;
             break;
         }
     }
-    let assignment: Vec<usize> = bounds.assignment.iter().map(|&a| a as usize).collect();
+    let assignment: Vec<usize> = assignment.iter().map(|&a| a as usize).collect();
     let mut sizes = vec![0; k];
     for &a in &assignment {
         sizes[a] += 1;
@@ -253,81 +285,4 @@ fn move_centroids(
         .map(|j| sq_dist(&old[j * dim..(j + 1) * dim], &centroids[j * dim..(j + 1) * dim]).sqrt())
         .collect();
     (shifts, moved)
-}
-
-/// Loosen the bounds by the centroid moves (upper by the own centroid's, lower by the largest other one).
-fn update_bounds(bounds: &mut Bounds, shifts: &[f32], moved: &[usize]) {
-    let (mut largest, mut second, mut largest_at) = (0.0f32, 0.0f32, usize::MAX);
-    for (j, &s) in shifts.iter().enumerate() {
-        if s > largest {
-            second = largest;
-            largest = s;
-            largest_at = j;
-        } else if s > second {
-            second = s;
-        }
-    }
-    for ((&a, upper), lower) in bounds.assignment.iter().zip(&mut bounds.upper).zip(&mut bounds.lower) {
-        let a = a as usize;
-        *upper += shifts[a];
-        *lower -= if a == largest_at { second } else { largest };
-    }
-    for &i in moved {
-        bounds.upper[i] = 0.0;
-        bounds.lower[i] = 0.0;
-    }
-}
-
-/// Half the distance from each centroid to its nearest other centroid (infinite for K = 1).
-fn half_gaps(centroids: &[f32], dim: usize, k: usize, half_gap: &mut [f32]) {
-    half_gap.fill(f32::INFINITY);
-    for a in 0..k {
-        for b in a + 1..k {
-            let d =
-                0.5 * sq_dist(&centroids[a * dim..(a + 1) * dim], &centroids[b * dim..(b + 1) * dim]).sqrt();
-            half_gap[a] = half_gap[a].min(d);
-            half_gap[b] = half_gap[b].min(d);
-        }
-    }
-}
-
-/// Hamerly's assignment step; returns how many points changed cluster.
-fn assign(
-    rows: &DenseRows<'_>,
-    centroids: &[f32],
-    dim: usize,
-    half_gap: &[f32],
-    bounds: &mut Bounds,
-) -> usize {
-    let mut changed = 0;
-    for i in 0..bounds.assignment.len() {
-        let a = bounds.assignment[i] as usize;
-        let limit = half_gap[a].max(bounds.lower[i]);
-        if bounds.upper[i] <= limit {
-            continue;
-        }
-        let x = rows.row(i);
-        bounds.upper[i] = sq_dist(x, &centroids[a * dim..(a + 1) * dim]).sqrt();
-        if bounds.upper[i] <= limit {
-            continue;
-        }
-        let (mut best, mut best_d, mut second_d) = (0usize, f32::INFINITY, f32::INFINITY);
-        for (j, centroid) in centroids.chunks_exact(dim).enumerate() {
-            let d = sq_dist(x, centroid);
-            if d < best_d {
-                second_d = best_d;
-                best_d = d;
-                best = j;
-            } else if d < second_d {
-                second_d = d;
-            }
-        }
-        if best != a {
-            changed += 1;
-            bounds.assignment[i] = best as u32;
-        }
-        bounds.upper[i] = best_d.sqrt();
-        bounds.lower[i] = second_d.sqrt();
-    }
-    changed
 }

@@ -22,6 +22,8 @@
 mod badge;
 mod coreset;
 mod distance;
+mod elkan;
+mod hamerly;
 mod input;
 pub mod kmeans;
 mod random;
@@ -34,7 +36,7 @@ mod unisal;
 pub use badge::Badge;
 pub use coreset::CoreSet;
 pub use input::{SelectionInput, SelectionInputParts};
-pub use kmeans::{kmeans, KMeansConfig, KMeansResult};
+pub use kmeans::{kmeans, KMeansAlgorithm, KMeansConfig, KMeansResult};
 pub use random::Random;
 pub use scores::{jensen_shannon, PatchScores};
 pub use uncertainty::{Entropy, LeastConfidence, Margin};

@@ -103,22 +103,17 @@ pub fn jensen_shannon(p: &[f32], q: &[f32]) -> f64 {
 
 /// The ensemble's probabilities from both networks': the softmax of the averaged log-probabilities, which
 /// equals the softmax of the averaged logits (softmax is invariant to a per-row shift, and
-/// `ln softmax(z) = z - logsumexp(z)`), i.e. the normalised geometric mean of `pa` and `pb`. Where every
+/// `ln softmax(z) = z - logsumexp(z)`), i.e. the normalised geometric mean `sqrt(pa * pb) / sum`. Where every
 /// class has probability 0 in one of the networks (f32 underflow), the normalised arithmetic mean is used.
 pub(crate) fn ensemble_from_pair(pa: &[f32], pb: &[f32], out: &mut Vec<f32>) {
-    let start = out.len();
-    let logs: Vec<f64> =
-        pa.iter().zip(pb).map(|(&a, &b)| 0.5 * (f64::from(a).ln() + f64::from(b).ln())).collect();
-    let max = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if max.is_finite() {
-        let exps: Vec<f64> = logs.iter().map(|&l| (l - max).exp()).collect();
-        let total: f64 = exps.iter().sum();
-        out.extend(exps.iter().map(|&e| (e / total) as f32));
+    let geometric = |(&a, &b): (&f32, &f32)| (f64::from(a) * f64::from(b)).sqrt();
+    let total: f64 = pa.iter().zip(pb).map(geometric).sum();
+    if total > 0.0 {
+        out.extend(pa.iter().zip(pb).map(|pair| (geometric(pair) / total) as f32));
     } else {
         let total: f64 = pa.iter().zip(pb).map(|(&a, &b)| f64::from(a) + f64::from(b)).sum();
         out.extend(pa.iter().zip(pb).map(|(&a, &b)| ((f64::from(a) + f64::from(b)) / total) as f32));
     }
-    debug_assert_eq!(out.len() - start, pa.len());
 }
 
 #[cfg(test)]

@@ -18,12 +18,22 @@ pub(crate) struct Seeding {
     pub(crate) d2: Vec<f32>,
     /// For each point, a lower bound on its (not squared) distance to the second nearest center.
     pub(crate) second_lower: Vec<f32>,
+    /// When asked for: for each point (row) and center (column), a lower bound on their distance
+    /// (exact where it was computed); empty otherwise.
+    pub(crate) lower_all: Vec<f32>,
 }
 
 /// Choose `k` (1..=n) centers among the points: `first`, then each next one with probability proportional
 /// to its squared distance to the nearest chosen center. When every remaining point coincides with a
 /// chosen center (duplicates), the next center is drawn uniformly among the points not yet chosen.
-pub(crate) fn kmeans_pp<P: PointSet>(points: &P, k: usize, first: usize, rng: &mut SeededRng) -> Seeding {
+/// `all_lower` asks for the n × k lower bounds (Elkan's k-means starts from them).
+pub(crate) fn kmeans_pp<P: PointSet>(
+    points: &P,
+    k: usize,
+    first: usize,
+    rng: &mut SeededRng,
+    all_lower: bool,
+) -> Seeding {
     let n = points.len();
     debug_assert!(k >= 1 && k <= n && first < n, "k-means++ with k={k}, n={n}, first={first}");
     let mut is_center = vec![false; n];
@@ -34,8 +44,14 @@ pub(crate) fn kmeans_pp<P: PointSet>(points: &P, k: usize, first: usize, rng: &m
         nearest: vec![0; n],
         d2: (0..n).map(|i| points.dist2(i, first)).collect(),
         second_lower: vec![f32::INFINITY; n],
+        lower_all: if all_lower { vec![0.0; n * k] } else { Vec::new() },
     };
     let mut dist: Vec<f32> = seeding.d2.iter().map(|d| d.sqrt()).collect();
+    if all_lower {
+        for (i, &d) in dist.iter().enumerate() {
+            seeding.lower_all[i * k] = d;
+        }
+    }
     let mut center_dist = Vec::with_capacity(k);
     while seeding.centers.len() < k {
         let chosen = draw_next(&seeding.d2, &is_center, rng);
@@ -55,9 +71,15 @@ pub(crate) fn kmeans_pp<P: PointSet>(points: &P, k: usize, first: usize, rng: &m
                 if bound < seeding.second_lower[i] {
                     seeding.second_lower[i] = bound;
                 }
+                if all_lower {
+                    seeding.lower_all[i * k + position as usize] = bound;
+                }
                 continue;
             }
             let d2 = points.dist2(i, chosen);
+            if all_lower {
+                seeding.lower_all[i * k + position as usize] = d2.sqrt();
+            }
             if d2 < seeding.d2[i] {
                 seeding.second_lower[i] = seeding.second_lower[i].min(current);
                 seeding.nearest[i] = position;
@@ -108,7 +130,7 @@ mod tests {
         let mut rng = SeededRng::new(5, 0);
         let data: Vec<f32> = (0..300).map(|_| rng.uniform() as f32 * 10.0).collect();
         let points = DenseRows::new(&data, 3);
-        let seeding = kmeans_pp(&points, 12, 0, &mut SeededRng::new(1, 0));
+        let seeding = kmeans_pp(&points, 12, 0, &mut SeededRng::new(1, 0), true);
         assert_eq!(seeding.centers.len(), 12);
         let mut unique = seeding.centers.clone();
         unique.sort_unstable();
@@ -121,6 +143,10 @@ mod tests {
             assert_eq!(seeding.nearest[i] as usize, dists[0].1, "nearest center of point {i}");
             assert_eq!(seeding.d2[i], dists[0].0);
             assert!(seeding.second_lower[i] <= dists[1].0.sqrt() + 1e-4, "second bound of point {i}");
+            for (p, &c) in seeding.centers.iter().enumerate() {
+                let bound = seeding.lower_all[i * 12 + p];
+                assert!(bound <= points.dist2(i, c).sqrt() + 1e-4, "bound of point {i} to center {p}");
+            }
         }
     }
 
@@ -128,7 +154,7 @@ mod tests {
     fn duplicates_fall_back_to_uniform_non_centers() {
         let data = [1.0f32, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0];
         let points = DenseRows::new(&data, 2);
-        let seeding = kmeans_pp(&points, 4, 2, &mut SeededRng::new(9, 0));
+        let seeding = kmeans_pp(&points, 4, 2, &mut SeededRng::new(9, 0), false);
         let mut centers = seeding.centers.clone();
         centers.sort_unstable();
         assert_eq!(centers, vec![0, 1, 2, 3]);
