@@ -21,6 +21,7 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
 }
 
 export const api = {
+  startupProject: () => call<ProjectStatus | null>("startup_project"),
   recentProjects: () => call<RecentProject[]>("recent_projects"),
   openProject: (path: string) => call<ProjectStatus>("open_project", { path }),
   createProject: (path: string) => call<ProjectStatus>("create_project", { path }),

@@ -72,6 +72,8 @@ export interface ImportReport {
   duplicates: number;
   failed: ImportFailure[];
   cancelled: boolean;
+  skipped: number;
+  notes: string[];
   seconds: number;
 }
 
