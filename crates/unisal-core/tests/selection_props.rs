@@ -6,7 +6,10 @@ mod selection_support;
 use proptest::prelude::*;
 use selection_support::{synthetic, Shape};
 use std::collections::HashSet;
-use unisal_core::selection::{all_strategies, jensen_shannon, QueryStrategy, Reason, UniSal, STRATEGY_NAMES};
+use unisal_core::selection::{
+    all_strategies, jensen_shannon, kmeans, KMeansAlgorithm, KMeansConfig, QueryStrategy, Reason, UniSal,
+    STRATEGY_NAMES,
+};
 
 fn shapes() -> impl Strategy<Value = Shape> {
     (0usize..60, 2usize..7, 1usize..12, 0.0f64..=1.0, 1u64..6, 0usize..5).prop_map(
@@ -81,5 +84,34 @@ proptest! {
         prop_assert!((0.0..=std::f64::consts::LN_2).contains(&pq));
         prop_assert!((pq - jensen_shannon(&q, &p)).abs() < 1e-12);
         prop_assert!(jensen_shannon(&p, &p) < 1e-12);
+    }
+
+    #[test]
+    fn kmeans_assigns_to_the_nearest_centroid_and_represents_every_cluster(
+        (dim, points) in (1usize..6).prop_flat_map(|dim| (Just(dim), prop::collection::vec(0u8..4, dim..dim * 40))),
+        k_fraction in 0.0f64..1.0,
+        seed in any::<u64>(),
+        elkan in any::<bool>(),
+    ) {
+        let n = points.len() / dim;
+        let points: Vec<f32> = points[..n * dim].iter().map(|&v| f32::from(v) * 0.5).collect();
+        let k = 1 + ((n - 1) as f64 * k_fraction) as usize;
+        let algorithm = if elkan { KMeansAlgorithm::Elkan } else { KMeansAlgorithm::Hamerly };
+        let config = KMeansConfig { algorithm, ..KMeansConfig::default() };
+        let result = kmeans(&points, dim, k, &config, seed).unwrap();
+        prop_assert_eq!(result.sizes.iter().sum::<usize>(), n);
+        for (i, point) in points.chunks_exact(dim).enumerate() {
+            let dist = |j: usize| point.iter().zip(result.centroid(j)).map(|(a, b)| (a - b) * (a - b)).sum::<f32>();
+            let nearest = (0..k).map(dist).fold(f32::INFINITY, f32::min);
+            prop_assert!(dist(result.assignment[i]) <= nearest + 1e-4, "point {} of {}", i, n);
+        }
+        let reps = result.representatives(&points);
+        prop_assert_eq!(reps.len(), k);
+        let distinct: HashSet<usize> = reps.iter().map(|&(i, _)| i).collect();
+        prop_assert_eq!(distinct.len(), k);
+        let clusters: HashSet<usize> = reps.iter().map(|&(_, j)| j).collect();
+        prop_assert_eq!(clusters.len(), k);
+        let again = kmeans(&points, dim, k, &config, seed).unwrap();
+        prop_assert_eq!(again, result);
     }
 }

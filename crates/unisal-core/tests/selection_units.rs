@@ -285,3 +285,33 @@ fn from_predictions_matches_flat_arrays_and_names_ragged_patches() {
     let m = SelectionInput::from_predictions(&ragged, Vec::new(), 2).expect_err("ragged").to_string();
     assert!(m.contains("patch 5") && m.contains("class probabilities"), "{m}");
 }
+
+#[test]
+fn coreset_matches_a_brute_force_k_center_greedy() {
+    // 300 points in 6-d on a coarse grid of 4 blobs, 7 labeled points; compared with the textbook loop.
+    let (n, dim) = (300usize, 6usize);
+    let value = |i: usize, d: usize| ((i * 7919 + d * 104_729) % 97) as f32 / 97.0 + ((i % 4) * 3) as f32;
+    let embeddings: Vec<f32> = (0..n).flat_map(|i| (0..dim).map(move |d| value(i, d))).collect();
+    let labeled: Vec<f32> = (0..7 * dim).map(|v| ((v * 31) % 53) as f32 / 10.0).collect();
+    let p = [0.8f32, 0.1, 0.1];
+    let input =
+        SelectionInput::new((0..n as i64).collect(), 3, p.repeat(n), p.repeat(n), dim, embeddings.clone())
+            .expect("valid")
+            .with_labeled_embeddings(labeled.clone())
+            .expect("labeled");
+    let sq = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f32>();
+    let mut nearest: Vec<f32> = embeddings
+        .chunks_exact(dim)
+        .map(|x| labeled.chunks_exact(dim).map(|c| sq(x, c)).fold(f32::INFINITY, f32::min))
+        .collect();
+    let mut expected = Vec::new();
+    for _ in 0..40 {
+        let next = (0..n).fold(0, |best, i| if nearest[i] > nearest[best] { i } else { best });
+        expected.push(next as i64);
+        let center = embeddings[next * dim..(next + 1) * dim].to_vec();
+        for (i, x) in embeddings.chunks_exact(dim).enumerate() {
+            nearest[i] = nearest[i].min(sq(x, &center));
+        }
+    }
+    assert_eq!(CoreSet.select(&input, 40, 0).expect("coreset").ids(), expected);
+}

@@ -82,7 +82,16 @@ impl KMeansResult {
     /// One distinct point per cluster, as `(point index, cluster)`: for each non-empty cluster in order, its
     /// member nearest the centroid (ties to the lowest index); then, for each empty cluster, the nearest point
     /// not already chosen. `points` must be the points the result was computed from.
+    ///
+    /// # Panics
+    /// When `points` does not hold one row of `dim` values per assigned point.
     pub fn representatives(&self, points: &[f32]) -> Vec<(usize, usize)> {
+        assert_eq!(
+            points.len(),
+            self.assignment.len() * self.dim,
+            "representatives() needs the {} points k-means ran on",
+            self.assignment.len()
+        );
         let rows = DenseRows::new(points, self.dim);
         let mut best: Vec<Option<(f32, usize)>> = vec![None; self.k()];
         for (i, &j) in self.assignment.iter().enumerate() {
