@@ -5,7 +5,7 @@
 use unisal_core::learner::PatchPrediction;
 use unisal_core::selection::{
     kmeans, strategy_by_name, Badge, CoreSet, Entropy, KMeansAlgorithm, KMeansConfig, LeastConfidence,
-    Margin, QueryStrategy, Reason, SelectionInput, UniSal,
+    Margin, QueryStrategy, Reason, SelectionInput, SelectionInputParts, UniSal,
 };
 use unisal_core::CoreError;
 
@@ -314,4 +314,27 @@ fn coreset_matches_a_brute_force_k_center_greedy() {
         }
     }
     assert_eq!(CoreSet.select(&input, 40, 0).expect("coreset").ids(), expected);
+}
+
+#[test]
+fn given_ensemble_probabilities_are_validated_and_used() {
+    let parts = SelectionInputParts {
+        ids: vec![1, 2],
+        num_classes: 2,
+        probs_a: vec![0.9, 0.1, 0.6, 0.4],
+        probs_b: vec![0.9, 0.1, 0.6, 0.4],
+        ensemble_probs: Some(vec![0.5, 0.5, 0.99, 0.01]),
+        embed_dim: 1,
+        embeddings: vec![0.0, 1.0],
+        labeled_embeddings: Vec::new(),
+    };
+    // From A and B alone patch 2 is the uncertain one; the learner's ensemble says patch 1.
+    let input = SelectionInput::from_parts(parts.clone()).expect("valid");
+    assert_eq!(Entropy.select(&input, 1, 0).expect("entropy").ids(), vec![1]);
+    assert!((input.scores()[0].confidence - 0.5).abs() < 1e-6);
+    let derived = SelectionInput::from_parts(SelectionInputParts { ensemble_probs: None, ..parts.clone() });
+    assert_eq!(Entropy.select(&derived.expect("valid"), 1, 0).expect("entropy").ids(), vec![2]);
+    let bad = SelectionInputParts { ensemble_probs: Some(vec![0.5, 0.5, 0.9]), ..parts };
+    let m = SelectionInput::from_parts(bad).expect_err("ragged ensemble").to_string();
+    assert!(m.contains("ensemble_probs") && m.contains("expected 2 patches x 2 classes = 4"), "{m}");
 }

@@ -34,7 +34,9 @@ pub struct SelectionInputParts {
 ///
 /// The ensemble's probabilities are the learner's when given; otherwise the softmax of the averaged
 /// log-probabilities of A and B, which equals the softmax of the averaged logits (the pair's prediction
-/// rule, UNISAL.md 1.5) because `ln softmax(z) = z - logsumexp(z)` differs from `z` by a per-row constant.
+/// rule, UNISAL.md 1.5) because `ln softmax(z) = z - logsumexp(z)` differs from `z` by a per-row constant:
+/// the normalised geometric mean `sqrt(pA pB) / sum`. (The arithmetic mean of pA and pB would not match the
+/// pair's predicted class in general.)
 #[derive(Debug, Clone)]
 pub struct SelectionInput {
     ids: Vec<i64>,
