@@ -1,0 +1,184 @@
+//! Device choice: parse `auto|cpu|cuda|cuda:N|metal|metal:N`, resolve it to a candle [`Device`] and name it.
+//!
+//! A CUDA or Metal choice fails with [`TrainError::DeviceUnavailable`] when the cargo feature was not compiled in
+//! or no such device is present; `auto` prefers CUDA, then Metal, then the CPU.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Device;
+
+use crate::error::{Result, TrainError};
+
+/// Which device the user asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceChoice {
+    /// CUDA 0 if compiled in and present, else Metal 0 if compiled in and present, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU (always available).
+    Cpu,
+    /// The CUDA device with this ordinal.
+    Cuda(usize),
+    /// The Metal device with this ordinal.
+    Metal(usize),
+}
+
+impl FromStr for DeviceChoice {
+    type Err = TrainError;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim().to_ascii_lowercase();
+        let ordinal = |rest: &str| -> Result<usize> {
+            rest.parse::<usize>().map_err(|_| TrainError::InvalidDevice(s.to_string()))
+        };
+        match t.as_str() {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "cuda" | "gpu" => Ok(Self::Cuda(0)),
+            "metal" | "mps" => Ok(Self::Metal(0)),
+            _ => {
+                if let Some(rest) = t.strip_prefix("cuda:") {
+                    Ok(Self::Cuda(ordinal(rest)?))
+                } else if let Some(rest) = t.strip_prefix("metal:") {
+                    Ok(Self::Metal(ordinal(rest)?))
+                } else {
+                    Err(TrainError::InvalidDevice(s.to_string()))
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for DeviceChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Auto => write!(f, "auto"),
+            Self::Cpu => write!(f, "cpu"),
+            Self::Cuda(i) => write!(f, "cuda:{i}"),
+            Self::Metal(i) => write!(f, "metal:{i}"),
+        }
+    }
+}
+
+impl DeviceChoice {
+    /// Resolve to a candle device.
+    pub fn resolve(self) -> Result<Device> {
+        match self {
+            Self::Cpu => Ok(Device::Cpu),
+            Self::Cuda(i) => {
+                if !candle_core::utils::cuda_is_available() {
+                    return Err(TrainError::DeviceUnavailable {
+                        device: self.to_string(),
+                        reason: "this build has no CUDA support (rebuild with `--features cuda`)".into(),
+                    });
+                }
+                Device::new_cuda(i).map_err(|e| TrainError::DeviceUnavailable {
+                    device: self.to_string(),
+                    reason: format!("no usable CUDA device {i}: {e}"),
+                })
+            }
+            Self::Metal(i) => {
+                if !candle_core::utils::metal_is_available() {
+                    return Err(TrainError::DeviceUnavailable {
+                        device: self.to_string(),
+                        reason: "this build has no Metal support (rebuild with `--features metal`)".into(),
+                    });
+                }
+                Device::new_metal(i).map_err(|e| TrainError::DeviceUnavailable {
+                    device: self.to_string(),
+                    reason: format!("no usable Metal device {i}: {e}"),
+                })
+            }
+            Self::Auto => {
+                if candle_core::utils::cuda_is_available() {
+                    if let Ok(d) = Device::new_cuda(0) {
+                        return Ok(d);
+                    }
+                }
+                if candle_core::utils::metal_is_available() {
+                    if let Ok(d) = Device::new_metal(0) {
+                        return Ok(d);
+                    }
+                }
+                Ok(Device::Cpu)
+            }
+        }
+    }
+}
+
+/// A short human-readable name of a device, recorded with each round: "CUDA 0 (NVIDIA H200)" when the driver
+/// names the card, otherwise "cuda:0"; "metal:0"; "cpu (N threads)".
+pub fn device_name(device: &Device) -> String {
+    match device.location() {
+        candle_core::DeviceLocation::Cpu => {
+            format!("cpu ({} threads)", candle_core::utils::get_num_threads())
+        }
+        candle_core::DeviceLocation::Cuda { gpu_id } => match cuda_card_name(device) {
+            Some(name) => format!("CUDA {gpu_id} ({name})"),
+            None => format!("cuda:{gpu_id}"),
+        },
+        candle_core::DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
+}
+
+/// Wait until all work queued on the device has finished (a no-op on the CPU).
+pub fn synchronize(device: &Device) -> Result<()> {
+    device.synchronize()?;
+    Ok(())
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_card_name(device: &Device) -> Option<String> {
+    let cuda = device.as_cuda_device().ok()?;
+    let stream = cuda.cuda_stream();
+    let name = stream.context().name().ok()?;
+    Some(name)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_card_name(_device: &Device) -> Option<String> {
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_all_forms() {
+        assert_eq!("auto".parse::<DeviceChoice>().unwrap(), DeviceChoice::Auto);
+        assert_eq!("CPU".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cpu);
+        assert_eq!("cuda".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(0));
+        assert_eq!("cuda:1".parse::<DeviceChoice>().unwrap(), DeviceChoice::Cuda(1));
+        assert_eq!("metal".parse::<DeviceChoice>().unwrap(), DeviceChoice::Metal(0));
+        assert_eq!("metal:2".parse::<DeviceChoice>().unwrap(), DeviceChoice::Metal(2));
+        for bad in ["", "tpu", "cuda:", "cuda:x", "cuda:-1", "metal:1.5"] {
+            let err = bad.parse::<DeviceChoice>().unwrap_err();
+            assert!(matches!(err, TrainError::InvalidDevice(ref s) if s == bad), "{bad}: {err}");
+        }
+        assert_eq!(DeviceChoice::Cuda(3).to_string(), "cuda:3");
+    }
+
+    #[test]
+    fn cpu_resolves_and_is_named() {
+        let d = DeviceChoice::Cpu.resolve().unwrap();
+        assert!(d.is_cpu());
+        assert!(device_name(&d).starts_with("cpu ("), "{}", device_name(&d));
+        synchronize(&d).unwrap();
+    }
+
+    #[test]
+    fn missing_backend_is_a_clear_error() {
+        if !candle_core::utils::cuda_is_available() {
+            let err = DeviceChoice::Cuda(0).resolve().unwrap_err();
+            assert!(err.to_string().contains("--features cuda"), "{err}");
+        }
+        if !candle_core::utils::metal_is_available() {
+            let err = DeviceChoice::Metal(0).resolve().unwrap_err();
+            assert!(err.to_string().contains("--features metal"), "{err}");
+        }
+        // Auto always yields some device.
+        DeviceChoice::Auto.resolve().unwrap();
+    }
+}

@@ -1,0 +1,106 @@
+//! BatchNorm2d with torch semantics in train and eval mode.
+//!
+//! Train mode normalises with the statistics of the whole batch over (N, H, W) using the biased variance, and then
+//! updates the running statistics with momentum 0.1: `running = (1 - m) * running + m * batch`, the running
+//! variance from the unbiased batch variance. Eval mode normalises with the running statistics.
+
+use candle_core::{Tensor, Var};
+
+use super::{push_var, HasVars, Init, NamedVar, VarKind};
+use crate::error::{Result, TrainError};
+
+/// Batch normalisation over the channel dimension of `[N, C, H, W]`.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    weight: Var,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+    momentum: f64,
+    eps: f64,
+}
+
+impl BatchNorm2d {
+    /// torch's defaults: weight 1, bias 0, running mean 0, running var 1, momentum 0.1, eps 1e-5.
+    pub fn new(init: &Init, channels: usize) -> Result<Self> {
+        Ok(Self {
+            weight: init.constant(&[channels], 1.0)?,
+            bias: init.constant(&[channels], 0.0)?,
+            running_mean: init.constant(&[channels], 0.0)?,
+            running_var: init.constant(&[channels], 1.0)?,
+            momentum: 0.1,
+            eps: 1e-5,
+        })
+    }
+
+    /// From existing variables, with torch's momentum 0.1 and eps 1e-5.
+    pub fn from_vars(weight: Var, bias: Var, running_mean: Var, running_var: Var) -> Self {
+        Self { weight, bias, running_mean, running_var, momentum: 0.1, eps: 1e-5 }
+    }
+
+    /// The scale (gamma).
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    /// The shift (beta).
+    pub fn bias(&self) -> &Var {
+        &self.bias
+    }
+
+    /// The running mean buffer.
+    pub fn running_mean(&self) -> &Var {
+        &self.running_mean
+    }
+
+    /// The running variance buffer.
+    pub fn running_var(&self) -> &Var {
+        &self.running_var
+    }
+
+    /// Normalise `x: [N, C, H, W]`. In train mode this also updates the running statistics.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let w4 = self.weight.as_tensor().reshape((1, c, 1, 1))?;
+        let b4 = self.bias.as_tensor().reshape((1, c, 1, 1))?;
+        if !train {
+            let rm = self.running_mean.as_tensor().reshape((1, c, 1, 1))?;
+            let rv = self.running_var.as_tensor().reshape((1, c, 1, 1))?;
+            let scale = w4.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
+            let shift = b4.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
+            return Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?);
+        }
+        let count = n * h * w;
+        if count < 2 {
+            return Err(TrainError::InvalidModel(format!(
+                "batch norm in train mode needs more than one value per channel (input {n}x{c}x{h}x{w})"
+            )));
+        }
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+        let scale = (&var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&w4)?;
+        let y = centred.broadcast_mul(&scale)?.broadcast_add(&b4)?;
+
+        // Running statistics, outside the autograd graph.
+        let m = self.momentum;
+        let batch_mean = mean.detach().flatten_all()?;
+        let unbiased = var.detach().flatten_all()?.affine(count as f64 / (count - 1) as f64, 0.0)?;
+        let new_mean =
+            (self.running_mean.as_tensor().detach().affine(1.0 - m, 0.0)? + batch_mean.affine(m, 0.0)?)?;
+        let new_var =
+            (self.running_var.as_tensor().detach().affine(1.0 - m, 0.0)? + unbiased.affine(m, 0.0)?)?;
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)?;
+        Ok(y)
+    }
+}
+
+impl HasVars for BatchNorm2d {
+    fn visit_vars(&self, prefix: &str, out: &mut Vec<NamedVar>) {
+        push_var(out, prefix, "weight", &self.weight, VarKind::Param);
+        push_var(out, prefix, "bias", &self.bias, VarKind::Param);
+        push_var(out, prefix, "running_mean", &self.running_mean, VarKind::Buffer);
+        push_var(out, prefix, "running_var", &self.running_var, VarKind::Buffer);
+    }
+}

@@ -1,0 +1,74 @@
+//! 2-D convolution with optional bias; weight `[out, in, k, k]` as in torch.
+
+use candle_core::{Tensor, Var};
+
+use super::{push_var, HasVars, Init, NamedVar, VarKind};
+use crate::error::Result;
+
+/// A square-kernel 2-D convolution (groups 1, dilation 1).
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Var,
+    bias: Option<Var>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// A convolution initialised like torchvision's ResNet (kaiming-normal fan_out; bias zero).
+    /// `name` is the layer's full name, used to seed its random stream.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        init: &Init,
+        name: &str,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    ) -> Result<Self> {
+        let weight = init.kaiming_normal_fan_out(
+            &super::join_name(name, "weight"),
+            &[out_channels, in_channels, kernel, kernel],
+        )?;
+        let bias = if bias { Some(init.constant(&[out_channels], 0.0)?) } else { None };
+        Ok(Self { weight, bias, stride, padding })
+    }
+
+    /// A convolution from existing variables (weight `[out, in, k, k]`, bias `[out]`).
+    pub fn from_vars(weight: Var, bias: Option<Var>, stride: usize, padding: usize) -> Self {
+        Self { weight, bias, stride, padding }
+    }
+
+    /// The weight `[out, in, k, k]`.
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    /// The bias, if any.
+    pub fn bias(&self) -> Option<&Var> {
+        self.bias.as_ref()
+    }
+
+    /// `x: [N, in, H, W]` -> `[N, out, H', W']`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?;
+        match &self.bias {
+            Some(b) => {
+                let c = b.as_tensor().dim(0)?;
+                Ok(y.broadcast_add(&b.as_tensor().reshape((1, c, 1, 1))?)?)
+            }
+            None => Ok(y),
+        }
+    }
+}
+
+impl HasVars for Conv2d {
+    fn visit_vars(&self, prefix: &str, out: &mut Vec<NamedVar>) {
+        push_var(out, prefix, "weight", &self.weight, VarKind::Param);
+        if let Some(b) = &self.bias {
+            push_var(out, prefix, "bias", b, VarKind::Param);
+        }
+    }
+}

@@ -1,0 +1,62 @@
+//! Layers written from differentiable candle ops, so that their gradients are correct in train mode on every
+//! backend (CPU, CUDA, Metal) without custom kernels.
+//!
+//! candle 0.11.1's own `max_pool2d` has a wrong or missing backward and candle-nn's BatchNorm in the model ports is
+//! eval-only, so everything a network needs is here: [`Conv2d`], [`BatchNorm2d`] (train and eval mode, torch
+//! semantics), [`Linear`], [`relu`], [`global_avg_pool`] and [`max_pool2d`]. Every layer's gradient is checked
+//! against central finite differences in f64 (`tests/layers_gradcheck.rs`).
+//!
+//! Training crops are square: candle's stride-2 convolution backward is only correct on square inputs.
+
+mod batchnorm;
+mod conv;
+mod init;
+mod linear;
+mod pool;
+
+pub use batchnorm::BatchNorm2d;
+pub use conv::Conv2d;
+pub use init::Init;
+pub use linear::Linear;
+pub use pool::{global_avg_pool, max_pool2d, relu};
+
+use candle_core::Var;
+
+/// Whether a variable is trained or is a buffer (BatchNorm running statistics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarKind {
+    /// A trainable parameter, updated by the optimiser.
+    Param,
+    /// A non-trainable buffer, updated by the forward pass in train mode.
+    Buffer,
+}
+
+/// A variable with its state-dict name (torchvision's naming, e.g. `layer1.0.bn1.running_mean`).
+#[derive(Debug, Clone)]
+pub struct NamedVar {
+    /// Full dotted name.
+    pub name: String,
+    /// The variable (cheap to clone: shares storage).
+    pub var: Var,
+    /// Parameter or buffer.
+    pub kind: VarKind,
+}
+
+/// Something that owns named variables.
+pub trait HasVars {
+    /// Append this module's variables, their names prefixed with `prefix` (empty for the root).
+    fn visit_vars(&self, prefix: &str, out: &mut Vec<NamedVar>);
+}
+
+/// `prefix.name`, or `name` when the prefix is empty.
+pub fn join_name(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+pub(crate) fn push_var(out: &mut Vec<NamedVar>, prefix: &str, name: &str, var: &Var, kind: VarKind) {
+    out.push(NamedVar { name: join_name(prefix, name), var: var.clone(), kind });
+}
