@@ -7,10 +7,10 @@
 //! - `weights`: loading pretrained torchvision/timm `.safetensors` into a `models::Network`.
 //! - `bench`: the training/inference throughput benchmark behind `unisal bench`.
 
+pub mod device;
 pub mod error;
-pub mod loss;
-pub mod metrics;
-pub mod optim;
-pub mod schedule;
+pub mod models;
+pub mod nn;
+pub mod weights;
 
 pub use error::{Result, TrainError};
