@@ -72,6 +72,19 @@ pub enum CoreError {
     /// Nothing to undo.
     #[error("nothing to undo{0}")]
     NothingToUndo(String),
+    /// A round's learner (training, prediction or checkpoint) failed; the round was recorded as failed.
+    #[error("round {round} failed while {stage}: {message}")]
+    Learner {
+        /// The round number.
+        round: i64,
+        /// What the round was doing.
+        stage: &'static str,
+        /// The learner's error.
+        message: String,
+    },
+    /// A job was cancelled by the user; nothing but a record of the cancellation was stored.
+    #[error("cancelled{0}")]
+    Cancelled(String),
 }
 
 /// Result alias of unisal-core.

@@ -6,6 +6,7 @@ pub mod error;
 pub mod events;
 pub mod learner;
 pub mod pool;
+pub mod round;
 pub mod selection;
 
 pub use error::{CoreError, Result};

@@ -10,6 +10,7 @@
 mod classes;
 mod labels;
 mod patches;
+mod rounds;
 pub mod schema;
 mod types;
 
