@@ -1,0 +1,139 @@
+//! The app's state: the open project and the running import job.
+
+use crate::error::{AppError, AppResult};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use unisal_core::events::CancelToken;
+use unisal_core::Pool;
+
+/// State shared by every command and the patch protocol.
+#[derive(Debug, Default)]
+pub struct AppState {
+    project: Mutex<Option<Pool>>,
+    import: Mutex<Option<CancelToken>>,
+    startup: Mutex<Option<Startup>>,
+}
+
+/// What to open when the window first asks (from the command line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Startup {
+    /// `--demo`: the demo project.
+    Demo,
+    /// A project file given as the argument.
+    Project(PathBuf),
+}
+
+impl AppState {
+    /// State that opens `startup` when the UI first asks for it.
+    pub fn with_startup(startup: Option<Startup>) -> Self {
+        AppState { startup: Mutex::new(startup), ..Default::default() }
+    }
+
+    /// The startup request, once: later calls (a reloaded window) get None.
+    pub fn take_startup(&self) -> Option<Startup> {
+        lock(&self.startup).take()
+    }
+
+    /// Makes `pool` the open project, closing the previous one.
+    pub fn set_project(&self, pool: Pool) {
+        *lock(&self.project) = Some(pool);
+    }
+
+    /// Closes the open project, if any.
+    pub fn close_project(&self) {
+        *lock(&self.project) = None;
+    }
+
+    /// Runs `f` on the open project's pool.
+    pub fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> AppResult<T>) -> AppResult<T> {
+        let mut guard = lock(&self.project);
+        let pool = guard.as_mut().ok_or(AppError::NoProject)?;
+        f(pool)
+    }
+
+    /// The open project's file.
+    pub fn project_path(&self) -> AppResult<PathBuf> {
+        self.with_pool(|p| Ok(p.path().to_path_buf()))
+    }
+
+    /// Whether `path` is the open project.
+    pub fn is_open(&self, path: &Path) -> bool {
+        lock(&self.project).as_ref().is_some_and(|p| p.path() == path)
+    }
+
+    /// Registers a new import job; refuses when one is running.
+    pub fn begin_import(&self) -> AppResult<CancelToken> {
+        let mut job = lock(&self.import);
+        if job.is_some() {
+            return Err(AppError::Busy);
+        }
+        let token = CancelToken::new();
+        *job = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Marks the import job as finished.
+    pub fn end_import(&self) {
+        *lock(&self.import) = None;
+    }
+
+    /// Whether an import is running.
+    pub fn import_running(&self) -> bool {
+        lock(&self.import).is_some()
+    }
+
+    /// Asks the running import to stop; false when none runs.
+    pub fn cancel_import(&self) -> bool {
+        match lock(&self.import).as_ref() {
+            Some(token) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Locks a mutex, recovering from a panic in another holder (the data is a connection or a token,
+/// both still valid after a panic elsewhere).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_import_at_a_time_and_cancel_reaches_the_job() {
+        let state = AppState::default();
+        assert!(!state.cancel_import());
+        let token = state.begin_import().unwrap();
+        assert!(matches!(state.begin_import(), Err(AppError::Busy)));
+        assert!(state.cancel_import());
+        assert!(token.is_cancelled());
+        state.end_import();
+        assert!(!state.import_running());
+        assert!(state.begin_import().is_ok());
+    }
+
+    #[test]
+    fn startup_is_handed_out_once() {
+        let state = AppState::with_startup(Some(Startup::Demo));
+        assert_eq!(state.take_startup(), Some(Startup::Demo));
+        assert_eq!(state.take_startup(), None);
+    }
+
+    #[test]
+    fn commands_without_a_project_say_so() {
+        let state = AppState::default();
+        assert!(matches!(state.project_path(), Err(AppError::NoProject)));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.unisal");
+        state.set_project(Pool::create(&path).unwrap());
+        assert!(state.is_open(&path));
+        assert_eq!(state.project_path().unwrap(), path);
+        state.close_project();
+        assert!(!state.is_open(&path));
+    }
+}

@@ -1,0 +1,122 @@
+//! Process plumbing for the WebDriver tests: an X display (Xvfb when none is set), `tauri-driver` on
+//! fresh ports, stopped with SIGTERM (a killed driver leaves WebKitWebDriver holding its port).
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Set to skip the WebDriver tests (explicitly; CI never sets it).
+pub const SKIP_ENV: &str = "UNISAL_SKIP_WEBDRIVER";
+
+/// A child process stopped with SIGTERM (then SIGKILL after a grace period) when dropped.
+pub struct Guarded {
+    name: &'static str,
+    child: Child,
+}
+
+impl Guarded {
+    pub fn spawn(name: &'static str, command: &mut Command) -> Self {
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("could not start {name}: {e} (is it installed? see .ci/run)"));
+        Guarded { name, child }
+    }
+
+    /// Panics when the process has already exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited early with {status}", self.name);
+        }
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("{} did not stop on SIGTERM; killing it", self.name);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+    listener.local_addr().expect("reading the ephemeral port").port()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration, process: &mut Guarded) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        process.assert_running();
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("nothing listened on port {port} after {timeout:?}");
+}
+
+/// The X display to use: `$DISPLAY`, or a new Xvfb (returned so it lives as long as the test).
+pub fn display() -> (String, Option<Guarded>) {
+    if let Some(d) = std::env::var_os("DISPLAY").filter(|d| !d.is_empty()) {
+        return (d.to_string_lossy().into_owned(), None);
+    }
+    let number = 90 + std::process::id() % 400;
+    let name = format!(":{number}");
+    let mut xvfb = Guarded::spawn(
+        "Xvfb",
+        Command::new("Xvfb")
+            .args([name.as_str(), "-screen", "0", "1400x900x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let socket = PathBuf::from(format!("/tmp/.X11-unix/X{number}"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !socket.exists() {
+        xvfb.assert_running();
+        assert!(Instant::now() < deadline, "Xvfb {name} did not come up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (name, Some(xvfb))
+}
+
+/// `tauri-driver` on fresh ports for `display`, with the app's folders under `home`.
+pub fn tauri_driver(display: &str, home: &Path) -> (Guarded, u16) {
+    let port = free_port();
+    let native = loop {
+        let p = free_port();
+        if p != port {
+            break p;
+        }
+    };
+    let binary = std::env::var_os("TAURI_DRIVER").map(PathBuf::from).unwrap_or_else(|| {
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+        cargo_home.map(|c| c.join("bin/tauri-driver")).filter(|p| p.exists()).unwrap_or("tauri-driver".into())
+    });
+    let mut driver = Guarded::spawn(
+        "tauri-driver",
+        Command::new(binary)
+            .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
+            .env("DISPLAY", display)
+            .env("UNISAL_STUDIO_HOME", home)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    );
+    wait_for_port(port, Duration::from_secs(30), &mut driver);
+    (driver, port)
+}

@@ -1,0 +1,118 @@
+//! End-to-end: the real app binary in a real WebKitGTK webview, driven through tauri-driver and
+//! WebKitWebDriver under Xvfb. Opens the demo project and checks that its grid shows all 24 patches and
+//! that thumbnails really load through the `patch` protocol.
+//!
+//! Needs `tauri-driver` (2.1.0), `WebKitWebDriver` (Debian `webkit2gtk-driver`) and `Xvfb` when no
+//! `$DISPLAY` is set; `.ci/run` installs them. Set `UNISAL_SKIP_WEBDRIVER=1` to skip explicitly.
+//! Set `UNISAL_SCREENSHOT=/path/pool.png` to save a screenshot of the grid.
+
+mod support;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const DEMO_PATCHES: usize = 24;
+const DEMO_CLASSES: usize = 8;
+
+async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn script(client: &Client, js: &str) -> Value {
+    client.execute(js, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
+}
+
+#[tokio::test]
+async fn demo_project_shows_its_grid() {
+    if std::env::var_os(support::SKIP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+        println!("SKIPPED: {} is set; the WebDriver test did not run", support::SKIP_ENV);
+        return;
+    }
+    let app = env!("CARGO_BIN_EXE_unisal-studio");
+    let home = tempfile::tempdir().expect("temporary app home");
+    let (display, _xvfb) = support::display();
+    let (_driver, port) = support::tauri_driver(&display, home.path());
+
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("wry"));
+    caps.insert("tauri:options".into(), json!({ "application": app }));
+    let client = ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with the app");
+
+    let result = run_checks(&client).await;
+    let _ = client.close().await;
+    result.expect("demo grid checks");
+}
+
+async fn run_checks(client: &Client) -> Result<(), fantoccini::error::CmdError> {
+    let open_demo = client
+        .wait()
+        .at_most(Duration::from_secs(60))
+        .for_element(Locator::Css("[data-testid='open-demo']"))
+        .await?;
+    open_demo.click().await?;
+
+    // The first open builds the demo project from the bundled TIFFs.
+    let count = wait_until("24 tiles in the grid", Duration::from_secs(120), || async {
+        let v = script(client, "return document.querySelectorAll(\"[data-testid='patch-tile']\").length;").await;
+        let banner = script(client, "const b = document.querySelector(\"[data-testid='error-banner']\"); return b ? b.textContent : null;").await;
+        assert!(banner.is_null(), "the app shows an error: {banner}");
+        (v.as_u64() == Some(DEMO_PATCHES as u64)).then_some(v)
+    })
+    .await;
+    assert_eq!(count, json!(DEMO_PATCHES));
+    let tiles = client.find_all(Locator::Css("[data-testid='patch-tile']")).await?;
+    assert_eq!(tiles.len(), DEMO_PATCHES, "thumbnail count");
+
+    let total = client.find(Locator::Css("[data-testid='count-total']")).await?.text().await?;
+    assert_eq!(total.trim(), DEMO_PATCHES.to_string());
+    let classes = client.find_all(Locator::Css("[data-testid='class-list'] li")).await?;
+    assert_eq!(classes.len(), DEMO_CLASSES, "class rows in the sidebar");
+
+    // Every thumbnail decodes: naturalWidth > 0 once complete.
+    let widths = wait_until("thumbnails to load", Duration::from_secs(30), || async {
+        let v = script(
+            client,
+            "const imgs = [...document.querySelectorAll(\"[data-testid='patch-tile'] img\")];
+             imgs.forEach(i => i.scrollIntoView());
+             if (!imgs.every(i => i.complete)) return null;
+             return imgs.map(i => i.naturalWidth);",
+        )
+        .await;
+        v.as_array().is_some_and(|a| a.len() == DEMO_PATCHES).then_some(v)
+    })
+    .await;
+    let widths: Vec<u64> = widths.as_array().unwrap().iter().map(|w| w.as_u64().unwrap_or(0)).collect();
+    assert!(widths.iter().all(|&w| w > 0), "thumbnails that did not load (naturalWidth 0): {widths:?}");
+    let src = script(client, "return document.querySelector(\"[data-testid='patch-tile'] img\").src;").await;
+    let src = src.as_str().unwrap_or_default().to_string();
+    assert!(src.starts_with("patch://localhost/thumb/"), "thumbnail address {src}");
+
+    // Every demo patch is labeled from its class folder: each tile shows a class name.
+    let unlabeled =
+        script(client, "return document.querySelectorAll('.tile .label.unlabeled').length;").await;
+    assert_eq!(unlabeled, json!(0));
+
+    script(client, "document.querySelector(\"[data-testid='patch-grid']\").scrollIntoView();").await;
+    if let Some(path) = std::env::var_os("UNISAL_SCREENSHOT") {
+        let png = client.screenshot().await?;
+        std::fs::write(&path, png).expect("writing the screenshot");
+        println!("screenshot written to {}", path.to_string_lossy());
+    }
+    Ok(())
+}
