@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 const DEMO_PATCHES: usize = 24;
 const DEMO_CLASSES: usize = 8;
 
-async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut check: F) -> Value
+/// Polls `check` until it returns a value; on timeout, panics with what the window shows.
+async fn wait_until<F, Fut>(client: &Client, what: &str, timeout: Duration, mut check: F) -> Value
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<Value>>,
@@ -25,7 +26,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        if Instant::now() >= deadline {
+            let shown = client.execute("return document.body.innerText;", vec![]).await;
+            panic!("timed out after {timeout:?} waiting for {what}; the window shows:\n{shown:?}");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -68,7 +72,7 @@ async fn run_checks(client: &Client) -> Result<(), fantoccini::error::CmdError> 
     open_demo.click().await?;
 
     // The first open builds the demo project from the bundled TIFFs.
-    let count = wait_until("24 tiles in the grid", Duration::from_secs(120), || async {
+    let count = wait_until(client, "24 tiles in the grid", Duration::from_secs(60), || async {
         let v = script(client, "return document.querySelectorAll(\"[data-testid='patch-tile']\").length;").await;
         let banner = script(client, "const b = document.querySelector(\"[data-testid='error-banner']\"); return b ? b.textContent : null;").await;
         assert!(banner.is_null(), "the app shows an error: {banner}");
@@ -85,7 +89,7 @@ async fn run_checks(client: &Client) -> Result<(), fantoccini::error::CmdError> 
     assert_eq!(classes.len(), DEMO_CLASSES, "class rows in the sidebar");
 
     // Every thumbnail decodes: naturalWidth > 0 once complete.
-    let widths = wait_until("thumbnails to load", Duration::from_secs(30), || async {
+    let widths = wait_until(client, "thumbnails to load", Duration::from_secs(30), || async {
         let v = script(
             client,
             "const imgs = [...document.querySelectorAll(\"[data-testid='patch-tile'] img\")];
@@ -110,6 +114,8 @@ async fn run_checks(client: &Client) -> Result<(), fantoccini::error::CmdError> 
 
     script(client, "document.querySelector(\"[data-testid='patch-grid']\").scrollIntoView();").await;
     if let Some(path) = std::env::var_os("UNISAL_SCREENSHOT") {
+        // Let the webview paint the decoded thumbnails before the capture.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let png = client.screenshot().await?;
         std::fs::write(&path, png).expect("writing the screenshot");
         println!("screenshot written to {}", path.to_string_lossy());
