@@ -3,14 +3,12 @@
 //!
 //! Every refusal is a one-line reason meant for a person; the caller adds the file name.
 
-use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ColorType, DynamicImage, ImageEncoder, ImageFormat, ImageReader, RgbImage};
 use sha2::{Digest, Sha256};
 use std::io::Cursor;
 
-/// Longest side of a thumbnail, in pixels.
-pub const THUMBNAIL_SIDE: u32 = 96;
+use crate::thumbnail::{thumbnail_jpeg, THUMBNAIL_SIDE};
 
 /// Size limits checked from the header, before decoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,20 +161,6 @@ pub fn encode_png(rgb: &RgbImage) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-/// A JPEG thumbnail of `rgb`, at most `side` px on its longer side (never enlarged).
-pub fn thumbnail_jpeg(rgb: &RgbImage, side: u32) -> Result<Vec<u8>, String> {
-    let (w, h) = rgb.dimensions();
-    let scale = (side as f64 / w.max(h) as f64).min(1.0);
-    let tw = ((w as f64 * scale).round() as u32).max(1);
-    let th = ((h as f64 * scale).round() as u32).max(1);
-    let small = if (tw, th) == (w, h) { rgb.clone() } else { image::imageops::thumbnail(rgb, tw, th) };
-    let mut out = Vec::new();
-    JpegEncoder::new_with_quality(&mut out, 85)
-        .write_image(small.as_raw(), tw, th, ColorType::Rgb8.into())
-        .map_err(|e| format!("cannot encode the thumbnail: {e}"))?;
-    Ok(out)
-}
-
 /// Validate and prepare the file content `bytes` for the pool: hash, header check, decode, thumbnail,
 /// and the bytes to store. The error is a reason for a person (the caller names the file).
 pub fn prepare_patch(bytes: &[u8], limits: &DecodeLimits) -> Result<Prepared, String> {
@@ -274,12 +258,5 @@ mod tests {
         assert!(p.note.unwrap().contains("alpha dropped"));
         let thumb = image::load_from_memory(&p.thumbnail).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (8, 8));
-    }
-
-    #[test]
-    fn thumbnails_fit_the_side() {
-        let rgb = RgbImage::from_pixel(300, 150, image::Rgb([200, 100, 50]));
-        let t = image::load_from_memory(&thumbnail_jpeg(&rgb, 96).unwrap()).unwrap();
-        assert_eq!((t.width(), t.height()), (96, 48));
     }
 }

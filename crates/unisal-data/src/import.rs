@@ -9,7 +9,7 @@ use crate::error::{DataError, Result};
 pub use crate::sources::LabelMode;
 use crate::sources::{self, describe_io, ImportItem};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
@@ -210,7 +210,7 @@ fn run_pipeline(
     .min(items.len().max(1));
     let next = AtomicUsize::new(0);
     let stop = CancelToken::new();
-    let (tx, rx) = mpsc::sync_channel::<Outcome>(options.batch_size * 2);
+    let (tx, rx) = mpsc::sync_channel::<(usize, Outcome)>(options.batch_size * 2);
     let mut notes: HashMap<String, u64> = HashMap::new();
     let mut done = 0u64;
     let mut result = Ok(());
@@ -225,7 +225,7 @@ fn run_pipeline(
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((item, label)) = items.get(i) else { break };
-                if tx.send(process(item, *label, known, options)).is_err() {
+                if tx.send((i, process(item, *label, known, options))).is_err() {
                     break;
                 }
             }));
@@ -246,17 +246,25 @@ fn run_pipeline(
             batch.clear();
             Ok(())
         };
-        for outcome in rx.iter() {
-            done += 1;
-            match outcome {
-                Outcome::Ready(p) => {
-                    if let Some(n) = &p.note {
-                        *notes.entry(n.clone()).or_default() += 1;
+        // Outcomes arrive out of order; they are written in file order (patch ids follow the listing, and
+        // a cancelled import has stored exactly a prefix of it).
+        let mut pending: BTreeMap<usize, Outcome> = BTreeMap::new();
+        let mut next_index = 0usize;
+        for (index, outcome) in rx.iter() {
+            pending.insert(index, outcome);
+            while let Some(outcome) = pending.remove(&next_index) {
+                next_index += 1;
+                done += 1;
+                match outcome {
+                    Outcome::Ready(p) => {
+                        if let Some(n) = &p.note {
+                            *notes.entry(n.clone()).or_default() += 1;
+                        }
+                        batch.push(*p);
                     }
-                    batch.push(*p);
+                    Outcome::Duplicate => report.duplicates += 1,
+                    Outcome::Failed(f) => report.failed.push(f),
                 }
-                Outcome::Duplicate => report.duplicates += 1,
-                Outcome::Failed(f) => report.failed.push(f),
             }
             let due = batch.len() >= options.batch_size || last_flush.elapsed() > Duration::from_millis(250);
             if due {

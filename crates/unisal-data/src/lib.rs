@@ -9,6 +9,7 @@ pub mod demo;
 pub mod error;
 pub mod import;
 pub mod sources;
+pub mod thumbnail;
 
 pub use decode::{decode_rgb, prepare_patch, DecodeLimits, Prepared};
 pub use error::{DataError, Result};

@@ -183,6 +183,16 @@ fn oracle_labels_and_csv_classes_and_cancel_then_resume() {
         &ImportOptions { labels: LabelMode::None, ..ImportOptions::default() },
     );
     assert_eq!((r.imported, pool.class_count().unwrap(), pool.unlabeled_ids().unwrap().len()), (24, 0, 24));
+    // Patch ids follow the listing order (sorted paths), whatever order the decoding threads finish in.
+    let paths: Vec<String> = pool
+        .page_patches(0, 100, &PatchFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|p| p.source_path)
+        .collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted);
 
     // Cancel after the first batch, then run again: it completes, counting what landed as duplicates.
     let mut pool = Pool::create(tmp.path().join("c.unisal")).unwrap();
