@@ -19,5 +19,5 @@ fi
 echo "==> no display: running the headless engine on the demo project"
 DEMO_DIR="${UNISAL_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/unisal-cli-demo}"
 mkdir -p "$DEMO_DIR"
-cargo run -p unisal-cli --release -- demo "$DEMO_DIR/demo.unisal"
+cargo run -p unisal-cli --release -- demo "$DEMO_DIR"
 cargo run -p unisal-cli --release -- status "$DEMO_DIR/demo.unisal"

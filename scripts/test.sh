@@ -51,9 +51,9 @@ fi
 step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test --workspace (all Rust tests but the WebDriver one)" \
-  cargo test --workspace -- --skip demo_project_shows_its_grid
+  cargo test --workspace -- --skip demo_grid_and_import_in_the_real_app
 # Runs under Xvfb: the test starts one when $DISPLAY is unset.
-step "WebDriver: the real app under Xvfb opens the demo and shows its grid" \
+step "WebDriver: the real app under Xvfb: demo grid, create a project, import a folder" \
   env -u DISPLAY cargo test -p unisal-studio --test webdriver -- --nocapture
 
 summary

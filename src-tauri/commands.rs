@@ -104,7 +104,7 @@ pub async fn close_project(state: State<'_, AppState>) -> AppResult<()> {
 /// Counts of the open project.
 #[tauri::command]
 pub async fn project_status(state: State<'_, AppState>) -> AppResult<ProjectStatus> {
-    state.with_pool(|pool| Ok(ProjectStatus::new(pool.path(), pool.status()?)))
+    state.with_keyed_pool(|pool, key| Ok(ProjectStatus::new(pool.path(), pool.status()?, key)))
 }
 
 /// One page of the open project's patches, in id order.
@@ -128,17 +128,17 @@ fn activate(state: &AppState, pool: Pool, remember: bool) -> AppResult<ProjectSt
     if state.import_running() {
         return Err(AppError::Busy);
     }
-    let status = ProjectStatus::new(pool.path(), pool.status()?);
+    let counts = pool.status()?;
+    let path = pool.path().to_path_buf();
     if remember {
         // The recent list is a convenience: a problem with it must not stop the project from opening.
-        let remembered =
-            AppDirs::locate().and_then(|d| recent::touch(&d.recent_file(), pool.path(), now_ms()));
+        let remembered = AppDirs::locate().and_then(|d| recent::touch(&d.recent_file(), &path, now_ms()));
         if let Err(e) = remembered {
             eprintln!("recent projects not updated: {e}");
         }
     }
-    state.set_project(pool);
-    Ok(status)
+    let key = state.set_project(pool);
+    Ok(ProjectStatus::new(&path, counts, key))
 }
 
 fn now_ms() -> i64 {

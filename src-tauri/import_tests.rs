@@ -30,6 +30,15 @@ fn imports_the_demo_folder_with_labels_and_progress() {
     assert_eq!((status.patches, status.labeled), (24, 24));
     assert_eq!(status.classes.len(), 8);
 
+    // Each patch carries the class of its sub-folder.
+    let names: std::collections::HashMap<i64, String> =
+        pool.classes().unwrap().into_iter().map(|c| (c.id, c.name)).collect();
+    let filter = unisal_core::pool::PatchFilter::default();
+    for patch in pool.page_patches(0, 100, &filter).unwrap() {
+        let folder = Path::new(&patch.source_path).parent().unwrap().file_name().unwrap().to_string_lossy();
+        assert_eq!(names[&patch.label.unwrap()], folder, "label of {}", patch.source_path);
+    }
+
     // The same folder again: every file is a duplicate, nothing changes.
     let again = run_import(&project, &demo_assets(), LabelsMode::None, &CancelToken::new(), |_| {}).unwrap();
     assert_eq!((again.imported, again.duplicates), (0, 24));

@@ -27,11 +27,13 @@ pub struct ProjectStatus {
     pub unlabeled: u64,
     pub rounds: u64,
     pub classes: Vec<ClassInfo>,
+    /// Part of every image address of this opening (see `AppState::set_project`).
+    pub image_key: u64,
 }
 
 impl ProjectStatus {
-    /// Builds the status of the project at `path` from the pool's counts.
-    pub fn new(path: &Path, status: PoolStatus) -> Self {
+    /// Builds the status of the project at `path`, opened under `image_key`, from the pool's counts.
+    pub fn new(path: &Path, status: PoolStatus, image_key: u64) -> Self {
         ProjectStatus {
             path: path.display().to_string(),
             name: project_name(path),
@@ -50,6 +52,7 @@ impl ProjectStatus {
                     count,
                 })
                 .collect(),
+            image_key,
         }
     }
 }
@@ -203,10 +206,12 @@ mod tests {
                 hotkey: None,
                 count: 1,
             }],
+            image_key: 3,
         };
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["name"], "colon");
         assert_eq!(v["classes"][0]["count"], 1);
+        assert_eq!(v["imageKey"], 3);
         let p = ImportProgress {
             done: 1,
             total: Some(2),

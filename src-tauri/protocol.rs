@@ -1,6 +1,8 @@
-//! The `patch` URI scheme: `patch://localhost/thumb/<id>` and `patch://localhost/full/<id>` (on Windows
-//! `http://patch.localhost/...`). It serves only patches of the open pool, by integer id: no file path
-//! ever comes from the UI. Anything else is a 400; an unknown id or no open project a 404.
+//! The `patch` URI scheme: `patch://localhost/<key>/thumb/<id>` and `patch://localhost/<key>/full/<id>`
+//! (on Windows `http://patch.localhost/...`). It serves only patches of the open pool, by integer id: no
+//! file path ever comes from the UI. `<key>` is the image key of the project's opening, so an address of
+//! a project opened before never shows (or is cached as) another project's patch. A malformed address is
+//! a 400; an unknown id, a stale key or no open project a 404.
 
 use crate::state::AppState;
 use tauri::http::{header, Method, Request, Response, StatusCode};
@@ -19,35 +21,44 @@ pub enum Rendition {
     Full,
 }
 
-/// Parses the path of a request (`/thumb/12`). Only ASCII digits form an id; no query, no extra segment.
-pub fn parse_path(path: &str) -> Option<(Rendition, PatchId)> {
+/// Parses the path of a request (`/3/thumb/12`) into image key, rendition and id. Only ASCII digits
+/// form numbers; no extra segment.
+pub fn parse_path(path: &str) -> Option<(u64, Rendition, PatchId)> {
     let rest = path.strip_prefix('/')?;
+    let (key, rest) = rest.split_once('/')?;
     let (kind, id) = rest.split_once('/')?;
     let rendition = match kind {
         "thumb" => Rendition::Thumb,
         "full" => Rendition::Full,
         _ => return None,
     };
-    if id.is_empty() || id.len() > 18 || !id.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((rendition, id.parse().ok()?))
+    Some((number(key)?, rendition, number(id)?))
 }
 
-/// Answers one request against the open pool (if any).
-pub fn serve(pool: Option<&Pool>, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
+fn number<T: std::str::FromStr>(digits: &str) -> Option<T> {
+    if digits.is_empty() || digits.len() > 18 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Answers one request against the open pool (if any) and its image key.
+pub fn serve(pool: Option<(&Pool, u64)>, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
     if request.method() != Method::GET {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET is served");
     }
     if request.uri().query().is_some() {
         return text(StatusCode::BAD_REQUEST, "no query allowed");
     }
-    let Some((rendition, id)) = parse_path(request.uri().path()) else {
-        return text(StatusCode::BAD_REQUEST, "expected /thumb/<id> or /full/<id>");
+    let Some((key, rendition, id)) = parse_path(request.uri().path()) else {
+        return text(StatusCode::BAD_REQUEST, "expected /<key>/thumb/<id> or /<key>/full/<id>");
     };
-    let Some(pool) = pool else {
+    let Some((pool, open_key)) = pool else {
         return text(StatusCode::NOT_FOUND, "no project is open");
     };
+    if key != open_key {
+        return text(StatusCode::NOT_FOUND, "the address belongs to a project that is no longer open");
+    }
     let image = match rendition {
         Rendition::Thumb => pool.thumbnail(id),
         Rendition::Full => pool.image(id),
@@ -68,8 +79,8 @@ pub fn serve(pool: Option<&Pool>, request: &Request<Vec<u8>>) -> Response<Vec<u8
 /// Answers a request from the webview with the app's state.
 pub fn handle(state: &AppState, request: &Request<Vec<u8>>) -> Response<Vec<u8>> {
     let mut answer = None;
-    let outcome = state.with_pool(|pool| {
-        answer = Some(serve(Some(pool), request));
+    let outcome = state.with_keyed_pool(|pool, key| {
+        answer = Some(serve(Some((pool, key)), request));
         Ok(())
     });
     match (outcome, answer) {

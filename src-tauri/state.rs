@@ -2,6 +2,7 @@
 
 use crate::error::{AppError, AppResult};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use unisal_core::events::CancelToken;
 use unisal_core::Pool;
@@ -9,7 +10,8 @@ use unisal_core::Pool;
 /// State shared by every command and the patch protocol.
 #[derive(Debug, Default)]
 pub struct AppState {
-    project: Mutex<Option<Pool>>,
+    project: Mutex<Option<(Pool, u64)>>,
+    opened: AtomicU64,
     import: Mutex<Option<CancelToken>>,
     startup: Mutex<Option<Startup>>,
 }
@@ -34,9 +36,13 @@ impl AppState {
         lock(&self.startup).take()
     }
 
-    /// Makes `pool` the open project, closing the previous one.
-    pub fn set_project(&self, pool: Pool) {
-        *lock(&self.project) = Some(pool);
+    /// Makes `pool` the open project, closing the previous one. Returns its image key: a number new
+    /// for every opening, part of every image address, so the webview never shows a cached image of
+    /// another project that had the same patch id.
+    pub fn set_project(&self, pool: Pool) -> u64 {
+        let key = self.opened.fetch_add(1, Ordering::SeqCst) + 1;
+        *lock(&self.project) = Some((pool, key));
+        key
     }
 
     /// Closes the open project, if any.
@@ -46,9 +52,14 @@ impl AppState {
 
     /// Runs `f` on the open project's pool.
     pub fn with_pool<T>(&self, f: impl FnOnce(&mut Pool) -> AppResult<T>) -> AppResult<T> {
+        self.with_keyed_pool(|pool, _| f(pool))
+    }
+
+    /// Runs `f` on the open project's pool and its image key.
+    pub fn with_keyed_pool<T>(&self, f: impl FnOnce(&mut Pool, u64) -> AppResult<T>) -> AppResult<T> {
         let mut guard = lock(&self.project);
-        let pool = guard.as_mut().ok_or(AppError::NoProject)?;
-        f(pool)
+        let (pool, key) = guard.as_mut().ok_or(AppError::NoProject)?;
+        f(pool, *key)
     }
 
     /// The open project's file.
@@ -58,7 +69,7 @@ impl AppState {
 
     /// Whether `path` is the open project.
     pub fn is_open(&self, path: &Path) -> bool {
-        lock(&self.project).as_ref().is_some_and(|p| p.path() == path)
+        lock(&self.project).as_ref().is_some_and(|(p, _)| p.path() == path)
     }
 
     /// Registers a new import job; refuses when one is running.
@@ -130,8 +141,11 @@ mod tests {
         assert!(matches!(state.project_path(), Err(AppError::NoProject)));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.unisal");
-        state.set_project(Pool::create(&path).unwrap());
+        let first = state.set_project(Pool::create(&path).unwrap());
         assert!(state.is_open(&path));
+        let second = state.set_project(Pool::open(&path).unwrap());
+        assert_ne!(first, second, "every opening gets a new image key");
+        assert_eq!(state.with_keyed_pool(|_, k| Ok(k)).unwrap(), second);
         assert_eq!(state.project_path().unwrap(), path);
         state.close_project();
         assert!(!state.is_open(&path));

@@ -1,6 +1,7 @@
 //! End-to-end: the real app binary in a real WebKitGTK webview, driven through tauri-driver and
 //! WebKitWebDriver under Xvfb. Opens the demo project and checks that its grid shows all 24 patches and
-//! that thumbnails really load through the `patch` protocol.
+//! that thumbnails really load through the `patch` protocol; then creates a project, imports a folder
+//! with good and bad files through the import panel and checks the per-file report and the grid.
 //!
 //! Needs `tauri-driver` (2.1.0), `WebKitWebDriver` (Debian `webkit2gtk-driver`) and `Xvfb` when no
 //! `$DISPLAY` is set; `.ci/run` installs them. Set `UNISAL_SKIP_WEBDRIVER=1` to skip explicitly.
@@ -10,6 +11,7 @@ mod support;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 const DEMO_PATCHES: usize = 24;
@@ -39,7 +41,7 @@ async fn script(client: &Client, js: &str) -> Value {
 }
 
 #[tokio::test]
-async fn demo_project_shows_its_grid() {
+async fn demo_grid_and_import_in_the_real_app() {
     if std::env::var_os(support::SKIP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
         println!("SKIPPED: {} is set; the WebDriver test did not run", support::SKIP_ENV);
         return;
@@ -58,12 +60,20 @@ async fn demo_project_shows_its_grid() {
         .await
         .expect("a WebDriver session with the app");
 
-    let result = run_checks(&client).await;
+    let result = match demo_grid(&client).await {
+        Ok(()) => import_folder(&client, home.path()).await,
+        Err(e) => Err(e),
+    };
     let _ = client.close().await;
-    result.expect("demo grid checks");
+    result.expect("WebDriver commands");
 }
 
-async fn run_checks(client: &Client) -> Result<(), fantoccini::error::CmdError> {
+async fn first_thumbnail_address(client: &Client) -> String {
+    let src = script(client, "return document.querySelector(\"[data-testid='patch-tile'] img\").src;").await;
+    src.as_str().unwrap_or_default().to_string()
+}
+
+async fn demo_grid(client: &Client) -> Result<(), fantoccini::error::CmdError> {
     let open_demo = client
         .wait()
         .at_most(Duration::from_secs(60))
@@ -103,9 +113,8 @@ async fn run_checks(client: &Client) -> Result<(), fantoccini::error::CmdError> 
     .await;
     let widths: Vec<u64> = widths.as_array().unwrap().iter().map(|w| w.as_u64().unwrap_or(0)).collect();
     assert!(widths.iter().all(|&w| w > 0), "thumbnails that did not load (naturalWidth 0): {widths:?}");
-    let src = script(client, "return document.querySelector(\"[data-testid='patch-tile'] img\").src;").await;
-    let src = src.as_str().unwrap_or_default().to_string();
-    assert!(src.starts_with("patch://localhost/thumb/"), "thumbnail address {src}");
+    let src = first_thumbnail_address(client).await;
+    assert!(src.starts_with("patch://localhost/") && src.contains("/thumb/"), "thumbnail address {src}");
 
     // Every demo patch is labeled from its class folder: each tile shows a class name.
     let unlabeled =
@@ -118,6 +127,97 @@ async fn run_checks(client: &Client) -> Result<(), fantoccini::error::CmdError> 
         tokio::time::sleep(Duration::from_secs(2)).await;
         let png = client.screenshot().await?;
         std::fs::write(&path, png).expect("writing the screenshot");
+        println!("screenshot written to {}", path.to_string_lossy());
+    }
+    Ok(())
+}
+
+/// A folder with two classes of real patches plus a text file named .png and an empty .jpg.
+fn import_source(root: &Path) -> PathBuf {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/demo");
+    let source = root.join("to import");
+    for (class, from) in [("Tumour", "01_TUMOR"), ("Stroma", "02_STROMA")] {
+        let dir = source.join(class);
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(demo.join(from)).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::write(source.join("Tumour/not-an-image.png"), "this is text, not a PNG").unwrap();
+    std::fs::write(source.join("Stroma/empty.jpg"), b"").unwrap();
+    source
+}
+
+async fn import_folder(client: &Client, home: &Path) -> Result<(), fantoccini::error::CmdError> {
+    let demo_address = first_thumbnail_address(client).await;
+    let source = import_source(home);
+    let project = home.join("projects");
+    std::fs::create_dir_all(&project).unwrap();
+    let project = project.join("colon");
+
+    client.find(Locator::Css("[data-testid='close-project']")).await?.click().await?;
+    let path_input = client
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("[data-testid='project-path']"))
+        .await?;
+    path_input.send_keys(&project.display().to_string()).await?;
+    client.find(Locator::Css("[data-testid='create-project']")).await?.click().await?;
+
+    // A new, empty project opens with the import panel shown.
+    let folder_input = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("[data-testid='import-folder']"))
+        .await?;
+    wait_until(client, "the project name in the title bar", Duration::from_secs(10), || async {
+        let v = script(
+            client,
+            "const n = document.querySelector(\"[data-testid='project-name']\"); return n ? n.textContent : null;",
+        )
+        .await;
+        (v == json!("colon")).then_some(v)
+    })
+    .await;
+    assert!(project.with_extension("unisal").is_file(), "the project file was created");
+    folder_input.send_keys(&source.display().to_string()).await?;
+    client.find(Locator::Css("[data-testid='start-import']")).await?.click().await?;
+
+    let report = wait_until(client, "the import report", Duration::from_secs(60), || async {
+        let v = script(
+            client,
+            "const r = document.querySelector(\"[data-testid='import-report']\"); return r ? r.innerText : null;",
+        )
+        .await;
+        v.is_string().then_some(v)
+    })
+    .await;
+    let report = report.as_str().unwrap_or_default().to_string();
+    assert!(report.contains("Import finished: 6 imported"), "report: {report}");
+    assert!(report.contains("2 failed"), "report: {report}");
+    assert!(report.contains("not-an-image.png") && report.contains("empty.jpg"), "report: {report}");
+
+    let tiles = wait_until(client, "6 tiles", Duration::from_secs(20), || async {
+        let v =
+            script(client, "return document.querySelectorAll(\"[data-testid='patch-tile']\").length;").await;
+        (v.as_u64() == Some(6)).then_some(v)
+    })
+    .await;
+    assert_eq!(tiles, json!(6));
+    // Patch ids restart in the new project: its image addresses must not be the demo's (cached) ones.
+    let address = first_thumbnail_address(client).await;
+    assert_ne!(address, demo_address, "a new project reuses the demo's image address");
+    let total = client.find(Locator::Css("[data-testid='count-total']")).await?.text().await?;
+    assert_eq!(total.trim(), "6");
+    let classes =
+        script(client, "return document.querySelector(\"[data-testid='class-list']\").textContent;").await;
+    let classes = classes.as_str().unwrap_or_default();
+    assert!(classes.contains("Tumour") && classes.contains("Stroma"), "classes: {classes}");
+
+    if let Some(path) = std::env::var_os("UNISAL_SCREENSHOT_IMPORT") {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        std::fs::write(&path, client.screenshot().await?).expect("writing the screenshot");
         println!("screenshot written to {}", path.to_string_lossy());
     }
     Ok(())

@@ -18,6 +18,8 @@ export interface ProjectStatus {
   unlabeled: number;
   rounds: number;
   classes: ClassInfo[];
+  /** Part of every image address of this opening: a reopened or other project never reuses a cached image. */
+  imageKey: number;
 }
 
 /** One patch of a grid page. */
