@@ -7,10 +7,20 @@
 //! - `weights`: loading pretrained torchvision/timm `.safetensors` into a `models::Network`.
 //! - `bench`: the training/inference throughput benchmark behind `unisal bench`.
 
+pub mod augment;
+pub mod bench;
+pub mod checkpoint;
 pub mod device;
 pub mod error;
+pub mod loss;
+pub mod metrics;
 pub mod models;
 pub mod nn;
+pub mod optim;
+pub mod pipeline;
+pub mod predict;
+pub mod schedule;
+pub mod trainer;
 pub mod weights;
 
 pub use error::{Result, TrainError};

@@ -1,0 +1,101 @@
+//! `unisal bench train|infer`: training and inference images/s of one network or the dual trainer on random data
+//! (the logic lives in `unisal_train::bench`; `scripts/torch_bench.py` is the PyTorch twin with the same flags).
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args as ClapArgs, Subcommand};
+use unisal_train::bench::{run_bench, BenchConfig, BenchMode};
+use unisal_train::device::DeviceChoice;
+use unisal_train::models::Arch;
+
+/// What to benchmark.
+#[derive(Subcommand)]
+pub enum Args {
+    /// Train steps: forward (train mode) + cross-entropy + backward + SGD momentum update.
+    Train(Opts),
+    /// Inference steps: eval-mode forward.
+    Infer(Opts),
+}
+
+/// Benchmark options.
+#[derive(ClapArgs)]
+pub struct Opts {
+    /// auto, cpu, cuda, cuda:N, metal or metal:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// small, resnet18 or resnet50.
+    #[arg(long, default_value = "small")]
+    model: String,
+    /// Input side in pixels (square, >= 32).
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Images per step (with --dual: the whole mixed batch, half labeled, half unlabeled).
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    /// Two networks co-training on the mixed batch (train only).
+    #[arg(long)]
+    dual: bool,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// Number of classes of the random labels.
+    #[arg(long, default_value_t = 5)]
+    classes: usize,
+    /// Seed of the network initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Print one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Run `unisal bench`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let (mode, o) = match args {
+        Args::Train(o) => (BenchMode::Train, o),
+        Args::Infer(o) => (BenchMode::Infer, o),
+    };
+    let device: DeviceChoice = o.device.parse().map_err(|e| crate::UsageError(format!("--device: {e}")))?;
+    let arch: Arch = o.model.parse().map_err(|e| crate::UsageError(format!("--model: {e}")))?;
+    let cfg = BenchConfig {
+        mode,
+        device,
+        arch,
+        size: o.size,
+        batch: o.batch,
+        dual: o.dual,
+        steps: o.steps,
+        warmup: o.warmup,
+        classes: o.classes,
+        seed: o.seed,
+    };
+    let report = run_bench(&cfg).with_context(|| {
+        format!(
+            "benchmark {} {} at {} px, batch {} on {}",
+            o.model,
+            if o.dual { "dual" } else { "single" },
+            o.size,
+            o.batch,
+            o.device
+        )
+    })?;
+    if o.json {
+        println!("{}", serde_json::to_string(&report).context("serialising the report")?);
+    } else {
+        println!(
+            "{} {} on {}: {:.1} img/s, {:.1} ms/step (median {:.1}), peak RSS {} MB",
+            report.model,
+            if report.dual { "dual" } else { "single" },
+            report.device_name,
+            report.img_per_s,
+            report.ms_per_step,
+            report.ms_per_step_median,
+            report.peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0}")),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,254 @@
+//! Training and inference throughput benchmark behind `unisal bench train|infer`.
+//!
+//! One train step = forward in train mode + cross-entropy on random labels + backward + SGD (momentum 0.9, weight
+//! decay 5e-4, [`crate::optim::Sgd`]) over all parameters. `dual`: two networks, each runs forward on the whole
+//! batch (batch/2 "labeled" + batch/2 "unlabeled", so BatchNorm sees all of it), supervised cross-entropy on the
+//! labeled half of each, summed, one backward, one update of both. One infer step = eval-mode forward (logits and
+//! projection) of the batch. Inputs and labels are generated once, on the device; the device is synchronised at the
+//! end of every timed step, so the timings include all queued GPU work. `scripts/torch_bench.py` is the PyTorch twin.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use serde::Serialize;
+
+use crate::device::{device_name, DeviceChoice};
+use crate::error::{Result, TrainError};
+use crate::models::{Arch, NetConfig, Network};
+use crate::optim::Sgd;
+
+/// What to time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BenchMode {
+    /// Forward + loss + backward + SGD update.
+    Train,
+    /// Eval-mode forward.
+    Infer,
+}
+
+/// A benchmark configuration.
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
+    /// Train or infer.
+    pub mode: BenchMode,
+    /// Where to run.
+    pub device: DeviceChoice,
+    /// Which backbone.
+    pub arch: Arch,
+    /// Input side (square).
+    pub size: usize,
+    /// Images per step (the whole mixed batch when `dual`).
+    pub batch: usize,
+    /// Two networks co-training (train mode only).
+    pub dual: bool,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps first.
+    pub warmup: usize,
+    /// Number of classes of the random labels.
+    pub classes: usize,
+    /// Seed of the network initialisation.
+    pub seed: u64,
+}
+
+/// The measured result, printed as JSON by `unisal bench --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchReport {
+    /// Always "candle".
+    pub framework: &'static str,
+    /// Train or infer.
+    pub mode: BenchMode,
+    /// The device asked for.
+    pub device: String,
+    /// The device used, in words.
+    pub device_name: String,
+    /// Backbone.
+    pub model: String,
+    /// Input side.
+    pub size: usize,
+    /// Images per step.
+    pub batch: usize,
+    /// Two networks.
+    pub dual: bool,
+    /// Timed steps.
+    pub steps: usize,
+    /// Untimed steps.
+    pub warmup: usize,
+    /// Trainable scalars over all networks.
+    pub params: usize,
+    /// batch * steps / time of the timed steps.
+    pub img_per_s: f64,
+    /// Mean milliseconds per timed step.
+    pub ms_per_step: f64,
+    /// Median milliseconds per timed step.
+    pub ms_per_step_median: f64,
+    /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is absent.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// Run a benchmark.
+pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
+    if cfg.batch == 0 || cfg.steps == 0 {
+        return Err(TrainError::InvalidBench("batch and steps must be at least 1".into()));
+    }
+    if cfg.dual && (cfg.mode != BenchMode::Train || cfg.batch < 4 || cfg.batch % 2 != 0) {
+        return Err(TrainError::InvalidBench(
+            "--dual needs train mode and an even batch of at least 4 (labeled half + unlabeled half)".into(),
+        ));
+    }
+    if cfg.classes < 2 {
+        return Err(TrainError::InvalidBench("classes must be at least 2".into()));
+    }
+    let device = cfg.device.resolve()?;
+    let n_nets = if cfg.dual { 2 } else { 1 };
+    let nets = (0..n_nets)
+        .map(|i| {
+            let mut nc = NetConfig::new(cfg.arch, cfg.classes, cfg.seed);
+            nc.seed = cfg.seed.wrapping_add(i);
+            Network::new(&nc, &device)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let params = nets.iter().map(Network::num_params).sum();
+    let x = Tensor::randn(0f32, 1f32, (cfg.batch, 3, cfg.size, cfg.size), &device)?;
+    let y = random_labels(cfg.batch, cfg.classes, &device)?;
+
+    let mut opt = Sgd::new(nets.iter().flat_map(Network::trainable_vars).collect(), 0.01, 0.9, 5e-4);
+    let mut step = || -> Result<()> {
+        match cfg.mode {
+            BenchMode::Train => train_step(&nets, &x, &y, cfg.dual, &mut opt),
+            BenchMode::Infer => infer_step(&nets, &x),
+        }?;
+        device.synchronize()?;
+        Ok(())
+    };
+    for _ in 0..cfg.warmup {
+        step()?;
+    }
+    let mut times = Vec::with_capacity(cfg.steps);
+    for _ in 0..cfg.steps {
+        let t0 = Instant::now();
+        step()?;
+        times.push(t0.elapsed().as_secs_f64());
+    }
+    let total: f64 = times.iter().sum();
+    times.sort_by(f64::total_cmp);
+    let median = if times.len() % 2 == 1 {
+        times[times.len() / 2]
+    } else {
+        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
+    };
+    Ok(BenchReport {
+        framework: "candle",
+        mode: cfg.mode,
+        device: cfg.device.to_string(),
+        device_name: device_name(&device),
+        model: cfg.arch.to_string(),
+        size: cfg.size,
+        batch: cfg.batch,
+        dual: cfg.dual,
+        steps: cfg.steps,
+        warmup: cfg.warmup,
+        params,
+        img_per_s: (cfg.batch * cfg.steps) as f64 / total,
+        ms_per_step: 1000.0 * total / cfg.steps as f64,
+        ms_per_step_median: 1000.0 * median,
+        peak_rss_mb: peak_rss_mb(),
+    })
+}
+
+fn train_step(nets: &[Network], x: &Tensor, y: &Tensor, dual: bool, opt: &mut Sgd) -> Result<()> {
+    let mut loss: Option<Tensor> = None;
+    for net in nets {
+        let logits = net.forward(x, true)?.logits;
+        let l = if dual {
+            let half = x.dim(0)? / 2;
+            candle_nn::loss::cross_entropy(&logits.narrow(0, 0, half)?, &y.narrow(0, 0, half)?)?
+        } else {
+            candle_nn::loss::cross_entropy(&logits, y)?
+        };
+        loss = Some(match loss {
+            None => l,
+            Some(acc) => (acc + l)?,
+        });
+    }
+    let loss = loss.ok_or_else(|| TrainError::InvalidBench("no network".into()))?;
+    let grads = loss.backward()?;
+    opt.step(&grads)
+}
+
+fn infer_step(nets: &[Network], x: &Tensor) -> Result<()> {
+    for net in nets {
+        net.forward(x, false)?;
+    }
+    Ok(())
+}
+
+/// Uniform labels in 0..classes, generated on the device.
+fn random_labels(batch: usize, classes: usize, device: &Device) -> Result<Tensor> {
+    let r = Tensor::rand(0f32, classes as f32, batch, device)?;
+    Ok(r.floor()?.clamp(0f32, (classes - 1) as f32)?.to_dtype(DType::U32)?)
+}
+
+/// Peak resident set size (VmHWM of /proc/self/status) in MiB.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(mode: BenchMode, dual: bool) -> BenchConfig {
+        BenchConfig {
+            mode,
+            device: DeviceChoice::Cpu,
+            arch: Arch::SmallCnn,
+            size: 32,
+            batch: 4,
+            dual,
+            steps: 2,
+            warmup: 1,
+            classes: 3,
+            seed: 0,
+        }
+    }
+
+    #[test]
+    fn train_infer_and_dual_report_sane_numbers() {
+        for (mode, dual) in [(BenchMode::Train, false), (BenchMode::Train, true), (BenchMode::Infer, false)] {
+            let r = run_bench(&cfg(mode, dual)).unwrap();
+            assert!(r.img_per_s.is_finite() && r.img_per_s > 0.0, "{r:?}");
+            assert!((r.img_per_s - 4.0 * 1000.0 / r.ms_per_step).abs() < 1e-6 * r.img_per_s);
+            assert!(r.peak_rss_mb.unwrap() > 1.0);
+            let one = Network::new(&NetConfig::new(Arch::SmallCnn, 3, 0), &Device::Cpu).unwrap().num_params();
+            assert_eq!(r.params, if dual { 2 * one } else { one });
+            let json = serde_json::to_value(&r).unwrap();
+            assert_eq!(json["mode"], if mode == BenchMode::Train { "train" } else { "infer" });
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_refused() {
+        let mut c = cfg(BenchMode::Infer, true);
+        assert!(matches!(run_bench(&c), Err(TrainError::InvalidBench(_))));
+        c = cfg(BenchMode::Train, true);
+        c.batch = 5;
+        assert!(matches!(run_bench(&c), Err(TrainError::InvalidBench(_))));
+        c = cfg(BenchMode::Train, false);
+        c.steps = 0;
+        assert!(matches!(run_bench(&c), Err(TrainError::InvalidBench(_))));
+    }
+
+    #[test]
+    fn labels_are_in_range() {
+        let y = random_labels(1000, 5, &Device::Cpu).unwrap().to_vec1::<u32>().unwrap();
+        assert!(y.iter().all(|&v| v < 5));
+        for c in 0..5 {
+            assert!(y.contains(&c), "class {c} never drawn");
+        }
+    }
+}
