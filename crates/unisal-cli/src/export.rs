@@ -5,7 +5,6 @@ use clap::Subcommand;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use unisal_core::pool::{LabelFilter, PatchFilter};
 
 /// What to export.
 #[derive(Subcommand)]
@@ -25,23 +24,16 @@ pub fn run(what: What) -> anyhow::Result<ExitCode> {
         What::Labels { project, out } => {
             let pool = crate::open_project(&project)?;
             let names: HashMap<i64, String> = pool.classes()?.into_iter().map(|c| (c.id, c.name)).collect();
-            let rows =
-                pool.page_patches(0, u64::MAX, &PatchFilter { label: LabelFilter::Labeled, group: None })?;
+            let rows = pool.current_labels()?;
             let tmp = out.with_extension("csv.partial");
             let write = || -> anyhow::Result<()> {
                 let mut w = csv::Writer::from_path(&tmp)?;
                 w.write_record(["patch_id", "source_path", "group", "label", "source"])?;
                 for r in &rows {
-                    let source =
-                        pool.label_history(r.id)?.last().map(|e| e.source.as_str()).unwrap_or("human");
-                    let label = r.label.and_then(|c| names.get(&c)).map(String::as_str).unwrap_or_default();
-                    w.write_record([
-                        r.id.to_string().as_str(),
-                        &r.source_path,
-                        r.group.as_deref().unwrap_or(""),
-                        label,
-                        source,
-                    ])?;
+                    let label = names.get(&r.class_id).map(String::as_str).unwrap_or_default();
+                    let id = r.patch_id.to_string();
+                    let group = r.group.as_deref().unwrap_or("");
+                    w.write_record([id.as_str(), &r.source_path, group, label, r.source.as_str()])?;
                 }
                 w.flush()?;
                 Ok(())

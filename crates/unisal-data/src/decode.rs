@@ -250,6 +250,19 @@ mod tests {
         let v = back.to_rgb8().get_pixel(19, 0).0;
         assert!(v[0].abs_diff((19 * 3000 / 257) as u8) <= 1 && v[0] == v[1] && v[1] == v[2], "{v:?}");
 
+        let rgb16 = image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(6, 4, |x, y| {
+            image::Rgb([x as u16 * 10_000, y as u16 * 20_000, 65_535])
+        });
+        let mut tiff = Vec::new();
+        DynamicImage::ImageRgb16(rgb16).write_to(&mut Cursor::new(&mut tiff), ImageFormat::Tiff).unwrap();
+        let p = prepare_patch(&tiff, &DecodeLimits::default()).unwrap();
+        assert_eq!((p.width, p.height, p.format, p.source_format), (6, 4, "png", "tiff"));
+        let note = p.note.unwrap();
+        assert!(note.contains("TIFF") && note.contains("16-bit RGB"), "{note}");
+        let back = image::load_from_memory(&p.stored).unwrap().to_rgb8();
+        let want = [50_000.0f64, 60_000.0, 65_535.0].map(|v| (v / 257.0).round() as u8);
+        assert_eq!(back.get_pixel(5, 3).0, want, "16-bit values scaled to 8 bits");
+
         let rgba = image::RgbaImage::from_pixel(8, 8, image::Rgba([10, 20, 30, 128]));
         let mut png = Vec::new();
         DynamicImage::ImageRgba8(rgba).write_to(&mut Cursor::new(&mut png), ImageFormat::Png).unwrap();

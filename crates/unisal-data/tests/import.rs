@@ -281,3 +281,48 @@ fn huge_png() -> Vec<u8> {
     chunk(&mut out, b"IEND", &[]);
     out
 }
+
+#[test]
+fn labels_commit_while_an_import_writes_from_another_connection() {
+    let (Some(kather), Some(subset)) =
+        (shared("kather2016/originals-150px"), shared("kather2016/subset100-224px"))
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("busy.unisal");
+    let mut pool = Pool::create(&path).unwrap();
+    run(
+        &mut pool,
+        std::slice::from_ref(&kather),
+        &ImportOptions { labels: LabelMode::None, ..ImportOptions::default() },
+    );
+    let tumor = pool.add_class("01_TUMOR", None, None).unwrap().id;
+    drop(pool);
+
+    let importer = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            let mut pool = Pool::open(&path).unwrap();
+            let opts = ImportOptions { batch_size: 8, labels: LabelMode::None, ..ImportOptions::default() };
+            run(&mut pool, &[subset], &opts)
+        })
+    };
+    // Meanwhile, the pathologist labels: every click commits at once and a fresh connection sees it.
+    let mut labeler = Pool::open(&path).unwrap();
+    let ids = labeler.unlabeled_ids().unwrap();
+    for (i, &id) in ids.iter().enumerate().take(24) {
+        if i % 2 == 0 {
+            labeler.set_label(id, tumor).unwrap();
+        } else {
+            labeler.clear_label(id).unwrap();
+        }
+        let seen = Pool::open(&path).unwrap().label(id).unwrap();
+        assert_eq!(seen, (i % 2 == 0).then_some(tumor));
+    }
+    let r = importer.join().unwrap();
+    assert_eq!((r.imported, r.failed.len()), (100, 0), "{r:#?}");
+    let s = labeler.status().unwrap();
+    assert_eq!(s.patches, 124);
+    assert!(labeler.check_integrity().unwrap().is_empty());
+}

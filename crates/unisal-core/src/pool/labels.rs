@@ -2,7 +2,7 @@
 //! one history event and update the current label in one transaction, committed before returning.
 //! Oracle labels (simulation ground truth) live apart and are never part of the training set.
 
-use super::{now_ms, ClassId, LabelChange, LabelEvent, LabelSource, PatchId, Pool};
+use super::{now_ms, ClassId, CurrentLabel, LabelChange, LabelEvent, LabelSource, PatchId, Pool};
 use crate::error::{CoreError, Result, SqlContext};
 use rusqlite::{params, OptionalExtension, Transaction};
 
@@ -175,6 +175,31 @@ impl Pool {
     /// Every labeled patch with its class, in patch order: the training set. Oracle labels are not in it.
     pub fn labeled_set(&self) -> Result<Vec<(PatchId, ClassId)>> {
         self.pairs("SELECT patch_id, class_id FROM labels ORDER BY patch_id", "reading the labeled set")
+    }
+
+    /// Every current label with its patch's path and group and the label's source, in patch order.
+    pub fn current_labels(&self) -> Result<Vec<CurrentLabel>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached(
+                "SELECT l.patch_id, p.source_path, p.grp, l.class_id, l.source, l.round, l.updated_at
+                 FROM labels l JOIN patches p ON p.id = l.patch_id ORDER BY l.patch_id",
+            )
+            .ctx("reading the current labels")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(CurrentLabel {
+                    patch_id: r.get(0)?,
+                    source_path: r.get(1)?,
+                    group: r.get(2)?,
+                    class_id: r.get(3)?,
+                    source: LabelSource::parse(&r.get::<_, String>(4)?),
+                    round: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })
+            .ctx("reading the current labels")?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().ctx("reading the current labels")
     }
 
     /// Every patch without a current label, in order.

@@ -204,6 +204,10 @@ fn set_change_clear_and_undo_are_history_events() {
     assert_eq!(hist.len(), 6);
     assert_eq!(hist.iter().filter(|e| e.undoes.is_some()).count(), 3);
     pool.set_labels_from(&[(id, b)], LabelSource::Oracle, Some(2)).unwrap();
+    let current = pool.current_labels().unwrap();
+    assert_eq!(current.len(), 1);
+    assert_eq!((current[0].class_id, current[0].source, current[0].round), (b, LabelSource::Oracle, Some(2)));
+    assert_eq!(current[0].source_path, "dir/p1.jpg");
     // Committed: a second connection sees it at once, and a copy in another folder opens and works.
     let other = Pool::open(pool.path()).unwrap();
     assert_eq!(other.label(id).unwrap(), Some(b));

@@ -210,3 +210,22 @@ pub struct LabelChange {
     /// The event recording it.
     pub event_id: i64,
 }
+
+/// A patch's current label with where it came from (for exports).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CurrentLabel {
+    /// The patch.
+    pub patch_id: PatchId,
+    /// Its original path (information only).
+    pub source_path: String,
+    /// Its group, when known.
+    pub group: Option<String>,
+    /// The class.
+    pub class_id: ClassId,
+    /// Who gave the label.
+    pub source: LabelSource,
+    /// Round during which it was given, when any.
+    pub round: Option<i64>,
+    /// Unix milliseconds of the last change.
+    pub updated_at: i64,
+}
