@@ -2,6 +2,7 @@
 //! the outcome to the exit code: 0 all done, 1 done with per-file failures (or a failed operation),
 //! 2 usage error or a project that cannot be opened, 130 cancelled with Ctrl-C.
 
+mod bench;
 mod classes;
 mod demo;
 mod export;
@@ -54,6 +55,9 @@ enum Command {
     Export(export::What),
     /// Build (or reopen) the demo project from the bundled CC BY 4.0 Kather 2016 tiles.
     Demo(demo::Args),
+    /// Training / inference images/s on random data (`unisal bench train|infer`; twin: scripts/torch_bench.py).
+    #[command(subcommand)]
+    Bench(bench::Args),
 }
 
 /// An error that is the caller's: exit code 2.
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Undo { project } => label::undo_last(&project),
         Command::Export(what) => export::run(what),
         Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 
