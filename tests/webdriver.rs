@@ -1,7 +1,9 @@
 //! End-to-end: the real app binary in a real WebKitGTK webview, driven through tauri-driver and
 //! WebKitWebDriver under Xvfb. Opens the demo project and checks that its grid shows all 24 patches and
 //! that thumbnails really load through the `patch` protocol; then creates a project, imports a folder
-//! with good and bad files through the import panel and checks the per-file report and the grid.
+//! with good and bad files through the import panel and checks the per-file report and the grid; then
+//! starts importing the 4,000 patches of `../shared/data/crc5/pool` (when present), sees the progress bar
+//! count, and cancels it.
 //!
 //! Needs `tauri-driver` (2.1.0), `WebKitWebDriver` (Debian `webkit2gtk-driver`) and `Xvfb` when no
 //! `$DISPLAY` is set; `.ci/run` installs them. Set `UNISAL_SKIP_WEBDRIVER=1` to skip explicitly.
@@ -60,10 +62,12 @@ async fn demo_grid_and_import_in_the_real_app() {
         .await
         .expect("a WebDriver session with the app");
 
-    let result = match demo_grid(&client).await {
-        Ok(()) => import_folder(&client, home.path()).await,
-        Err(e) => Err(e),
-    };
+    let result = async {
+        demo_grid(&client).await?;
+        import_folder(&client, home.path()).await?;
+        cancel_a_large_import(&client).await
+    }
+    .await;
     let _ = client.close().await;
     result.expect("WebDriver commands");
 }
@@ -220,5 +224,72 @@ async fn import_folder(client: &Client, home: &Path) -> Result<(), fantoccini::e
         std::fs::write(&path, client.screenshot().await?).expect("writing the screenshot");
         println!("screenshot written to {}", path.to_string_lossy());
     }
+    Ok(())
+}
+
+/// Starts a large import, checks the progress line (count of total, remaining time), cancels it and
+/// checks that the report says so and the counts match what was kept.
+async fn cancel_a_large_import(client: &Client) -> Result<(), fantoccini::error::CmdError> {
+    let Ok(pool) = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/crc5/pool").canonicalize()
+    else {
+        println!(
+            "SKIPPED the cancel scenario: ../shared/data/crc5/pool is absent (the rest of the test ran)"
+        );
+        return Ok(());
+    };
+    client.find(Locator::Css("[data-testid='dismiss-report']")).await?.click().await?;
+    let none = client.find(Locator::Css("input[type='radio'][value='none']")).await?;
+    none.click().await?;
+    let folder = client.find(Locator::Css("[data-testid='import-folder']")).await?;
+    folder.clear().await?;
+    folder.send_keys(&pool.display().to_string()).await?;
+    client.find(Locator::Css("[data-testid='start-import']")).await?.click().await?;
+
+    let line =
+        wait_until(client, "the progress line with a count and ETA", Duration::from_secs(60), || async {
+            let v = script(
+                client,
+                "const p = document.querySelector(\"[data-testid='import-progress']\");
+             return p && /\\d+ \\/ 4,000/.test(p.innerText) && /remaining: (< )?\\d/.test(p.innerText)
+               ? p.innerText : null;",
+            )
+            .await;
+            v.is_string().then_some(v)
+        })
+        .await;
+    let line = line.as_str().unwrap_or_default().to_string();
+    assert!(line.contains("patches/s"), "progress line: {line}");
+    if let Some(path) = std::env::var_os("UNISAL_SCREENSHOT_PROGRESS") {
+        std::fs::write(&path, client.screenshot().await?).expect("writing the screenshot");
+        println!("screenshot written to {}", path.to_string_lossy());
+    }
+    client.find(Locator::Css("[data-testid='cancel-import']")).await?.click().await?;
+
+    let report = wait_until(client, "the cancelled import's report", Duration::from_secs(60), || async {
+        let v = script(
+            client,
+            "const r = document.querySelector(\"[data-testid='import-report']\"); return r ? r.innerText : null;",
+        )
+        .await;
+        v.is_string().then_some(v)
+    })
+    .await;
+    let report = report.as_str().unwrap_or_default().to_string();
+    assert!(report.starts_with("Import cancelled:"), "report: {report}");
+    let imported: u64 = report
+        .trim_start_matches("Import cancelled:")
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.replace(',', "").parse().ok())
+        .unwrap_or_else(|| panic!("no imported count in {report}"));
+    assert!(imported < 4000, "the import was cancelled before the end: {report}");
+    let expected = (6 + imported).to_string();
+    let total = wait_until(client, "the new total", Duration::from_secs(10), || async {
+        let v = script(client, "return document.querySelector(\"[data-testid='count-total']\").textContent;")
+            .await;
+        (v.as_str().map(|t| t.replace(',', "")) == Some(expected.clone())).then_some(v)
+    })
+    .await;
+    println!("cancelled a 4,000-patch import after {imported} patches; the project shows {total}");
     Ok(())
 }
