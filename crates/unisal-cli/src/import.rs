@@ -37,6 +37,9 @@ pub struct Args {
     /// Decoding threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Patches written per transaction.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    batch_size: u64,
     /// Print one JSON object: {"imported", "duplicates", "failed": [{"path", "reason"}], "cancelled"}.
     #[arg(long)]
     json: bool,
@@ -55,6 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
         oracle: args.oracle,
         threads: args.threads,
+        batch_size: args.batch_size as usize,
         ..ImportOptions::default()
     };
     let cancel = cancel_on_ctrl_c();

@@ -39,7 +39,16 @@ fn unisal() -> Command {
 /// Start an import and wait until it reports progress past the first committed batch.
 fn start_import(project: &Path, data: &Path) -> (Child, u64) {
     let mut child = unisal()
-        .args(["import", project.to_str().unwrap(), data.to_str().unwrap(), "--threads", "1", "--json"])
+        .args([
+            "import",
+            project.to_str().unwrap(),
+            data.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--batch-size",
+            "4",
+            "--json",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
