@@ -80,8 +80,10 @@ pub fn collect(paths: &[PathBuf], mode: LabelMode) -> Collected {
             let inner_csv = path.join("labels.csv");
             if mode == LabelMode::Csv && inner_csv.is_file() {
                 read_csv(&inner_csv, true, &mut out);
+            } else if mode == LabelMode::Csv {
+                fail(&mut out, path, "--labels csv: the folder has no labels.csv (give the CSV file itself)");
             } else {
-                walk(path, None, 0, mode != LabelMode::None && mode != LabelMode::Csv, &mut out);
+                walk(path, None, 0, mode != LabelMode::None, &mut out);
             }
         } else if is_csv {
             read_csv(path, mode != LabelMode::None, &mut out);

@@ -194,6 +194,17 @@ fn oracle_labels_and_csv_classes_and_cancel_then_resume() {
     sorted.sort();
     assert_eq!(paths, sorted);
 
+    // --labels csv on a folder reads its labels.csv (paths relative to it), and refuses a folder without one.
+    let mut pool = Pool::create(tmp.path().join("csv.unisal")).unwrap();
+    let opts = ImportOptions { labels: LabelMode::Csv, ..ImportOptions::default() };
+    let r = run(&mut pool, &[kather.clone(), tmp.path().to_path_buf()], &opts);
+    assert_eq!(
+        (r.imported, r.skipped, r.classes_created.len(), pool.status().unwrap().labeled),
+        (24, 0, 8, 24)
+    );
+    assert_eq!(r.failed.len(), 1);
+    assert!(r.failed[0].reason.contains("no labels.csv"), "{r:#?}");
+
     // Cancel after the first batch, then run again: it completes, counting what landed as duplicates.
     let mut pool = Pool::create(tmp.path().join("c.unisal")).unwrap();
     let cancel = CancelToken::new();
