@@ -73,6 +73,9 @@ pub struct ImportReport {
     pub notes: Vec<String>,
 }
 
+/// A batch is written once it holds this many bytes of images, whatever its length.
+const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
 enum Outcome {
     Ready(Box<NewPatch>),
     Duplicate,
@@ -209,8 +212,12 @@ fn run_pipeline(
     }
     .min(items.len().max(1));
     let next = AtomicUsize::new(0);
+    // Files decoded ahead of the one the writer waits for are capped, so memory stays bounded even when one
+    // large file is slow and the other threads race ahead.
+    let window = (threads * 8).max(32);
+    let written = AtomicUsize::new(0);
     let stop = CancelToken::new();
-    let (tx, rx) = mpsc::sync_channel::<(usize, Outcome)>(options.batch_size * 2);
+    let (tx, rx) = mpsc::sync_channel::<(usize, Outcome)>(window);
     let mut notes: HashMap<String, u64> = HashMap::new();
     let mut done = 0u64;
     let mut result = Ok(());
@@ -218,13 +225,16 @@ fn run_pipeline(
         let mut workers = Vec::new();
         for _ in 0..threads {
             let tx = tx.clone();
-            let (items, next, known, stop) = (&items, &next, &known, &stop);
+            let (items, next, known, stop, written) = (&items, &next, &known, &stop, &written);
             workers.push(scope.spawn(move || loop {
                 if stop.is_cancelled() || cancel.is_cancelled() {
                     break;
                 }
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((item, label)) = items.get(i) else { break };
+                while i >= written.load(Ordering::Acquire) + window && !stop.is_cancelled() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
                 if tx.send((i, process(item, *label, known, options))).is_err() {
                     break;
                 }
@@ -254,6 +264,7 @@ fn run_pipeline(
             pending.insert(index, outcome);
             while let Some(outcome) = pending.remove(&next_index) {
                 next_index += 1;
+                written.store(next_index, Ordering::Release);
                 done += 1;
                 match outcome {
                     Outcome::Ready(p) => {
@@ -266,7 +277,10 @@ fn run_pipeline(
                     Outcome::Failed(f) => report.failed.push(f),
                 }
             }
-            let due = batch.len() >= options.batch_size || last_flush.elapsed() > Duration::from_millis(250);
+            let bytes: usize = batch.iter().map(|p| p.image.len() + p.thumbnail.len()).sum();
+            let due = batch.len() >= options.batch_size
+                || bytes >= MAX_BATCH_BYTES
+                || last_flush.elapsed() > Duration::from_millis(250);
             if due {
                 if let Err(e) = flush(&mut batch, report) {
                     result = Err(e);
