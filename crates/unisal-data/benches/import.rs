@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 use unisal_core::events::{CancelToken, NoProgress};
-use unisal_core::pool::PatchFilter;
+use unisal_core::pool::{ImportLabel, LabelFilter, NewPatch, PatchFilter};
 use unisal_core::Pool;
 use unisal_data::{import, ImportOptions};
 
@@ -86,6 +86,71 @@ fn main() {
     println!(
         "  page of 100 thumbnails (page_patches + 100 x thumbnail): median {:.2} ms over 40 pages",
         median(page_t)
+    );
+    scale_100k(&pool, tmp.path());
+}
+
+/// A 100,000-patch pool made of the 4,000 real patches repeated (distinct hashes), 10% labeled: open,
+/// status, pages of thumbnails near the start and the end, and the training-set reads.
+fn scale_100k(real: &Pool, dir: &Path) {
+    let ids = real.patch_ids().expect("ids");
+    let name = real.classes().expect("classes")[0].name.clone();
+    let path = dir.join("bench-100k.unisal");
+    let mut pool = Pool::create(&path).expect("create");
+    let class = pool.ensure_classes(&[name]).expect("class")[0].id;
+    let t = Instant::now();
+    for chunk in 0..100u64 {
+        let batch: Vec<NewPatch> = (0..1000u64)
+            .map(|j| {
+                let n = chunk * 1000 + j;
+                let id = ids[(n % ids.len() as u64) as usize];
+                NewPatch {
+                    sha256: format!("{n:064x}"),
+                    width: 150,
+                    height: 150,
+                    source_path: format!("synthetic/{n}.jpg"),
+                    group: Some(format!("slide{}", n % 50)),
+                    format: "jpeg".into(),
+                    source_format: "jpeg".into(),
+                    note: None,
+                    image: real.image_bytes(id).expect("image"),
+                    thumbnail_format: "jpeg".into(),
+                    thumbnail: real.thumbnail(id).expect("thumbnail").data,
+                    label: (n % 10 == 0).then_some(ImportLabel::Real(class)),
+                }
+            })
+            .collect();
+        pool.insert_patches(&batch).expect("insert");
+    }
+    let insert_s = t.elapsed().as_secs_f64();
+    drop(pool);
+    println!(
+        "100,000-patch pool (the 4,000 repeated, 10% labeled): written in {insert_s:.1} s; database {:.0} MB",
+        size_mb(&path)
+    );
+    let t = Instant::now();
+    let pool = Pool::open(&path).expect("open");
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    let time = |f: &dyn Fn()| {
+        let mut v = Vec::new();
+        for _ in 0..11 {
+            let t = Instant::now();
+            f();
+            v.push(t.elapsed());
+        }
+        median(v)
+    };
+    let status = time(&|| assert_eq!(pool.status().expect("status").patches, 100_000));
+    let first = time(&|| assert!(page_of_thumbnails(&pool, 0) > 0));
+    let deep = time(&|| assert!(page_of_thumbnails(&pool, 99_000) > 0));
+    let unl = PatchFilter { label: LabelFilter::Unlabeled, group: None };
+    let unlabeled_page = time(&|| assert_eq!(pool.page_patches(50_000, 100, &unl).expect("page").len(), 100));
+    let labeled = time(&|| assert_eq!(pool.labeled_set().expect("labeled").len(), 10_000));
+    let unlabeled = time(&|| assert_eq!(pool.unlabeled_ids().expect("unlabeled").len(), 90_000));
+    println!("  open {open_ms:.1} ms; status {status:.1} ms; page of 100 thumbnails at offset 0: {first:.2} ms, at 99,000: {deep:.2} ms");
+    println!("  page of 100 unlabeled patches at offset 50,000 (no thumbnails): {unlabeled_page:.1} ms");
+    println!(
+        "  labeled_set (10,000): {labeled:.1} ms; unlabeled_ids (90,000): {unlabeled:.1} ms (medians of 11)"
     );
 }
 

@@ -146,9 +146,13 @@ impl Pool {
     pub fn page_patches(&self, offset: u64, limit: u64, filter: &PatchFilter) -> Result<Vec<PatchSummary>> {
         let (cond, mut values) = filter_sql(filter);
         let sql = format!(
+            // The inner query skips `offset` rows touching as little as it can (SQLite drops the unused
+            // join without a label filter); only the page's rows are then joined for their details.
             "SELECT p.id, p.width, p.height, p.source_path, p.grp, l.class_id
-             FROM patches p LEFT JOIN labels l ON l.patch_id = p.id {cond}
-             ORDER BY p.id LIMIT ?{} OFFSET ?{}",
+             FROM (SELECT p.id AS pid FROM patches p LEFT JOIN labels l ON l.patch_id = p.id {cond}
+                   ORDER BY p.id LIMIT ?{} OFFSET ?{}) page
+             JOIN patches p ON p.id = page.pid LEFT JOIN labels l ON l.patch_id = p.id
+             ORDER BY p.id",
             values.len() + 1,
             values.len() + 2
         );
