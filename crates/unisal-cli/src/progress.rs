@@ -1,4 +1,4 @@
-//! Progress for long commands: an indicatif bar with count, rate and ETA on a terminal, plain lines on
+//! Progress for long commands: an indicatif bar with count and ETA on a terminal, plain lines on
 //! stderr when piped; Ctrl-C cancels through the job's `CancelToken` (a second Ctrl-C exits at once).
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,7 +24,7 @@ impl CliProgress {
     pub fn new() -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(0);
-            let style = ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} {per_sec} ETA {eta}")
+            let style = ProgressStyle::with_template("{msg:>8} [{bar:40}] {pos}/{len} ETA {eta}")
                 .map(|s| s.progress_chars("=> "))
                 .unwrap_or_else(|_| ProgressStyle::default_bar());
             bar.set_style(style);
