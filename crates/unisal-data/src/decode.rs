@@ -93,6 +93,13 @@ pub fn decode_rgb(
     bytes: &[u8],
     limits: &DecodeLimits,
 ) -> Result<(RgbImage, ImageFormat, Option<String>), String> {
+    let (img, format) = decode(bytes, limits)?;
+    let note = conversion_note(&img);
+    Ok((img.into_rgb8(), format, note))
+}
+
+/// Check the header against `limits`, then decode `bytes` as they are (any bit depth).
+fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<(DynamicImage, ImageFormat), String> {
     if bytes.is_empty() {
         return Err("empty file (0 bytes)".into());
     }
@@ -127,9 +134,7 @@ pub fn decode_rgb(
             img.height()
         ));
     }
-    let note = conversion_note(&img);
-    let rgb = img.into_rgb8();
-    Ok((rgb, format, note))
+    Ok((img, format))
 }
 
 fn conversion_note(img: &DynamicImage) -> Option<String> {
@@ -148,10 +153,6 @@ fn conversion_note(img: &DynamicImage) -> Option<String> {
     Some(what.to_string())
 }
 
-fn is_16_bit(img_color: Option<&str>) -> bool {
-    img_color.is_some_and(|n| n.contains("16-bit") || n.contains("32-bit"))
-}
-
 /// Encode `rgb` as a lossless PNG.
 pub fn encode_png(rgb: &RgbImage) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
@@ -165,9 +166,13 @@ pub fn encode_png(rgb: &RgbImage) -> Result<Vec<u8>, String> {
 /// and the bytes to store. The error is a reason for a person (the caller names the file).
 pub fn prepare_patch(bytes: &[u8], limits: &DecodeLimits) -> Result<Prepared, String> {
     let sha256 = sha256_hex(bytes);
-    let (rgb, format, note) = decode_rgb(bytes, limits)?;
+    let (img, format) = decode(bytes, limits)?;
+    let note = conversion_note(&img);
+    // Files of more than 8 bits a channel are stored converted, so every stored image is 8-bit.
+    let high_depth = img.color().bytes_per_pixel() > img.color().channel_count();
+    let rgb = img.into_rgb8();
     let thumbnail = thumbnail_jpeg(&rgb, THUMBNAIL_SIDE)?;
-    let keep_original = matches!(format, ImageFormat::Png | ImageFormat::Jpeg) && !is_16_bit(note.as_deref());
+    let keep_original = matches!(format, ImageFormat::Png | ImageFormat::Jpeg) && !high_depth;
     let (stored_format, stored, note) = if keep_original {
         (if format == ImageFormat::Png { "png" } else { "jpeg" }, bytes.to_vec(), note)
     } else {
