@@ -16,9 +16,11 @@ use image::{imageops::FilterType, RgbImage};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Normalisation mean (CLIP's), RGB.
+/// Normalisation mean (CLIP's), RGB, written as UNISAL.md publishes it.
+#[allow(clippy::excessive_precision)]
 pub const MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-/// Normalisation standard deviation (CLIP's), RGB.
+/// Normalisation standard deviation (CLIP's), RGB, written as UNISAL.md publishes it.
+#[allow(clippy::excessive_precision)]
 pub const STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
 
 /// Decodes encoded image bytes (PNG, JPEG, TIFF; 16-bit, grayscale and alpha converted) to 8-bit RGB with

@@ -164,7 +164,9 @@ pub fn load_pair(dir: &Path, device: &Device) -> Result<(Pair, ModelCard)> {
                 reason: format!("SHA-256 {actual} does not match the card's {}", entry.sha256),
             });
         }
-        let net = Network::new(&NetConfig::new(arch, card.num_classes, 0), device)?;
+        let base = NetConfig::new(arch, card.num_classes, 0);
+        let width = card.config.width.unwrap_or(base.width);
+        let net = Network::new(&NetConfig { width, ..base }, device)?;
         net.load_safetensors(&path)?;
         nets.push(net);
     }

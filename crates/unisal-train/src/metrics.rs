@@ -44,10 +44,10 @@ impl Metrics {
         }
         let correct: u64 = (0..num_classes).map(|c| confusion[c][c]).sum();
         let (mut sp, mut sr, mut sf) = (0.0, 0.0, 0.0);
-        for c in 0..num_classes {
-            let tp = confusion[c][c] as f64;
-            let predicted: u64 = (0..num_classes).map(|t| confusion[t][c]).sum();
-            let actual: u64 = confusion[c].iter().sum();
+        for (c, row) in confusion.iter().enumerate() {
+            let tp = row[c] as f64;
+            let predicted: u64 = confusion.iter().map(|r| r[c]).sum();
+            let actual: u64 = row.iter().sum();
             let p = if predicted > 0 { tp / predicted as f64 } else { 0.0 };
             let r = if actual > 0 { tp / actual as f64 } else { 0.0 };
             sp += p;

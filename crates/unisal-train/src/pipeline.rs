@@ -65,9 +65,9 @@ impl ImageCache {
         let size = img.as_raw().len();
         if self.used.load(Ordering::Relaxed) + size <= self.budget {
             let mut map = self.map.lock().map_err(|_| poisoned())?;
-            if !map.contains_key(&patch_id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(patch_id) {
                 self.used.fetch_add(size, Ordering::Relaxed);
-                map.insert(patch_id, Arc::clone(&img));
+                slot.insert(Arc::clone(&img));
             }
         }
         Ok(img)

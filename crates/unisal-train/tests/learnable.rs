@@ -1,6 +1,8 @@
 //! A learnable task on real patches: 200 labeled patches of `crc5/pool` (40 a class) plus 200 unlabeled ones,
-//! at 64 px with the small CNN; the dual semi-supervised trainer must reach clearly above chance (5 classes:
-//! 20%) on 200 held-out patches of `crc5/devtest`, in under 2 minutes on a 2-core CPU. Fixed seed.
+//! resized to 64 px (48 px training crops) with the small CNN at width 16; the dual semi-supervised trainer must
+//! reach clearly above chance (5 classes: 20%; asserted >= 45%) on 200 held-out patches of `crc5/devtest`,
+//! within 2 minutes on an idle 2-core CPU (`UNISAL_LEARNABLE_BUDGET_S` overrides the budget on a loaded machine).
+//! Fixed seed.
 //! Skips with a message when `../shared/data/crc5` is absent (that data never enters the repository).
 
 mod trainer_support;
@@ -30,13 +32,14 @@ fn small_cnn_pair_learns_crc5_above_chance() {
     let config = TrainConfig {
         preset: "learnable-test".into(),
         arch: ModelArch::Small,
+        width: Some(16),
         resize: 64,
-        crop: 56,
+        crop: 48,
         batch_labeled: 16,
         batch_unlabeled: 16,
         batch_eval: 50,
         iterations: Some(LEARNABLE_ITERATIONS),
-        lr: 0.03,
+        lr: 0.05,
         weight_decay: 5e-4,
         lr_schedule: LrSchedule::Cosine,
         device: "cpu".into(),
@@ -83,8 +86,14 @@ fn small_cnn_pair_learns_crc5_above_chance() {
         "ensemble accuracy {:.3} is not clearly above chance (0.2)",
         ensemble.accuracy
     );
-    assert!(secs < 120.0, "took {secs:.1} s, the budget is 120 s on a 2-core CPU");
+    let budget =
+        std::env::var("UNISAL_LEARNABLE_BUDGET_S").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(120.0);
+    assert!(
+        secs < budget,
+        "took {secs:.1} s, the budget is {budget} s (2 minutes on an otherwise idle 2-core CPU; set \
+         UNISAL_LEARNABLE_BUDGET_S on a loaded machine)"
+    );
 }
 
 /// Iterations of the round (16 labeled + 16 unlabeled images each).
-const LEARNABLE_ITERATIONS: u64 = 150;
+const LEARNABLE_ITERATIONS: u64 = 100;

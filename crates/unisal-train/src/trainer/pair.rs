@@ -38,7 +38,8 @@ impl Pair {
     pub fn initial(config: &TrainConfig, num_classes: usize, device: &Device) -> Result<Self> {
         let arch = arch_of(config.arch);
         let build = |seed: u64| -> Result<Network> {
-            let nc = NetConfig { head_seed: Some(seed), ..NetConfig::new(arch, num_classes, seed) };
+            let base = NetConfig::new(arch, num_classes, seed);
+            let nc = NetConfig { head_seed: Some(seed), width: config.width.unwrap_or(base.width), ..base };
             let net = Network::new(&nc, device)?;
             if let Some(path) = &config.pretrained {
                 crate::weights::load_pretrained(&net, path)?;
