@@ -5,6 +5,10 @@
 //! cancelled or failed round leaves the learner as it was and persists nothing. Without a validation set the
 //! last iteration's pair is kept; with one (explicit, or `validation_fraction` of the labeled set held out,
 //! seeded) the pair with the best ensemble validation accuracy is kept.
+//!
+//! Decoded images (resized to the config's `resize`) are cached by patch id across rounds and predictions, up to
+//! a byte budget: a patch id must always name the same image bytes, as the pool guarantees (content-hashed
+//! patches are never edited in place).
 
 mod pair;
 mod round;
