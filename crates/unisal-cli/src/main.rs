@@ -8,7 +8,11 @@ mod demo;
 mod export;
 mod import;
 mod label;
+mod plot;
 mod progress;
+mod queries;
+mod round;
+mod simulate;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -55,6 +59,12 @@ enum Command {
     Export(export::What),
     /// Build (or reopen) the demo project from the bundled CC BY 4.0 Kather 2016 tiles.
     Demo(demo::Args),
+    /// Run one active-learning round: train the pair, predict the pool, choose the next query batch.
+    Round(round::Args),
+    /// Show the current query batch with both networks' predictions and their disagreement.
+    Queries(queries::Args),
+    /// Simulate the active-learning loop with an oracle, strategy against strategy; CSV, JSON and a plot.
+    Simulate(simulate::Args),
     /// Training / inference images/s on random data (`unisal bench train|infer`; twin: scripts/torch_bench.py).
     #[command(subcommand)]
     Bench(bench::Args),
@@ -108,6 +118,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Undo { project } => label::undo_last(&project),
         Command::Export(what) => export::run(what),
         Command::Demo(args) => demo::run(args),
+        Command::Round(args) => round::run(args),
+        Command::Queries(args) => queries::run(args),
+        Command::Simulate(args) => simulate::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }
