@@ -1,0 +1,141 @@
+//! Every layer in f32 on the device named by `UNISAL_TEST_DEVICE` (`cpu` when unset; `cuda` or `metal` where the
+//! build and the machine have one) against the same layer in f64 on the CPU, whose gradients
+//! `layers_gradcheck.rs` checks against finite differences: forward values, gradients with respect to every
+//! input and parameter, and BatchNorm's running statistics. This is what shows that the layers are correct on a
+//! GPU backend too (candle's own max-pool and stride-2 convolution backward are not).
+
+use candle_core::{DType, Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use unisal_train::device::DeviceChoice;
+use unisal_train::nn::{global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear};
+
+fn device() -> (Device, f64) {
+    let name = std::env::var("UNISAL_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let choice: DeviceChoice = name.parse().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
+    let device = choice.resolve().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
+    eprintln!("layers on {device:?}");
+    // f32 against f64; GPU reductions sum in another order than the CPU's.
+    (device.clone(), if device.is_cpu() { 2e-5 } else { 2e-4 })
+}
+
+/// Host values: uniform in [-1, 1), or a shuffled grid of distinct values (no max-pool ties) when `distinct`.
+fn host(n: usize, seed: u64, distinct: bool) -> Vec<f64> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    if !distinct {
+        return (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    }
+    let mut v: Vec<f64> = (0..n).map(|i| (i as f64 - n as f64 / 2.0) / n as f64 * 4.0).collect();
+    for i in (1..n).rev() {
+        v.swap(i, rng.gen_range(0..=i));
+    }
+    v
+}
+
+/// The same values as an f64 CPU var and an f32 device var.
+fn pair(shape: &[usize], seed: u64, distinct: bool, device: &Device) -> (Var, Var) {
+    let v = host(shape.iter().product(), seed, distinct);
+    let cpu = Tensor::from_vec(v, shape, &Device::Cpu).unwrap();
+    let dev = cpu.to_dtype(DType::F32).unwrap().to_device(device).unwrap();
+    (Var::from_tensor(&cpu).unwrap(), Var::from_tensor(&dev).unwrap())
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_device(&Device::Cpu).unwrap().to_vec1().unwrap()
+}
+
+fn close(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
+    let (g, e) = (values(got), values(expected));
+    assert_eq!(g.len(), e.len(), "{what}: length");
+    let scale = e.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
+    let worst = g.iter().zip(&e).map(|(a, b)| (a - b).abs()).fold(0f64, f64::max);
+    assert!(worst <= tol * scale, "{what}: max abs error {worst:.3e} > {tol:.0e} x {scale:.3e}");
+}
+
+/// Run `f` on the CPU f64 vars and on the device f32 vars; compare outputs and the gradients of sum(out * R).
+fn check(name: &str, vars: &[(Var, Var)], f: impl Fn(&[&Var]) -> Tensor) {
+    let (_, tol) = device();
+    let cpu_vars: Vec<&Var> = vars.iter().map(|p| &p.0).collect();
+    let dev_vars: Vec<&Var> = vars.iter().map(|p| &p.1).collect();
+    let (out_c, out_d) = (f(&cpu_vars), f(&dev_vars));
+    close(&format!("{name} forward"), &out_d, &out_c, tol);
+    let r = Tensor::from_vec(host(out_c.elem_count(), 4242, false), out_c.shape(), &Device::Cpu).unwrap();
+    let r_d = r.to_dtype(DType::F32).unwrap().to_device(out_d.device()).unwrap();
+    let g_c = (&out_c * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_d = (&out_d * &r_d).unwrap().sum_all().unwrap().backward().unwrap();
+    for (k, (vc, vd)) in vars.iter().enumerate() {
+        let gc = g_c.get(vc.as_tensor()).unwrap_or_else(|| panic!("{name}: no CPU gradient for var {k}"));
+        let gd = g_d.get(vd.as_tensor()).unwrap_or_else(|| panic!("{name}: no device gradient for var {k}"));
+        close(&format!("{name} gradient of var {k}"), gd, gc, tol);
+    }
+}
+
+#[test]
+fn convolutions_match_the_cpu_reference() {
+    let (dev, _) = device();
+    // (input size, kernel, stride, padding, bias): ResNet's stem, 3x3 and 1x1 stride-2, odd and even sizes.
+    for (i, (size, k, s, p, bias)) in [
+        (9, 3, 1, 1, true),
+        (16, 7, 2, 3, false),
+        (7, 3, 2, 1, false),
+        (8, 3, 2, 1, false),
+        (6, 1, 2, 0, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 10 * i as u64;
+        let mut vars =
+            vec![pair(&[2, 3, size, size], seed, false, &dev), pair(&[4, 3, k, k], seed + 1, false, &dev)];
+        if bias {
+            vars.push(pair(&[4], seed + 2, false, &dev));
+        }
+        check(&format!("conv{k}x{k}/{s} on {size}x{size}"), &vars, |v| {
+            Conv2d::from_vars(v[1].clone(), v.get(2).map(|b| (*b).clone()), s, p)
+                .forward(v[0].as_tensor())
+                .unwrap()
+        });
+    }
+}
+
+#[test]
+fn batchnorm_train_and_eval_match_the_cpu_reference() {
+    let (dev, tol) = device();
+    for train in [true, false] {
+        let x = pair(&[4, 3, 5, 5], 100, false, &dev);
+        let w = pair(&[3], 101, false, &dev);
+        let b = pair(&[3], 102, false, &dev);
+        let (rm_c, rm_d) = pair(&[3], 103, false, &dev);
+        let rv_host: Vec<f64> = host(3, 104, false).iter().map(|v| v.abs() + 0.5).collect();
+        let rv_c = Var::from_vec(rv_host.clone(), 3, &Device::Cpu).unwrap();
+        let rv_d = Var::from_tensor(&rv_c.as_tensor().to_dtype(DType::F32).unwrap().to_device(&dev).unwrap())
+            .unwrap();
+        let bn_c = BatchNorm2d::from_vars(w.0.clone(), b.0.clone(), rm_c.clone(), rv_c.clone());
+        let bn_d = BatchNorm2d::from_vars(w.1.clone(), b.1.clone(), rm_d.clone(), rv_d.clone());
+        check(&format!("batchnorm train={train}"), &[x, w, b], |v| {
+            let bn = if v[0].device().is_cpu() && v[0].dtype() == DType::F64 { &bn_c } else { &bn_d };
+            bn.forward(v[0].as_tensor(), train).unwrap()
+        });
+        close("running mean", rm_d.as_tensor(), rm_c.as_tensor(), tol);
+        close("running var", rv_d.as_tensor(), rv_c.as_tensor(), tol);
+    }
+}
+
+#[test]
+fn linear_relu_pooling_match_the_cpu_reference() {
+    let (dev, _) = device();
+    let lin =
+        [pair(&[6, 10], 200, false, &dev), pair(&[4, 10], 201, false, &dev), pair(&[4], 202, false, &dev)];
+    check("linear", &lin, |v| {
+        Linear::from_vars(v[1].clone(), Some(v[2].clone())).forward(v[0].as_tensor()).unwrap()
+    });
+    let x = [pair(&[2, 3, 8, 8], 203, true, &dev)];
+    check("relu", &x, |v| relu(v[0].as_tensor()).unwrap());
+    check("global average pool", &x, |v| global_avg_pool(v[0].as_tensor()).unwrap());
+    for size in [7, 8, 9] {
+        let x = [pair(&[2, 3, size, size], 204 + size as u64, true, &dev)];
+        check(&format!("max pool 3x3/2 on {size}x{size}"), &x, |v| {
+            max_pool2d(v[0].as_tensor(), 3, 2, 1).unwrap()
+        });
+    }
+}
