@@ -84,6 +84,7 @@ async fn demo_grid(client: &Client) -> Result<(), fantoccini::error::CmdError> {
         .for_element(Locator::Css("[data-testid='open-demo']"))
         .await?;
     open_demo.click().await?;
+    let clicked = Instant::now();
 
     // The first open builds the demo project from the bundled TIFFs.
     let count = wait_until(client, "24 tiles in the grid", Duration::from_secs(60), || async {
@@ -117,6 +118,10 @@ async fn demo_grid(client: &Client) -> Result<(), fantoccini::error::CmdError> {
     .await;
     let widths: Vec<u64> = widths.as_array().unwrap().iter().map(|w| w.as_u64().unwrap_or(0)).collect();
     assert!(widths.iter().all(|&w| w > 0), "thumbnails that did not load (naturalWidth 0): {widths:?}");
+    println!(
+        "demo opened and its {DEMO_PATCHES} thumbnails loaded {} ms after the click",
+        clicked.elapsed().as_millis()
+    );
     let src = first_thumbnail_address(client).await;
     assert!(src.starts_with("patch://localhost/") && src.contains("/thumb/"), "thumbnail address {src}");
 

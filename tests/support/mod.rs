@@ -74,7 +74,11 @@ pub fn display() -> (String, Option<Guarded>) {
     if let Some(d) = std::env::var_os("DISPLAY").filter(|d| !d.is_empty()) {
         return (d.to_string_lossy().into_owned(), None);
     }
-    let number = 90 + std::process::id() % 400;
+    // A display number nobody holds (no lock file), starting from one derived from our pid.
+    let start = 90 + std::process::id() % 400;
+    let number = (start..start + 200)
+        .find(|n| !Path::new(&format!("/tmp/.X{n}-lock")).exists())
+        .expect("a free X display number");
     let name = format!(":{number}");
     let mut xvfb = Guarded::spawn(
         "Xvfb",
