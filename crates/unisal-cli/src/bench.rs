@@ -8,6 +8,7 @@ use clap::{Args as ClapArgs, Subcommand};
 use unisal_train::bench::{run_bench, BenchConfig, BenchMode};
 use unisal_train::device::DeviceChoice;
 use unisal_train::models::Arch;
+use unisal_train::TrainError;
 
 /// What to benchmark.
 #[derive(Subcommand)]
@@ -73,16 +74,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         classes: o.classes,
         seed: o.seed,
     };
-    let report = run_bench(&cfg).with_context(|| {
-        format!(
-            "benchmark {} {} at {} px, batch {} on {}",
-            o.model,
-            if o.dual { "dual" } else { "single" },
-            o.size,
-            o.batch,
-            o.device
-        )
-    })?;
+    let what = format!(
+        "{} benchmark of {}{} at {} px, batch {} on {}",
+        if mode == BenchMode::Train { "train" } else { "infer" },
+        o.model,
+        if o.dual { " (dual)" } else { "" },
+        o.size,
+        o.batch,
+        o.device
+    );
+    let report = match run_bench(&cfg) {
+        Ok(r) => r,
+        // A configuration this build or machine cannot run is the caller's: exit code 2.
+        Err(
+            e @ (TrainError::InvalidBench(_)
+            | TrainError::InvalidModel(_)
+            | TrainError::InvalidDevice(_)
+            | TrainError::DeviceUnavailable { .. }),
+        ) => return Err(crate::UsageError(format!("{what}: {e}")).into()),
+        Err(e) => return Err(anyhow::Error::new(e).context(what)),
+    };
     if o.json {
         println!("{}", serde_json::to_string(&report).context("serialising the report")?);
     } else {
