@@ -121,6 +121,9 @@ enum Backbone {
 }
 
 /// Backbone + classifier + projector.
+///
+/// `clone()` gives a second handle to the same variables (candle `Var`s share storage); it does not copy the
+/// weights. To copy, save with [`Network::save_safetensors`] and load into a new network.
 #[derive(Debug, Clone)]
 pub struct Network {
     config: NetConfig,
