@@ -93,7 +93,7 @@ pub struct LossTerms {
 pub struct TrainOutcome {
     /// The configuration actually used (device resolved, e.g. `cuda:0`).
     pub config: TrainConfig,
-    /// The device the round ran on.
+    /// The device the round ran on, for display and the round record (e.g. `cpu (2 threads)`, `CUDA 0 (NVIDIA H200)`).
     pub device: String,
     pub schedule: ResolvedSchedule,
     /// Iterations run.

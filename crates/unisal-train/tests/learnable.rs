@@ -96,4 +96,4 @@ fn small_cnn_pair_learns_crc5_above_chance() {
 }
 
 /// Iterations of the round (16 labeled + 16 unlabeled images each).
-const LEARNABLE_ITERATIONS: u64 = 100;
+const LEARNABLE_ITERATIONS: u64 = 75;

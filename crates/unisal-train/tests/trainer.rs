@@ -75,6 +75,7 @@ fn a_round_trains_reports_and_predicts() {
     let outcome = learner.train(&req, &s.images, &sink, &CancelToken::new()).unwrap();
     assert_eq!((outcome.iterations, outcome.chosen_iteration), (6, 6));
     assert!(outcome.device.starts_with("cpu"), "{}", outcome.device);
+    assert_eq!(outcome.config.device, "cpu", "the recorded config names a device that parses back");
     assert!(outcome.final_losses.total.is_finite() && outcome.final_losses.supervised > 0.0);
     assert!(outcome.images_per_s > 0.0);
     let events = events.into_inner().unwrap();

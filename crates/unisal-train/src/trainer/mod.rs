@@ -21,7 +21,7 @@ use crate::device::{device_name, DeviceChoice};
 use crate::error::{Result, TrainError};
 use crate::pipeline::{worker_count, ImageCache, DEFAULT_CACHE_BYTES};
 use crate::predict::{predict_pair, PredictOptions};
-use candle_core::Device;
+use candle_core::{Device, DeviceLocation};
 use rand::seq::SliceRandom;
 use std::path::Path;
 use std::str::FromStr;
@@ -121,7 +121,7 @@ impl DualTrainer {
         };
         let result = run_round(&inputs, progress, cancel).map_err(|e| out_of_memory(e, &dev_name))?;
         let mut effective = cfg.clone();
-        effective.device = dev_name.clone();
+        effective.device = device_choice(&device);
         let outcome = TrainOutcome {
             config: effective.clone(),
             device: dev_name,
@@ -199,6 +199,16 @@ pub fn split_validation(req: &TrainRequest) -> Result<(Vec<LabeledPatch>, Vec<La
     }
     let (val, train): (Vec<_>, Vec<_>) = req.labeled.iter().zip(is_val).partition(|(_, v)| *v);
     Ok((train.into_iter().map(|(p, _)| *p).collect(), val.into_iter().map(|(p, _)| *p).collect()))
+}
+
+/// The device as a choice string that parses back to the same device (`cpu`, `cuda:0`, `metal:0`), so that the
+/// effective config recorded with a round can be re-run.
+pub fn device_choice(device: &Device) -> String {
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
+    }
 }
 
 /// Turns a device out-of-memory failure into [`TrainError::OutOfMemory`] with advice.
