@@ -17,6 +17,8 @@ It writes, under crates/unisal-train/tests/data/:
     for the 2x3x64x64 input in resnet18_w8_train_input.safetensors the train-mode outputs, the running statistics
     after that forward, and the gradients of loss = sum(logits * G) for a fixed G; all computed in float64 from the
     f32 weights;
+  - resnet50_w4.safetensors and resnet50_w4_ref.json: the same for a narrow ResNet-50 (base width 4) on the 64 px
+    input: eval and train outputs and gradients;
   - torchvision_resnet_keys.json: the state-dict key names and shapes of full-width ResNet-18 and ResNet-50 with
     1000 classes (torchvision's names; num_batches_tracked listed separately).
 """
@@ -260,7 +262,45 @@ def main():
     ref["loss"] = float(loss.detach())
     with open(os.path.join(out_dir, "resnet18_w8_ref.json"), "w") as f:
         json.dump(ref, f)
-    print(f"torch {torch.__version__}: wrote resnet18_w8.safetensors, resnet18_w8_ref.json, "
+    # A narrow ResNet-50 (bottleneck blocks, base width 4, C = 5 + projector) on the same 64 px input.
+    torch.manual_seed(50)
+    net = build("resnet50", 5, width=4)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+    save_file({k: v.detach().float().contiguous() for k, v in net.state_dict().items()},
+              os.path.join(out_dir, "resnet50_w4.safetensors"))
+    net32 = copy.deepcopy(net)
+    net = net.double()
+    ref50 = {"input": "resnet18_w8_train_input.safetensors", "grad_weights": flat(g)}
+    net.eval()
+    with torch.no_grad():
+        logits, proj, feat = net(x64.double())
+    ref50["eval"] = {"logits": flat(logits), "proj": flat(proj), "feat": flat(feat)}
+    net.train()
+    logits, proj, feat = net(x64.double())
+    (logits * g.double()).sum().backward()
+    ref50["train"] = {"logits": flat(logits), "proj": flat(proj), "feat": flat(feat)}
+    ref50["grads"] = {"conv1.weight": flat(net.conv1.weight.grad), "fc.weight": flat(net.fc.weight.grad),
+                      "layer4.2.bn3.weight": flat(net.layer4[2].bn3.weight.grad)}
+    # This deep, narrow network is at the edge of f32 in train mode: record how far PyTorch's own f32 run is.
+    net32.train()
+    l32, p32, f32_ = net32(x64)
+    (l32 * g).sum().backward()
+    pairs = {"logits": (l32, logits), "proj": (p32, proj), "feat": (f32_, feat),
+             "conv1.weight": (net32.conv1.weight.grad, net.conv1.weight.grad),
+             "fc.weight": (net32.fc.weight.grad, net.fc.weight.grad),
+             "layer4.2.bn3.weight": (net32.layer4[2].bn3.weight.grad, net.layer4[2].bn3.weight.grad)}
+    ref50["train_torch_f32_rel_err"] = {
+        k: float((a.detach().double() - b.detach()).abs().max() / b.detach().abs().max()) for k, (a, b) in pairs.items()
+    }
+    with open(os.path.join(out_dir, "resnet50_w4_ref.json"), "w") as f:
+        json.dump(ref50, f)
+    print(f"torch {torch.__version__}: wrote resnet18_w8.*, resnet50_w4.*, "
           f"torchvision_resnet_keys.json to {os.path.normpath(out_dir)}", file=sys.stderr)
 
 
