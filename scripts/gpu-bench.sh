@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Run on a lent GPU machine (see ../shared/gpu/README.md): candle (`unisal bench`) against PyTorch
+# (`scripts/torch_bench.py`) for the same model, batch and size, then print one table of img/s and ratios.
+#
+# Prepared here with `scripts/gpu-pack.sh` (builds the CUDA binary, compresses it into .gpu/), then run there as
+#   bash scripts/gpu-bench.sh            (with the device tool: carry [".gpu"])
+# Writes logs and results.json under $OUT (or ./gpu-out when OUT is unset).
+set -uo pipefail
+OUT="${OUT:-$PWD/gpu-out}"
+mkdir -p "$OUT"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$here"
+NV=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
+export LD_LIBRARY_PATH="$NV/cu13/lib:$NV/cudnn/lib:${LD_LIBRARY_PATH:-}"
+PY="${PYTHON:-python3}"
+bin=/tmp/unisal
+xz -dc .gpu/unisal.xz > "$bin" && chmod +x "$bin"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+# 1. Correctness on the GPU first: the device test binaries packed by gpu-pack.sh (PyTorch parity of the narrow
+#    ResNet-18, every layer's gradient against the f64 CPU reference), with UNISAL_TEST_DEVICE=cuda.
+export UNISAL_TEST_DEVICE=cuda UNISAL_TRAIN_TEST_DATA="$here/crates/unisal-train/tests/data"
+for t in .gpu/tests/*.xz; do
+  [ -e "$t" ] || continue
+  name=$(basename "$t" .xz)
+  xz -dc "$t" > "/tmp/$name" && chmod +x "/tmp/$name"
+  if timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name.log" 2>&1; then
+    echo "device test $name: PASS ($(grep -c '^test .* ok$' "$OUT/test-$name.log") tests)"
+  else
+    echo "device test $name: FAIL (see test-$name.log)"; tail -n 20 "$OUT/test-$name.log"
+  fi
+done
+# 2. Speed: the same model, batch and size in candle and in PyTorch.
+STEPS="${STEPS:-20}"
+results="$OUT/results.jsonl"
+: > "$results"
+# name | candle args | torch args
+run_case() {
+  local name="$1" cargs="$2" targs="$3"
+  echo "== $name" | tee -a "$OUT/log.txt"
+  local c t
+  c=$(timeout 240 "$bin" bench $cargs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
+  t=$(timeout 120 "$PY" scripts/torch_bench.py $targs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
+  echo "candle: $c" | tee -a "$OUT/log.txt"
+  echo "torch:  $t" | tee -a "$OUT/log.txt"
+  printf '{"case":"%s","candle":%s,"torch":%s}\n' "$name" "${c:-null}" "${t:-null}" >> "$results"
+}
+common="--device cuda"
+run_case "small64-b32-train"      "train $common --model small --size 64 --batch 32"        "train $common --model small --size 64 --batch 32"
+run_case "small64-dual-train"     "train $common --model small --size 64 --batch 64 --dual" "train $common --model small --size 64 --batch 64 --dual"
+run_case "r18-224-b64-train"      "train $common --model resnet18 --size 224 --batch 64"    "train $common --model resnet18 --size 224 --batch 64"
+run_case "r18-224-b64-train-tf32" "train $common --model resnet18 --size 224 --batch 64"    "train $common --model resnet18 --size 224 --batch 64 --tf32"
+run_case "r18-224-b64-train-bf16" "train $common --model resnet18 --size 224 --batch 64"    "train $common --model resnet18 --size 224 --batch 64 --amp bf16 --channels-last"
+run_case "r18-128-dual-train"     "train $common --model resnet18 --size 128 --batch 128 --dual" "train $common --model resnet18 --size 128 --batch 128 --dual"
+run_case "r50-224-dual-train"     "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual"
+run_case "r50-256-infer"          "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
+run_case "r18-150-infer"          "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
+"$PY" - "$results" <<'PYEOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"{'case':28} {'candle img/s':>13} {'torch img/s':>12} {'ratio':>7}  candle peak MB")
+for r in rows:
+    c, t = r.get("candle") or {}, r.get("torch") or {}
+    ci, ti = c.get("img_per_s"), t.get("img_per_s")
+    ratio = f"{ci / ti:.3f}" if ci and ti else "n/a"
+    fmt = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else "n/a"
+    print(f"{r['case']:28} {fmt(ci):>13} {fmt(ti):>12} {ratio:>7}  {c.get('peak_gpu_mb', c.get('peak_rss_mb', 'n/a'))}")
+PYEOF

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Build the CUDA (+cuDNN) binary of `unisal` on a machine without a GPU and pack it into .gpu/ for a lent GPU:
+# the toolkit comes from pinned PyPI wheels (../shared/gpu/setup-cuda-build.sh), PTX for sm_90 (H100/H200).
+#   bash scripts/gpu-pack.sh            then run scripts/gpu-bench.sh there with .gpu carried along.
+# The first build compiles candle's CUDA kernels (15-20 minutes on 2 cores); keep CARGO_TARGET_DIR between runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${CUDA_VENV:-/tmp/venv-cuda}"
+if [ ! -f "$VENV/cuda-env.sh" ]; then
+  cargo fetch
+  WITH_CUDNN=1 bash ../shared/gpu/setup-cuda-build.sh "$VENV"
+fi
+# shellcheck disable=SC1091
+source "$VENV/cuda-env.sh"
+cargo build --release -p unisal-cli --features cudnn
+target="${CARGO_TARGET_DIR:-target}"
+mkdir -p .gpu
+xz -9 -T2 -c "$target/release/unisal" > .gpu/unisal.xz
+# The device tests (run there with UNISAL_TEST_DEVICE=cuda by gpu-bench.sh).
+mkdir -p .gpu/tests
+for t in device_parity layers_gradcheck_device; do
+  exe=$(cargo test --release -p unisal-train --features cudnn --test "$t" --no-run --message-format=json \
+    | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
+  xz -9 -T2 -c "$exe" > ".gpu/tests/$t.xz"
+done
+ls -l .gpu/unisal.xz .gpu/tests
