@@ -1,8 +1,8 @@
 //! A learnable task on real patches: 200 labeled patches of `crc5/pool` (40 a class) plus 200 unlabeled ones,
 //! resized to 64 px (48 px training crops) with the small CNN at width 16; the dual semi-supervised trainer must
 //! reach clearly above chance (5 classes: 20%; asserted >= 45%) on 200 held-out patches of `crc5/devtest`,
-//! within 2 minutes on an idle 2-core CPU (`UNISAL_LEARNABLE_BUDGET_S` overrides the budget on a loaded machine).
-//! Fixed seed.
+//! Sized to run in about 2 minutes on an idle 2-core CPU; the time is printed, not asserted (speed is measured by
+//! benchmarks, not by timed tests). Fixed seed.
 //! Skips with a message when `../shared/data/crc5` is absent (that data never enters the repository).
 
 mod trainer_support;
@@ -85,13 +85,6 @@ fn small_cnn_pair_learns_crc5_above_chance() {
         ensemble.accuracy >= 0.45,
         "ensemble accuracy {:.3} is not clearly above chance (0.2)",
         ensemble.accuracy
-    );
-    let budget =
-        std::env::var("UNISAL_LEARNABLE_BUDGET_S").ok().and_then(|v| v.parse::<f64>().ok()).unwrap_or(120.0);
-    assert!(
-        secs < budget,
-        "took {secs:.1} s, the budget is {budget} s (2 minutes on an otherwise idle 2-core CPU; set \
-         UNISAL_LEARNABLE_BUDGET_S on a loaded machine)"
     );
 }
 
