@@ -2,6 +2,7 @@
 
 use candle_core::{Tensor, Var};
 
+use super::pool::strided;
 use super::{push_var, HasVars, Init, NamedVar, VarKind};
 use crate::error::Result;
 
@@ -52,8 +53,16 @@ impl Conv2d {
     }
 
     /// `x: [N, in, H, W]` -> `[N, out, H', W']`.
+    ///
+    /// A 1x1 convolution without padding is computed as a matrix product (after subsampling for stride > 1): its
+    /// backward is then two matrix products instead of candle's slow naive `conv_transpose2d`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?;
+        let (out, _, k, _) = self.weight.as_tensor().dims4()?;
+        let y = if k == 1 && self.padding == 0 {
+            self.pointwise(x, out)?
+        } else {
+            x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?
+        };
         match &self.bias {
             Some(b) => {
                 let c = b.as_tensor().dim(0)?;
@@ -61,6 +70,28 @@ impl Conv2d {
             }
             None => Ok(y),
         }
+    }
+}
+
+impl Conv2d {
+    /// 1x1 convolution, stride s, no padding: `y[n, o, i, j] = sum_c w[o, c] x[n, c, s i, s j]`.
+    fn pointwise(&self, x: &Tensor, out: usize) -> Result<Tensor> {
+        let s = self.stride;
+        let x = if s > 1 {
+            let (_, _, h, w) = x.dims4()?;
+            let (ho, wo) = ((h - 1) / s + 1, (w - 1) / s + 1);
+            // Pad (zeros never selected) so that every strided view has `count * s` cells.
+            let x = x.pad_with_zeros(2, 0, ho * s - h)?.pad_with_zeros(3, 0, wo * s - w)?;
+            let x = strided(&x, 2, 0, ho, s)?;
+            strided(&x, 3, 0, wo, s)?
+        } else {
+            x.clone()
+        };
+        let (n, c, h, w) = x.dims4()?;
+        let rows = x.permute((0, 2, 3, 1))?.reshape((n * h * w, c))?;
+        let wm = self.weight.as_tensor().reshape((out, c))?;
+        let y = rows.matmul(&wm.t()?)?;
+        Ok(y.reshape((n, h, w, out))?.permute((0, 3, 1, 2))?.contiguous()?)
     }
 }
 

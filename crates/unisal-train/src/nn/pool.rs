@@ -56,7 +56,7 @@ fn pool_dim(x: &Tensor, dim: usize, kernel: usize, stride: usize, padding: usize
 }
 
 /// Elements `start, start + step, ..., start + (count - 1) * step` of `dim` (needs `start + count * step <= len`).
-fn strided(x: &Tensor, dim: usize, start: usize, count: usize, step: usize) -> Result<Tensor> {
+pub(crate) fn strided(x: &Tensor, dim: usize, start: usize, count: usize, step: usize) -> Result<Tensor> {
     if step == 1 {
         return Ok(x.narrow(dim, start, count)?);
     }
