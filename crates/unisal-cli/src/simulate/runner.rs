@@ -129,7 +129,8 @@ pub fn run_strategy(
     Ok(())
 }
 
-/// The all-labels bound: the same dual training with every pool patch labeled (nothing unlabeled).
+/// The all-labels bound: the same dual training with every pool patch labeled. The unlabeled stream is the
+/// same patches again (the trainer needs a non-empty one), so the schedule and losses stay those of a round.
 pub fn run_full(
     s: &RunSettings<'_>,
     learner: &mut dyn Learner,
@@ -149,7 +150,7 @@ pub fn run_full(
         config,
         class_names: pool.classes()?.into_iter().map(|c| c.name).collect(),
         labeled,
-        unlabeled: Vec::new(),
+        unlabeled: pool.patch_ids()?,
         validation: Vec::new(),
         round: 0,
     };
