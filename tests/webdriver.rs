@@ -42,6 +42,20 @@ async fn script(client: &Client, js: &str) -> Value {
     client.execute(js, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
 }
 
+/// Waits (up to a minute) for the import report to appear and returns its text.
+async fn import_report(client: &Client, what: &str) -> String {
+    let report = wait_until(client, what, Duration::from_secs(60), || async {
+        let v = script(
+            client,
+            "const r = document.querySelector(\"[data-testid='import-report']\"); return r ? r.innerText : null;",
+        )
+        .await;
+        v.is_string().then_some(v)
+    })
+    .await;
+    report.as_str().unwrap_or_default().to_string()
+}
+
 #[tokio::test]
 async fn demo_grid_and_import_in_the_real_app() {
     if std::env::var_os(support::SKIP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
@@ -193,16 +207,7 @@ async fn import_folder(client: &Client, home: &Path) -> Result<(), fantoccini::e
     folder_input.send_keys(&source.display().to_string()).await?;
     client.find(Locator::Css("[data-testid='start-import']")).await?.click().await?;
 
-    let report = wait_until(client, "the import report", Duration::from_secs(60), || async {
-        let v = script(
-            client,
-            "const r = document.querySelector(\"[data-testid='import-report']\"); return r ? r.innerText : null;",
-        )
-        .await;
-        v.is_string().then_some(v)
-    })
-    .await;
-    let report = report.as_str().unwrap_or_default().to_string();
+    let report = import_report(client, "the import report").await;
     assert!(report.contains("Import finished: 6 imported"), "report: {report}");
     assert!(report.contains("2 failed"), "report: {report}");
     assert!(report.contains("not-an-image.png") && report.contains("empty.jpg"), "report: {report}");
@@ -270,16 +275,7 @@ async fn cancel_a_large_import(client: &Client) -> Result<(), fantoccini::error:
     }
     client.find(Locator::Css("[data-testid='cancel-import']")).await?.click().await?;
 
-    let report = wait_until(client, "the cancelled import's report", Duration::from_secs(60), || async {
-        let v = script(
-            client,
-            "const r = document.querySelector(\"[data-testid='import-report']\"); return r ? r.innerText : null;",
-        )
-        .await;
-        v.is_string().then_some(v)
-    })
-    .await;
-    let report = report.as_str().unwrap_or_default().to_string();
+    let report = import_report(client, "the cancelled import's report").await;
     assert!(report.starts_with("Import cancelled:"), "report: {report}");
     let imported: u64 = report
         .trim_start_matches("Import cancelled:")
