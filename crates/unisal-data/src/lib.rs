@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod import;
 pub mod sources;
 pub mod thumbnail;

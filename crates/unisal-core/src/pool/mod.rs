@@ -8,8 +8,11 @@
 //! guard one with a mutex; SQLite's WAL lets readers run beside the one writer.
 
 mod classes;
+mod curve;
+mod flags;
 mod labels;
 mod patches;
+mod review;
 mod rounds;
 pub mod schema;
 mod types;
@@ -17,6 +20,8 @@ mod types;
 #[cfg(test)]
 mod tests;
 
+pub use curve::*;
+pub use review::*;
 pub use types::*;
 
 use crate::error::{CoreError, Result, SqlContext};

@@ -1,0 +1,1 @@
+//! Unsure / second-look flags on patches (being written).

@@ -1,0 +1,1 @@
+//! The review list, query batch, disagreement histogram and network confusion (being written).

@@ -1,0 +1,1 @@
+//! Exports: labels CSV, predictions CSV, model files (being written).
