@@ -5,7 +5,7 @@
 //! (which only an older or foreign writer could leave) is turned into `failed` / `interrupted` by
 //! [`Pool::fail_interrupted_rounds`], which the round loop calls before every round.
 
-use super::{now_ms, PatchId, Pool};
+use super::{now_ms, ClassId, PatchId, Pool};
 use crate::error::{CoreError, Result, SqlContext};
 use crate::round::types::{NewQuery, RoundRow};
 use crate::round::{CheckpointRecord, QueryItem, RoundRecord, RoundStatus, StoredPrediction};
@@ -117,9 +117,10 @@ impl Pool {
         let labeled = to_json(&row.labeled, "labeled set")?;
         let timings = to_json(&row.timings, "timings")?;
         let metrics = to_json(&row.metrics, "metrics")?;
+        let class_ids = to_json(&row.class_ids, "class ids")?;
         let tx = self.conn_mut().transaction().ctx("starting to store a round")?;
         tx.execute(
-            &format!("INSERT INTO rounds ({ROUND_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO rounds ({ROUND_COLUMNS}, class_ids_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
                 row.id,
                 row.status.as_str(),
@@ -134,7 +135,8 @@ impl Pool {
                 row.note,
                 row.error,
                 row.started_at,
-                now_ms()
+                now_ms(),
+                class_ids
             ],
         )
         .ctx("storing a round")?;
@@ -200,6 +202,27 @@ impl Pool {
             .optional()
             .ctx("reading a round")?
             .ok_or(CoreError::UnknownRound(id))
+    }
+
+    /// The class ids of round `round` in its prediction index order: index `i` of its `pred`, `pred_a`,
+    /// `pred_b` and probability vectors is class `result[i]`. A round written before this was recorded
+    /// (schema version 1) maps index `i` to the `i`-th class of the current position order.
+    pub fn round_class_ids(&self, round: i64) -> Result<Vec<ClassId>> {
+        let stored: Option<String> = self
+            .conn()
+            .prepare_cached("SELECT class_ids_json FROM rounds WHERE id = ?1")
+            .ctx("reading a round's classes")?
+            .query_row([round], |r| r.get(0))
+            .optional()
+            .ctx("reading a round's classes")?
+            .ok_or(CoreError::UnknownRound(round))?;
+        match stored {
+            Some(text) => serde_json::from_str(&text).map_err(|e| CoreError::Invalid {
+                field: "class_ids_json",
+                reason: format!("round {round}: {e}"),
+            }),
+            None => Ok(self.classes()?.into_iter().map(|c| c.id).collect()),
+        }
     }
 
     /// The latest round with status `done`, if any: its query batch is the current one.

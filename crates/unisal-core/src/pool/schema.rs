@@ -128,6 +128,19 @@ CREATE TABLE checkpoints (
     UNIQUE (round_id, network)
 );
 "#,
+    // 2: the class order of each round's predictions, unsure flags, and the review list's sort indexes.
+    r#"
+ALTER TABLE rounds ADD COLUMN class_ids_json TEXT;   -- class ids in the round's prediction index order
+
+-- Patches flagged "unsure / second look"; a row exists while the flag is set.
+CREATE TABLE flags (
+    patch_id   INTEGER PRIMARY KEY REFERENCES patches(id) ON DELETE CASCADE,
+    unsure     INTEGER NOT NULL DEFAULT 1,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX predictions_confidence ON predictions(round_id, confidence);
+CREATE INDEX predictions_pred ON predictions(round_id, pred);
+"#,
 ];
 
 /// The schema version this build writes and understands.
@@ -143,9 +156,16 @@ pub fn version(conn: &Connection) -> Result<i64> {
 /// Apply every migration newer than the database's version; returns how many ran.
 /// Applying them to an up-to-date database does nothing.
 pub fn migrate(conn: &mut Connection) -> Result<usize> {
+    migrate_to(conn, current_version())
+}
+
+/// Apply the migrations newer than the database's version up to version `target` (tests build files of
+/// an older version with it); returns how many ran.
+pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<usize> {
     let from = version(conn)?;
     let mut applied = 0;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(from.max(0) as usize) {
+    let upto = target.clamp(0, current_version()) as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().take(upto).skip(from.max(0) as usize) {
         let tx = conn.transaction().ctx("starting a migration")?;
         tx.execute_batch(sql).ctx("applying a schema migration")?;
         tx.pragma_update(None, "user_version", (i + 1) as i64).ctx("recording the schema version")?;

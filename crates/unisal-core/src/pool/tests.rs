@@ -47,11 +47,56 @@ fn migrations_twice_are_a_noop() {
     assert_eq!(pool.migrate().unwrap(), 0);
     assert_eq!(schema_sql(&pool), before);
     let tables = before.iter().filter(|s| s.starts_with("CREATE TABLE")).count();
-    assert_eq!(tables, 11);
+    assert_eq!(tables, 12);
     let mode: String = pool.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let fk: i64 = pool.conn().query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
     assert_eq!(fk, 1);
+}
+
+#[test]
+fn a_version_1_file_upgrades_to_the_current_schema_keeping_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.unisal");
+    {
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        conn.pragma_update(None, "application_id", schema::APPLICATION_ID).unwrap();
+        assert_eq!(schema::migrate_to(&mut conn, 1).unwrap(), 1);
+        assert_eq!(schema::version(&conn).unwrap(), 1);
+        conn.execute_batch(
+            "INSERT INTO classes (id, name, color, hotkey, position) VALUES (7, 'tumor', '#ff0000', '1', 1),
+                                                                          (9, 'stroma', '#00ff00', '2', 0);
+             INSERT INTO patches (id, sha256, width, height, source_path, grp, format, source_format, imported_at)
+                 VALUES (1, 'aa', 10, 10, 'a.png', NULL, 'png', 'png', 0);
+             INSERT INTO images (patch_id, data) VALUES (1, x'00');
+             INSERT INTO thumbnails (patch_id, format, data) VALUES (1, 'png', x'00');
+             INSERT INTO labels (patch_id, class_id, source, round, updated_at) VALUES (1, 7, 'human', NULL, 5);
+             INSERT INTO rounds (id, status, strategy, started_at) VALUES (1, 'done', 'random', 1);
+             INSERT INTO predictions (round_id, patch_id, prob_a, prob_b, pred_a, pred_b, pred, disagreement, confidence)
+                 VALUES (1, 1, x'0000803f00000000', x'0000803f00000000', 0, 0, 0, 0.0, 1.0);",
+        )
+        .unwrap();
+        // Version 1 has neither the flags table nor the class order of a round.
+        assert!(conn.execute("INSERT INTO flags (patch_id, created_at) VALUES (1, 0)", []).is_err());
+    }
+    let pool = Pool::open(&path).unwrap();
+    assert_eq!(pool.schema_version().unwrap(), 2);
+    assert_eq!(pool.label(1).unwrap(), Some(7));
+    assert_eq!(pool.round_predictions(1).unwrap().len(), 1);
+    // A round without stored class ids maps prediction indexes to the current position order.
+    assert_eq!(pool.round_class_ids(1).unwrap(), vec![9, 7]);
+    assert!(pool.check_integrity().unwrap().is_empty());
+    let indexes: Vec<String> = pool
+        .conn()
+        .prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'predictions' ORDER BY name",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(indexes, ["predictions_confidence", "predictions_disagreement", "predictions_pred"]);
 }
 
 #[test]

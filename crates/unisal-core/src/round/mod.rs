@@ -104,6 +104,7 @@ impl Snapshot {
             device: None,
             config_json: None,
             labeled: self.labeled.clone(),
+            class_ids: self.class_ids.clone(),
             timings: RoundTimings::default(),
             metrics: BTreeMap::new(),
             note: None,

@@ -186,6 +186,8 @@ pub(crate) struct RoundRow {
     pub device: Option<String>,
     pub config_json: Option<String>,
     pub labeled: Vec<(PatchId, ClassId)>,
+    /// The class ids in the round's prediction index order (the classes' position order at the snapshot).
+    pub class_ids: Vec<ClassId>,
     pub timings: RoundTimings,
     pub metrics: BTreeMap<String, f64>,
     pub note: Option<String>,
