@@ -52,24 +52,15 @@ impl TrainOpts {
             UsageError(format!("unknown preset {:?}; valid presets: {}", self.preset, PRESETS.join(", ")))
         })?;
         if let Some(model) = &self.model {
-            c.arch = match model.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
-                "small" => ModelArch::Small,
-                "resnet18" => ModelArch::Resnet18,
-                "resnet50" => ModelArch::Resnet50,
-                _ => {
-                    return Err(UsageError(format!(
-                        "unknown model {model:?}; valid: small, resnet18, resnet50"
-                    ))
-                    .into())
-                }
-            };
+            c.arch = ModelArch::parse(model).ok_or_else(|| {
+                UsageError(format!("unknown model {model:?}; valid: small, resnet18, resnet50"))
+            })?;
         }
         if let Some(size) = self.size {
             if size < 16 {
                 return Err(UsageError(format!("--size {size}: must be at least 16")).into());
             }
-            c.crop = size;
-            c.resize = size.saturating_mul(9).div_ceil(8);
+            c.set_input_size(size);
         }
         if self.iterations.is_some() {
             c.iterations = self.iterations;

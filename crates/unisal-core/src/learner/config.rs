@@ -26,6 +26,16 @@ impl ModelArch {
             ModelArch::Resnet50 => "resnet50",
         }
     }
+
+    /// Parses a name as typed by a user: case, `-` and `_` are ignored (`ResNet-18` = `resnet18`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().replace(['-', '_'], "").as_str() {
+            "small" => Some(ModelArch::Small),
+            "resnet18" => Some(ModelArch::Resnet18),
+            "resnet50" => Some(ModelArch::Resnet50),
+            _ => None,
+        }
+    }
 }
 
 /// How the learning rate changes over the iterations of a round.
@@ -181,6 +191,12 @@ impl TrainConfig {
         }
     }
 
+    /// Sets the training crop side to `size` pixels and the resize side to 9/8 of it (64 -> 72, 224 -> 252).
+    pub fn set_input_size(&mut self, size: u32) {
+        self.crop = size;
+        self.resize = size.saturating_mul(9).div_ceil(8);
+    }
+
     /// Checks every field; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         let positive = [
@@ -268,6 +284,19 @@ mod tests {
         assert!(TrainConfig::preset("nope").is_none());
         let partial: TrainConfig = serde_json::from_str(r#"{"arch":"small","lr":0.5}"#).unwrap();
         assert_eq!((partial.arch, partial.lr, partial.crop), (ModelArch::Small, 0.5, 224));
+    }
+
+    #[test]
+    fn model_names_parse_loosely_and_input_size_sets_resize() {
+        assert_eq!(ModelArch::parse("ResNet-18"), Some(ModelArch::Resnet18));
+        assert_eq!(ModelArch::parse("resnet_50"), Some(ModelArch::Resnet50));
+        assert_eq!(ModelArch::parse("SMALL"), Some(ModelArch::Small));
+        assert_eq!(ModelArch::parse("vit"), None);
+        let mut c = TrainConfig::default();
+        c.set_input_size(64);
+        assert_eq!((c.crop, c.resize), (64, 72));
+        c.set_input_size(150);
+        assert_eq!((c.crop, c.resize), (150, 169));
     }
 
     #[test]
