@@ -1,1 +1,0 @@
-//! The review list, query batch, disagreement histogram and network confusion (being written).
