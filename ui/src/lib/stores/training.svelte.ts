@@ -161,22 +161,29 @@ export function markStarted(round: number): void {
   training.progress = null;
 }
 
-let subscribed: Promise<void> | null = null;
+let listening: Promise<void> | null = null;
+let started: Promise<void> | null = null;
 
-/** Subscribes to the round events and loads the current state; later calls return the first call's promise. */
+/**
+ * Subscribes to the round events (once per window) and loads the current state; later calls return the first
+ * call's promise. After a failure the next call retries only the part that failed.
+ */
 export function initTraining(): Promise<void> {
-  if (subscribed === null) {
-    subscribed = (async () => {
-      await onRoundProgress(applyProgress);
-      await onRoundFinished(applyFinished);
-      applyState(await api.trainingState());
-    })();
-    subscribed.catch(() => {
-      // A failed start may be retried by the next call.
-      subscribed = null;
+  if (started === null) {
+    if (listening === null) {
+      listening = (async () => {
+        await onRoundProgress(applyProgress);
+        await onRoundFinished(applyFinished);
+      })();
+      listening.catch(() => (listening = null));
+    }
+    const current: Promise<void> = listening.then(async () => applyState(await api.trainingState()));
+    started = current;
+    current.catch(() => {
+      if (started === current) started = null;
     });
   }
-  return subscribed;
+  return started;
 }
 
 /** Back to the initial state (tests). */
@@ -189,5 +196,6 @@ export function resetTraining(): void {
   training.finished = null;
   training.finishedCount = 0;
   training.ready = false;
-  subscribed = null;
+  listening = null;
+  started = null;
 }
