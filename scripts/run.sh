@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds and runs UniSAL Studio on the bundled demo project (CC BY 4.0 Kather 2016 patches).
 # With a display: the desktop app, opened on the demo. Without one: the headless CLI builds the demo
-# project and prints its status. Installs missing system and npm packages first (Debian 12 / Ubuntu).
+# project, prints its status, and runs its main job on the demo patches: a short active-learning
+# simulation (two rounds of the small CNN on the CPU, the demo's labels answering the queries), writing
+# results.csv and curve.svg. Installs missing system and npm packages first (Debian 12 / Ubuntu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/deps.sh
@@ -21,3 +23,10 @@ DEMO_DIR="${UNISAL_DEMO_DIR:-${XDG_DATA_HOME:-$HOME/.local/share}/unisal-cli-dem
 mkdir -p "$DEMO_DIR"
 cargo run -p unisal-cli --release -- demo "$DEMO_DIR"
 cargo run -p unisal-cli --release -- status "$DEMO_DIR/demo.unisal"
+echo "==> a short active-learning simulation on the demo patches (small CNN, CPU)"
+rm -rf "$DEMO_DIR/simulation"
+cargo run -p unisal-cli --release -- simulate --pool assets/demo --test assets/demo \
+  --strategies unisal,random --initial 8 --budget 4 --rounds 2 \
+  --preset cpu-small --size 32 --iterations 20 --batch 8 --device cpu \
+  --out "$DEMO_DIR/simulation" --progress-every 5
+echo "==> results in $DEMO_DIR/simulation (results.csv, curve.svg)"
