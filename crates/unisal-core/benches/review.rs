@@ -32,7 +32,7 @@ fn mix(mut x: u64) -> u64 {
 }
 
 /// A learner that trains nothing and predicts a hash of the patch id: peaked probabilities, A and B
-/// disagreeing on about one patch in ten, 8-d embeddings.
+/// disagreeing on about one patch in ten, 128-d embeddings like the real pair's.
 struct HashLearner;
 
 impl HashLearner {
@@ -101,7 +101,7 @@ impl Learner for HashLearner {
                     pred_b: b as u32,
                     prob_a,
                     prob_b,
-                    embedding: (0..8).map(|d| (mix(h ^ d) % 1000) as f32 / 500.0 - 1.0).collect(),
+                    embedding: (0..128).map(|d| (mix(h ^ d) % 1000) as f32 / 500.0 - 1.0).collect(),
                 }
             })
             .collect())
