@@ -1,0 +1,24 @@
+// Text of a query tile: confidences as percentages, the disagreement score, class names for prediction ids.
+import type { ClassInfo } from "../../lib/types";
+
+/** A probability in 0..1 as a whole percentage, e.g. "87%" ("–" when not a number). */
+export function formatConfidence(p: number): string {
+  if (!Number.isFinite(p)) return "–";
+  return `${Math.round(Math.min(1, Math.max(0, p)) * 100)}%`;
+}
+
+/** A disagreement (Jensen-Shannon) score with three decimals. */
+export function formatDisagreement(d: number): string {
+  return Number.isFinite(d) ? d.toFixed(3) : "–";
+}
+
+/** The class of a predicted id: the project's class, or a grey stand-in naming the id of a deleted one. */
+export function predictedClass(classes: ReadonlyMap<number, ClassInfo>, id: number): { name: string; color: string } {
+  const c = classes.get(id);
+  return c ? { name: c.name, color: c.color } : { name: `class #${id}`, color: "#9aa3ae" };
+}
+
+/** A signature of the classes' names, colours and hotkeys (not counts): tiles repaint only when it changes. */
+export function classSignature(classes: readonly ClassInfo[]): string {
+  return classes.map((c) => `${c.id}\u0001${c.name}\u0001${c.color}\u0001${c.hotkey ?? ""}`).join("\u0002");
+}
