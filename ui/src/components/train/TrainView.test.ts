@@ -158,6 +158,8 @@ describe("TrainView", () => {
     const result = await screen.findByTestId("train-result");
     expect(result.textContent).toContain("Round cancelled");
     expect(screen.queryByTestId("train-progress")).toBeNull();
+    // The ended round's loss curves stay in view.
+    expect(screen.getByTestId("loss-chart").querySelectorAll("path").length).toBe(2);
     await waitFor(() => expect(onStatus).toHaveBeenCalledWith({ ...status, rounds: 2 }));
   });
 
