@@ -83,9 +83,7 @@ pub async fn create_project(state: State<'_, AppState>, path: String) -> AppResu
 /// Opens the demo project, building it from the bundled patches the first time.
 #[tauri::command]
 pub async fn open_demo(app: AppHandle, state: State<'_, AppState>) -> AppResult<ProjectStatus> {
-    if state.import_running() {
-        return Err(AppError::Busy);
-    }
+    state.check_idle()?;
     let source = demo::source_folder(&app)?;
     let pool = demo::open_or_build(&source, &AppDirs::locate()?.data)?;
     activate(&state, pool, false)
@@ -94,9 +92,7 @@ pub async fn open_demo(app: AppHandle, state: State<'_, AppState>) -> AppResult<
 /// Closes the open project.
 #[tauri::command]
 pub async fn close_project(state: State<'_, AppState>) -> AppResult<()> {
-    if state.import_running() {
-        return Err(AppError::Busy);
-    }
+    state.check_idle()?;
     state.close_project();
     Ok(())
 }
@@ -125,9 +121,7 @@ pub async fn patch_page(
 }
 
 fn activate(state: &AppState, pool: Pool, remember: bool) -> AppResult<ProjectStatus> {
-    if state.import_running() {
-        return Err(AppError::Busy);
-    }
+    state.check_idle()?;
     let counts = pool.status()?;
     let path = pool.path().to_path_buf();
     if remember {

@@ -11,9 +11,9 @@ pub enum AppError {
     /// A command that needs an open project was called without one.
     #[error("no project is open")]
     NoProject,
-    /// An import is already running (only one job at a time).
-    #[error("an import is already running: wait for it to finish or cancel it")]
-    Busy,
+    /// A background job (named) is running and the action must wait for it.
+    #[error("{0} is running: wait for it to finish or cancel it")]
+    Busy(&'static str),
     /// A value from the UI that is not acceptable; `field` names it.
     #[error("invalid {field}: {reason}")]
     Invalid {
@@ -52,7 +52,7 @@ impl AppError {
     pub fn code(&self) -> &'static str {
         match self {
             AppError::NoProject => "no_project",
-            AppError::Busy => "busy",
+            AppError::Busy(_) => "busy",
             AppError::Invalid { .. } => "invalid_input",
             AppError::Core(e) => match e {
                 CoreError::NotFound(_) => "not_found",

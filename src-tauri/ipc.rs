@@ -177,6 +177,16 @@ pub struct RecentProject {
     pub exists: bool,
 }
 
+/// What a label action did, and the project's counts after it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelOutcome {
+    pub patch_id: i64,
+    pub before: Option<i64>,
+    pub after: Option<i64>,
+    pub status: ProjectStatus,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

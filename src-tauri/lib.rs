@@ -1,4 +1,4 @@
-//! UniSAL Studio, the desktop app: a thin Tauri shell over `unisal-core` and `unisal-data`.
+//! UniSAL Studio, the desktop app: a thin Tauri shell over `unisal-core`, `unisal-data` and `unisal-train`.
 //!
 //! Commands parse what the UI sends, call the libraries and map the results into the IPC types of
 //! [`ipc`]; there is no SQL and no tensor code here. Images reach the webview only through the `patch`
@@ -9,11 +9,17 @@ pub mod demo;
 pub mod dirs;
 pub mod error;
 pub mod eta;
+pub mod export;
 pub mod import;
 pub mod ipc;
+pub mod ipc_review;
+pub mod ipc_train;
+pub mod labels;
 pub mod protocol;
 pub mod recent;
+pub mod review;
 pub mod state;
+pub mod training;
 
 use state::AppState;
 use tauri::Manager;
@@ -56,6 +62,28 @@ pub fn run() {
             commands::patch_page,
             import::start_import,
             import::cancel_import,
+            labels::label_patch,
+            labels::clear_label,
+            labels::undo_label,
+            labels::set_unsure,
+            labels::add_class,
+            labels::rename_class,
+            labels::set_class_color,
+            labels::set_class_hotkey,
+            labels::move_class,
+            review::query_batch,
+            review::review_page,
+            review::disagreement_histogram,
+            review::rounds,
+            review::learning_curve,
+            review::network_confusion,
+            training::training_options,
+            training::start_round,
+            training::cancel_round,
+            training::training_state,
+            export::export_labels,
+            export::export_predictions,
+            export::export_model,
         ])
         .build(tauri::generate_context!());
     match app {

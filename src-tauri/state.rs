@@ -1,4 +1,5 @@
-//! The app's state: the open project and the running import job.
+//! The app's state: the open project and its background jobs (an import, a training round). Opening or
+//! closing a project waits until no job runs; an import and a round never run at the same time.
 
 use crate::error::{AppError, AppResult};
 use std::path::{Path, PathBuf};
@@ -7,13 +8,23 @@ use std::sync::{Mutex, MutexGuard};
 use unisal_core::events::CancelToken;
 use unisal_core::Pool;
 
+use crate::ipc_train::RoundProgressInfo;
+
 /// State shared by every command and the patch protocol.
 #[derive(Debug, Default)]
 pub struct AppState {
     project: Mutex<Option<(Pool, u64)>>,
     opened: AtomicU64,
     import: Mutex<Option<CancelToken>>,
+    training: Mutex<Option<TrainingJob>>,
     startup: Mutex<Option<Startup>>,
+}
+
+/// The running training round: its cancel token and its latest progress (for a window opened mid-round).
+#[derive(Debug)]
+struct TrainingJob {
+    cancel: CancelToken,
+    progress: Option<RoundProgressInfo>,
 }
 
 /// What to open when the window first asks (from the command line).
@@ -72,11 +83,33 @@ impl AppState {
         lock(&self.project).as_ref().is_some_and(|(p, _)| p.path() == path)
     }
 
-    /// Registers a new import job; refuses when one is running.
+    /// The running job, in words, or `None` when idle.
+    pub fn busy(&self) -> Option<&'static str> {
+        if self.import_running() {
+            Some("an import")
+        } else if self.training_running() {
+            Some("a training round")
+        } else {
+            None
+        }
+    }
+
+    /// Refuses with [`AppError::Busy`] while a job runs.
+    pub fn check_idle(&self) -> AppResult<()> {
+        match self.busy() {
+            Some(job) => Err(AppError::Busy(job)),
+            None => Ok(()),
+        }
+    }
+
+    /// Registers a new import job; refuses when a job is running.
     pub fn begin_import(&self) -> AppResult<CancelToken> {
         let mut job = lock(&self.import);
         if job.is_some() {
-            return Err(AppError::Busy);
+            return Err(AppError::Busy("an import"));
+        }
+        if self.training_running() {
+            return Err(AppError::Busy("a training round"));
         }
         let token = CancelToken::new();
         *job = Some(token.clone());
@@ -105,6 +138,55 @@ impl AppState {
     }
 }
 
+impl AppState {
+    /// Registers a new training round; refuses when a job is running.
+    pub fn begin_training(&self) -> AppResult<CancelToken> {
+        let mut job = lock(&self.training);
+        if job.is_some() {
+            return Err(AppError::Busy("a training round"));
+        }
+        if self.import_running() {
+            return Err(AppError::Busy("an import"));
+        }
+        let cancel = CancelToken::new();
+        *job = Some(TrainingJob { cancel: cancel.clone(), progress: None });
+        Ok(cancel)
+    }
+
+    /// Records the running round's latest progress.
+    pub fn set_training_progress(&self, progress: RoundProgressInfo) {
+        if let Some(job) = lock(&self.training).as_mut() {
+            job.progress = Some(progress);
+        }
+    }
+
+    /// The running round's latest progress (`None` when no round runs or none reported yet).
+    pub fn training_progress(&self) -> Option<RoundProgressInfo> {
+        lock(&self.training).as_ref().and_then(|j| j.progress.clone())
+    }
+
+    /// Marks the training round as finished.
+    pub fn end_training(&self) {
+        *lock(&self.training) = None;
+    }
+
+    /// Whether a training round runs.
+    pub fn training_running(&self) -> bool {
+        lock(&self.training).is_some()
+    }
+
+    /// Asks the running round to stop at its next iteration; false when none runs.
+    pub fn cancel_training(&self) -> bool {
+        match lock(&self.training).as_ref() {
+            Some(job) => {
+                job.cancel.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// Locks a mutex, recovering from a panic in another holder (the data is a connection or a token,
 /// both still valid after a panic elsewhere).
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -120,12 +202,29 @@ mod tests {
         let state = AppState::default();
         assert!(!state.cancel_import());
         let token = state.begin_import().unwrap();
-        assert!(matches!(state.begin_import(), Err(AppError::Busy)));
+        assert!(matches!(state.begin_import(), Err(AppError::Busy(_))));
+        assert!(matches!(state.begin_training(), Err(AppError::Busy("an import"))));
         assert!(state.cancel_import());
         assert!(token.is_cancelled());
         state.end_import();
         assert!(!state.import_running());
         assert!(state.begin_import().is_ok());
+    }
+
+    #[test]
+    fn one_round_at_a_time_and_never_beside_an_import() {
+        let state = AppState::default();
+        assert!(!state.cancel_training());
+        let token = state.begin_training().unwrap();
+        assert_eq!(state.busy(), Some("a training round"));
+        assert!(matches!(state.check_idle(), Err(AppError::Busy("a training round"))));
+        assert!(matches!(state.begin_training(), Err(AppError::Busy(_))));
+        assert!(matches!(state.begin_import(), Err(AppError::Busy("a training round"))));
+        assert!(state.training_progress().is_none());
+        state.cancel_training();
+        assert!(token.is_cancelled());
+        state.end_training();
+        assert!(state.check_idle().is_ok());
     }
 
     #[test]

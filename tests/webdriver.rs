@@ -11,36 +11,14 @@
 
 mod support;
 
-use fantoccini::{Client, ClientBuilder, Locator};
-use serde_json::{json, Value};
+use fantoccini::{Client, Locator};
+use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use support::{script, wait_until};
 
 const DEMO_PATCHES: usize = 24;
 const DEMO_CLASSES: usize = 8;
-
-/// Polls `check` until it returns a value; on timeout, panics with what the window shows.
-async fn wait_until<F, Fut>(client: &Client, what: &str, timeout: Duration, mut check: F) -> Value
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<Value>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() >= deadline {
-            let shown = client.execute("return document.body.innerText;", vec![]).await;
-            panic!("timed out after {timeout:?} waiting for {what}; the window shows:\n{shown:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn script(client: &Client, js: &str) -> Value {
-    client.execute(js, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
-}
 
 /// Waits (up to a minute) for the import report to appear and returns its text.
 async fn import_report(client: &Client, what: &str) -> String {
@@ -67,14 +45,7 @@ async fn demo_grid_and_import_in_the_real_app() {
     let (display, _xvfb) = support::display();
     let (_driver, port) = support::tauri_driver(&display, home.path());
 
-    let mut caps = serde_json::Map::new();
-    caps.insert("browserName".into(), json!("wry"));
-    caps.insert("tauri:options".into(), json!({ "application": app }));
-    let client = ClientBuilder::native()
-        .capabilities(caps)
-        .connect(&format!("http://127.0.0.1:{port}"))
-        .await
-        .expect("a WebDriver session with the app");
+    let client = support::connect(port, app, &[]).await;
 
     let result = async {
         demo_grid(&client).await?;

@@ -1,5 +1,10 @@
-//! Process plumbing for the WebDriver tests: an X display (Xvfb when none is set), `tauri-driver` on
-//! fresh ports, stopped with SIGTERM (a killed driver leaves WebKitWebDriver holding its port).
+//! Plumbing for the WebDriver tests: an X display (Xvfb when none is set), `tauri-driver` on fresh ports,
+//! stopped with SIGTERM (a killed driver leaves WebKitWebDriver holding its port), a session with the
+//! app, and polling helpers.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -123,4 +128,40 @@ pub fn tauri_driver(display: &str, home: &Path) -> (Guarded, u16) {
     );
     wait_for_port(port, Duration::from_secs(30), &mut driver);
     (driver, port)
+}
+
+/// A WebDriver session that starts the app binary `app` with `args`.
+pub async fn connect(port: u16, app: &str, args: &[String]) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert("browserName".into(), json!("wry"));
+    caps.insert("tauri:options".into(), json!({ "application": app, "args": args }));
+    ClientBuilder::native()
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a WebDriver session with the app")
+}
+
+/// Runs `js` in the window and returns its value; panics with the script when it fails.
+pub async fn script(client: &Client, js: &str) -> Value {
+    client.execute(js, vec![]).await.unwrap_or_else(|e| panic!("script failed: {e}\n{js}"))
+}
+
+/// Polls `check` until it returns a value; on timeout, panics with what the window shows.
+pub async fn wait_until<F, Fut>(client: &Client, what: &str, timeout: Duration, mut check: F) -> Value
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<Value>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            let shown = client.execute("return document.body.innerText;", vec![]).await;
+            panic!("timed out after {timeout:?} waiting for {what}; the window shows:\n{shown:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
