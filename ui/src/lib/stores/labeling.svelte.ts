@@ -94,7 +94,11 @@ export class LabelingStore {
   readonly batchLabeled = $derived(this.tiles.reduce((n, t) => n + (t.label !== null ? 1 : 0), 0));
   readonly batchRemaining = $derived(this.tiles.length - this.batchLabeled);
   readonly undo = new UndoStack();
+  /** The label view was left; its next opening fetches the batch again (relabels made elsewhere). */
+  stale = false;
   #byId = new Map<number, BatchTile>();
+  /** Patch ids with label changes on their way, and how many. */
+  #pending = new Map<number, number>();
   #queue: Promise<unknown> = Promise.resolve();
   readonly #api: LabelApi;
 
@@ -132,11 +136,13 @@ export class LabelingStore {
   setBatch(batch: QueryBatch | null): void {
     const keep = batch !== null && batch.round === this.round ? this.selected?.id : undefined;
     const tiles = batch ? batch.items.map((item) => new BatchTile(item)) : [];
+    for (const t of tiles) t.pending = this.#pending.has(t.id);
     this.#byId = new Map(tiles.map((t) => [t.id, t]));
     this.tiles = tiles;
     this.round = batch?.round ?? null;
     this.strategy = batch?.strategy ?? null;
     this.loaded = true;
+    this.stale = false;
     let index = keep !== undefined ? tiles.findIndex((t) => t.id === keep) : -1;
     if (index < 0) {
       const first = tiles.findIndex((t) => t.label === null);
@@ -169,6 +175,19 @@ export class LabelingStore {
     return tile;
   }
 
+  /** The tile of `id` in the current batch (a reload replaces the tile objects). */
+  #tile(id: number): BatchTile | undefined {
+    return this.#byId.get(id);
+  }
+
+  #setPending(id: number, on: boolean): void {
+    const n = (this.#pending.get(id) ?? 0) + (on ? 1 : -1);
+    if (n > 0) this.#pending.set(id, n);
+    else this.#pending.delete(id);
+    const tile = this.#tile(id);
+    if (tile) tile.pending = n > 0;
+  }
+
   /**
    * Labels the selected tile with `classId`. The selection moves on to the next unlabeled tile at once;
    * the tile shows its class once the label is committed. Resolves to the outcome (null: nothing selected);
@@ -177,22 +196,23 @@ export class LabelingStore {
   label(classId: number): Promise<LabelOutcome | null> {
     const tile = this.selected;
     if (!tile) return Promise.resolve(null);
-    const index = this.selectedIndex;
-    tile.pending = true;
-    const next = nextUnlabeled(this.tiles, index);
+    const id = tile.id;
+    this.#setPending(id, true);
+    const next = nextUnlabeled(this.tiles, this.selectedIndex);
     if (next !== null) this.select(next);
-    const movedTo = this.selectedIndex;
+    const movedTo = this.selected?.id;
     return this.#enqueue(async () => {
       try {
-        const outcome = await this.#api.labelPatch(tile.id, classId);
+        const outcome = await this.#api.labelPatch(id, classId);
         this.#apply(outcome);
-        this.undo.push(tile.id);
+        this.undo.push(id);
         return outcome;
       } catch (e) {
-        if (this.selectedIndex === movedTo && this.tiles[index] === tile) this.select(index);
+        const back = this.#tile(id);
+        if (back && this.selected?.id === movedTo) this.select(this.tiles.indexOf(back));
         throw e;
       } finally {
-        tile.pending = false;
+        this.#setPending(id, false);
       }
     });
   }
@@ -201,15 +221,16 @@ export class LabelingStore {
   clear(): Promise<LabelOutcome | null> {
     const tile = this.selected;
     if (!tile || tile.label === null) return Promise.resolve(null);
-    tile.pending = true;
+    const id = tile.id;
+    this.#setPending(id, true);
     return this.#enqueue(async () => {
       try {
-        const outcome = await this.#api.clearLabel(tile.id);
+        const outcome = await this.#api.clearLabel(id);
         this.#apply(outcome);
-        this.undo.push(tile.id);
+        this.undo.push(id);
         return outcome;
       } finally {
-        tile.pending = false;
+        this.#setPending(id, false);
       }
     });
   }
@@ -238,9 +259,14 @@ export class LabelingStore {
   toggleUnsure(): Promise<boolean | null> {
     const tile = this.selected;
     if (!tile) return Promise.resolve(null);
+    const id = tile.id;
+    let known = tile.unsure;
     return this.#enqueue(async () => {
-      const now = await this.#api.setUnsure(tile.id, !tile.unsure);
-      tile.unsure = now;
+      // The state when this toggle runs (after earlier toggles), from the current tile if a reload replaced it.
+      known = this.#tile(id)?.unsure ?? known;
+      const now = await this.#api.setUnsure(id, !known);
+      const current = this.#tile(id);
+      if (current) current.unsure = now;
       return now;
     });
   }

@@ -289,4 +289,32 @@ describe("LabelingStore", () => {
     expect(s.hasBatch).toBe(false);
     expect(s.selected).toBeUndefined();
   });
+
+  it("applies changes asked for during a reload to the reloaded tiles", async () => {
+    const b = batch(1, [null, null]);
+    const f = fakeApi(b);
+    const s = new LabelingStore(f.api);
+    s.setBatch(b);
+    const reload = s.load(); // answers after the changes below were asked for
+    const unsure = s.toggleUnsure();
+    const labeled = s.label(8);
+    expect(s.tiles[0].pending).toBe(true);
+    await reload;
+    // New tile objects: the pending mark carried over, then the commits land on them.
+    expect(s.tiles[0].pending).toBe(true);
+    expect(await unsure).toBe(true);
+    await labeled;
+    expect(s.tiles[0].unsure).toBe(true);
+    expect(s.tiles[0].label).toBe(8);
+    expect(s.tiles[0].pending).toBe(false);
+    expect(f.calls).toEqual(["batch null", "unsure 1 true", "label 1 8"]);
+  });
+
+  it("marks itself stale until the next load", async () => {
+    const s = new LabelingStore(fakeApi(batch(1, [null])).api);
+    expect(s.stale).toBe(false);
+    s.stale = true;
+    await s.load();
+    expect(s.stale).toBe(false);
+  });
 });
