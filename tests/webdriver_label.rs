@@ -37,15 +37,25 @@ async fn label_train_review_and_restart_in_the_real_app() {
 
     let client = support::connect(port, app, &[]).await;
     let labels = async {
+        println!("step: create a project and import");
         create_and_import(&client, home.path(), &project).await?;
+        println!("step: add classes");
         add_classes(&client).await?;
+        println!("step: initial round");
         initial_round(&client).await?;
+        println!("step: label the batch by click and key");
         let labels = label_batch_by_click_and_key(&client).await?;
+        println!("step: label while training, then cancel");
         label_while_training_then_cancel(&client).await?;
+        println!("step: tiny round");
         tiny_round(&client).await?;
+        println!("step: label the predicted batch");
         label_predicted_batch(&client).await?;
+        println!("step: review");
         review_sorted_by_disagreement(&client).await?;
+        println!("step: results and export");
         results_and_export(&client, home.path()).await?;
+        println!("step: theme");
         theme(&client).await?;
         Ok::<_, fantoccini::error::CmdError>(labels)
     }
@@ -61,7 +71,8 @@ async fn label_train_review_and_restart_in_the_real_app() {
 }
 
 async fn click(client: &Client, css: &str) -> Cmd<()> {
-    client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await?.click().await
+    let element = client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await?;
+    element.click().await.inspect_err(|e| println!("clicking {css}: {e}"))
 }
 
 async fn text(client: &Client, testid: &str) -> String {
@@ -97,10 +108,18 @@ async fn set_value(client: &Client, testid: &str, value: &str) -> Cmd<()> {
     let input = client.find(Locator::Css(&format!("[data-testid='{testid}']"))).await?;
     let tag = input.tag_name().await?;
     if tag.eq_ignore_ascii_case("select") {
-        input.select_by_value(value).await
+        // WebKitWebDriver cannot click <option>s; choose as the keyboard would, then tell the page.
+        let js = format!(
+            "const s = document.querySelector(\"[data-testid='{testid}']\");
+             if (![...s.options].some(o => o.value === '{value}' && !o.disabled)) return false;
+             s.value = '{value}'; s.dispatchEvent(new Event('change', {{ bubbles: true }})); return true;"
+        );
+        let chosen = script(client, &js).await;
+        assert_eq!(chosen, Value::Bool(true), "{testid} has no enabled option {value}");
+        Ok(())
     } else {
-        input.clear().await?;
-        input.send_keys(value).await
+        input.clear().await.inspect_err(|e| println!("clearing {testid}: {e}"))?;
+        input.send_keys(value).await.inspect_err(|e| println!("typing into {testid}: {e}"))
     }
 }
 
@@ -185,7 +204,9 @@ async fn add_classes(client: &Client) -> Cmd<()> {
         set_value(client, "class-add-name", name).await?;
         click(client, "[data-testid='class-add']").await?;
         wait_until(client, &format!("class {name}"), Duration::from_secs(10), || async {
-            let v = script(client, "return [...document.querySelectorAll(\"[data-testid='class-row']\")].map(r => r.innerText).join('|');").await;
+            let v =
+                script(client, "return document.querySelector(\"[data-testid='class-list']\").textContent;")
+                    .await;
             v.as_str().is_some_and(|t| t.contains(name)).then_some(v)
         })
         .await;
@@ -206,6 +227,10 @@ async fn start_round(client: &Client, iterations: u64) -> Cmd<()> {
     set_value(client, "train-size", "32").await?;
     set_value(client, "train-iterations", &iterations.to_string()).await?;
     set_value(client, "train-budget", "6").await?;
+    let more = client.find(Locator::Css("[data-testid='train-initial']")).await?;
+    if !more.is_displayed().await? {
+        click(client, "[data-testid='train-more']").await?;
+    }
     set_value(client, "train-initial", &INITIAL.to_string()).await?;
     set_value(client, "train-batch", "8").await?;
     click(client, "[data-testid='train-start']").await
@@ -286,7 +311,7 @@ async fn label_while_training_then_cancel(client: &Client) -> Cmd<()> {
     click(client, "[data-testid='tab-review']").await?;
     set_value(client, "review-sort", "id").await?;
     let row = wait_until(client, "review rows", Duration::from_secs(20), || async {
-        let v = script(client, "const r = document.querySelector(\"[data-testid='review-row']\"); return r ? Number(r.dataset.patchId) : null;").await;
+        let v = script(client, "const r = document.querySelector(\"[data-testid='review-row'][data-label='']\"); return r ? Number(r.dataset.patchId) : null;").await;
         v.is_i64().then_some(v)
     })
     .await;
