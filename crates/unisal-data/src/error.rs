@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-/// What stops an import or a demo build as a whole.
+/// What stops an import, a demo build or an export as a whole.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The pool refused a read or a write.
@@ -17,6 +17,25 @@ pub enum DataError {
         /// The underlying error.
         #[source]
         source: std::io::Error,
+    },
+    /// A file or folder could not be written (nothing is left under its name or a temporary one).
+    #[error("cannot write {path}: {source}")]
+    Write {
+        /// The file or folder.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A checkpoint file differs from the SHA-256 the database recorded for it: it was not exported.
+    #[error("{path} has SHA-256 {found}, but the project recorded {expected}: the file changed since its round wrote it; not exported")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The hash recorded in the project.
+        expected: String,
+        /// The file's hash now.
+        found: String,
     },
     /// An option that cannot be honoured (named in the message).
     #[error("invalid {field}: {reason}")]

@@ -1,4 +1,4 @@
-//! unisal-data: image decoding, validation, thumbnails and import into the pool.
+//! unisal-data: image decoding, validation, thumbnails, import into the pool, and exports out of it.
 //!
 //! unisal-core stores and reads bytes; this crate is where files are read and images decoded. The import
 //! reads files on worker threads (hash, header check, decode, thumbnail) and writes batches to the pool
@@ -14,4 +14,5 @@ pub mod thumbnail;
 
 pub use decode::{decode_rgb, prepare_patch, DecodeLimits, Prepared};
 pub use error::{DataError, Result};
+pub use export::{export_labels_csv, export_model, export_predictions_csv, ExportedPredictions};
 pub use import::{import, ImportFailure, ImportOptions, ImportReport, LabelMode};
