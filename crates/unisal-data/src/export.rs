@@ -308,15 +308,19 @@ pub fn export_model(pool: &Pool, round: Option<i64>, out_dir: &Path) -> Result<V
         targets.push(target);
     }
     fs::create_dir_all(out_dir).map_err(|source| DataError::Write { path: out_dir.to_path_buf(), source })?;
-    for (f, target) in files.iter().zip(&targets) {
+    for (i, (f, target)) in files.iter().zip(&targets).enumerate() {
         let mut found = None;
-        write_atomic(target, |w| {
+        let copied = write_atomic(target, |w| {
             found = Some(hash_file(&f.source, Some(w))?);
             Ok(())
-        })?;
-        if let Err(e) = verify(f, found.unwrap_or_default()) {
-            // Changed between the check and the copy: take the copy back.
-            let _ = fs::remove_file(target);
+        })
+        .and_then(|()| verify(f, found.unwrap_or_default()));
+        if let Err(e) = copied {
+            // A file that failed or changed between the check and the copy: take back this export's copies,
+            // so the folder never holds a model with a missing or unverified part.
+            for done in &targets[..=i] {
+                let _ = fs::remove_file(done);
+            }
             return Err(e);
         }
     }
