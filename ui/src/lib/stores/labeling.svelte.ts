@@ -2,6 +2,7 @@
 // and the batch counters. Every change goes through the API and is applied only after it is committed;
 // changes run one at a time, in the order the user asked for them.
 import type { api as realApi } from "../api";
+import { labelCommitted, labelPainted } from "../latency";
 import type { BatchItem, LabelOutcome, QueryBatch, ReviewRow } from "../types";
 
 /** The calls the store makes (the real `api`, or a double in tests). */
@@ -196,6 +197,7 @@ export class LabelingStore {
   label(classId: number): Promise<LabelOutcome | null> {
     const tile = this.selected;
     if (!tile) return Promise.resolve(null);
+    const started = performance.now();
     const id = tile.id;
     this.#setPending(id, true);
     const next = nextUnlabeled(this.tiles, this.selectedIndex);
@@ -204,7 +206,9 @@ export class LabelingStore {
     return this.#enqueue(async () => {
       try {
         const outcome = await this.#api.labelPatch(id, classId);
+        labelCommitted(started);
         this.#apply(outcome);
+        labelPainted(started);
         this.undo.push(id);
         return outcome;
       } catch (e) {
