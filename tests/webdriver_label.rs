@@ -44,13 +44,13 @@ async fn label_train_review_and_restart_in_the_real_app() {
         println!("step: initial round");
         initial_round(&client).await?;
         println!("step: label the batch by click and key");
-        let labels = label_batch_by_click_and_key(&client).await?;
+        let mut labels = label_batch_by_click_and_key(&client).await?;
         println!("step: label while training, then cancel");
         label_while_training_then_cancel(&client).await?;
         println!("step: tiny round");
         tiny_round(&client).await?;
         println!("step: label the predicted batch");
-        label_predicted_batch(&client).await?;
+        labels.extend(label_predicted_batch(&client).await?);
         println!("step: review");
         review_sorted_by_disagreement(&client).await?;
         println!("step: results and export");
@@ -343,7 +343,8 @@ async fn tiny_round(client: &Client) -> Cmd<()> {
     Ok(())
 }
 
-async fn label_predicted_batch(client: &Client) -> Cmd<()> {
+/// Labels the trained round's batch by key, undoes with Ctrl+Z, then labels two tiles for good; returns them.
+async fn label_predicted_batch(client: &Client) -> Cmd<Vec<(i64, i64)>> {
     click(client, "[data-testid='tab-label']").await?;
     wait_until(client, "the new batch of 6", Duration::from_secs(20), || async {
         let t = tiles(client).await;
@@ -363,7 +364,16 @@ async fn label_predicted_batch(client: &Client) -> Cmd<()> {
     press(client, &[Key::Control.into(), 'z']).await?;
     wait_text(client, "total-labeled", &total.to_string()).await;
     assert_eq!(tiles(client).await[0], (first, None), "undo cleared the tile");
-    Ok(())
+    // Two labels given after the round: the learning curve scores the round on them.
+    let tumour = class_id(client, "Tumour").await;
+    let stroma = class_id(client, "Stroma").await;
+    click(client, &format!("[data-testid='query-tile'][data-patch-id='{first}']")).await?;
+    press(client, &['1']).await?;
+    press(client, &['2']).await?;
+    wait_text(client, "total-labeled", &(total + 2).to_string()).await;
+    let t = tiles(client).await;
+    assert_eq!((t[0].1, t[1].1), (Some(tumour), Some(stroma)), "{t:?}");
+    Ok(vec![(t[0].0, tumour), (t[1].0, stroma)])
 }
 
 async fn review_sorted_by_disagreement(client: &Client) -> Cmd<()> {
@@ -408,7 +418,7 @@ async fn results_and_export(client: &Client, home: &Path) -> Cmd<()> {
     })
     .await;
     let csv = std::fs::read_to_string(&out).expect("the exported labels");
-    assert_eq!(csv.lines().count() as u64, INITIAL + 1, "header + one row a label:\n{csv}");
+    assert_eq!(csv.lines().count() as u64, INITIAL + 3, "header + one row a label:\n{csv}");
     Ok(())
 }
 
