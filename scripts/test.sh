@@ -50,11 +50,14 @@ if [ ! -f ui/dist/index.html ]; then
 fi
 step "cargo fmt --all --check" cargo fmt --all --check
 step "cargo clippy --workspace --all-targets -- -D warnings" cargo clippy --workspace --all-targets -- -D warnings
-step "cargo test --workspace (all Rust tests but the WebDriver one)" \
-  cargo test --workspace -- --skip demo_grid_and_import_in_the_real_app
-# Runs under Xvfb: the test starts one when $DISPLAY is unset.
+step "cargo test --workspace (all Rust tests but the WebDriver ones)" \
+  cargo test --workspace -- --skip demo_grid_and_import_in_the_real_app \
+  --skip label_train_review_and_restart_in_the_real_app
+# Run under Xvfb: each test starts one when $DISPLAY is unset.
 step "WebDriver: the real app under Xvfb: demo grid, create a project, import a folder" \
   env -u DISPLAY cargo test -p unisal-studio --test webdriver -- --nocapture
+step "WebDriver: label by click and key, undo, train on the CPU, review, results, export, restart" \
+  env -u DISPLAY cargo test -p unisal-studio --test webdriver_label -- --nocapture
 
 summary
 exit "$FAILED"
