@@ -153,27 +153,42 @@ pub fn check_limit(limit: u64) -> AppResult<()> {
 /// Turns the path typed by the user into a project file path: trimmed, absolute, and for a new project
 /// with the `.unisal` extension and an existing parent folder.
 pub fn parse_project_path(input: &str, create: bool) -> AppResult<PathBuf> {
-    let invalid = |reason: String| AppError::Invalid { field: "project path", reason };
+    let mut path = absolute_path(input, "project path")?;
+    if create {
+        if path.extension().is_none() {
+            path.set_extension(PROJECT_EXTENSION);
+        }
+        in_existing_folder(&path, "project path")?;
+    }
+    Ok(path)
+}
+
+/// A path typed by the user for `field`: trimmed, not empty, absolute.
+pub fn absolute_path(input: &str, field: &'static str) -> AppResult<PathBuf> {
+    let invalid = |reason: String| AppError::Invalid { field, reason };
     let trimmed = input.trim();
     if trimmed.is_empty() {
         return Err(invalid("it is empty".into()));
     }
-    let mut path = PathBuf::from(trimmed);
+    let path = PathBuf::from(trimmed);
     if !path.is_absolute() {
         return Err(invalid(format!(
             "{trimmed} is not an absolute path (start it with / or a drive letter)"
         )));
     }
-    if create {
-        if path.extension().is_none() {
-            path.set_extension(PROJECT_EXTENSION);
-        }
-        let parent = path.parent().unwrap_or(Path::new("/"));
-        if !parent.is_dir() {
-            return Err(invalid(format!("the folder {} does not exist", parent.display())));
-        }
-    }
     Ok(path)
+}
+
+/// Refuses `path` for `field` when its folder does not exist.
+pub fn in_existing_folder(path: &Path, field: &'static str) -> AppResult<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    if !parent.is_dir() {
+        return Err(AppError::Invalid {
+            field,
+            reason: format!("the folder {} does not exist", parent.display()),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
 //! Export commands: the labels CSV, the predictions CSV and the model files, written whole or not at all
 //! by `unisal-data` to the absolute path the user typed.
 
-use crate::error::{AppError, AppResult};
+use crate::commands::{absolute_path, in_existing_folder};
+use crate::error::AppResult;
 use crate::state::AppState;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tauri::State;
 
 /// The files an export wrote.
@@ -55,19 +56,8 @@ pub async fn export_model(
 
 /// Checks a typed output path: absolute, in an existing folder.
 pub fn parse_out(input: &str, field: &'static str) -> AppResult<PathBuf> {
-    let invalid = |reason: String| AppError::Invalid { field, reason };
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Err(invalid("it is empty".into()));
-    }
-    let path = PathBuf::from(trimmed);
-    if !path.is_absolute() {
-        return Err(invalid(format!("{trimmed} is not an absolute path")));
-    }
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    if !parent.is_dir() {
-        return Err(invalid(format!("the folder {} does not exist", parent.display())));
-    }
+    let path = absolute_path(input, field)?;
+    in_existing_folder(&path, field)?;
     Ok(path)
 }
 

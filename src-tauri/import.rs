@@ -148,18 +148,13 @@ pub fn to_ipc(report: unisal_data::ImportReport, elapsed: Duration) -> ipc::Impo
 
 /// Checks the folder typed by the user: non-empty, absolute, an existing folder.
 pub fn parse_folder(input: &str) -> AppResult<PathBuf> {
-    let invalid = |reason: String| AppError::Invalid { field: "import folder", reason };
-    let trimmed = input.trim();
-    if trimmed.is_empty() {
-        return Err(invalid("it is empty".into()));
-    }
-    let path = PathBuf::from(trimmed);
-    if !path.is_absolute() {
-        return Err(invalid(format!("{trimmed} is not an absolute path")));
-    }
+    let path = crate::commands::absolute_path(input, "import folder")?;
     if !path.is_dir() {
         let what = if path.exists() { "is not a folder" } else { "does not exist" };
-        return Err(invalid(format!("{trimmed} {what}")));
+        return Err(AppError::Invalid {
+            field: "import folder",
+            reason: format!("{} {what}", path.display()),
+        });
     }
     Ok(path)
 }

@@ -36,16 +36,11 @@ async fn import_report(client: &Client, what: &str) -> String {
 
 #[tokio::test]
 async fn demo_grid_and_import_in_the_real_app() {
-    if std::env::var_os(support::SKIP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-        println!("SKIPPED: {} is set; the WebDriver test did not run", support::SKIP_ENV);
-        return;
-    }
+    let Some(run) = support::Harness::start() else { return };
     let app = env!("CARGO_BIN_EXE_unisal-studio");
-    let home = tempfile::tempdir().expect("temporary app home");
-    let (display, _xvfb) = support::display();
-    let (_driver, port) = support::tauri_driver(&display, home.path());
+    let home = &run.home;
 
-    let client = support::connect(port, app, &[]).await;
+    let client = run.connect(app, &[]).await;
 
     let result = async {
         demo_grid(&client).await?;

@@ -25,17 +25,12 @@ const INITIAL: u64 = 8;
 
 #[tokio::test]
 async fn label_train_review_and_restart_in_the_real_app() {
-    if std::env::var_os(support::SKIP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
-        println!("SKIPPED: {} is set; the WebDriver test did not run", support::SKIP_ENV);
-        return;
-    }
+    let Some(run) = support::Harness::start() else { return };
     let app = env!("CARGO_BIN_EXE_unisal-studio");
-    let home = tempfile::tempdir().expect("temporary app home");
-    let (display, _xvfb) = support::display();
-    let (_driver, port) = support::tauri_driver(&display, home.path());
+    let home = &run.home;
     let project = home.path().join("slides.unisal");
 
-    let client = support::connect(port, app, &[]).await;
+    let client = run.connect(app, &[]).await;
     let labels = async {
         println!("step: create a project and import");
         create_and_import(&client, home.path(), &project).await?;
@@ -64,7 +59,7 @@ async fn label_train_review_and_restart_in_the_real_app() {
     let labels = labels.expect("WebDriver commands in the first run");
 
     // A new app process on the same project file: the labels are still there.
-    let client = support::connect(port, app, &[project.display().to_string()]).await;
+    let client = run.connect(app, &[project.display().to_string()]).await;
     let result = restarted(&client, &labels).await;
     let _ = client.close().await;
     result.expect("WebDriver commands after the restart");

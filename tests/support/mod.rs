@@ -165,3 +165,33 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Everything a WebDriver run needs: the driver on its port, an X display, and a temporary app home
+/// (recent projects, demo). Dropped in field order: the driver (and the app) first, the home folder last.
+pub struct Harness {
+    _driver: Guarded,
+    _xvfb: Option<Guarded>,
+    /// The app's home folder (`UNISAL_STUDIO_HOME`), also a place for the run's files.
+    pub home: tempfile::TempDir,
+    /// tauri-driver's port.
+    pub port: u16,
+}
+
+impl Harness {
+    /// Starts the display and the driver; `None` (with a message) when [`SKIP_ENV`] asks to skip.
+    pub fn start() -> Option<Self> {
+        if std::env::var_os(SKIP_ENV).is_some_and(|v| !v.is_empty() && v != "0") {
+            println!("SKIPPED: {SKIP_ENV} is set; the WebDriver run did not happen");
+            return None;
+        }
+        let home = tempfile::tempdir().expect("temporary app home");
+        let (display, xvfb) = display();
+        let (driver, port) = tauri_driver(&display, home.path());
+        Some(Harness { _driver: driver, _xvfb: xvfb, home, port })
+    }
+
+    /// A session with the app started with `args`.
+    pub async fn connect(&self, app: &str, args: &[String]) -> Client {
+        connect(self.port, app, args).await
+    }
+}
