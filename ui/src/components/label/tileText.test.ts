@@ -12,6 +12,9 @@ describe("tile text", () => {
     expect(formatConfidence(1.2)).toBe("100%");
     expect(formatConfidence(Number.NaN)).toBe("–");
     expect(formatDisagreement(0.12345)).toBe("0.123");
+    expect(formatDisagreement(0)).toBe("0.000");
+    expect(formatDisagreement(0.0027848)).toBe("0.0028");
+    expect(formatDisagreement(0.00004)).toBe("0.00004");
     expect(formatDisagreement(Number.POSITIVE_INFINITY)).toBe("–");
   });
   it("names a predicted class, or the id of a missing one", () => {

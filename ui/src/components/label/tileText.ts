@@ -7,9 +7,14 @@ export function formatConfidence(p: number): string {
   return `${Math.round(Math.min(1, Math.max(0, p)) * 100)}%`;
 }
 
-/** A disagreement (Jensen-Shannon) score with three decimals. */
+/**
+ * A disagreement (Jensen-Shannon, 0 to ln 2) score: three decimals from 0.01, two significant digits below, so
+ * that the small scores of barely trained networks still tell apart ("0.0028", not "0.003" and "0.000").
+ */
 export function formatDisagreement(d: number): string {
-  return Number.isFinite(d) ? d.toFixed(3) : "–";
+  if (!Number.isFinite(d)) return "–";
+  if (d === 0 || Math.abs(d) >= 0.01) return d.toFixed(3);
+  return String(Number(d.toPrecision(2)));
 }
 
 /** The class of a predicted id: the project's class, or a grey stand-in naming the id of a deleted one. */
