@@ -72,10 +72,8 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward(&conv.forward(&y)?, train)?;
-            if i != last {
-                y = relu(&y)?;
-            }
+            let z = conv.forward(&y)?;
+            y = if i != last { bn.forward_relu(&z, train)? } else { bn.forward(&z, train)? };
         }
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
@@ -136,7 +134,7 @@ impl ResNet {
 
     /// `[N, 3, S, S]` -> pooled features `[N, h]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = relu(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
+        let x = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         let mut x = max_pool2d(&x, 3, 2, 1)?;
         for blocks in &self.layers {
             for block in blocks {

@@ -5,7 +5,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::{global_avg_pool, join_name, relu, BatchNorm2d, Conv2d, HasVars, Init, NamedVar};
+use crate::nn::{global_avg_pool, join_name, BatchNorm2d, Conv2d, HasVars, Init, NamedVar};
 
 /// The small CNN backbone.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ impl SmallCnn {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for (conv, bn) in &self.blocks {
-            x = relu(&bn.forward(&conv.forward(&x)?, train)?)?;
+            x = bn.forward_relu(&conv.forward(&x)?, train)?;
         }
         global_avg_pool(&x)
     }

@@ -3,11 +3,28 @@
 //! Train mode normalises with the statistics of the whole batch over (N, H, W) using the biased variance, and then
 //! updates the running statistics with momentum 0.1: `running = (1 - m) * running + m * batch`, the running
 //! variance from the unbiased batch variance. Eval mode normalises with the running statistics.
+//!
+//! On the CPU (f32/f64) train mode runs as one custom op with a closed-form backward (`batchnorm_cpu.rs`); other
+//! devices compose candle ops. [`BnImpl`] forces one path (tests compare them).
 
-use candle_core::{Tensor, Var};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use super::batchnorm_cpu::{BnStats, BnTrain};
 
 use super::{push_var, HasVars, Init, NamedVar, VarKind};
 use crate::error::{Result, TrainError};
+
+/// Which implementation train-mode batch norm uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BnImpl {
+    /// The custom op on the CPU in f32/f64, candle ops elsewhere.
+    #[default]
+    Auto,
+    /// Composed candle ops on every device.
+    Candle,
+}
 
 /// Batch normalisation over the channel dimension of `[N, C, H, W]`.
 #[derive(Debug, Clone)]
@@ -60,6 +77,28 @@ impl BatchNorm2d {
 
     /// Normalise `x: [N, C, H, W]`. In train mode this also updates the running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_with(x, train, BnImpl::Auto)
+    }
+
+    /// `relu(forward(x))`; in train mode on the CPU one fused op.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_relu_with(x, train, BnImpl::Auto)
+    }
+
+    /// [`BatchNorm2d::forward_relu`] with a chosen implementation of train mode.
+    pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
+        if train && imp == BnImpl::Auto && cpu_float(x) {
+            self.train_cpu(x, true)
+        } else {
+            Ok(self.forward_with(x, train, imp)?.relu()?)
+        }
+    }
+
+    /// [`BatchNorm2d::forward`] with a chosen implementation of train mode.
+    pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
+        if train && imp == BnImpl::Auto && cpu_float(x) {
+            return self.train_cpu(x, false);
+        }
         let (n, c, h, w) = x.dims4()?;
         let w4 = self.weight.as_tensor().reshape((1, c, 1, 1))?;
         let b4 = self.bias.as_tensor().reshape((1, c, 1, 1))?;
@@ -81,19 +120,45 @@ impl BatchNorm2d {
         let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
         let scale = (&var + self.eps)?.sqrt()?.recip()?.broadcast_mul(&w4)?;
         let y = centred.broadcast_mul(&scale)?.broadcast_add(&b4)?;
+        self.update_running(&mean.detach().flatten_all()?, &var.detach().flatten_all()?, count)?;
+        Ok(y)
+    }
 
-        // Running statistics, outside the autograd graph.
+    /// Train mode on the CPU: the custom op (with a fused ReLU when `relu`), then the running statistics.
+    fn train_cpu(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if n * h * w < 2 {
+            return Err(TrainError::InvalidModel(format!(
+                "batch norm in train mode needs more than one value per channel (input {n}x{c}x{h}x{w})"
+            )));
+        }
+        let stats = Arc::new(Mutex::new(BnStats::default()));
+        let op = BnTrain { eps: self.eps, relu, stats: stats.clone() };
+        let y = x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
+        let st = stats.lock().map_err(|_| TrainError::InvalidModel("batch norm: poisoned".into()))?.clone();
+        let mean = Tensor::from_vec(st.mean, c, &Device::Cpu)?.to_dtype(x.dtype())?;
+        let var = Tensor::from_vec(st.var, c, &Device::Cpu)?.to_dtype(x.dtype())?;
+        self.update_running(&mean, &var, n * h * w)?;
+        Ok(y)
+    }
+
+    /// `running = (1 - m) * running + m * batch`, the variance unbiased; outside the autograd graph.
+    fn update_running(&self, batch_mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
         let m = self.momentum;
-        let batch_mean = mean.detach().flatten_all()?;
-        let unbiased = var.detach().flatten_all()?.affine(count as f64 / (count - 1) as f64, 0.0)?;
+        let unbiased = var.affine(count as f64 / (count - 1) as f64, 0.0)?;
         let new_mean =
             (self.running_mean.as_tensor().detach().affine(1.0 - m, 0.0)? + batch_mean.affine(m, 0.0)?)?;
         let new_var =
             (self.running_var.as_tensor().detach().affine(1.0 - m, 0.0)? + unbiased.affine(m, 0.0)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
-        Ok(y)
+        Ok(())
     }
+}
+
+/// Whether the CPU custom op applies: CPU device, f32 or f64.
+fn cpu_float(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 impl HasVars for BatchNorm2d {

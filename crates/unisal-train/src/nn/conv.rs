@@ -1,10 +1,31 @@
 //! 2-D convolution with optional bias; weight `[out, in, k, k]` as in torch.
+//!
+//! On the CPU (f32/f64) a convolution is one custom op computed as im2col + one matrix product (`conv_cpu.rs`,
+//! `im2col.rs`), so that its backward is two large matrix products and a col2im instead of candle 0.11.1's naive
+//! `conv_transpose2d`; other devices use candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
+use super::conv_cpu::ConvCpu;
+use super::im2col::Geometry;
 use super::pool::strided;
 use super::{push_var, HasVars, Init, NamedVar, VarKind};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
+
+/// The largest im2col patch matrix built at once; a batch whose matrix is larger is split.
+const COLS_BYTES: usize = 256 << 20;
+
+/// Which implementation a convolution uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvImpl {
+    /// im2col + matrix product on the CPU in f32/f64, candle's `conv2d` elsewhere.
+    #[default]
+    Auto,
+    /// candle's `conv2d` (a 1x1 kernel without padding still goes through a matrix product).
+    Candle,
+    /// im2col + matrix product (CPU only, f32/f64).
+    Im2col,
+}
 
 /// A square-kernel 2-D convolution (groups 1, dilation 1).
 #[derive(Debug, Clone)]
@@ -57,8 +78,21 @@ impl Conv2d {
     /// A 1x1 convolution without padding is computed as a matrix product (after subsampling for stride > 1): its
     /// backward is then two matrix products instead of candle's slow naive `conv_transpose2d`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, ConvImpl::Auto)
+    }
+
+    /// [`Conv2d::forward`] with a chosen implementation.
+    pub fn forward_with(&self, x: &Tensor, imp: ConvImpl) -> Result<Tensor> {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
-        let y = if k == 1 && self.padding == 0 {
+        let cpu_float = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64);
+        let im2col = match imp {
+            ConvImpl::Auto => cpu_float && !(k == 1 && self.padding == 0),
+            ConvImpl::Candle => false,
+            ConvImpl::Im2col => true,
+        };
+        let y = if im2col {
+            self.im2col(x, out, k, COLS_BYTES)?
+        } else if k == 1 && self.padding == 0 {
             self.pointwise(x, out)?
         } else {
             x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?
@@ -95,11 +129,63 @@ impl Conv2d {
     }
 }
 
+impl Conv2d {
+    /// The im2col custom op (`conv_cpu.rs`); batches whose patch matrix exceeds `limit` bytes run in parts.
+    fn im2col(&self, x: &Tensor, out: usize, k: usize, limit: usize) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        let g = Geometry { n, c, h, w, k, stride: self.stride, pad: self.padding };
+        if self.stride == 0 || h + 2 * g.pad < k || w + 2 * g.pad < k {
+            return Err(TrainError::InvalidModel(format!(
+                "conv2d: kernel {k}, stride {}, padding {} do not fit an input of {h}x{w}",
+                self.stride, self.padding
+            )));
+        }
+        let (ho, wo) = (g.ho(), g.wo());
+        // Bound the patch matrix (a ResNet's first layer at 224 px is ~7 MB a sample): larger batches go in parts.
+        let per_sample = ho * wo * g.ckk() * x.dtype().size_in_bytes();
+        let max_n = (limit / per_sample.max(1)).max(1);
+        if n > max_n {
+            let parts = (0..n)
+                .step_by(max_n)
+                .map(|start| self.im2col(&x.narrow(0, start, max_n.min(n - start))?, out, k, limit))
+                .collect::<Result<Vec<_>>>()?;
+            return Ok(Tensor::cat(&parts, 0)?);
+        }
+        Ok(x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, ConvCpu { g, out })?)
+    }
+}
+
 impl HasVars for Conv2d {
     fn visit_vars(&self, prefix: &str, out: &mut Vec<NamedVar>) {
         push_var(out, prefix, "weight", &self.weight, VarKind::Param);
         if let Some(b) = &self.bias {
             push_var(out, prefix, "bias", b, VarKind::Param);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_split_for_memory_gives_the_same_output_and_gradients() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (5, 3, 6, 6), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 3, 3, 3), &dev).unwrap()).unwrap();
+        let conv = Conv2d::from_vars(w.clone(), None, 2, 1);
+        let r = Tensor::randn(0f64, 1.0, (5, 4, 3, 3), &dev).unwrap();
+        let run = |limit: usize| {
+            let y = conv.im2col(x.as_tensor(), 4, 3, limit).unwrap();
+            let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            [flat(&y), flat(g.get(x.as_tensor()).unwrap()), flat(g.get(w.as_tensor()).unwrap())]
+        };
+        // One sample's patch matrix: 9 rows x 27 columns x 8 bytes; 2 samples a part -> parts of 2, 2, 1.
+        let (whole, parts) = (run(usize::MAX), run(2 * 9 * 27 * 8));
+        for (a, b) in whole.iter().zip(&parts) {
+            assert_eq!(a.len(), b.len());
+            assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-12));
         }
     }
 }
