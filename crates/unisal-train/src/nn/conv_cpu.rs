@@ -4,13 +4,14 @@
 //! Composed from candle ops (im2col op, matmul, reshape, permute, copy), the same convolution leaves five nodes in
 //! the autograd graph, and candle 0.11.1's backward allocates a zeroed gradient and adds into it at every edge:
 //! among them one of the size of the patch matrix (`k * k` times the input). As one node, only `dx` and `dW` are
-//! handed back. With `cols = im2col(x): [N * P, C * k * k]` (`P = Ho * Wo`) and `W: [O, C * k * k]`:
-//! - forward: `Y = cols · W^T: [N * P, O]`, transposed per sample into `y: [N, O, P]`;
-//! - backward: `dYt = dy` as `[N * P, O]` (the copy), `dW = dYt^T · cols`, `dx = col2im(dYt · W)`; `cols` is
+//! handed back. With `cols = im2col(x): [C * k * k, N * P]` (`P = Ho * Wo`, see `im2col.rs`) and
+//! `W: [O, C * k * k]`:
+//! - forward: `Y = W · cols: [O, N * P]`, copied into `y: [N, O, P]` (runs of `P`);
+//! - backward: `dY = dy` as `[O, N * P]` (one copy), `dW = dY · cols^T`, `dx = col2im(W^T · dY)`; `cols` is
 //!   recomputed from `x` rather than kept alive between forward and backward.
 //!
-//! The matrix products are candle's (the gemm crate, on candle's thread count). The backward is not itself
-//! differentiable.
+//! The matrix products are candle's (the gemm crate, on candle's thread count), each one large product over the
+//! whole batch. The backward is not itself differentiable.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Storage, Tensor, WithDType};
@@ -34,22 +35,21 @@ fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> candle_core:
 impl ConvCpu {
     fn forward<T: WithDType + Elem>(&self, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
         let g = self.g;
-        let (p, o) = (g.ho() * g.wo(), self.out);
-        let cols = Tensor::from_vec(run_im2col(&g, x), (g.n * p, g.ckk()), &Device::Cpu)?;
+        let (p, o, npix) = (g.ho() * g.wo(), self.out, g.npix());
+        let cols = Tensor::from_vec(run_im2col(&g, x), (g.ckk(), npix), &Device::Cpu)?;
         let wt = Tensor::from_slice(w, (o, g.ckk()), &Device::Cpu)?;
-        let rows = cols.matmul(&wt.t()?)?;
-        let (storage, layout) = rows.storage_and_layout();
-        let rows = match &*storage {
+        let prod = wt.matmul(&cols)?;
+        drop(cols);
+        let (storage, layout) = prod.storage_and_layout();
+        let prod = match &*storage {
             Storage::Cpu(s) => contiguous(s.as_slice::<T>()?, layout, "product")?,
             _ => candle_core::bail!("conv2d: product off the CPU"),
         };
-        // rows[n][p][o] -> y[n][o][p].
+        // prod[o][n][p] -> y[n][o][p].
         let mut y = vec![T::zero(); g.n * o * p];
-        for (src, dst) in rows.chunks(p * o).zip(y.chunks_mut(o * p)) {
-            for (pi, row) in src.chunks(o).enumerate() {
-                for (oi, v) in row.iter().enumerate() {
-                    dst[oi * p + pi] = *v;
-                }
+        for (n, dst) in y.chunks_mut(o * p).enumerate() {
+            for (oi, run) in dst.chunks_mut(p).enumerate() {
+                run.copy_from_slice(&prod[oi * npix + n * p..][..p]);
             }
         }
         Ok(y)
@@ -94,12 +94,12 @@ impl CustomOp2 for ConvCpu {
         let g = self.g;
         let (p, o) = (g.ho() * g.wo(), self.out);
         let (x, w) = (x.detach(), w.detach());
-        // dy [N, O, P] -> [N, P, O] -> rows [N * P, O].
-        let dyt = grad.detach().reshape((g.n, o, p))?.transpose(1, 2)?.contiguous()?.reshape((g.n * p, o))?;
+        // dy [N, O, P] -> [O, N, P] = [O, N * P].
+        let dy = grad.detach().reshape((g.n, o, p))?.transpose(0, 1)?.contiguous()?.reshape((o, g.npix()))?;
         let cols = x.contiguous()?.apply_op1_no_bwd(&Im2col(g))?;
-        let dw = dyt.t()?.matmul(&cols)?.reshape(w.shape())?;
+        let dw = dy.matmul(&cols.t()?)?.reshape(w.shape())?;
         drop(cols);
-        let dcols = dyt.matmul(&w.reshape((o, g.ckk()))?)?;
+        let dcols = w.reshape((o, g.ckk()))?.t()?.matmul(&dy)?;
         let dx = dcols.apply_op1_no_bwd(&Col2im(g))?;
         Ok((Some(dx), Some(dw)))
     }
