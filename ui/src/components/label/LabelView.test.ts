@@ -106,6 +106,20 @@ describe("LabelView", () => {
     expect(screen.getByTestId("total-labeled").textContent).toBe("1");
   });
 
+  it("renders a large batch in steps: the first screenfuls at once, every tile a few frames later", async () => {
+    const big: QueryBatch = {
+      round: 3,
+      strategy: "unisal",
+      items: Array.from({ length: 300 }, (_, i) => ({ ...batch.items[0], rank: i, row: { ...batch.items[0].row, id: 100 + i } })),
+    };
+    await setup(big);
+    const first = tiles().length;
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThan(300);
+    await vi.waitFor(() => expect(tiles().length).toBe(300), { timeout: 20000 });
+    expect(screen.getByTestId("batch-remaining").textContent).toBe("300");
+  });
+
   it("shows class buttons in order with their keys", async () => {
     await setup();
     const buttons = screen.getAllByTestId("class-button");
