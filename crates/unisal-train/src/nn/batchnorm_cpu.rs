@@ -128,8 +128,9 @@ fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain
     let (eps, floor) = (op.eps, if op.relu { 0.0 } else { f64::NEG_INFINITY });
     let m = (x.len() / c) as f64;
     let stats = per_channel(c, x.len(), |ch| {
-        let mean = planes(x, ch, c, hw).flatten().map(|v| v.f()).sum::<f64>() / m;
-        let var = planes(x, ch, c, hw).flatten().map(|v| (v.f() - mean).powi(2)).sum::<f64>() / m;
+        let mean = planes(x, ch, c, hw).map(|p| lane_sum(p, p, p, |v, _, _| v.f())).sum::<f64>() / m;
+        let sq = |v: T, _: T, _: T| (v.f() - mean) * (v.f() - mean);
+        let var = planes(x, ch, c, hw).map(|p| lane_sum(p, p, p, sq)).sum::<f64>() / m;
         (mean, var)
     });
     let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
@@ -145,9 +146,26 @@ fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain
     (y, BnStats { mean, var })
 }
 
+/// `sum_i f(a[i], b[i], c[i])` over equally long slices, in 8 independent f64 lanes (so that the compiler can
+/// vectorise the loop; a single running sum is one long dependency chain).
+fn lane_sum<T: Elem>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> f64 {
+    const L: usize = 8;
+    let mut acc = [0.0f64; L];
+    let (ac, bc, cc) = (a.chunks_exact(L), b.chunks_exact(L), c.chunks_exact(L));
+    let tail: f64 =
+        ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()).map(|((x, y), z)| f(*x, *y, *z)).sum();
+    for ((x, y), z) in ac.zip(bc).zip(cc) {
+        for j in 0..L {
+            acc[j] += f(x[j], y[j], z[j]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
 /// `dy`, zero where the ReLU output is 0.
 fn masked<T: Elem>(d: T, out: T, relu: bool) -> f64 {
-    if relu && out.f() <= 0.0 {
+    let off = relu && out.f() <= 0.0;
+    if off {
         0.0
     } else {
         d.f()
@@ -160,13 +178,11 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
     let invstd: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
     let sums = per_channel(c, x.len(), |ch| {
         let (mut s_dy, mut s_dyx) = (0.0, 0.0);
+        let mean = st.mean[ch];
         let rows = planes(dy, ch, c, hw).zip(planes(x, ch, c, hw)).zip(planes(y, ch, c, hw));
-        for ((d, xp), op) in rows {
-            for ((d, v), o) in d.iter().zip(xp).zip(op) {
-                let d = masked(*d, *o, relu);
-                s_dy += d;
-                s_dyx += d * (v.f() - st.mean[ch]);
-            }
+        for ((d, xp), yp) in rows {
+            s_dy += lane_sum(d, xp, yp, |d, _, y| masked(d, y, relu));
+            s_dyx += lane_sum(d, xp, yp, |d, v, y| masked(d, y, relu) * (v.f() - mean));
         }
         (s_dy, s_dyx * invstd[ch])
     });
