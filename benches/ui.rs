@@ -16,7 +16,7 @@ use fantoccini::{Client, Locator};
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use support::{script, wait_until};
+use support::script;
 use unisal_core::events::{CancelToken, NoProgress};
 use unisal_core::learner::TrainConfig;
 use unisal_core::round::{run_round, InitialSet, RoundSpec};
@@ -24,7 +24,12 @@ use unisal_core::Pool;
 use unisal_data::{ImportOptions, LabelMode};
 use unisal_train::trainer::DualTrainer;
 
+/// Tiles in the batch and labels timed (`UNISAL_BENCH_LABELS` overrides the labels, e.g. for a quick look).
 const BATCH: usize = 500;
+
+fn labels_to_time() -> usize {
+    std::env::var("UNISAL_BENCH_LABELS").ok().and_then(|v| v.parse().ok()).unwrap_or(BATCH).clamp(2, BATCH)
+}
 
 fn main() {
     let pool_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/crc5/pool");
@@ -110,44 +115,82 @@ async fn open_and_label(client: &Client, project: &Path) -> Result<(), fantoccin
         .for_element(Locator::Css("[data-testid='project-path']"))
         .await?;
     path.send_keys(&project.display().to_string()).await?;
-    let open = client.find(Locator::Css("[data-testid='open-project']")).await?;
-    let clicked = Instant::now();
-    open.click().await?;
-    wait_until(client, "the first grid page with its thumbnails", Duration::from_secs(60), || async {
-        let v = script(
-            client,
-            "const imgs = [...document.querySelectorAll(\"[data-testid='query-tile'] img\")].slice(0, 20);
-             return imgs.length === 20 && imgs.every(i => i.complete && i.naturalWidth > 0);",
+    // In the page: click Open, then poll each frame until every tile in view shows its thumbnail.
+    let open_ms = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             const t0 = performance.now();
+             document.querySelector(\"[data-testid='open-project']\").click();
+             let tDom = null;
+             (function poll() {
+               const tiles = [...document.querySelectorAll(\"[data-testid='query-tile']\")];
+               if (tiles.length > 0 && tDom === null) tDom = performance.now() - t0;
+               const inView = tiles.filter(t => t.getBoundingClientRect().top < window.innerHeight);
+               const imgs = inView.map(t => t.querySelector('img'));
+               if (inView.length > 0 && imgs.every(i => i && i.complete && i.naturalWidth > 0)) {
+                 done({ painted_ms: performance.now() - t0, tiles_ms: tDom, in_view: inView.length, tiles: tiles.length });
+               } else if (performance.now() - t0 > 30000) done(null);
+               else requestAnimationFrame(poll);
+             })();",
+            vec![],
         )
-        .await;
-        (v == Value::Bool(true)).then_some(v)
-    })
-    .await;
-    let open_ms = clicked.elapsed().as_secs_f64() * 1e3;
-    println!("open 4,000-patch project -> first grid page with thumbnails: {open_ms:.0} ms (WebDriver-observed, 200 ms polling)");
+        .await?;
+    println!("open 4,000-patch project -> first grid page painted with its thumbnails: {open_ms}");
+
+    println!("IPC round trip on the label tab: {}", ipc_probe(client).await?);
 
     let first = client.find(Locator::Css("[data-testid='query-tile']")).await?;
     first.click().await?;
+    // One DOM-change census of a single label: how many nodes a label touches.
+    script(
+        client,
+        "window.__census = { records: 0, nodes: new Set() };
+         window.__censusObserver = new MutationObserver(ms => { for (const m of ms) {
+           window.__census.records++; window.__census.nodes.add(m.target); } });
+         window.__censusObserver.observe(document.body,
+           { subtree: true, childList: true, attributes: true, characterData: true });",
+    )
+    .await;
+    let k = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: '1' })
+        .then(KeyAction::Up { value: '1' });
+    client.perform_actions(k).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let census = script(
+        client,
+        "window.__censusObserver.disconnect();
+         return [window.__census.records, window.__census.nodes.size];",
+    )
+    .await;
+    println!("one label changed the DOM {census} (mutation records, distinct nodes)");
+
+    // One label at a time: each key waits until the previous label is shown (no queueing in the numbers).
     let started = Instant::now();
     let keys = ['1', '2', '3', '4', '5'];
-    for chunk in 0..BATCH / 10 {
-        let mut actions = KeyActions::new("keyboard".into());
-        for i in 0..10 {
-            let k = keys[(chunk * 10 + i) % keys.len()];
-            actions = actions.then(KeyAction::Down { value: k }).then(KeyAction::Up { value: k });
-        }
+    let labels = labels_to_time();
+    for i in 1..labels {
+        let k = keys[i % keys.len()];
+        let actions = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: k })
+            .then(KeyAction::Up { value: k });
         client.perform_actions(actions).await?;
+        let want = i + 1;
+        let shown = client
+            .execute_async(
+                &format!(
+                    "const done = arguments[arguments.length - 1];
+                     const t0 = performance.now();
+                     (function poll() {{
+                       const n = Number(document.querySelector(\"[data-testid='batch-labeled']\").textContent.replace(/,/g, ''));
+                       if (n >= {want}) done(true); else if (performance.now() - t0 > 20000) done(false);
+                       else requestAnimationFrame(poll);
+                     }})();"
+                ),
+                vec![],
+            )
+            .await?;
+        assert_eq!(shown, Value::Bool(true), "label {want} was not shown within 20 s");
     }
-    let want = BATCH.to_string();
-    wait_until(client, "every tile of the batch labeled", Duration::from_secs(120), || async {
-        let v = script(
-            client,
-            "return document.querySelector(\"[data-testid='batch-labeled']\").textContent.replace(/,/g, '');",
-        )
-        .await;
-        (v.as_str() == Some(want.as_str())).then_some(v)
-    })
-    .await;
     let total_s = started.elapsed().as_secs_f64();
     let entries = script(
         client,
@@ -165,8 +208,9 @@ async fn open_and_label(client: &Client, project: &Path) -> Result<(), fantoccin
         })
         .unwrap_or_default();
     println!(
-        "labeled {BATCH} tiles by key in {total_s:.1} s ({:.0} labels/s through WebDriver)",
-        BATCH as f64 / total_s
+        "labeled {labels} tiles by key, one at a time (each key waits until the previous label shows), in \
+         {total_s:.1} s ({:.0} labels/s through WebDriver)",
+        labels as f64 / total_s
     );
     for (name, list) in ["key -> committed", "key -> painted"].iter().zip(lists) {
         if list.is_empty() {
@@ -179,12 +223,37 @@ async fn open_and_label(client: &Client, project: &Path) -> Result<(), fantoccin
     Ok(())
 }
 
+/// Times 20 sequential `project_status` calls from the page (IPC round trip + a 0.2 ms read): median, max.
+async fn ipc_probe(client: &Client) -> Result<String, fantoccini::error::CmdError> {
+    let v = client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             (async () => {
+               const t = [];
+               for (let i = 0; i < 20; i++) {
+                 const t0 = performance.now();
+                 await window.__TAURI_INTERNALS__.invoke('project_status');
+                 t.push(performance.now() - t0);
+               }
+               t.sort((a, b) => a - b);
+               done(`median ${t[10].toFixed(1)} ms, max ${t[19].toFixed(1)} ms`);
+             })();",
+            vec![],
+        )
+        .await?;
+    Ok(v.as_str().unwrap_or_default().to_string())
+}
+
 async fn review_sort(client: &Client) -> Result<(), fantoccini::error::CmdError> {
     let tab = client
         .wait()
         .at_most(Duration::from_secs(60))
         .for_element(Locator::Css("[data-testid='tab-review']"))
         .await?;
+    println!("IPC round trip on the label tab (after the round): {}", ipc_probe(client).await?);
+    client.find(Locator::Css("[data-testid='tab-classes']")).await?.click().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    println!("IPC round trip on the classes tab: {}", ipc_probe(client).await?);
     tab.click().await?;
     client
         .wait()
