@@ -20,6 +20,7 @@ pub mod recent;
 pub mod review;
 pub mod state;
 pub mod training;
+pub mod webview;
 
 use state::AppState;
 use tauri::Manager;
@@ -29,6 +30,7 @@ pub const USAGE: &str = "usage: unisal-studio [--demo | PROJECT.unisal]";
 
 /// Starts the app (blocks until the last window closes).
 pub fn run() {
+    webview::choose_rendering_mode();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("{USAGE}");
