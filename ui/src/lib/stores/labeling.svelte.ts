@@ -101,6 +101,8 @@ export class LabelingStore {
   /** Patch ids with label changes on their way, and how many. */
   #pending = new Map<number, number>();
   #queue: Promise<unknown> = Promise.resolve();
+  /** Changes queued or running. */
+  #inFlight = 0;
   readonly #api: LabelApi;
 
   constructor(api: LabelApi) {
@@ -117,10 +119,17 @@ export class LabelingStore {
     return this.tiles[this.selectedIndex];
   }
 
-  /** Runs `job` after every change asked for before it. */
+  /**
+   * Runs `job` after every change asked for before it; with none on its way, at once (synchronously up to
+   * its first await), so a label's request leaves before the view re-renders for the moved selection.
+   */
   #enqueue<T>(job: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(job);
-    this.#queue = run.catch(() => undefined);
+    const run = this.#inFlight === 0 ? job() : this.#queue.then(job);
+    this.#inFlight += 1;
+    const settle = () => {
+      this.#inFlight -= 1;
+    };
+    this.#queue = run.then(settle, settle);
     return run;
   }
 
@@ -199,11 +208,10 @@ export class LabelingStore {
     if (!tile) return Promise.resolve(null);
     const started = performance.now();
     const id = tile.id;
-    this.#setPending(id, true);
     const next = nextUnlabeled(this.tiles, this.selectedIndex);
-    if (next !== null) this.select(next);
-    const movedTo = this.selected?.id;
-    return this.#enqueue(async () => {
+    const movedTo = next !== null ? this.tiles[next].id : id;
+    // The request goes first; the pending mark and the moved selection render while it is on its way.
+    const run = this.#enqueue(async () => {
       try {
         const outcome = await this.#api.labelPatch(id, classId);
         labelCommitted(started);
@@ -219,6 +227,9 @@ export class LabelingStore {
         this.#setPending(id, false);
       }
     });
+    this.#setPending(id, true);
+    if (next !== null) this.select(next);
+    return run;
   }
 
   /** Removes the label of the selected tile (null: nothing selected or it has no label). */
