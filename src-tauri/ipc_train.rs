@@ -212,6 +212,8 @@ impl From<RoundSummary> for RoundSummaryInfo {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RoundFinished {
+    /// The round that ended (also for a failed or cancelled one).
+    pub round: i64,
     pub summary: Option<RoundSummaryInfo>,
     pub cancelled: bool,
     pub error: Option<serde_json::Value>,

@@ -82,7 +82,7 @@ pub async fn start_round(
         };
         let result = run_training(&project, round, &spec, &cancel, emit);
         job_app.state::<AppState>().end_training();
-        let finished = finished_event(result);
+        let finished = finished_event(round, result);
         if let Err(e) = job_app.emit(FINISHED_EVENT, finished) {
             eprintln!("could not send the end of the round to the window: {e}");
         }
@@ -130,12 +130,13 @@ pub fn run_training(
     run_round(&mut pool, &mut learner, spec, &sink, cancel)
 }
 
-/// The end event of a round's result.
-pub fn finished_event(result: Result<RoundSummary, CoreError>) -> RoundFinished {
+/// The end event of round `round`'s result.
+pub fn finished_event(round: i64, result: Result<RoundSummary, CoreError>) -> RoundFinished {
     match result {
-        Ok(summary) => RoundFinished { summary: Some(summary.into()), cancelled: false, error: None },
-        Err(CoreError::Cancelled(_)) => RoundFinished { summary: None, cancelled: true, error: None },
+        Ok(summary) => RoundFinished { round, summary: Some(summary.into()), cancelled: false, error: None },
+        Err(CoreError::Cancelled(_)) => RoundFinished { round, summary: None, cancelled: true, error: None },
         Err(e) => RoundFinished {
+            round,
             summary: None,
             cancelled: false,
             error: serde_json::to_value(AppError::Core(e)).ok(),
@@ -244,12 +245,13 @@ mod tests {
 
     #[test]
     fn the_end_event_says_cancelled_or_the_error_in_words() {
-        let e = finished_event(Err(CoreError::Cancelled(String::new())));
+        let e = finished_event(4, Err(CoreError::Cancelled(String::new())));
         assert!(e.cancelled && e.summary.is_none() && e.error.is_none());
-        let e = finished_event(Err(CoreError::Invalid {
-            field: "pool",
-            reason: "every patch is labeled".into(),
-        }));
+        assert_eq!(e.round, 4);
+        let e = finished_event(
+            4,
+            Err(CoreError::Invalid { field: "pool", reason: "every patch is labeled".into() }),
+        );
         let msg = e.error.unwrap()["message"].as_str().unwrap().to_string();
         assert!(msg.contains("every patch is labeled"), "{msg}");
     }

@@ -200,7 +200,7 @@ async fn add_classes(client: &Client) -> Cmd<()> {
         click(client, "[data-testid='class-add']").await?;
         wait_until(client, &format!("class {name}"), Duration::from_secs(10), || async {
             let v =
-                script(client, "return document.querySelector(\"[data-testid='class-list']\").textContent;")
+                script(client, "const l = document.querySelector(\"[data-testid='class-list']\"); return l ? l.textContent : '';")
                     .await;
             v.as_str().is_some_and(|t| t.contains(name)).then_some(v)
         })

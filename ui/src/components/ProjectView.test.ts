@@ -112,7 +112,7 @@ describe("ProjectView", () => {
     await fireEvent.click(screen.getByTestId("tab-label"));
     expect(screen.getByTestId("no-batch")).toBeTruthy();
     backend(batch);
-    handlers.get("round-finished")!({ payload: { summary: null, cancelled: false, error: null } });
+    handlers.get("round-finished")!({ payload: { round: 2, summary: null, cancelled: false, error: null } });
     await waitFor(() => expect(screen.getAllByTestId("query-tile")).toHaveLength(1));
     await waitFor(() => expect(onStatus).toHaveBeenCalledWith(status));
   });

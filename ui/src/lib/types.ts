@@ -278,6 +278,8 @@ export interface RoundSummaryInfo {
 
 /** The end of a round: its summary, or why it stopped. */
 export interface RoundFinished {
+  /** The round that ended (also a failed or cancelled one). */
+  round: number;
   summary: RoundSummaryInfo | null;
   cancelled: boolean;
   error: AppErrorPayload | null;

@@ -154,7 +154,7 @@ describe("TrainView", () => {
 
     await fireEvent.click(screen.getByTestId("train-cancel"));
     await waitFor(() => expect(invoke).toHaveBeenCalledWith("cancel_round", undefined));
-    emit("round-finished", { summary: null, cancelled: true, error: null });
+    emit("round-finished", { round: 2, summary: null, cancelled: true, error: null });
     const result = await screen.findByTestId("train-result");
     expect(result.textContent).toContain("Round cancelled");
     expect(screen.queryByTestId("train-progress")).toBeNull();
@@ -167,7 +167,7 @@ describe("TrainView", () => {
     render(TrainView, { status, onStatus: vi.fn(), onError: vi.fn() });
     await screen.findByTestId("train-start");
     await waitFor(() => expect(handlers.has("round-finished")).toBe(true));
-    emit("round-finished", { summary: null, cancelled: false, error: { code: "learner", message: "round 2 failed while training: CUDA out of memory" } });
+    emit("round-finished", { round: 2, summary: null, cancelled: false, error: { code: "learner", message: "round 2 failed while training: CUDA out of memory" } });
     const result = await screen.findByTestId("train-result");
     expect(result.textContent).toContain("CUDA out of memory");
     expect(result.getAttribute("data-outcome")).toBe("failed");
@@ -188,7 +188,7 @@ describe("TrainingPill", () => {
     expect(screen.queryByTestId("training-pill")).toBeNull();
     emit("round-progress", { round: 5, stage: "train", done: 45, total: 100, message: null, metrics: {}, elapsedSeconds: 1, etaSeconds: 2 });
     expect((await screen.findByTestId("training-pill")).textContent).toContain("Training round 5 · training · 45%");
-    emit("round-finished", { summary: null, cancelled: true, error: null });
+    emit("round-finished", { round: 2, summary: null, cancelled: true, error: null });
     await waitFor(() => expect(screen.queryByTestId("training-pill")).toBeNull());
   });
 });

@@ -36,6 +36,7 @@ describe("training words", () => {
 
   it("says how a round ended", () => {
     const done = resultText({
+      round: 4,
       summary: {
         round: 4,
         strategy: "unisal",
@@ -52,8 +53,8 @@ describe("training words", () => {
       error: null,
     });
     expect(done).toBe("Round 4 done: 1,200 labeled, trained on cpu, 1 min 35 s, 3 patches queried (unisal), 1 topped up at random.");
-    expect(resultText({ summary: null, cancelled: true, error: null })).toMatch(/^Round cancelled/);
-    expect(resultText({ summary: null, cancelled: false, error: { code: "oom", message: "CUDA out of memory: lower the batch" } })).toBe(
+    expect(resultText({ round: 2, summary: null, cancelled: true, error: null })).toMatch(/^Round cancelled/);
+    expect(resultText({ round: 2, summary: null, cancelled: false, error: { code: "oom", message: "CUDA out of memory: lower the batch" } })).toBe(
       "Round failed: CUDA out of memory: lower the batch",
     );
   });

@@ -134,9 +134,13 @@ export function applyProgress(p: RoundProgress): void {
 export function applyFinished(f: RoundFinished): void {
   training.running = false;
   training.finished = f;
-  if (f.summary) training.round = f.summary.round;
+  training.round = f.round;
+  lastFinishedRound = Math.max(lastFinishedRound, f.round);
   training.finishedCount += 1;
 }
+
+/** The newest round whose end this window has seen: its start reply may come after its end event. */
+let lastFinishedRound = -1;
 
 /** Applies the state the Rust side reports (a window that opens mid-round). */
 export function applyState(s: TrainingState): void {
@@ -156,6 +160,7 @@ export function applyState(s: TrainingState): void {
 /** Marks a round as started by this window (before its first progress event). */
 export function markStarted(round: number): void {
   if (training.round === round && training.running) return; // its first events came first
+  if (round <= lastFinishedRound) return; // a quick round (the initial draw) ended before the reply came
   beginRound(round);
   training.running = true;
   training.progress = null;
@@ -196,6 +201,7 @@ export function resetTraining(): void {
   training.finished = null;
   training.finishedCount = 0;
   training.ready = false;
+  lastFinishedRound = -1;
   listening = null;
   started = null;
 }

@@ -36,6 +36,7 @@ function point(i: number): LossPoint {
 
 function finished(round: number): RoundFinished {
   return {
+    round,
     summary: {
       round,
       strategy: "unisal",
@@ -140,7 +141,7 @@ describe("training store", () => {
   });
 
   it("markStarted clears the last outcome but not events that already arrived for that round", () => {
-    applyFinished({ summary: null, cancelled: true, error: null });
+    applyFinished({ round: 2, summary: null, cancelled: true, error: null });
     markStarted(5);
     expect(training.running).toBe(true);
     expect(training.finished).toBeNull();
@@ -149,6 +150,15 @@ describe("training store", () => {
     markStarted(6);
     expect(training.losses.points).toHaveLength(1);
     expect(training.progress?.done).toBe(10);
+  });
+
+  it("a round that ends before its start reply arrives stays ended (the quick initial draw)", () => {
+    applyFinished({ round: 3, summary: null, cancelled: false, error: null });
+    markStarted(3);
+    expect(training.running).toBe(false);
+    expect(training.finished?.round).toBe(3);
+    markStarted(4);
+    expect(training.running).toBe(true);
   });
 
   it("applyState picks up a round that runs, and does not replay an older state over newer events", () => {
