@@ -203,7 +203,7 @@ impl Pool {
         let from = order.iter().position(|&c| c == id).ok_or(CoreError::UnknownClassId(id))?;
         order.remove(from);
         order.insert(position.min(order.len()), id);
-        let tx = self.conn_mut().transaction().ctx("reordering classes")?;
+        let tx = self.write_tx().ctx("reordering classes")?;
         {
             let mut stmt =
                 tx.prepare("UPDATE classes SET position = ?1 WHERE id = ?2").ctx("reordering classes")?;

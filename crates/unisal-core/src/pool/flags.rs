@@ -9,7 +9,7 @@ impl Pool {
     /// Flag (`true`) or unflag (`false`) `patch` as unsure; returns the new state. Setting the state it
     /// already has changes nothing. An unknown patch id is [`CoreError::UnknownPatch`].
     pub fn set_unsure(&mut self, patch: PatchId, unsure: bool) -> Result<bool> {
-        let tx = self.conn_mut().transaction().ctx("starting an unsure flag change")?;
+        let tx = self.write_tx().ctx("starting an unsure flag change")?;
         let exists: bool = tx
             .query_row("SELECT EXISTS (SELECT 1 FROM patches WHERE id = ?1)", [patch], |r| r.get(0))
             .ctx("checking a patch")?;

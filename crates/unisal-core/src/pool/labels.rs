@@ -83,7 +83,7 @@ impl Pool {
         source: LabelSource,
         round: Option<i64>,
     ) -> Result<LabelChange> {
-        let tx = self.conn_mut().transaction().ctx("starting a label change")?;
+        let tx = self.write_tx().ctx("starting a label change")?;
         let change = write_label(&tx, patch_id, class_id, source, round, None)?;
         tx.commit().ctx("committing a label")?;
         Ok(change)
@@ -96,7 +96,7 @@ impl Pool {
         source: LabelSource,
         round: Option<i64>,
     ) -> Result<Vec<LabelChange>> {
-        let tx = self.conn_mut().transaction().ctx("starting label changes")?;
+        let tx = self.write_tx().ctx("starting label changes")?;
         let changes = labels
             .iter()
             .map(|&(p, c)| write_label(&tx, p, Some(c), source, round, None))
@@ -106,7 +106,7 @@ impl Pool {
     }
 
     fn undo_where(&mut self, patch: Option<PatchId>) -> Result<LabelChange> {
-        let tx = self.conn_mut().transaction().ctx("starting an undo")?;
+        let tx = self.write_tx().ctx("starting an undo")?;
         let target: Option<(i64, PatchId, Option<ClassId>)> = match patch {
             Some(p) => tx.query_row(
                 &format!("{UNDOABLE} AND e.patch_id = ?1 ORDER BY e.id DESC LIMIT 1"),

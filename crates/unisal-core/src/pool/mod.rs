@@ -173,9 +173,11 @@ impl Pool {
         &self.conn
     }
 
-    /// The connection, mutably (transactions).
-    pub(crate) fn conn_mut(&mut self) -> &mut Connection {
-        &mut self.conn
+    /// A write transaction that takes the write lock at once (`BEGIN IMMEDIATE`). Every read-then-write change
+    /// uses it: a deferred transaction that read first cannot wait for another writer (an import, a round's
+    /// final write) and fails at once with "database is locked"; an immediate one waits up to the busy timeout.
+    pub(crate) fn write_tx(&mut self) -> rusqlite::Result<rusqlite::Transaction<'_>> {
+        self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
     }
 }
 

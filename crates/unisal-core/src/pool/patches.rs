@@ -66,7 +66,7 @@ impl Pool {
             check_patch(p)?;
         }
         let now = now_ms();
-        let tx = self.conn_mut().transaction().ctx("starting an import batch")?;
+        let tx = self.write_tx().ctx("starting an import batch")?;
         let mut out = Vec::with_capacity(batch.len());
         {
             let mut find =

@@ -118,7 +118,7 @@ impl Pool {
         let timings = to_json(&row.timings, "timings")?;
         let metrics = to_json(&row.metrics, "metrics")?;
         let class_ids = to_json(&row.class_ids, "class ids")?;
-        let tx = self.conn_mut().transaction().ctx("starting to store a round")?;
+        let tx = self.write_tx().ctx("starting to store a round")?;
         tx.execute(
             &format!("INSERT INTO rounds ({ROUND_COLUMNS}, class_ids_json) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![

@@ -166,7 +166,9 @@ pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<usize> {
     let mut applied = 0;
     let upto = target.clamp(0, current_version()) as usize;
     for (i, sql) in MIGRATIONS.iter().enumerate().take(upto).skip(from.max(0) as usize) {
-        let tx = conn.transaction().ctx("starting a migration")?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .ctx("starting a migration")?;
         tx.execute_batch(sql).ctx("applying a schema migration")?;
         tx.pragma_update(None, "user_version", (i + 1) as i64).ctx("recording the schema version")?;
         tx.commit().ctx("committing a migration")?;
