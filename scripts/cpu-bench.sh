@@ -3,11 +3,12 @@
 # batch, size, steps and warm-up, run alternately (candle, then PyTorch) for each case, with the load average and the
 # other processes' CPU use recorded around every run. Writes results/cpu-bench/<UTC date>-<HHMM>.json (an array, one
 # object per case, rewritten after every case so that a cut-off run keeps what it measured) and prints a markdown
-# table.
+# table. `--table FILE...` instead prints one table over several such files (see below).
 #
 #   CARGO_TARGET_DIR=/work/target-train cargo build --release -p unisal-cli
-#   UNISAL_BIN=/work/target-train/release/unisal PYTHON=/work/venv-torch/bin/python \
-#     LOAD_MAX=0.3 LOAD_WAIT=300 RETRY_BUSY=0.3 TRIES=3 bash scripts/cpu-bench.sh
+#   UNISAL_BIN=/work/target-train/release/unisal UNISAL_BIN_COMMIT=$(git rev-parse --short HEAD) \
+#     PYTHON=/work/venv-torch/bin/python LOAD_MAX=0.3 LOAD_WAIT=120 RETRY_BUSY=0.3 TRIES=3 bash scripts/cpu-bench.sh
+#   bash scripts/cpu-bench.sh --table results/cpu-bench/<pass>.json ...
 #
 # Environment: UNISAL_BIN (default ${CARGO_TARGET_DIR:-target}/release/unisal), PYTHON (a Python with torch; default
 # python3), THREADS (default `nproc`), WARMUP (untimed steps, default 1), STEPS_SMALL / STEPS_BIG (timed steps for the
@@ -22,6 +23,43 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 BIN="${UNISAL_BIN:-${CARGO_TARGET_DIR:-target}/release/unisal}"
 PY="${PYTHON:-python3}"
+# `bash scripts/cpu-bench.sh --table FILE...`: one table over several passes (median img/s with the range, median of
+# the per-pass ratios, highest peak RSS, number of passes); measures nothing.
+if [ "${1:-}" = "--table" ]; then
+  shift
+  exec "$PY" - "$@" <<'PYEOF'
+import json, sys, statistics as st
+files = sys.argv[1:]
+cases = {}; order = []; unknown = False
+for fn in files:
+    for r in json.load(open(fn)):
+        k = r['case']
+        if k not in cases: cases[k] = []; order.append(k)
+        cases[k].append((fn, r))
+def fmt(v):
+    return f"{v:,.0f}" if v >= 100 else (f"{v:.1f}" if v >= 10 else f"{v:.2f}")
+print("| case | candle img/s | PyTorch img/s | ratio | peak RSS MB candle / PyTorch | n |")
+print("| --- | ---: | ---: | ---: | ---: | ---: |")
+mx = 0
+for k in order:
+    rs = [r for _, r in cases[k]]
+    r0 = rs[0]
+    c = [r['candle']['result']['img_per_s'] for r in rs]
+    t = [r['torch']['result']['img_per_s'] for r in rs]
+    ratio = [a / b for a, b in zip(c, t)]
+    rc = max(r['candle']['result']['peak_rss_mb'] for r in rs); rt = max(r['torch']['result']['peak_rss_mb'] for r in rs)
+    od = [r[x].get('others_cores_during') for r in rs for x in ('candle', 'torch')]
+    unknown = unknown or None in od
+    mx = max([mx] + [v for v in od if v is not None])
+    what = {"small": "small CNN", "resnet18": "ResNet-18", "resnet50": "ResNet-50"}[r0['model']]
+    what = f"{'two ' + what + 's' if r0['dual'] else what} {r0['size']} px, batch {r0['batch']}{' (dual)' if r0['dual'] else ''}, {'train' if r0['mode']=='train' else 'inference'}"
+    rng = lambda v: f"{fmt(st.median(v))} ({fmt(min(v))}-{fmt(max(v))})" if len(v) > 1 else fmt(v[0])
+    rrng = f"{st.median(ratio):.2f} ({min(ratio):.2f}-{max(ratio):.2f})" if len(ratio) > 1 else f"{ratio[0]:.2f}"
+    print(f"| {what} | {rng(c)} | {rng(t)} | {rrng} | {rc:,.0f} / {rt:,.0f} | {len(rs)} |")
+print(f"\nother processes used at most {mx:.2f} core during any of these runs"
+      + (" (not recorded for some: files older than that measure)" if unknown else ""), file=sys.stderr)
+PYEOF
+fi
 THREADS="${THREADS:-$(nproc)}"
 WARMUP="${WARMUP:-1}"
 STEPS_SMALL="${STEPS_SMALL:-5}"
