@@ -1,62 +1,14 @@
-//! The CPU kernels of `nn`: the im2col convolution (`ConvImpl::Im2col`) and the train-mode batch-norm custom op
-//! (`BnImpl::Auto` on the CPU). Their gradients against central finite differences in f64 (convolution: stride 1
+//! The CPU kernels of `nn`: the im2col convolution (`ConvImpl::Im2col`), the batch-norm custom ops (`BnImpl::Auto`
+//! on the CPU, train and eval mode), max pooling and the residual join `add_relu`. Their gradients against central finite differences in f64 (convolution: stride 1
 //! and 2, padding 0/1/3, square and non-square inputs, 1x1, 3x3 and 7x7 kernels, with and without bias), and their
 //! outputs, gradients and running statistics against the composed candle path (`ConvImpl::Candle`,
-//! `BnImpl::Candle`) on random f32 inputs.
+//! `BnImpl::Candle`, `max_pool2d_composed`, `(a + b).relu()`) on random f32 inputs.
 
-use candle_core::{DType, Device, Tensor, Var};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use unisal_train::nn::{BatchNorm2d, BnImpl, Conv2d, ConvImpl};
+mod gradcheck_support;
 
-const H: f64 = 1e-5;
-const TOL: f64 = 1e-6;
-
-fn rand_vec(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
-}
-
-fn var(shape: &[usize], seed: u64, dtype: DType) -> Var {
-    let n = shape.iter().product();
-    let t = Tensor::from_vec(rand_vec(n, seed), shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap();
-    Var::from_tensor(&t).unwrap()
-}
-
-fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap()
-}
-
-/// `sum(out * R)` for a fixed pseudo-random R, so that no gradient cancels by symmetry.
-fn weighted_sum(out: &Tensor) -> Tensor {
-    let r = Tensor::from_vec(rand_vec(out.elem_count(), 999), out.shape(), &Device::Cpu).unwrap();
-    (out * r.to_dtype(out.dtype()).unwrap()).unwrap().sum_all().unwrap()
-}
-
-/// Check d f / d v for every element of every var against central differences (f64).
-fn gradcheck(name: &str, vars: &[&Var], f: impl Fn() -> Tensor) {
-    let grads = weighted_sum(&f()).backward().unwrap();
-    for (k, v) in vars.iter().enumerate() {
-        let analytic =
-            values(grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: var {k} has no gradient")));
-        let base = values(v.as_tensor());
-        let mut worst: f64 = 0.0;
-        for i in 0..base.len() {
-            let at = |delta: f64| {
-                let mut p = base.clone();
-                p[i] += delta;
-                v.set(&Tensor::from_vec(p, v.shape(), &Device::Cpu).unwrap()).unwrap();
-                weighted_sum(&f()).to_scalar::<f64>().unwrap()
-            };
-            let numeric = (at(H) - at(-H)) / (2.0 * H);
-            let err = (numeric - analytic[i]).abs() / numeric.abs().max(1.0);
-            worst = worst.max(err);
-            assert!(err < TOL, "{name}: var {k} element {i}: autograd {} vs numeric {numeric}", analytic[i]);
-        }
-        v.set(&Tensor::from_vec(base, v.shape(), &Device::Cpu).unwrap()).unwrap();
-        eprintln!("{name}: var {k} ({} elements) worst relative error {worst:.2e}", analytic.len());
-    }
-}
+use candle_core::{DType, Tensor, Var};
+use gradcheck_support::{assert_close, distinct_var, gradcheck, values, var_as, weighted_sum};
+use unisal_train::nn::{add_relu, max_pool2d, max_pool2d_composed, BatchNorm2d, BnImpl, Conv2d, ConvImpl};
 
 /// (input [N, C, H, W], out channels, kernel, stride, padding, bias)
 type Case = ([usize; 4], usize, usize, usize, usize, bool);
@@ -81,9 +33,9 @@ fn im2col_conv_gradients_match_finite_differences() {
     ];
     for (i, (xs, out, k, s, p, bias)) in cases.into_iter().enumerate() {
         let seed = 100 * i as u64;
-        let x = var(&xs, seed, DType::F64);
-        let w = var(&[out, xs[1], k, k], seed + 1, DType::F64);
-        let b = bias.then(|| var(&[out], seed + 2, DType::F64));
+        let x = var_as(&xs, seed, DType::F64);
+        let w = var_as(&[out, xs[1], k, k], seed + 1, DType::F64);
+        let b = bias.then(|| var_as(&[out], seed + 2, DType::F64));
         let conv = Conv2d::from_vars(w.clone(), b.clone(), s, p);
         let y = conv.forward_with(x.as_tensor(), ConvImpl::Im2col).unwrap();
         let (ho, wo) = (expected_side(xs[2], k, s, p), expected_side(xs[3], k, s, p));
@@ -109,9 +61,9 @@ fn im2col_conv_matches_candle_conv_forward_and_backward() {
     ];
     for (i, (xs, out, k, s, p, bias)) in cases.into_iter().enumerate() {
         let seed = 1000 + 10 * i as u64;
-        let x = var(&xs, seed, DType::F32);
-        let w = var(&[out, xs[1], k, k], seed + 1, DType::F32);
-        let b = bias.then(|| var(&[out], seed + 2, DType::F32));
+        let x = var_as(&xs, seed, DType::F32);
+        let w = var_as(&[out, xs[1], k, k], seed + 1, DType::F32);
+        let b = bias.then(|| var_as(&[out], seed + 2, DType::F32));
         let conv = Conv2d::from_vars(w.clone(), b.clone(), s, p);
         let run = |imp: ConvImpl| {
             let y = conv.forward_with(x.as_tensor(), imp).unwrap();
@@ -138,8 +90,8 @@ fn im2col_conv_matches_candle_conv_forward_and_backward() {
 
 #[test]
 fn auto_uses_a_path_that_agrees_with_candle_on_the_cpu() {
-    let x = var(&[2, 3, 12, 12], 7, DType::F32);
-    let w = var(&[4, 3, 3, 3], 8, DType::F32);
+    let x = var_as(&[2, 3, 12, 12], 7, DType::F32);
+    let w = var_as(&[4, 3, 3, 3], 8, DType::F32);
     let conv = Conv2d::from_vars(w, None, 2, 1);
     let auto = values(&conv.forward(x.as_tensor()).unwrap());
     let candle = values(&conv.forward_with(x.as_tensor(), ConvImpl::Candle).unwrap());
@@ -149,18 +101,19 @@ fn auto_uses_a_path_that_agrees_with_candle_on_the_cpu() {
 
 #[test]
 fn kernel_larger_than_the_padded_input_is_an_error() {
-    let x = var(&[1, 1, 3, 3], 1, DType::F32);
-    let w = var(&[1, 1, 7, 7], 2, DType::F32);
+    let x = var_as(&[1, 1, 3, 3], 1, DType::F32);
+    let w = var_as(&[1, 1, 7, 7], 2, DType::F32);
     let conv = Conv2d::from_vars(w, None, 1, 1);
     assert!(conv.forward_with(x.as_tensor(), ConvImpl::Im2col).is_err());
 }
 
 fn bn(channels: usize, seed: u64, dtype: DType) -> (BatchNorm2d, [Var; 4]) {
-    let w = var(&[channels], seed, dtype);
-    let b = var(&[channels], seed + 1, dtype);
-    let rm = var(&[channels], seed + 2, dtype);
-    let rv = Var::from_tensor(&(var(&[channels], seed + 3, dtype).as_tensor().abs().unwrap() + 0.5).unwrap())
-        .unwrap();
+    let w = var_as(&[channels], seed, dtype);
+    let b = var_as(&[channels], seed + 1, dtype);
+    let rm = var_as(&[channels], seed + 2, dtype);
+    let rv =
+        Var::from_tensor(&(var_as(&[channels], seed + 3, dtype).as_tensor().abs().unwrap() + 0.5).unwrap())
+            .unwrap();
     let layer = BatchNorm2d::from_vars(w.clone(), b.clone(), rm.clone(), rv.clone());
     (layer, [w, b, rm, rv])
 }
@@ -168,7 +121,7 @@ fn bn(channels: usize, seed: u64, dtype: DType) -> (BatchNorm2d, [Var; 4]) {
 #[test]
 fn batchnorm_cpu_op_gradients_match_finite_differences() {
     for (i, xs) in [[3, 2, 3, 3], [2, 3, 4, 5], [4, 1, 1, 1]].into_iter().enumerate() {
-        let x = var(&xs, 50 + i as u64, DType::F64);
+        let x = var_as(&xs, 50 + i as u64, DType::F64);
         let (layer, [w, b, _, _]) = bn(xs[1], 60 + 10 * i as u64, DType::F64);
         let name = format!("bn op train on {xs:?}");
         gradcheck(&name, &[&x, &w, &b], || layer.forward_with(x.as_tensor(), true, BnImpl::Auto).unwrap());
@@ -181,7 +134,7 @@ fn batchnorm_cpu_op_gradients_match_finite_differences() {
 fn batchnorm_cpu_op_matches_candle_ops() {
     for (i, xs) in [[8, 16, 12, 12], [3, 5, 7, 4], [32, 4, 2, 2]].into_iter().enumerate() {
         let seed = 500 + 10 * i as u64;
-        let x = var(&xs, seed, DType::F32);
+        let x = var_as(&xs, seed, DType::F32);
         // Offset and scaled inputs: the statistics must not lose precision when the mean is large.
         let x = Var::from_tensor(&x.as_tensor().affine(3.0, 5.0).unwrap()).unwrap();
         let run = |imp: BnImpl, relu: bool| {
@@ -213,5 +166,98 @@ fn batchnorm_cpu_op_matches_candle_ops() {
                 );
             }
         }
+    }
+}
+
+#[test]
+fn batchnorm_eval_op_matches_candle_ops_and_finite_differences() {
+    for (i, xs) in [[4, 6, 5, 5], [2, 3, 1, 7]].into_iter().enumerate() {
+        let seed = 700 + 10 * i as u64;
+        let x = var_as(&xs, seed, DType::F32);
+        let (layer, [w, b, _, _]) = bn(xs[1], seed + 1, DType::F32);
+        for relu in [false, true] {
+            let run = |imp: BnImpl| {
+                let y = if relu {
+                    layer.forward_relu_with(x.as_tensor(), false, imp).unwrap()
+                } else {
+                    layer.forward_with(x.as_tensor(), false, imp).unwrap()
+                };
+                let grads = weighted_sum(&y).backward().unwrap();
+                let grad = |v: &Var| values(grads.get(v.as_tensor()).unwrap());
+                vec![values(&y), grad(&x), grad(&w), grad(&b)]
+            };
+            let (ours, theirs) = (run(BnImpl::Auto), run(BnImpl::Candle));
+            for (j, what) in ["output", "grad x", "grad w", "grad b"].iter().enumerate() {
+                assert_close(&format!("{xs:?} relu {relu}: {what}"), &ours[j], &theirs[j], 1e-5);
+            }
+        }
+        let x = var_as(&xs, seed, DType::F64);
+        let (layer, [w, b, _, _]) = bn(xs[1], seed + 1, DType::F64);
+        gradcheck(&format!("bn+relu op eval on {xs:?}"), &[&x, &w, &b], || {
+            layer.forward_relu(x.as_tensor(), false).unwrap()
+        });
+    }
+}
+
+#[test]
+fn max_pool_op_matches_the_composed_pool_and_finite_differences() {
+    // (input, kernel, stride, padding): ResNet's stem pool, non-square inputs, k = s, overlapping stride 1.
+    let cases = [
+        ([2, 3, 9, 9], 3, 2, 1),
+        ([2, 2, 8, 11], 3, 2, 1),
+        ([1, 4, 6, 6], 2, 2, 0),
+        ([1, 2, 7, 5], 3, 1, 1),
+        ([3, 1, 5, 8], 2, 1, 0),
+    ];
+    for (i, (xs, k, s, p)) in cases.into_iter().enumerate() {
+        let x = distinct_var(&xs, 800 + i as u64);
+        gradcheck(&format!("max pool op {k}/{s}/{p} on {xs:?}"), &[&x], || {
+            max_pool2d(x.as_tensor(), k, s, p).unwrap()
+        });
+        let x32 = Var::from_tensor(&x.as_tensor().to_dtype(DType::F32).unwrap()).unwrap();
+        let run = |op: bool| {
+            let y = if op {
+                max_pool2d(x32.as_tensor(), k, s, p).unwrap()
+            } else {
+                max_pool2d_composed(x32.as_tensor(), k, s, p).unwrap()
+            };
+            let grads = weighted_sum(&y).backward().unwrap();
+            (y.dims().to_vec(), values(&y), values(grads.get(x32.as_tensor()).unwrap()))
+        };
+        let (ours, theirs) = (run(true), run(false));
+        assert_eq!(ours.0, theirs.0, "{xs:?} {k}/{s}/{p}: output shape");
+        assert_eq!(ours.1, theirs.1, "{xs:?} {k}/{s}/{p}: output");
+        assert_close(&format!("{xs:?} {k}/{s}/{p}: grad x"), &ours.2, &theirs.2, 1e-6);
+    }
+}
+
+#[test]
+fn max_pool_op_sends_a_tied_window_gradient_to_its_first_maximum() {
+    // torch gives a tied window's gradient to the first maximum in row-major order; ReLU outputs tie at 0.
+    let x = Var::from_tensor(&Tensor::zeros((1, 1, 2, 2), DType::F32, &candle_core::Device::Cpu).unwrap())
+        .unwrap();
+    let y = max_pool2d(x.as_tensor(), 2, 2, 0).unwrap();
+    let g = values(y.sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap());
+    assert_eq!(g, [1.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn add_relu_op_matches_candle_ops_and_finite_differences() {
+    let (a, b) = (var_as(&[2, 3, 4, 5], 900, DType::F64), var_as(&[2, 3, 4, 5], 901, DType::F64));
+    gradcheck("add-relu op", &[&a, &b], || add_relu(a.as_tensor(), b.as_tensor()).unwrap());
+    // Large enough to run on several threads, with a length that is not a multiple of the work item.
+    let (a, b) = (var_as(&[3, 7, 61, 67], 902, DType::F32), var_as(&[3, 7, 61, 67], 903, DType::F32));
+    let run = |op: bool| {
+        let y = if op {
+            add_relu(a.as_tensor(), b.as_tensor()).unwrap()
+        } else {
+            (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap()
+        };
+        let grads = weighted_sum(&y).backward().unwrap();
+        [values(&y), values(grads.get(a.as_tensor()).unwrap()), values(grads.get(b.as_tensor()).unwrap())]
+    };
+    let (ours, theirs) = (run(true), run(false));
+    for (j, what) in ["output", "grad a", "grad b"].iter().enumerate() {
+        assert_close(what, &ours[j], &theirs[j], 1e-6);
     }
 }

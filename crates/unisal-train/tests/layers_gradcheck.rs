@@ -2,64 +2,11 @@
 //! with and without bias, square inputs of even and odd size), BatchNorm2d in train and eval mode, Linear, ReLU,
 //! global average pooling and the 3x3 stride-2 max pool. Also the layers' forward values against direct formulas.
 
+mod gradcheck_support;
+
 use candle_core::{DType, Device, Tensor, Var};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use gradcheck_support::{distinct_var, gradcheck, rand_vec, values, var};
 use unisal_train::nn::{global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear};
-
-const H: f64 = 1e-5;
-const TOL: f64 = 1e-6;
-
-fn rand_vec(n: usize, seed: u64) -> Vec<f64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect()
-}
-
-fn var(shape: &[usize], seed: u64) -> Var {
-    let n = shape.iter().product();
-    Var::from_tensor(&Tensor::from_vec(rand_vec(n, seed), shape, &Device::Cpu).unwrap()).unwrap()
-}
-
-/// Values of `t` as f64.
-fn values(t: &Tensor) -> Vec<f64> {
-    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()
-}
-
-/// `sum(out * R)` for a fixed pseudo-random R, so that no gradient cancels by symmetry.
-fn weighted_sum(out: &Tensor) -> Tensor {
-    let r = Tensor::from_vec(rand_vec(out.elem_count(), 999), out.shape(), &Device::Cpu).unwrap();
-    (out * r).unwrap().sum_all().unwrap()
-}
-
-/// Check d f / d v for every element of every var against central differences.
-fn gradcheck(name: &str, vars: &[&Var], f: impl Fn() -> Tensor) {
-    let loss = weighted_sum(&f());
-    let grads = loss.backward().unwrap();
-    for (k, v) in vars.iter().enumerate() {
-        let analytic =
-            values(grads.get(v.as_tensor()).unwrap_or_else(|| panic!("{name}: var {k} has no gradient")));
-        let base = values(v.as_tensor());
-        let mut worst: f64 = 0.0;
-        for i in 0..base.len() {
-            let at = |delta: f64| {
-                let mut p = base.clone();
-                p[i] += delta;
-                v.set(&Tensor::from_vec(p, v.shape(), &Device::Cpu).unwrap()).unwrap();
-                weighted_sum(&f()).to_scalar::<f64>().unwrap()
-            };
-            let numeric = (at(H) - at(-H)) / (2.0 * H);
-            let err = (numeric - analytic[i]).abs() / numeric.abs().max(1.0);
-            worst = worst.max(err);
-            assert!(
-                err < TOL,
-                "{name}: var {k} element {i}: autograd {} vs finite differences {numeric}",
-                analytic[i]
-            );
-        }
-        v.set(&Tensor::from_vec(base, v.shape(), &Device::Cpu).unwrap()).unwrap();
-        eprintln!("{name}: var {k} ({} elements) worst relative error {worst:.2e}", analytic.len());
-    }
-}
 
 #[test]
 fn conv2d_stride1_with_bias() {
@@ -214,18 +161,6 @@ fn relu_and_global_average_pool() {
         let mean = xv[i * 16..(i + 1) * 16].iter().sum::<f64>() / 16.0;
         assert!((gi - mean).abs() < 1e-12);
     }
-}
-
-/// Distinct values (a shuffled grid spaced 0.01 apart), so that no window has a tie and a finite-difference step
-/// never changes which element wins.
-fn distinct_var(shape: &[usize], seed: u64) -> Var {
-    let n: usize = shape.iter().product();
-    let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.01 - n as f64 * 0.005).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    for i in (1..n).rev() {
-        v.swap(i, rng.gen_range(0..=i));
-    }
-    Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap()
 }
 
 fn naive_max_pool(x: &[f64], (c, h, w): (usize, usize, usize), k: usize, s: usize, p: usize) -> Vec<f64> {

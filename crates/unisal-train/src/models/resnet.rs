@@ -5,7 +5,9 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::{global_avg_pool, join_name, max_pool2d, relu, BatchNorm2d, Conv2d, HasVars, Init, NamedVar};
+use crate::nn::{
+    add_relu, global_avg_pool, join_name, max_pool2d, BatchNorm2d, Conv2d, HasVars, Init, NamedVar,
+};
 
 /// Which residual block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +81,7 @@ impl Block {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        relu(&(y + identity)?)
+        add_relu(&y, &identity)
     }
 }
 

@@ -4,22 +4,23 @@
 //! updates the running statistics with momentum 0.1: `running = (1 - m) * running + m * batch`, the running
 //! variance from the unbiased batch variance. Eval mode normalises with the running statistics.
 //!
-//! On the CPU (f32/f64) train mode runs as one custom op with a closed-form backward (`batchnorm_cpu.rs`); other
-//! devices compose candle ops. [`BnImpl`] forces one path (tests compare them).
+//! On the CPU (f32/f64) train mode runs as one custom op with a closed-form backward and eval mode as one pass
+//! (`batchnorm_cpu.rs`); other devices compose candle ops. [`BnImpl`] forces one path (tests compare them).
 
 use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Device, Tensor, Var};
 
-use super::batchnorm_cpu::{BnStats, BnTrain};
+use super::batchnorm_cpu::{BnEval, BnStats, BnTrain};
+use super::cpu_util::cpu_float;
 
 use super::{push_var, HasVars, Init, NamedVar, VarKind};
 use crate::error::{Result, TrainError};
 
-/// Which implementation train-mode batch norm uses.
+/// Which implementation batch norm uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BnImpl {
-    /// The custom op on the CPU in f32/f64, candle ops elsewhere.
+    /// The custom ops (train and eval mode) on the CPU in f32/f64, candle ops elsewhere.
     #[default]
     Auto,
     /// Composed candle ops on every device.
@@ -85,19 +86,18 @@ impl BatchNorm2d {
         self.forward_relu_with(x, train, BnImpl::Auto)
     }
 
-    /// [`BatchNorm2d::forward_relu`] with a chosen implementation of train mode.
+    /// [`BatchNorm2d::forward_relu`] with a chosen implementation.
     pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
-        if train && imp == BnImpl::Auto && cpu_float(x) {
-            self.train_cpu(x, true)
-        } else {
-            Ok(self.forward_with(x, train, imp)?.relu()?)
+        if imp == BnImpl::Auto && cpu_float(x) {
+            return self.cpu(x, train, true);
         }
+        Ok(self.forward_with(x, train, imp)?.relu()?)
     }
 
-    /// [`BatchNorm2d::forward`] with a chosen implementation of train mode.
+    /// [`BatchNorm2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
-        if train && imp == BnImpl::Auto && cpu_float(x) {
-            return self.train_cpu(x, false);
+        if imp == BnImpl::Auto && cpu_float(x) {
+            return self.cpu(x, train, false);
         }
         let (n, c, h, w) = x.dims4()?;
         let w4 = self.weight.as_tensor().reshape((1, c, 1, 1))?;
@@ -124,16 +124,22 @@ impl BatchNorm2d {
         Ok(y)
     }
 
-    /// Train mode on the CPU: the custom op (with a fused ReLU when `relu`), then the running statistics.
-    fn train_cpu(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+    /// The CPU custom ops (with a fused ReLU when `relu`); in train mode then the running statistics.
+    fn cpu(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
+        if !train {
+            let values = |v: &Var| v.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>();
+            let (mean, var) = (values(&self.running_mean)?, values(&self.running_var)?);
+            let op = BnEval { hw: h * w, eps: self.eps, relu, mean, var };
+            return Ok(x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?);
+        }
         if n * h * w < 2 {
             return Err(TrainError::InvalidModel(format!(
                 "batch norm in train mode needs more than one value per channel (input {n}x{c}x{h}x{w})"
             )));
         }
         let stats = Arc::new(Mutex::new(BnStats::default()));
-        let op = BnTrain { eps: self.eps, relu, stats: stats.clone() };
+        let op = BnTrain { hw: h * w, eps: self.eps, relu, stats: stats.clone() };
         let y = x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
         let st = stats.lock().map_err(|_| TrainError::InvalidModel("batch norm: poisoned".into()))?.clone();
         let mean = Tensor::from_vec(st.mean, c, &Device::Cpu)?.to_dtype(x.dtype())?;
@@ -154,11 +160,6 @@ impl BatchNorm2d {
         self.running_var.set(&new_var)?;
         Ok(())
     }
-}
-
-/// Whether the CPU custom op applies: CPU device, f32 or f64.
-fn cpu_float(x: &Tensor) -> bool {
-    matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64)
 }
 
 impl HasVars for BatchNorm2d {

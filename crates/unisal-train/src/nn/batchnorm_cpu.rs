@@ -14,8 +14,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+
+use super::cpu_util::{dispatch, for_each_item, lane_sum, map_items, Elem, Kernel};
+use super::elementwise_cpu::relu_mask;
 
 /// Per-channel batch statistics of one forward call.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +31,8 @@ pub(crate) struct BnStats {
 /// `(x [N, C, H, W], gamma [C], beta [C]) -> y` (or `max(0, y)` with `relu`), train mode.
 #[derive(Debug, Clone)]
 pub(crate) struct BnTrain {
+    /// H * W of the input.
+    pub hw: usize,
     pub eps: f64,
     pub relu: bool,
     pub stats: Arc<Mutex<BnStats>>,
@@ -36,39 +40,11 @@ pub(crate) struct BnTrain {
 
 /// `(dy, x, out) -> [dx (N*C*H*W) | dgamma (C) | dbeta (C)]`, flat, with gamma and the statistics of the forward.
 struct BnBackward {
+    hw: usize,
     eps: f64,
     relu: bool,
     gamma: Vec<f64>,
     stats: BnStats,
-}
-
-/// The element types the ops support, converted through f64.
-trait Elem: Copy + Default + Send + Sync {
-    fn f(self) -> f64;
-    fn of(v: f64) -> Self;
-}
-impl Elem for f32 {
-    fn f(self) -> f64 {
-        f64::from(self)
-    }
-    fn of(v: f64) -> Self {
-        v as f32
-    }
-}
-impl Elem for f64 {
-    fn f(self) -> f64 {
-        self
-    }
-    fn of(v: f64) -> Self {
-        v
-    }
-}
-
-fn slice<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("batch norm: {what} must be contiguous"),
-    }
 }
 
 fn dims(layout: &Layout) -> candle_core::Result<(usize, usize, usize)> {
@@ -76,47 +52,6 @@ fn dims(layout: &Layout) -> candle_core::Result<(usize, usize, usize)> {
         [n, c, h, w] if n * h * w > 0 => Ok((n, c, h * w)),
         _ => candle_core::bail!("batch norm: expected a non-empty [N, C, H, W], got {:?}", layout.shape()),
     }
-}
-
-fn threads(work: usize) -> usize {
-    if work < 1 << 15 {
-        1
-    } else {
-        candle_core::utils::get_num_threads().max(1)
-    }
-}
-
-/// `f(c)` for every channel, split over threads; the results in channel order.
-fn per_channel<R: Send>(c: usize, work: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
-    let t = threads(work).min(c.max(1));
-    if t == 1 {
-        return (0..c).map(f).collect();
-    }
-    let per = c.div_ceil(t);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> = (0..t)
-            .map(|i| s.spawn(move || (i * per..((i + 1) * per).min(c)).map(f).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("batch norm worker panicked")).collect()
-    })
-}
-
-/// `f(plane index, plane)` for every `hw`-sized plane of `out`, split over threads.
-fn per_plane<T: Send>(out: &mut [T], hw: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let planes = out.len() / hw;
-    let t = threads(out.len()).min(planes.max(1));
-    let per = planes.div_ceil(t);
-    std::thread::scope(|s| {
-        for (i, chunk) in out.chunks_mut(per * hw).enumerate() {
-            let f = &f;
-            s.spawn(move || {
-                for (j, plane) in chunk.chunks_mut(hw).enumerate() {
-                    f(i * per + j, plane);
-                }
-            });
-        }
-    });
 }
 
 /// The `n` planes of channel `ch`.
@@ -127,7 +62,7 @@ fn planes<T>(x: &[T], ch: usize, c: usize, hw: usize) -> impl Iterator<Item = &[
 fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain) -> (Vec<T>, BnStats) {
     let (eps, floor) = (op.eps, if op.relu { 0.0 } else { f64::NEG_INFINITY });
     let m = (x.len() / c) as f64;
-    let stats = per_channel(c, x.len(), |ch| {
+    let stats = map_items(c, x.len(), |ch| {
         let mean = planes(x, ch, c, hw).map(|p| lane_sum(p, p, p, |v, _, _| v.f())).sum::<f64>() / m;
         let sq = |v: T, _: T, _: T| (v.f() - mean) * (v.f() - mean);
         let var = planes(x, ch, c, hw).map(|p| lane_sum(p, p, p, sq)).sum::<f64>() / m;
@@ -135,7 +70,7 @@ fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain
     });
     let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
     let mut y = vec![T::default(); x.len()];
-    per_plane(&mut y, hw, |p, out| {
+    for_each_item(&mut y, hw, |p, out| {
         let ch = p % c;
         let scale = g[ch].f() / (var[ch] + eps).sqrt();
         let shift = b[ch].f() - mean[ch] * scale;
@@ -144,22 +79,6 @@ fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain
         }
     });
     (y, BnStats { mean, var })
-}
-
-/// `sum_i f(a[i], b[i], c[i])` over equally long slices, in 8 independent f64 lanes (so that the compiler can
-/// vectorise the loop; a single running sum is one long dependency chain).
-fn lane_sum<T: Elem>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> f64 {
-    const L: usize = 8;
-    let mut acc = [0.0f64; L];
-    let (ac, bc, cc) = (a.chunks_exact(L), b.chunks_exact(L), c.chunks_exact(L));
-    let tail: f64 =
-        ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()).map(|((x, y), z)| f(*x, *y, *z)).sum();
-    for ((x, y), z) in ac.zip(bc).zip(cc) {
-        for j in 0..L {
-            acc[j] += f(x[j], y[j], z[j]);
-        }
-    }
-    acc.iter().sum::<f64>() + tail
 }
 
 /// `dy`, zero where the ReLU output is 0.
@@ -176,7 +95,7 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
     let (st, relu, g) = (&op.stats, op.relu, &op.gamma);
     let m = (x.len() / c) as f64;
     let invstd: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
-    let sums = per_channel(c, x.len(), |ch| {
+    let sums = map_items(c, x.len(), |ch| {
         let (mut s_dy, mut s_dyx) = (0.0, 0.0);
         let mean = st.mean[ch];
         let rows = planes(dy, ch, c, hw).zip(planes(x, ch, c, hw)).zip(planes(y, ch, c, hw));
@@ -192,7 +111,7 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
         dgb[ch] = T::of(s_dyx);
         dgb[c + ch] = T::of(s_dy);
     }
-    per_plane(dx, hw, |p, dxp| {
+    for_each_item(dx, hw, |p, dxp| {
         let ch = p % c;
         let (s_dy, s_dyx) = sums[ch];
         let k = g[ch] * invstd[ch];
@@ -207,9 +126,23 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
     out
 }
 
+fn lock(stats: &Mutex<BnStats>) -> candle_core::Result<std::sync::MutexGuard<'_, BnStats>> {
+    stats.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned statistics".into()))
+}
+
+impl Kernel for BnTrain {
+    const NAME: &'static str = "batch-norm-train";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        let [x, g, b] = inputs else { candle_core::bail!("batch norm: three inputs expected") };
+        let (y, stats) = forward(x, g, b, g.len(), self.hw, self);
+        *lock(&self.stats)? = stats;
+        Ok(y)
+    }
+}
+
 impl CustomOp3 for BnTrain {
     fn name(&self) -> &'static str {
-        "batch-norm-train"
+        Self::NAME
     }
 
     fn cpu_fwd(
@@ -222,29 +155,14 @@ impl CustomOp3 for BnTrain {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, c, hw) = dims(l1)?;
-        let (y, stats) = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(g), CpuStorage::F32(b)) => {
-                let (y, st) =
-                    forward(slice(x, l1, "x")?, slice(g, l2, "weight")?, slice(b, l3, "bias")?, c, hw, self);
-                (CpuStorage::F32(y), st)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(g), CpuStorage::F64(b)) => {
-                let (y, st) =
-                    forward(slice(x, l1, "x")?, slice(g, l2, "weight")?, slice(b, l3, "bias")?, c, hw, self);
-                (CpuStorage::F64(y), st)
-            }
-            _ => candle_core::bail!(
-                "batch norm: unsupported dtypes {:?}/{:?}/{:?}",
-                s1.dtype(),
-                s2.dtype(),
-                s3.dtype()
-            ),
-        };
-        *self
-            .stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("batch norm: poisoned statistics".into()))? = stats;
-        Ok((y, l1.shape().clone()))
+        if hw != self.hw || l2.shape().elem_count() != c || l3.shape().elem_count() != c {
+            candle_core::bail!(
+                "batch norm: input {:?} does not fit its parameters {:?}",
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        Ok((dispatch(self, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
     }
 
     fn bwd(
@@ -255,13 +173,9 @@ impl CustomOp3 for BnTrain {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let stats = self
-            .stats
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("batch norm: poisoned statistics".into()))?
-            .clone();
-        let gamma_values = gamma.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
-        let op = BnBackward { eps: self.eps, relu: self.relu, gamma: gamma_values, stats };
+        let stats = lock(&self.stats)?.clone();
+        let gamma_values = gamma.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let op = BnBackward { hw: self.hw, eps: self.eps, relu: self.relu, gamma: gamma_values, stats };
         let packed = grad.contiguous()?.apply_op3_no_bwd(x, &res.contiguous()?, &op)?;
         let (len, c) = (x.elem_count(), gamma.elem_count());
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
@@ -271,9 +185,17 @@ impl CustomOp3 for BnTrain {
     }
 }
 
+impl Kernel for BnBackward {
+    const NAME: &'static str = "batch-norm-train-backward";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        let [dy, x, y] = inputs else { candle_core::bail!("batch norm backward: three inputs expected") };
+        Ok(backward(dy, x, y, self.gamma.len(), self.hw, self))
+    }
+}
+
 impl CustomOp3 for BnBackward {
     fn name(&self) -> &'static str {
-        "batch-norm-train-backward"
+        Self::NAME
     }
 
     fn cpu_fwd(
@@ -286,32 +208,94 @@ impl CustomOp3 for BnBackward {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, c, hw) = dims(l2)?;
-        if l1.shape() != l2.shape() || l3.shape() != l2.shape() || self.stats.mean.len() != c {
+        if l1.shape() != l2.shape() || l3.shape() != l2.shape() || self.gamma.len() != c || hw != self.hw {
             candle_core::bail!(
                 "batch norm backward: gradient {:?} does not fit input {:?}",
                 l1.shape(),
                 l2.shape()
             );
         }
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(d), CpuStorage::F32(x), CpuStorage::F32(y)) => CpuStorage::F32(backward(
-                slice(d, l1, "grad")?,
-                slice(x, l2, "x")?,
-                slice(y, l3, "output")?,
-                c,
-                hw,
-                self,
-            )),
-            (CpuStorage::F64(d), CpuStorage::F64(x), CpuStorage::F64(y)) => CpuStorage::F64(backward(
-                slice(d, l1, "grad")?,
-                slice(x, l2, "x")?,
-                slice(y, l3, "output")?,
-                c,
-                hw,
-                self,
-            )),
-            _ => candle_core::bail!("batch norm backward: unsupported dtype {:?}", s1.dtype()),
-        };
+        let out = dispatch(self, &[(s1, l1), (s2, l2), (s3, l3)])?;
         Ok((out, Shape::from(l2.shape().elem_count() + 2 * c)))
+    }
+}
+
+/// `(x [N, C, H, W], gamma [C], beta [C]) -> y` (or `max(0, y)` with `relu`), eval mode: normalised with the
+/// running statistics in one threaded pass. Its backward (not used by training, there for completeness) is
+/// composed from candle ops; the running statistics get no gradient, as in torch.
+#[derive(Debug, Clone)]
+pub(crate) struct BnEval {
+    /// H * W of the input.
+    pub hw: usize,
+    pub eps: f64,
+    pub relu: bool,
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
+}
+
+impl Kernel for BnEval {
+    const NAME: &'static str = "batch-norm-eval";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        let [x, g, b] = inputs else { candle_core::bail!("batch norm: three inputs expected") };
+        let (c, hw) = (g.len(), self.hw);
+        let floor = T::of(if self.relu { 0.0 } else { f64::NEG_INFINITY });
+        let mut y = vec![T::default(); x.len()];
+        for_each_item(&mut y, hw, |p, out| {
+            let ch = p % c;
+            let scale = g[ch].f() / (self.var[ch] + self.eps).sqrt();
+            let (scale, shift) = (T::of(scale), T::of(b[ch].f() - self.mean[ch] * scale));
+            for (o, v) in out.iter_mut().zip(&x[p * hw..]) {
+                let t = *v * scale + shift;
+                *o = if t < floor { floor } else { t };
+            }
+        });
+        Ok(y)
+    }
+}
+
+impl CustomOp3 for BnEval {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (_, c, hw) = dims(l1)?;
+        let fits = hw == self.hw && self.mean.len() == c && self.var.len() == c;
+        if !fits || l2.shape().elem_count() != c || l3.shape().elem_count() != c {
+            candle_core::bail!(
+                "batch norm: input {:?} does not fit its parameters {:?}",
+                l1.shape(),
+                l2.shape()
+            );
+        }
+        Ok((dispatch(self, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = gamma.elem_count();
+        let dy = if self.relu { relu_mask(grad, res)? } else { grad.clone() };
+        let column = |v: Vec<f64>| Tensor::from_vec(v, (1, c, 1, 1), x.device())?.to_dtype(x.dtype());
+        let invstd = column(self.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect())?;
+        let mean = column(self.mean.clone())?;
+        let dx = dy.broadcast_mul(&gamma.reshape((1, c, 1, 1))?.mul(&invstd)?)?;
+        let xhat = x.broadcast_sub(&mean)?.broadcast_mul(&invstd)?;
+        let dgamma = (&dy * &xhat)?.sum((0, 2, 3))?;
+        let dbeta = dy.sum((0, 2, 3))?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }

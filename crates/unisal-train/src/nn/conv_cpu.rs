@@ -1,5 +1,5 @@
 //! A CPU convolution as one candle custom op: im2col + one matrix product forward, and a backward of one
-//! transposing copy of `dY`, two matrix products and a col2im.
+//! transposing copy of `dY` (threaded), two matrix products and a col2im.
 //!
 //! Composed from candle ops (im2col op, matmul, reshape, permute, copy), the same convolution leaves five nodes in
 //! the autograd graph, and candle 0.11.1's backward allocates a zeroed gradient and adds into it at every edge:
@@ -13,10 +13,10 @@
 //! The matrix products are candle's (the gemm crate, on candle's thread count), each one large product over the
 //! whole batch. The backward is not itself differentiable.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp2, Device, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Storage, Tensor};
 
-use super::im2col::{run_im2col, Col2im, Elem, Geometry, Im2col};
+use super::cpu_util::{dispatch, for_each_item, slice, Elem, Kernel};
+use super::im2col::{run_im2col, Col2im, Geometry, Im2col};
 
 /// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`; both inputs contiguous.
 #[derive(Debug, Clone, Copy)]
@@ -25,16 +25,11 @@ pub(crate) struct ConvCpu {
     pub out: usize,
 }
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv2d: {what} must be contiguous"),
-    }
-}
+impl Kernel for ConvCpu {
+    const NAME: &'static str = "conv2d-im2col";
 
-impl ConvCpu {
-    fn forward<T: WithDType + Elem>(&self, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
-        let g = self.g;
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        let (g, x, w) = (self.g, inputs[0], inputs[1]);
         let (p, o, npix) = (g.ho() * g.wo(), self.out, g.npix());
         let cols = Tensor::from_vec(run_im2col(&g, x), (g.ckk(), npix), &Device::Cpu)?;
         let wt = Tensor::from_slice(w, (o, g.ckk()), &Device::Cpu)?;
@@ -42,23 +37,17 @@ impl ConvCpu {
         drop(cols);
         let (storage, layout) = prod.storage_and_layout();
         let prod = match &*storage {
-            Storage::Cpu(s) => contiguous(s.as_slice::<T>()?, layout, "product")?,
+            Storage::Cpu(s) => slice(s.as_slice::<T>()?, layout, "conv2d product")?,
             _ => candle_core::bail!("conv2d: product off the CPU"),
         };
         // prod[o][n][p] -> y[n][o][p].
-        let mut y = vec![T::zero(); g.n * o * p];
-        for (n, dst) in y.chunks_mut(o * p).enumerate() {
-            for (oi, run) in dst.chunks_mut(p).enumerate() {
-                run.copy_from_slice(&prod[oi * npix + n * p..][..p]);
-            }
-        }
-        Ok(y)
+        Ok(swap_outer(prod, o, g.n, p))
     }
 }
 
 impl CustomOp2 for ConvCpu {
     fn name(&self) -> &'static str {
-        "conv2d-im2col"
+        Self::NAME
     }
 
     fn cpu_fwd(
@@ -72,15 +61,7 @@ impl CustomOp2 for ConvCpu {
         if l1.shape().dims() != [g.n, g.c, g.h, g.w] || l2.shape().dims() != [self.out, g.c, g.k, g.k] {
             candle_core::bail!("conv2d: input {:?} / weight {:?} do not fit {g:?}", l1.shape(), l2.shape());
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(w)) => {
-                CpuStorage::F32(self.forward(contiguous(x, l1, "input")?, contiguous(w, l2, "weight")?)?)
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(w)) => {
-                CpuStorage::F64(self.forward(contiguous(x, l1, "input")?, contiguous(w, l2, "weight")?)?)
-            }
-            _ => candle_core::bail!("conv2d: unsupported dtypes {:?}/{:?}", s1.dtype(), s2.dtype()),
-        };
+        let out = dispatch(self, &[(s1, l1), (s2, l2)])?;
         Ok((out, Shape::from((g.n, self.out, g.ho(), g.wo()))))
     }
 
@@ -95,12 +76,60 @@ impl CustomOp2 for ConvCpu {
         let (p, o) = (g.ho() * g.wo(), self.out);
         let (x, w) = (x.detach(), w.detach());
         // dy [N, O, P] -> [O, N, P] = [O, N * P].
-        let dy = grad.detach().reshape((g.n, o, p))?.transpose(0, 1)?.contiguous()?.reshape((o, g.npix()))?;
+        let dy = grad
+            .contiguous()?
+            .apply_op1_no_bwd(&SwapOuter { a: g.n, b: o, inner: p })?
+            .reshape((o, g.npix()))?;
         let cols = x.contiguous()?.apply_op1_no_bwd(&Im2col(g))?;
         let dw = dy.matmul(&cols.t()?)?.reshape(w.shape())?;
         drop(cols);
         let dcols = w.reshape((o, g.ckk()))?.t()?.matmul(&dy)?;
         let dx = dcols.apply_op1_no_bwd(&Col2im(g))?;
         Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `[a, b, inner] -> [b, a, inner]` (contiguous), runs of `inner` copied, split over threads by output row.
+fn swap_outer<T: Elem>(x: &[T], a: usize, b: usize, inner: usize) -> Vec<T> {
+    let mut y = vec![T::default(); a * b * inner];
+    for_each_item(&mut y, a * inner, |bi, dst| {
+        for (ai, run) in dst.chunks_mut(inner).enumerate() {
+            run.copy_from_slice(&x[(ai * b + bi) * inner..][..inner]);
+        }
+    });
+    y
+}
+
+/// [`swap_outer`] as an op without backward: `[a, b, inner] -> [b, a, inner]`.
+#[derive(Debug, Clone, Copy)]
+struct SwapOuter {
+    a: usize,
+    b: usize,
+    inner: usize,
+}
+
+impl Kernel for SwapOuter {
+    const NAME: &'static str = "swap-outer";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        Ok(swap_outer(inputs[0], self.a, self.b, self.inner))
+    }
+}
+
+impl CustomOp1 for SwapOuter {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        if layout.shape().elem_count() != self.a * self.b * self.inner {
+            candle_core::bail!(
+                "swap-outer: input {:?} is not {}x{}x{}",
+                layout.shape(),
+                self.a,
+                self.b,
+                self.inner
+            );
+        }
+        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((self.b, self.a, self.inner))))
     }
 }

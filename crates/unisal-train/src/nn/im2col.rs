@@ -6,10 +6,12 @@
 //! position `(oh, ow)`, the input pixel `(oh * s - p + ki, ow * s - p + kj)` of channel `c`, or 0 in the padding.
 //! A convolution is then one matrix product `W · cols: [O, N * Ho * Wo]`, and its backward two more
 //! (`dW = dY · cols^T`, `dcols = W^T · dY`) and a [`Col2im`]. With stride 1, each output row `oh` of a sample is
-//! one contiguous copy. Both ops run on the CPU only (f32 and f64), split over candle's thread count.
+//! one contiguous copy. Both ops run on the CPU only (f32 and f64), split over candle's thread count
+//! (`cpu_util.rs`).
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+
+use super::cpu_util::{dispatch, for_each_item, Elem, Kernel};
 
 /// Geometry of a square-kernel convolution over `[N, C, H, W]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +66,23 @@ pub(crate) struct Im2col(pub Geometry);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Col2im(pub Geometry);
 
-fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op}: the input must be contiguous"),
+impl Kernel for Im2col {
+    const NAME: &'static str = "im2col";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        Ok(run_im2col(&self.0, inputs[0]))
+    }
+}
+
+impl Kernel for Col2im {
+    const NAME: &'static str = "col2im";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        Ok(run_col2im(&self.0, inputs[0]))
     }
 }
 
 impl CustomOp1 for Im2col {
     fn name(&self) -> &'static str {
-        "im2col"
+        Self::NAME
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -81,18 +90,13 @@ impl CustomOp1 for Im2col {
         if layout.shape().dims() != [g.n, g.c, g.h, g.w] {
             candle_core::bail!("im2col: input {:?}, expected {:?}", layout.shape(), [g.n, g.c, g.h, g.w]);
         }
-        let out = match storage {
-            CpuStorage::F32(d) => CpuStorage::F32(run_im2col(&g, contiguous(d, layout, "im2col")?)),
-            CpuStorage::F64(d) => CpuStorage::F64(run_im2col(&g, contiguous(d, layout, "im2col")?)),
-            other => candle_core::bail!("im2col: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok((out, Shape::from((g.ckk(), g.npix()))))
+        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((g.ckk(), g.npix()))))
     }
 }
 
 impl CustomOp1 for Col2im {
     fn name(&self) -> &'static str {
-        "col2im"
+        Self::NAME
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
@@ -100,44 +104,8 @@ impl CustomOp1 for Col2im {
         if layout.shape().dims() != [g.ckk(), g.npix()] {
             candle_core::bail!("col2im: input {:?} does not fit {g:?}", layout.shape());
         }
-        let out = match storage {
-            CpuStorage::F32(d) => CpuStorage::F32(run_col2im(&g, contiguous(d, layout, "col2im")?)),
-            CpuStorage::F64(d) => CpuStorage::F64(run_col2im(&g, contiguous(d, layout, "col2im")?)),
-            other => candle_core::bail!("col2im: unsupported dtype {:?}", other.dtype()),
-        };
-        Ok((out, Shape::from((g.n, g.c, g.h, g.w))))
+        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((g.n, g.c, g.h, g.w))))
     }
-}
-
-/// The element types the ops support.
-pub(super) trait Elem: Copy + Default + Send + Sync + std::ops::AddAssign {}
-impl Elem for f32 {}
-impl Elem for f64 {}
-
-/// Threads for `work` elements: candle's thread count, 1 below ~64k elements (a thread costs more than it saves).
-fn threads(work: usize, items: usize) -> usize {
-    if work < 1 << 16 {
-        1
-    } else {
-        candle_core::utils::get_num_threads().clamp(1, items.max(1))
-    }
-}
-
-/// `f(first item, chunk)` over `out` cut into `items` equal parts, in contiguous groups, one group a thread.
-fn split<T: Send>(out: &mut [T], items: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let per_item = out.len() / items.max(1);
-    let t = threads(out.len(), items);
-    if t == 1 || per_item == 0 {
-        f(0, out);
-        return;
-    }
-    let per_thread = items.div_ceil(t);
-    std::thread::scope(|s| {
-        for (i, chunk) in out.chunks_mut(per_item * per_thread).enumerate() {
-            let f = &f;
-            s.spawn(move || f(i * per_thread, chunk));
-        }
-    });
 }
 
 /// `(ki, kj, first ow, end ow)` of patch row `r % (k * k)`, with the channel `r / (k * k)`.
@@ -157,24 +125,22 @@ pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T]) -> Vec<T> {
     let (ho, wo, s) = (g.ho(), g.wo(), g.stride);
     let npix = g.npix();
     let mut out = vec![T::default(); g.ckk() * npix];
-    split(&mut out, g.ckk(), |first, rows| {
-        for (i, row) in rows.chunks_mut(npix).enumerate() {
-            let (c, ki, kj, lo, hi) = row_parts(g, first + i);
-            if lo >= hi {
-                continue;
-            }
-            for n in 0..g.n {
-                let plane = &x[(n * g.c + c) * g.h * g.w..][..g.h * g.w];
-                for oh in 0..ho {
-                    let Some(ih) = input_row(g, oh, ki) else { continue };
-                    let dst = &mut row[(n * ho + oh) * wo..][lo..hi];
-                    let src0 = ih * g.w + lo * s + kj - g.pad;
-                    if s == 1 {
-                        dst.copy_from_slice(&plane[src0..src0 + (hi - lo)]);
-                    } else {
-                        for (j, d) in dst.iter_mut().enumerate() {
-                            *d = plane[src0 + j * s];
-                        }
+    for_each_item(&mut out, npix, |r, row| {
+        let (c, ki, kj, lo, hi) = row_parts(g, r);
+        if lo >= hi {
+            return;
+        }
+        for n in 0..g.n {
+            let plane = &x[(n * g.c + c) * g.h * g.w..][..g.h * g.w];
+            for oh in 0..ho {
+                let Some(ih) = input_row(g, oh, ki) else { continue };
+                let dst = &mut row[(n * ho + oh) * wo..][lo..hi];
+                let src0 = ih * g.w + lo * s + kj - g.pad;
+                if s == 1 {
+                    dst.copy_from_slice(&plane[src0..src0 + (hi - lo)]);
+                } else {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = plane[src0 + j * s];
                     }
                 }
             }
@@ -187,22 +153,19 @@ fn run_col2im<T: Elem>(g: &Geometry, cols: &[T]) -> Vec<T> {
     let (ho, wo, s) = (g.ho(), g.wo(), g.stride);
     let (npix, image) = (g.npix(), g.c * g.h * g.w);
     let mut out = vec![T::default(); g.n * image];
-    split(&mut out, g.n, |first, samples| {
-        for (i, img) in samples.chunks_mut(image).enumerate() {
-            let n = first + i;
-            for (r, row) in cols.chunks(npix).enumerate() {
-                let (c, ki, kj, lo, hi) = row_parts(g, r);
-                if lo >= hi {
-                    continue;
-                }
-                let plane = &mut img[c * g.h * g.w..][..g.h * g.w];
-                for oh in 0..ho {
-                    let Some(ih) = input_row(g, oh, ki) else { continue };
-                    let src = &row[(n * ho + oh) * wo..][lo..hi];
-                    let dst0 = ih * g.w + lo * s + kj - g.pad;
-                    for (j, v) in src.iter().enumerate() {
-                        plane[dst0 + j * s] += *v;
-                    }
+    for_each_item(&mut out, image, |n, img| {
+        for (r, row) in cols.chunks(npix).enumerate() {
+            let (c, ki, kj, lo, hi) = row_parts(g, r);
+            if lo >= hi {
+                continue;
+            }
+            let plane = &mut img[c * g.h * g.w..][..g.h * g.w];
+            for oh in 0..ho {
+                let Some(ih) = input_row(g, oh, ki) else { continue };
+                let src = &row[(n * ho + oh) * wo..][lo..hi];
+                let dst0 = ih * g.w + lo * s + kj - g.pad;
+                for (j, v) in src.iter().enumerate() {
+                    plane[dst0 + j * s] += *v;
                 }
             }
         }

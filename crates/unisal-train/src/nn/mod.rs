@@ -6,9 +6,11 @@
 //! semantics), [`Linear`], [`relu`], [`global_avg_pool`] and [`max_pool2d`]. Every layer's gradient is checked
 //! against central finite differences in f64 (`tests/layers_gradcheck.rs`).
 //!
-//! On the CPU (f32/f64) convolutions run as im2col + one matrix product and train-mode BatchNorm (optionally
-//! fused with the following ReLU) as one custom op with a closed-form backward; both are checked against finite
-//! differences and against the composed candle ops (`tests/cpu_kernels.rs`). Other devices compose candle ops.
+//! On the CPU (f32/f64) convolutions run as im2col + one matrix product, BatchNorm (train mode optionally fused
+//! with the following ReLU; eval mode) as one custom op with a closed-form backward, and max pooling and the
+//! residual join `relu(a + b)` as threaded custom ops (`cpu_util.rs` holds what they share); all are checked
+//! against finite differences and against the composed candle ops (`tests/cpu_kernels.rs`). Other devices
+//! compose candle ops.
 //!
 //! Training crops are square: candle's stride-2 convolution backward (used off the CPU) is only correct on square
 //! inputs.
@@ -17,16 +19,19 @@ mod batchnorm;
 mod batchnorm_cpu;
 mod conv;
 mod conv_cpu;
+mod cpu_util;
+mod elementwise_cpu;
 mod im2col;
 mod init;
 mod linear;
 mod pool;
+mod pool_cpu;
 
 pub use batchnorm::{BatchNorm2d, BnImpl};
 pub use conv::{Conv2d, ConvImpl};
 pub use init::Init;
 pub use linear::Linear;
-pub use pool::{global_avg_pool, max_pool2d, relu};
+pub use pool::{add_relu, global_avg_pool, max_pool2d, max_pool2d_composed, relu};
 
 use candle_core::Var;
 

@@ -1,5 +1,7 @@
-//! ReLU, global average pooling and max pooling, all from differentiable candle ops.
+//! ReLU, the residual join `relu(a + b)`, global average pooling and max pooling.
 //!
+//! On the CPU (f32/f64) max pooling and the residual join are threaded custom ops (`pool_cpu.rs`,
+//! `elementwise_cpu.rs`); elsewhere, and in [`max_pool2d_composed`], they are differentiable candle ops.
 //! candle 0.11.1's `max_pool2d` backward is wrong (1/(k*k) too small) and missing when kernel != stride, so
 //! [`max_pool2d`] is built from padding (with the dtype's lowest value), strided views (narrow + reshape) and the
 //! element-wise `maximum`, separably: first over the k columns of each window, then over its k rows. Its gradient
@@ -7,11 +9,22 @@
 
 use candle_core::{DType, Tensor};
 
+use super::cpu_util::cpu_float;
+use super::elementwise_cpu::AddRelu;
+use super::pool_cpu::MaxPool;
 use crate::error::{Result, TrainError};
 
 /// max(x, 0).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
     Ok(x.relu()?)
+}
+
+/// `max(a + b, 0)`, the join of a residual block (same shapes).
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if cpu_float(a) && a.dtype() == b.dtype() && a.shape() == b.shape() {
+        return Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)?);
+    }
+    Ok((a + b)?.relu()?)
 }
 
 /// Mean over H and W: `[N, C, H, W]` -> `[N, C]`.
@@ -20,8 +33,25 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Max pooling with a `kernel` x `kernel` window, `stride` and symmetric zero-cost `padding` (padded cells never
-/// win), torch's output size `floor((H + 2p - k) / s) + 1`.
+/// win), torch's output size `floor((H + 2p - k) / s) + 1`. On the CPU in f32/f64 one custom op.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    check_pool(x, kernel, stride, padding)?;
+    if cpu_float(x) {
+        let (_, _, h, w) = x.dims4()?;
+        let op = MaxPool { h, w, k: kernel, stride, pad: padding };
+        return Ok(x.contiguous()?.apply_op1(op)?);
+    }
+    max_pool2d_composed(x, kernel, stride, padding)
+}
+
+/// [`max_pool2d`] from candle ops on every device (padding, strided views, element-wise maxima).
+pub fn max_pool2d_composed(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    check_pool(x, kernel, stride, padding)?;
+    let cols = pool_dim(x, 3, kernel, stride, padding)?;
+    pool_dim(&cols, 2, kernel, stride, padding)
+}
+
+fn check_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<()> {
     let (_, _, h, w) = x.dims4()?;
     if kernel == 0
         || stride == 0
@@ -33,8 +63,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
             "max_pool2d: kernel {kernel}, stride {stride}, padding {padding} do not fit an input of {h}x{w}"
         )));
     }
-    let cols = pool_dim(x, 3, kernel, stride, padding)?;
-    pool_dim(&cols, 2, kernel, stride, padding)
+    Ok(())
 }
 
 /// Max over windows along one dimension.

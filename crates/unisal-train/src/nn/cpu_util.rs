@@ -1,0 +1,172 @@
+//! What the CPU custom ops share: the element types (f32, f64), a dispatch from candle's storages to one generic
+//! kernel, and the split of a piece of work over candle's thread count with scoped threads.
+//!
+//! candle 0.11.1's own CPU element-wise ops run on one thread; the ops of this module use every thread candle is
+//! allowed (`RAYON_NUM_THREADS`, read through `candle_core::utils::get_num_threads`) once the work is large enough
+//! to pay for starting them.
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
+
+/// Below this many elements a kernel runs on the calling thread: a thread costs more than it saves.
+const MIN_PARALLEL: usize = 1 << 15;
+
+/// The element types of the CPU ops; arithmetic that needs range or accuracy goes through f64.
+pub(crate) trait Elem: candle_core::WithDType + Default {
+    /// The lowest finite value (padding that never wins a maximum).
+    const LOWEST: Self;
+    /// As f64.
+    fn f(self) -> f64;
+    /// From f64 (rounded for f32).
+    fn of(v: f64) -> Self;
+}
+
+impl Elem for f32 {
+    const LOWEST: Self = f32::MIN;
+    fn f(self) -> f64 {
+        f64::from(self)
+    }
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Elem for f64 {
+    const LOWEST: Self = f64::MIN;
+    fn f(self) -> f64 {
+        self
+    }
+    fn of(v: f64) -> Self {
+        v
+    }
+}
+
+/// A kernel over contiguous inputs of one element type, returning its contiguous output.
+pub(crate) trait Kernel {
+    /// The op's name, for errors.
+    const NAME: &'static str;
+    /// Compute the output from the inputs (in the op's argument order).
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>>;
+}
+
+/// The contiguous part of `data` that `layout` covers.
+pub(crate) fn slice<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op}: every input must be contiguous (got {:?})", layout.shape()),
+    }
+}
+
+/// The contiguous slices of `inputs` if every storage holds `T` (as `pick` tells), else `None`.
+fn typed<'a, T: 'a>(
+    inputs: &[(&'a CpuStorage, &Layout)],
+    op: &str,
+    pick: impl Fn(&'a CpuStorage) -> Option<&'a [T]>,
+) -> Option<candle_core::Result<Vec<&'a [T]>>> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for (storage, layout) in inputs {
+        out.push(slice(pick(storage)?, layout, op));
+    }
+    Some(out.into_iter().collect())
+}
+
+fn f32s(s: &CpuStorage) -> Option<&[f32]> {
+    match s {
+        CpuStorage::F32(d) => Some(d),
+        _ => None,
+    }
+}
+
+fn f64s(s: &CpuStorage) -> Option<&[f64]> {
+    match s {
+        CpuStorage::F64(d) => Some(d),
+        _ => None,
+    }
+}
+
+/// Run `kernel` on `inputs` (all f32 or all f64, contiguous).
+pub(crate) fn dispatch<K: Kernel>(
+    kernel: &K,
+    inputs: &[(&CpuStorage, &Layout)],
+) -> candle_core::Result<CpuStorage> {
+    if let Some(slices) = typed(inputs, K::NAME, f32s) {
+        return Ok(CpuStorage::F32(kernel.run(&slices?)?));
+    }
+    if let Some(slices) = typed(inputs, K::NAME, f64s) {
+        return Ok(CpuStorage::F64(kernel.run(&slices?)?));
+    }
+    let dtypes: Vec<_> = inputs.iter().map(|(s, _)| s.dtype()).collect();
+    candle_core::bail!("{}: unsupported dtypes {dtypes:?} (f32 or f64, all the same)", K::NAME)
+}
+
+/// Threads for `work` elements cut into `items` indivisible parts.
+pub(crate) fn threads(work: usize, items: usize) -> usize {
+    if work < MIN_PARALLEL {
+        1
+    } else {
+        candle_core::utils::get_num_threads().clamp(1, items.max(1))
+    }
+}
+
+/// `f(item index, item)` for every `item_len`-long item of `out` (the last one may be shorter), the items split
+/// in contiguous groups over threads.
+pub(crate) fn for_each_item<T: Send>(out: &mut [T], item_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    if item_len == 0 || out.is_empty() {
+        return;
+    }
+    let items = out.len().div_ceil(item_len);
+    let t = threads(out.len(), items);
+    let per_thread = items.div_ceil(t);
+    let run = |first: usize, chunk: &mut [T]| {
+        for (j, item) in chunk.chunks_mut(item_len).enumerate() {
+            f(first + j, item);
+        }
+    };
+    if t == 1 {
+        run(0, out);
+        return;
+    }
+    std::thread::scope(|s| {
+        for (i, chunk) in out.chunks_mut(per_thread * item_len).enumerate() {
+            let run = &run;
+            s.spawn(move || run(i * per_thread, chunk));
+        }
+    });
+}
+
+/// `f(i)` for `i` in `0..items`, split over threads when `work` (elements touched) is large; results in order.
+pub(crate) fn map_items<R: Send>(items: usize, work: usize, f: impl Fn(usize) -> R + Sync) -> Vec<R> {
+    let t = threads(work, items);
+    if t == 1 {
+        return (0..items).map(f).collect();
+    }
+    let per = items.div_ceil(t);
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = (0..t)
+            .map(|i| s.spawn(move || (i * per..((i + 1) * per).min(items)).map(f).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("CPU kernel worker panicked")).collect()
+    })
+}
+
+/// `sum_i f(a[i], b[i], c[i])` over equally long slices, in 8 independent f64 lanes (so that the compiler can
+/// vectorise the loop; a single running sum is one long dependency chain).
+pub(crate) fn lane_sum<T: Elem>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> f64 {
+    const L: usize = 8;
+    let mut acc = [0.0f64; L];
+    let (ac, bc, cc) = (a.chunks_exact(L), b.chunks_exact(L), c.chunks_exact(L));
+    let tail: f64 =
+        ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()).map(|((x, y), z)| f(*x, *y, *z)).sum();
+    for ((x, y), z) in ac.zip(bc).zip(cc) {
+        for j in 0..L {
+            acc[j] += f(x[j], y[j], z[j]);
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Whether the CPU kernels apply to `x`: on the CPU, in f32 or f64.
+pub(crate) fn cpu_float(x: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64)
+}

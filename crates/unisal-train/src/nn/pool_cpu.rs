@@ -1,0 +1,141 @@
+//! Max pooling on the CPU as one threaded op with its backward, in torch's semantics: windows of `k x k` at
+//! `stride`, `pad` cells on each side that never win, output `floor((H + 2p - k) / s) + 1`, the gradient to the
+//! first maximum of each window in row-major order (a NaN wins, as in torch).
+//!
+//! The composed version (`pool.rs`, used off the CPU) pads, slices and takes element-wise maxima: about thirty
+//! nodes in the autograd graph over the largest activation of a ResNet. Here the forward is one pass over each
+//! window and the backward recomputes each window's winner from the input and adds the output gradient to it.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+
+use super::cpu_util::{dispatch, for_each_item, Elem, Kernel};
+
+/// `x [N, C, H, W] -> [N, C, Ho, Wo]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MaxPool {
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl MaxPool {
+    fn out(&self, size: usize) -> usize {
+        (size + 2 * self.pad - self.k) / self.stride + 1
+    }
+
+    /// The input cells `lo..hi` of output index `o` along a side of `size` cells.
+    fn window(&self, o: usize, size: usize) -> (usize, usize) {
+        let start = o * self.stride;
+        let lo = start.saturating_sub(self.pad);
+        let hi = (start + self.k).saturating_sub(self.pad).min(size);
+        (lo, hi)
+    }
+
+    /// Index in the plane of the window's first maximum.
+    fn winner<T: Elem>(&self, plane: &[T], oh: usize, ow: usize) -> usize {
+        let (r0, r1) = self.window(oh, self.h);
+        let (c0, c1) = self.window(ow, self.w);
+        let (mut best, mut at) = (T::LOWEST, r0 * self.w + c0);
+        for r in r0..r1 {
+            for (c, &v) in plane[r * self.w..][c0..c1].iter().enumerate() {
+                if v > best || (v.f().is_nan() && !best.f().is_nan()) {
+                    best = v;
+                    at = r * self.w + c0 + c;
+                }
+            }
+        }
+        at
+    }
+
+    fn check(&self, layout: &Layout) -> candle_core::Result<()> {
+        match *layout.shape().dims() {
+            [_, _, h, w] if h == self.h && w == self.w => Ok(()),
+            _ => candle_core::bail!("max pool: input {:?} does not fit {self:?}", layout.shape()),
+        }
+    }
+}
+
+impl Kernel for MaxPool {
+    const NAME: &'static str = "max-pool";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        let x = inputs[0];
+        let (hw, ho, wo) = (self.h * self.w, self.out(self.h), self.out(self.w));
+        let mut y = vec![T::default(); x.len() / hw * ho * wo];
+        for_each_item(&mut y, ho * wo, |p, out| {
+            let plane = &x[p * hw..][..hw];
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    out[oh * wo + ow] = plane[self.winner(plane, oh, ow)];
+                }
+            }
+        });
+        Ok(y)
+    }
+}
+
+impl CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.check(layout)?;
+        let (n, c, _, _) = layout.shape().dims4()?;
+        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((n, c, self.out(self.h), self.out(self.w)))))
+    }
+
+    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(*self))?))
+    }
+}
+
+/// `(x, dy) -> dx`: each output gradient added to its window's winner.
+#[derive(Debug, Clone, Copy)]
+struct MaxPoolBackward(MaxPool);
+
+impl Kernel for MaxPoolBackward {
+    const NAME: &'static str = "max-pool-backward";
+    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
+        let [x, dy] = inputs else { candle_core::bail!("max pool backward: two inputs expected") };
+        let op = &self.0;
+        let (hw, ho, wo) = (op.h * op.w, op.out(op.h), op.out(op.w));
+        let mut dx = vec![T::default(); x.len()];
+        for_each_item(&mut dx, hw, |p, grad| {
+            let plane = &x[p * hw..][..hw];
+            let d = &dy[p * ho * wo..][..ho * wo];
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    grad[op.winner(plane, oh, ow)] += d[oh * wo + ow];
+                }
+            }
+        });
+        Ok(dx)
+    }
+}
+
+impl CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.0.check(l1)?;
+        let (n, c, _, _) = l1.shape().dims4()?;
+        if l2.shape().dims() != [n, c, self.0.out(self.0.h), self.0.out(self.0.w)] {
+            candle_core::bail!(
+                "max pool backward: gradient {:?} does not fit input {:?}",
+                l2.shape(),
+                l1.shape()
+            );
+        }
+        Ok((dispatch(self, &[(s1, l1), (s2, l2)])?, l1.shape().clone()))
+    }
+}
