@@ -55,11 +55,12 @@ step "cargo clippy --workspace --all-targets -- -D warnings" cargo clippy --work
 step "cargo test --workspace (all Rust tests but the WebDriver ones)" \
   cargo test --workspace -- --skip demo_grid_and_import_in_the_real_app \
   --skip label_train_review_and_restart_in_the_real_app
-# Run under Xvfb: each test starts one when $DISPLAY is unset.
+# Run under Xvfb: each test starts one when $DISPLAY is unset. `--workspace` keeps the feature set of the step
+# above, so nothing is compiled again (with `-p unisal-studio` cargo rebuilt a second copy of many crates).
 step "WebDriver: the real app under Xvfb: demo grid, create a project, import a folder" \
-  env -u DISPLAY cargo test -p unisal-studio --test webdriver -- --nocapture
+  env -u DISPLAY cargo test --workspace --test webdriver -- --nocapture
 step "WebDriver: label by click and key, undo, train on the CPU, review, results, export, restart" \
-  env -u DISPLAY cargo test -p unisal-studio --test webdriver_label -- --nocapture
+  env -u DISPLAY cargo test --workspace --test webdriver_label -- --nocapture
 
 summary
 exit "$FAILED"

@@ -6,7 +6,7 @@ mod gradcheck_support;
 
 use candle_core::{DType, Device, Tensor, Var};
 use gradcheck_support::{distinct_var, gradcheck, rand_vec, values, var};
-use unisal_train::nn::{global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear};
+use unisal_train::nn::{global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, ConvImpl, Linear};
 
 #[test]
 fn conv2d_stride1_with_bias() {
@@ -224,11 +224,14 @@ fn max_pool_works_in_f32() {
 
 #[test]
 fn pointwise_conv_as_matrix_product_matches_candle_conv2d() {
-    // 1x1 convolutions without padding run as a matrix product; check them against candle's conv2d forward.
+    // Off the CPU, 1x1 convolutions without padding run as a matrix product (`ConvImpl::Candle` takes that path on
+    // the CPU too); check them against candle's conv2d forward.
     for (size, stride, seed) in [(6, 1, 71), (7, 1, 72), (6, 2, 73), (7, 2, 74), (9, 3, 75)] {
         let x = var(&[2, 5, size, size], seed);
         let w = var(&[4, 5, 1, 1], seed + 1);
-        let ours = Conv2d::from_vars(w.clone(), None, stride, 0).forward(x.as_tensor()).unwrap();
+        let ours = Conv2d::from_vars(w.clone(), None, stride, 0)
+            .forward_with(x.as_tensor(), ConvImpl::Candle)
+            .unwrap();
         let candle = x.as_tensor().conv2d(w.as_tensor(), 0, stride, 1, 1).unwrap();
         assert_eq!(ours.dims(), candle.dims(), "size {size} stride {stride}");
         let worst = values(&ours).iter().zip(values(&candle)).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
@@ -237,5 +240,5 @@ fn pointwise_conv_as_matrix_product_matches_candle_conv2d() {
     let x = var(&[2, 3, 9, 9], 76);
     let w = var(&[2, 3, 1, 1], 77);
     let conv = Conv2d::from_vars(w.clone(), None, 3, 0);
-    gradcheck("conv1x1/3 on 9x9", &[&x, &w], || conv.forward(x.as_tensor()).unwrap());
+    gradcheck("conv1x1/3 on 9x9", &[&x, &w], || conv.forward_with(x.as_tensor(), ConvImpl::Candle).unwrap());
 }

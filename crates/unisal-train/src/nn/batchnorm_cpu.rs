@@ -14,9 +14,9 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Tensor};
+use candle_core::{DType, Layout, Shape, Tensor};
 
-use super::cpu_util::{dispatch, for_each_item, lane_sum, map_items, Elem, Kernel};
+use super::cpu_util::{cpu_op, for_each_item, lane_sum, map_items, Elem, Kernel};
 use super::elementwise_cpu::relu_mask;
 
 /// Per-channel batch statistics of one forward call.
@@ -130,8 +130,22 @@ fn lock(stats: &Mutex<BnStats>) -> candle_core::Result<std::sync::MutexGuard<'_,
     stats.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned statistics".into()))
 }
 
+/// `(x, gamma, beta)` checked against each other and `hw`: the channel count.
+fn check_params(inputs: &[&Layout], hw: usize, op: &str) -> candle_core::Result<usize> {
+    let [x, g, b] = inputs else { candle_core::bail!("{op}: three inputs expected") };
+    let (_, c, x_hw) = dims(x)?;
+    if x_hw != hw || g.shape().elem_count() != c || b.shape().elem_count() != c {
+        candle_core::bail!("{op}: input {:?} does not fit its parameters {:?}", x.shape(), g.shape());
+    }
+    Ok(c)
+}
+
 impl Kernel for BnTrain {
     const NAME: &'static str = "batch-norm-train";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        check_params(inputs, self.hw, Self::NAME)?;
+        Ok(inputs[0].shape().clone())
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, g, b] = inputs else { candle_core::bail!("batch norm: three inputs expected") };
         let (y, stats) = forward(x, g, b, g.len(), self.hw, self);
@@ -140,31 +154,7 @@ impl Kernel for BnTrain {
     }
 }
 
-impl CustomOp3 for BnTrain {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, c, hw) = dims(l1)?;
-        if hw != self.hw || l2.shape().elem_count() != c || l3.shape().elem_count() != c {
-            candle_core::bail!(
-                "batch norm: input {:?} does not fit its parameters {:?}",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        Ok((dispatch(self, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
-    }
-
+cpu_op!(CustomOp3 for BnTrain {
     fn bwd(
         &self,
         x: &Tensor,
@@ -183,42 +173,29 @@ impl CustomOp3 for BnTrain {
         let dbeta = packed.narrow(0, len + c, c)?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
-}
+});
 
 impl Kernel for BnBackward {
     const NAME: &'static str = "batch-norm-train-backward";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        let [dy, x, y] = inputs else { candle_core::bail!("batch norm backward: three inputs expected") };
+        let (_, c, hw) = dims(x)?;
+        if dy.shape() != x.shape() || y.shape() != x.shape() || self.gamma.len() != c || hw != self.hw {
+            candle_core::bail!(
+                "batch norm backward: gradient {:?} does not fit input {:?}",
+                dy.shape(),
+                x.shape()
+            );
+        }
+        Ok(Shape::from(x.shape().elem_count() + 2 * c))
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [dy, x, y] = inputs else { candle_core::bail!("batch norm backward: three inputs expected") };
         Ok(backward(dy, x, y, self.gamma.len(), self.hw, self))
     }
 }
 
-impl CustomOp3 for BnBackward {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, c, hw) = dims(l2)?;
-        if l1.shape() != l2.shape() || l3.shape() != l2.shape() || self.gamma.len() != c || hw != self.hw {
-            candle_core::bail!(
-                "batch norm backward: gradient {:?} does not fit input {:?}",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        let out = dispatch(self, &[(s1, l1), (s2, l2), (s3, l3)])?;
-        Ok((out, Shape::from(l2.shape().elem_count() + 2 * c)))
-    }
-}
+cpu_op!(CustomOp3 for BnBackward {});
 
 /// `(x [N, C, H, W], gamma [C], beta [C]) -> y` (or `max(0, y)` with `relu`), eval mode: normalised with the
 /// running statistics in one threaded pass. Its backward (not used by training, there for completeness) is
@@ -235,6 +212,16 @@ pub(crate) struct BnEval {
 
 impl Kernel for BnEval {
     const NAME: &'static str = "batch-norm-eval";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        let c = check_params(inputs, self.hw, Self::NAME)?;
+        if self.mean.len() != c || self.var.len() != c {
+            candle_core::bail!(
+                "batch norm: running statistics of {} channels for an input of {c}",
+                self.mean.len()
+            );
+        }
+        Ok(inputs[0].shape().clone())
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, g, b] = inputs else { candle_core::bail!("batch norm: three inputs expected") };
         let (c, hw) = (g.len(), self.hw);
@@ -253,32 +240,7 @@ impl Kernel for BnEval {
     }
 }
 
-impl CustomOp3 for BnEval {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, c, hw) = dims(l1)?;
-        let fits = hw == self.hw && self.mean.len() == c && self.var.len() == c;
-        if !fits || l2.shape().elem_count() != c || l3.shape().elem_count() != c {
-            candle_core::bail!(
-                "batch norm: input {:?} does not fit its parameters {:?}",
-                l1.shape(),
-                l2.shape()
-            );
-        }
-        Ok((dispatch(self, &[(s1, l1), (s2, l2), (s3, l3)])?, l1.shape().clone()))
-    }
-
+cpu_op!(CustomOp3 for BnEval {
     fn bwd(
         &self,
         x: &Tensor,
@@ -298,4 +260,4 @@ impl CustomOp3 for BnEval {
         let dbeta = dy.sum((0, 2, 3))?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
-}
+});

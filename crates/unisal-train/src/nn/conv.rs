@@ -18,7 +18,8 @@ const COLS_BYTES: usize = 256 << 20;
 /// Which implementation a convolution uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvImpl {
-    /// im2col + matrix product on the CPU in f32/f64, candle's `conv2d` elsewhere.
+    /// im2col + matrix product on the CPU in f32/f64 (1x1 kernels too: one threaded op instead of a dozen
+    /// single-threaded copies), candle's `conv2d` elsewhere.
     #[default]
     Auto,
     /// candle's `conv2d` (a 1x1 kernel without padding still goes through a matrix product).
@@ -75,8 +76,9 @@ impl Conv2d {
 
     /// `x: [N, in, H, W]` -> `[N, out, H', W']`.
     ///
-    /// A 1x1 convolution without padding is computed as a matrix product (after subsampling for stride > 1): its
-    /// backward is then two matrix products instead of candle's slow naive `conv_transpose2d`.
+    /// On the CPU every convolution is the im2col op. Elsewhere a 1x1 convolution without padding is computed as a
+    /// matrix product (after subsampling for stride > 1): its backward is then two matrix products instead of
+    /// candle's slow naive `conv_transpose2d`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_with(x, ConvImpl::Auto)
     }
@@ -86,7 +88,7 @@ impl Conv2d {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
         let cpu_float = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64);
         let im2col = match imp {
-            ConvImpl::Auto => cpu_float && !(k == 1 && self.padding == 0),
+            ConvImpl::Auto => cpu_float,
             ConvImpl::Candle => false,
             ConvImpl::Im2col => true,
         };

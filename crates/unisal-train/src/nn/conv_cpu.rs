@@ -13,9 +13,9 @@
 //! The matrix products are candle's (the gemm crate, on candle's thread count), each one large product over the
 //! whole batch. The backward is not itself differentiable.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Shape, Storage, Tensor};
+use candle_core::{Device, Layout, Shape, Storage, Tensor};
 
-use super::cpu_util::{dispatch, for_each_item, slice, Elem, Kernel};
+use super::cpu_util::{cpu_op, for_each_item, slice, Elem, Kernel};
 use super::im2col::{run_im2col, Col2im, Geometry, Im2col};
 
 /// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`; both inputs contiguous.
@@ -27,6 +27,22 @@ pub(crate) struct ConvCpu {
 
 impl Kernel for ConvCpu {
     const NAME: &'static str = "conv2d-im2col";
+
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        let g = self.g;
+        match inputs {
+            [x, w]
+                if x.shape().dims() == [g.n, g.c, g.h, g.w]
+                    && w.shape().dims() == [self.out, g.c, g.k, g.k] =>
+            {
+                Ok(Shape::from((g.n, self.out, g.ho(), g.wo())))
+            }
+            [x, w] => {
+                candle_core::bail!("conv2d: input {:?} / weight {:?} do not fit {g:?}", x.shape(), w.shape())
+            }
+            _ => candle_core::bail!("conv2d: two inputs expected"),
+        }
+    }
 
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let (g, x, w) = (self.g, inputs[0], inputs[1]);
@@ -45,26 +61,7 @@ impl Kernel for ConvCpu {
     }
 }
 
-impl CustomOp2 for ConvCpu {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.g;
-        if l1.shape().dims() != [g.n, g.c, g.h, g.w] || l2.shape().dims() != [self.out, g.c, g.k, g.k] {
-            candle_core::bail!("conv2d: input {:?} / weight {:?} do not fit {g:?}", l1.shape(), l2.shape());
-        }
-        let out = dispatch(self, &[(s1, l1), (s2, l2)])?;
-        Ok((out, Shape::from((g.n, self.out, g.ho(), g.wo()))))
-    }
-
+cpu_op!(CustomOp2 for ConvCpu {
     fn bwd(
         &self,
         x: &Tensor,
@@ -87,7 +84,7 @@ impl CustomOp2 for ConvCpu {
         let dx = dcols.apply_op1_no_bwd(&Col2im(g))?;
         Ok((Some(dx), Some(dw)))
     }
-}
+});
 
 /// `[a, b, inner] -> [b, a, inner]` (contiguous), runs of `inner` copied, split over threads by output row.
 fn swap_outer<T: Elem>(x: &[T], a: usize, b: usize, inner: usize) -> Vec<T> {
@@ -110,26 +107,16 @@ struct SwapOuter {
 
 impl Kernel for SwapOuter {
     const NAME: &'static str = "swap-outer";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        let (a, b, inner) = (self.a, self.b, self.inner);
+        match inputs {
+            [x] if x.shape().elem_count() == a * b * inner => Ok(Shape::from((b, a, inner))),
+            _ => candle_core::bail!("swap-outer: input is not {a}x{b}x{inner}"),
+        }
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         Ok(swap_outer(inputs[0], self.a, self.b, self.inner))
     }
 }
 
-impl CustomOp1 for SwapOuter {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        if layout.shape().elem_count() != self.a * self.b * self.inner {
-            candle_core::bail!(
-                "swap-outer: input {:?} is not {}x{}x{}",
-                layout.shape(),
-                self.a,
-                self.b,
-                self.inner
-            );
-        }
-        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((self.b, self.a, self.inner))))
-    }
-}
+cpu_op!(CustomOp1 for SwapOuter {});

@@ -6,7 +6,7 @@
 //! to pay for starting them.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, DType, Device, Layout, Tensor};
+use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
 /// Below this many elements a kernel runs on the calling thread: a thread costs more than it saves.
 const MIN_PARALLEL: usize = 1 << 15;
@@ -45,8 +45,80 @@ impl Elem for f64 {
 pub(crate) trait Kernel {
     /// The op's name, for errors.
     const NAME: &'static str;
+    /// Check the inputs' layouts (in the op's argument order) and return the output's shape.
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape>;
     /// Compute the output from the inputs (in the op's argument order).
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>>;
+}
+
+/// Implements candle's `CustomOp1`, `CustomOp2` or `CustomOp3` for a [`Kernel`]: its name, and a CPU forward that
+/// checks the layouts ([`Kernel::shape`]) and runs the kernel ([`dispatch`]). The braces hold the op's `bwd`, if
+/// it has one.
+macro_rules! cpu_op {
+    (CustomOp1 for $ty:ty { $($bwd:tt)* }) => {
+        impl candle_core::CustomOp1 for $ty {
+            fn name(&self) -> &'static str {
+                <$ty as $crate::nn::cpu_util::Kernel>::NAME
+            }
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                let shape = $crate::nn::cpu_util::Kernel::shape(self, &[l1])?;
+                Ok(($crate::nn::cpu_util::dispatch(self, &[(s1, l1)])?, shape))
+            }
+            $($bwd)*
+        }
+    };
+    (CustomOp2 for $ty:ty { $($bwd:tt)* }) => {
+        impl candle_core::CustomOp2 for $ty {
+            fn name(&self) -> &'static str {
+                <$ty as $crate::nn::cpu_util::Kernel>::NAME
+            }
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                let shape = $crate::nn::cpu_util::Kernel::shape(self, &[l1, l2])?;
+                Ok(($crate::nn::cpu_util::dispatch(self, &[(s1, l1), (s2, l2)])?, shape))
+            }
+            $($bwd)*
+        }
+    };
+    (CustomOp3 for $ty:ty { $($bwd:tt)* }) => {
+        impl candle_core::CustomOp3 for $ty {
+            fn name(&self) -> &'static str {
+                <$ty as $crate::nn::cpu_util::Kernel>::NAME
+            }
+            #[allow(clippy::too_many_arguments)]
+            fn cpu_fwd(
+                &self,
+                s1: &candle_core::CpuStorage,
+                l1: &candle_core::Layout,
+                s2: &candle_core::CpuStorage,
+                l2: &candle_core::Layout,
+                s3: &candle_core::CpuStorage,
+                l3: &candle_core::Layout,
+            ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+                let shape = $crate::nn::cpu_util::Kernel::shape(self, &[l1, l2, l3])?;
+                Ok(($crate::nn::cpu_util::dispatch(self, &[(s1, l1), (s2, l2), (s3, l3)])?, shape))
+            }
+            $($bwd)*
+        }
+    };
+}
+pub(crate) use cpu_op;
+
+/// `[N, C, H, W]` of a layout, or an error naming the op.
+pub(crate) fn dims4(layout: &Layout, op: &str) -> candle_core::Result<(usize, usize, usize, usize)> {
+    match *layout.shape().dims() {
+        [n, c, h, w] => Ok((n, c, h, w)),
+        _ => candle_core::bail!("{op}: expected an [N, C, H, W] input, got {:?}", layout.shape()),
+    }
 }
 
 /// The contiguous part of `data` that `layout` covers.

@@ -9,9 +9,9 @@
 //! one contiguous copy. Both ops run on the CPU only (f32 and f64), split over candle's thread count
 //! (`cpu_util.rs`).
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape};
+use candle_core::{Layout, Shape};
 
-use super::cpu_util::{dispatch, for_each_item, Elem, Kernel};
+use super::cpu_util::{cpu_op, for_each_item, Elem, Kernel};
 
 /// Geometry of a square-kernel convolution over `[N, C, H, W]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,45 +68,35 @@ pub(crate) struct Col2im(pub Geometry);
 
 impl Kernel for Im2col {
     const NAME: &'static str = "im2col";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        let g = self.0;
+        match inputs {
+            [x] if x.shape().dims() == [g.n, g.c, g.h, g.w] => Ok(Shape::from((g.ckk(), g.npix()))),
+            _ => candle_core::bail!("im2col: input does not fit {g:?}"),
+        }
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         Ok(run_im2col(&self.0, inputs[0]))
     }
 }
 
+cpu_op!(CustomOp1 for Im2col {});
+
 impl Kernel for Col2im {
     const NAME: &'static str = "col2im";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        let g = self.0;
+        match inputs {
+            [x] if x.shape().dims() == [g.ckk(), g.npix()] => Ok(Shape::from((g.n, g.c, g.h, g.w))),
+            _ => candle_core::bail!("col2im: input does not fit {g:?}"),
+        }
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         Ok(run_col2im(&self.0, inputs[0]))
     }
 }
 
-impl CustomOp1 for Im2col {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        if layout.shape().dims() != [g.n, g.c, g.h, g.w] {
-            candle_core::bail!("im2col: input {:?}, expected {:?}", layout.shape(), [g.n, g.c, g.h, g.w]);
-        }
-        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((g.ckk(), g.npix()))))
-    }
-}
-
-impl CustomOp1 for Col2im {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let g = self.0;
-        if layout.shape().dims() != [g.ckk(), g.npix()] {
-            candle_core::bail!("col2im: input {:?} does not fit {g:?}", layout.shape());
-        }
-        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((g.n, g.c, g.h, g.w))))
-    }
-}
+cpu_op!(CustomOp1 for Col2im {});
 
 /// `(ki, kj, first ow, end ow)` of patch row `r % (k * k)`, with the channel `r / (k * k)`.
 fn row_parts(g: &Geometry, r: usize) -> (usize, usize, usize, usize, usize) {

@@ -6,9 +6,9 @@
 //! nodes in the autograd graph over the largest activation of a ResNet. Here the forward is one pass over each
 //! window and the backward recomputes each window's winner from the input and adds the output gradient to it.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{Layout, Shape, Tensor};
 
-use super::cpu_util::{dispatch, for_each_item, Elem, Kernel};
+use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 
 /// `x [N, C, H, W] -> [N, C, Ho, Wo]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,17 +48,21 @@ impl MaxPool {
         }
         at
     }
-
-    fn check(&self, layout: &Layout) -> candle_core::Result<()> {
-        match *layout.shape().dims() {
-            [_, _, h, w] if h == self.h && w == self.w => Ok(()),
-            _ => candle_core::bail!("max pool: input {:?} does not fit {self:?}", layout.shape()),
-        }
-    }
 }
 
 impl Kernel for MaxPool {
     const NAME: &'static str = "max-pool";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        match inputs {
+            [x] => match dims4(x, Self::NAME)? {
+                (n, c, h, w) if h == self.h && w == self.w => {
+                    Ok(Shape::from((n, c, self.out(h), self.out(w))))
+                }
+                _ => candle_core::bail!("max pool: input {:?} does not fit {self:?}", x.shape()),
+            },
+            _ => candle_core::bail!("max pool: one input expected"),
+        }
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let x = inputs[0];
         let (hw, ho, wo) = (self.h * self.w, self.out(self.h), self.out(self.w));
@@ -75,21 +79,11 @@ impl Kernel for MaxPool {
     }
 }
 
-impl CustomOp1 for MaxPool {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.check(layout)?;
-        let (n, c, _, _) = layout.shape().dims4()?;
-        Ok((dispatch(self, &[(storage, layout)])?, Shape::from((n, c, self.out(self.h), self.out(self.w)))))
-    }
-
+cpu_op!(CustomOp1 for MaxPool {
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(*self))?))
     }
-}
+});
 
 /// `(x, dy) -> dx`: each output gradient added to its window's winner.
 #[derive(Debug, Clone, Copy)]
@@ -97,6 +91,17 @@ struct MaxPoolBackward(MaxPool);
 
 impl Kernel for MaxPoolBackward {
     const NAME: &'static str = "max-pool-backward";
+    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
+        let [x, dy] = inputs else { candle_core::bail!("max pool backward: two inputs expected") };
+        if self.0.shape(&[x])?.dims() != dy.shape().dims() {
+            candle_core::bail!(
+                "max pool backward: gradient {:?} does not fit input {:?}",
+                dy.shape(),
+                x.shape()
+            );
+        }
+        Ok(x.shape().clone())
+    }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, dy] = inputs else { candle_core::bail!("max pool backward: two inputs expected") };
         let op = &self.0;
@@ -115,27 +120,4 @@ impl Kernel for MaxPoolBackward {
     }
 }
 
-impl CustomOp2 for MaxPoolBackward {
-    fn name(&self) -> &'static str {
-        Self::NAME
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        self.0.check(l1)?;
-        let (n, c, _, _) = l1.shape().dims4()?;
-        if l2.shape().dims() != [n, c, self.0.out(self.0.h), self.0.out(self.0.w)] {
-            candle_core::bail!(
-                "max pool backward: gradient {:?} does not fit input {:?}",
-                l2.shape(),
-                l1.shape()
-            );
-        }
-        Ok((dispatch(self, &[(s1, l1), (s2, l2)])?, l1.shape().clone()))
-    }
-}
+cpu_op!(CustomOp2 for MaxPoolBackward {});
