@@ -19,7 +19,7 @@ mod batchnorm;
 mod batchnorm_cpu;
 mod conv;
 mod conv_cpu;
-mod cpu_util;
+pub(crate) mod cpu_util;
 mod elementwise_cpu;
 mod im2col;
 mod init;
