@@ -6,6 +6,7 @@
 //! - `models`: the small CNN, ResNet-18 and ResNet-50 (torchvision layout) with classifier and projector.
 //! - `weights`: loading pretrained torchvision/timm `.safetensors` into a `models::Network`.
 //! - `bench`: the training/inference throughput benchmark behind `unisal bench`.
+//! - `memory`: the allocator's settings for training (keeps step-sized buffers on the heap).
 
 pub mod augment;
 pub mod bench;
@@ -13,6 +14,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod loss;
+pub mod memory;
 pub mod metrics;
 pub mod models;
 pub mod nn;

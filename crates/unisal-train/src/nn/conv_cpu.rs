@@ -1,5 +1,5 @@
 //! A CPU convolution as one candle custom op: im2col + one matrix product forward, and a backward of one
-//! transposing copy of `dY` (threaded), two matrix products and a col2im.
+//! transposing copy of `dY`, two matrix products and a col2im, all threaded.
 //!
 //! Composed from candle ops (im2col op, matmul, reshape, permute, copy), the same convolution leaves five nodes in
 //! the autograd graph, and candle 0.11.1's backward allocates a zeroed gradient and adds into it at every edge:
@@ -10,13 +10,15 @@
 //! - backward: `dY = dy` as `[O, N * P]` (one copy), `dW = dY · cols^T`, `dx = col2im(W^T · dY)`; `cols` is
 //!   recomputed from `x` rather than kept alive between forward and backward.
 //!
-//! The matrix products are candle's (the gemm crate, on candle's thread count), each one large product over the
-//! whole batch. The backward is not itself differentiable.
+//! The matrix products call the gemm crate directly on strided views (`gemm_cpu.rs`; `cols^T` and `W^T` are never
+//! copied), each one large product over the whole batch, and the patch matrix, its gradient and the products live
+//! in the thread's scratch buffers. The backward is not itself differentiable.
 
-use candle_core::{Device, Layout, Shape, Storage, Tensor};
+use candle_core::{Layout, Shape, Tensor};
 
-use super::cpu_util::{cpu_op, for_each_item, slice, Elem, Kernel};
-use super::im2col::{run_im2col, Col2im, Geometry, Im2col};
+use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
+use super::gemm_cpu::{matmul, with_scratch, MatRef};
+use super::im2col::{run_col2im, run_im2col, Geometry};
 
 /// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`; both inputs contiguous.
 #[derive(Debug, Clone, Copy)]
@@ -25,39 +27,73 @@ pub(crate) struct ConvCpu {
     pub out: usize,
 }
 
+impl ConvCpu {
+    fn check(&self, x: &Layout, w: &Layout) -> candle_core::Result<()> {
+        let g = self.g;
+        if dims4(x, "conv2d")? != (g.n, g.c, g.h, g.w) || w.shape().dims() != [self.out, g.c, g.k, g.k] {
+            candle_core::bail!("conv2d: input {:?} / weight {:?} do not fit {g:?}", x.shape(), w.shape());
+        }
+        Ok(())
+    }
+
+    fn forward<T: Elem>(&self, x: &[T], w: &[T]) -> Vec<T> {
+        let g = self.g;
+        let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
+        with_scratch(ckk * npix, |cols: &mut [T]| {
+            run_im2col(&g, x, cols);
+            with_scratch(o * npix, |prod: &mut [T]| {
+                matmul(prod, MatRef::row_major(w, o, ckk), MatRef::row_major(cols, ckk, npix));
+                // prod[o][n][p] -> y[n][o][p].
+                let mut y = vec![T::zero(); g.n * o * p];
+                swap_outer(prod, &mut y, o, g.n, p);
+                y
+            })
+        })
+    }
+
+    /// `(x, w, dy)` -> `[dx | dW]`, flat.
+    fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T]) -> Vec<T> {
+        let g = self.g;
+        let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
+        with_scratch(o * npix, |dy_t: &mut [T]| {
+            // dy [N, O, P] -> [O, N, P] = [O, N * P].
+            swap_outer(dy, dy_t, g.n, o, p);
+            let dy_t = MatRef::row_major(&*dy_t, o, npix);
+            let mut dw = vec![T::zero(); o * ckk];
+            with_scratch(ckk * npix, |cols: &mut [T]| {
+                run_im2col(&g, x, cols);
+                matmul(&mut dw, dy_t, MatRef::row_major(&*cols, ckk, npix).t());
+                // The same scratch now takes dcols = W^T · dY (cols is no longer needed).
+                matmul(cols, MatRef::row_major(w, o, ckk).t(), dy_t);
+                let mut out = run_col2im(&g, cols);
+                out.extend_from_slice(&dw);
+                out
+            })
+        })
+    }
+}
+
+/// `[a, b, inner]` -> `dst: [b, a, inner]`, runs of `inner` copied, split over threads by output row.
+fn swap_outer<T: Elem>(x: &[T], dst: &mut [T], a: usize, b: usize, inner: usize) {
+    for_each_item(&mut dst[..a * b * inner], a * inner, |bi, out| {
+        for (ai, run) in out.chunks_mut(inner).enumerate() {
+            run.copy_from_slice(&x[(ai * b + bi) * inner..][..inner]);
+        }
+    });
+}
+
 impl Kernel for ConvCpu {
     const NAME: &'static str = "conv2d-im2col";
 
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        let g = self.g;
-        match inputs {
-            [x, w]
-                if x.shape().dims() == [g.n, g.c, g.h, g.w]
-                    && w.shape().dims() == [self.out, g.c, g.k, g.k] =>
-            {
-                Ok(Shape::from((g.n, self.out, g.ho(), g.wo())))
-            }
-            [x, w] => {
-                candle_core::bail!("conv2d: input {:?} / weight {:?} do not fit {g:?}", x.shape(), w.shape())
-            }
-            _ => candle_core::bail!("conv2d: two inputs expected"),
-        }
+        let [x, w] = inputs else { candle_core::bail!("conv2d: two inputs expected") };
+        self.check(x, w)?;
+        Ok(Shape::from((self.g.n, self.out, self.g.ho(), self.g.wo())))
     }
 
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        let (g, x, w) = (self.g, inputs[0], inputs[1]);
-        let (p, o, npix) = (g.ho() * g.wo(), self.out, g.npix());
-        let cols = Tensor::from_vec(run_im2col(&g, x), (g.ckk(), npix), &Device::Cpu)?;
-        let wt = Tensor::from_slice(w, (o, g.ckk()), &Device::Cpu)?;
-        let prod = wt.matmul(&cols)?;
-        drop(cols);
-        let (storage, layout) = prod.storage_and_layout();
-        let prod = match &*storage {
-            Storage::Cpu(s) => slice(s.as_slice::<T>()?, layout, "conv2d product")?,
-            _ => candle_core::bail!("conv2d: product off the CPU"),
-        };
-        // prod[o][n][p] -> y[n][o][p].
-        Ok(swap_outer(prod, o, g.n, p))
+        let [x, w] = inputs else { candle_core::bail!("conv2d: two inputs expected") };
+        Ok(self.forward(x, w))
     }
 }
 
@@ -69,54 +105,36 @@ cpu_op!(CustomOp2 for ConvCpu {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = self.g;
-        let (p, o) = (g.ho() * g.wo(), self.out);
-        let (x, w) = (x.detach(), w.detach());
-        // dy [N, O, P] -> [O, N, P] = [O, N * P].
-        let dy = grad
-            .contiguous()?
-            .apply_op1_no_bwd(&SwapOuter { a: g.n, b: o, inner: p })?
-            .reshape((o, g.npix()))?;
-        let cols = x.contiguous()?.apply_op1_no_bwd(&Im2col(g))?;
-        let dw = dy.matmul(&cols.t()?)?.reshape(w.shape())?;
-        drop(cols);
-        let dcols = w.reshape((o, g.ckk()))?.t()?.matmul(&dy)?;
-        let dx = dcols.apply_op1_no_bwd(&Col2im(g))?;
+        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
+        let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &ConvBackward(*self))?;
+        let len = x.elem_count();
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let dw = packed.narrow(0, len, w.elem_count())?.reshape(w.shape())?;
         Ok((Some(dx), Some(dw)))
     }
 });
 
-/// `[a, b, inner] -> [b, a, inner]` (contiguous), runs of `inner` copied, split over threads by output row.
-fn swap_outer<T: Elem>(x: &[T], a: usize, b: usize, inner: usize) -> Vec<T> {
-    let mut y = vec![T::default(); a * b * inner];
-    for_each_item(&mut y, a * inner, |bi, dst| {
-        for (ai, run) in dst.chunks_mut(inner).enumerate() {
-            run.copy_from_slice(&x[(ai * b + bi) * inner..][..inner]);
-        }
-    });
-    y
-}
-
-/// [`swap_outer`] as an op without backward: `[a, b, inner] -> [b, a, inner]`.
+/// `(x, w, dy) -> [dx | dW]` (flat), without backward.
 #[derive(Debug, Clone, Copy)]
-struct SwapOuter {
-    a: usize,
-    b: usize,
-    inner: usize,
-}
+struct ConvBackward(ConvCpu);
 
-impl Kernel for SwapOuter {
-    const NAME: &'static str = "swap-outer";
+impl Kernel for ConvBackward {
+    const NAME: &'static str = "conv2d-im2col-backward";
+
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        let (a, b, inner) = (self.a, self.b, self.inner);
-        match inputs {
-            [x] if x.shape().elem_count() == a * b * inner => Ok(Shape::from((b, a, inner))),
-            _ => candle_core::bail!("swap-outer: input is not {a}x{b}x{inner}"),
+        let [x, w, dy] = inputs else { candle_core::bail!("conv2d backward: three inputs expected") };
+        self.0.check(x, w)?;
+        let (g, o) = (self.0.g, self.0.out);
+        if dy.shape().dims() != [g.n, o, g.ho(), g.wo()] {
+            candle_core::bail!("conv2d backward: gradient {:?} does not fit {g:?}", dy.shape());
         }
+        Ok(Shape::from(x.shape().elem_count() + w.shape().elem_count()))
     }
+
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        Ok(swap_outer(inputs[0], self.a, self.b, self.inner))
+        let [x, w, dy] = inputs else { candle_core::bail!("conv2d backward: three inputs expected") };
+        Ok(self.0.backward(x, w, dy))
     }
 }
 
-cpu_op!(CustomOp1 for SwapOuter {});
+cpu_op!(CustomOp3 for ConvBackward {});

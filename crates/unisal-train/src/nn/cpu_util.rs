@@ -5,6 +5,9 @@
 //! allowed (`RAYON_NUM_THREADS`, read through `candle_core::utils::get_num_threads`) once the work is large enough
 //! to pay for starting them.
 
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
@@ -13,6 +16,8 @@ const MIN_PARALLEL: usize = 1 << 15;
 
 /// The element types of the CPU ops; arithmetic that needs range or accuracy goes through f64.
 pub(crate) trait Elem: candle_core::WithDType + Default {
+    /// This thread's free scratch buffers of the type (`gemm_cpu::with_scratch`).
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
     /// The lowest finite value (padding that never wins a maximum).
     const LOWEST: Self;
     /// As f64.
@@ -21,8 +26,16 @@ pub(crate) trait Elem: candle_core::WithDType + Default {
     fn of(v: f64) -> Self;
 }
 
+thread_local! {
+    static F32_POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static F64_POOL: RefCell<Vec<Vec<f64>>> = const { RefCell::new(Vec::new()) };
+}
+
 impl Elem for f32 {
     const LOWEST: Self = f32::MIN;
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
+        &F32_POOL
+    }
     fn f(self) -> f64 {
         f64::from(self)
     }
@@ -33,6 +46,9 @@ impl Elem for f32 {
 
 impl Elem for f64 {
     const LOWEST: Self = f64::MIN;
+    fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
+        &F64_POOL
+    }
     fn f(self) -> f64 {
         self
     }

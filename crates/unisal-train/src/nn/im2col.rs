@@ -1,17 +1,14 @@
-//! CPU im2col / col2im (adjoint linear maps) in the channel-major layout of the whole batch, as candle custom ops
-//! without autograd (they are used inside the convolution op of `conv_cpu.rs`, which has its own backward).
+//! CPU im2col / col2im (adjoint linear maps) in the channel-major layout of the whole batch: the work of the
+//! convolution op of `conv_cpu.rs`.
 //!
-//! [`Im2col`] turns `x: [N, C, H, W]` into the patch matrix `cols: [C * k * k, N * Ho * Wo]`: row `(c, ki, kj)`
+//! [`run_im2col`] turns `x: [N, C, H, W]` into the patch matrix `cols: [C * k * k, N * Ho * Wo]`: row `(c, ki, kj)`
 //! (the order of a weight `[O, C, k, k]` flattened to `[O, C * k * k]`) holds, for every sample and output
 //! position `(oh, ow)`, the input pixel `(oh * s - p + ki, ow * s - p + kj)` of channel `c`, or 0 in the padding.
 //! A convolution is then one matrix product `W · cols: [O, N * Ho * Wo]`, and its backward two more
-//! (`dW = dY · cols^T`, `dcols = W^T · dY`) and a [`Col2im`]. With stride 1, each output row `oh` of a sample is
-//! one contiguous copy. Both ops run on the CPU only (f32 and f64), split over candle's thread count
-//! (`cpu_util.rs`).
+//! (`dW = dY · cols^T`, `dcols = W^T · dY`) and a [`run_col2im`]. With stride 1, each output row `oh` of a sample
+//! is one contiguous copy. Both run on the CPU (f32 and f64), split over candle's thread count (`cpu_util.rs`).
 
-use candle_core::{Layout, Shape};
-
-use super::cpu_util::{cpu_op, for_each_item, Elem, Kernel};
+use super::cpu_util::{for_each_item, Elem};
 
 /// Geometry of a square-kernel convolution over `[N, C, H, W]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,46 +55,6 @@ impl Geometry {
     }
 }
 
-/// `[N, C, H, W]` -> `[C * k * k, N * Ho * Wo]`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Im2col(pub Geometry);
-
-/// `[C * k * k, N * Ho * Wo]` -> `[N, C, H, W]`, summing the entries that map to the same pixel.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Col2im(pub Geometry);
-
-impl Kernel for Im2col {
-    const NAME: &'static str = "im2col";
-    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        let g = self.0;
-        match inputs {
-            [x] if x.shape().dims() == [g.n, g.c, g.h, g.w] => Ok(Shape::from((g.ckk(), g.npix()))),
-            _ => candle_core::bail!("im2col: input does not fit {g:?}"),
-        }
-    }
-    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        Ok(run_im2col(&self.0, inputs[0]))
-    }
-}
-
-cpu_op!(CustomOp1 for Im2col {});
-
-impl Kernel for Col2im {
-    const NAME: &'static str = "col2im";
-    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        let g = self.0;
-        match inputs {
-            [x] if x.shape().dims() == [g.ckk(), g.npix()] => Ok(Shape::from((g.n, g.c, g.h, g.w))),
-            _ => candle_core::bail!("col2im: input does not fit {g:?}"),
-        }
-    }
-    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        Ok(run_col2im(&self.0, inputs[0]))
-    }
-}
-
-cpu_op!(CustomOp1 for Col2im {});
-
 /// `(ki, kj, first ow, end ow)` of patch row `r % (k * k)`, with the channel `r / (k * k)`.
 fn row_parts(g: &Geometry, r: usize) -> (usize, usize, usize, usize, usize) {
     let (c, kk) = (r / (g.k * g.k), r % (g.k * g.k));
@@ -111,35 +68,37 @@ fn input_row(g: &Geometry, oh: usize, ki: usize) -> Option<usize> {
     (oh * g.stride + ki).checked_sub(g.pad).filter(|&ih| ih < g.h)
 }
 
-pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T]) -> Vec<T> {
+/// `x: [N, C, H, W]` -> `out: [C * k * k, N * Ho * Wo]` (every element written, the padding as 0).
+pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
     let (ho, wo, s) = (g.ho(), g.wo(), g.stride);
     let npix = g.npix();
-    let mut out = vec![T::default(); g.ckk() * npix];
-    for_each_item(&mut out, npix, |r, row| {
+    for_each_item(&mut out[..g.ckk() * npix], npix, |r, row| {
         let (c, ki, kj, lo, hi) = row_parts(g, r);
-        if lo >= hi {
-            return;
-        }
         for n in 0..g.n {
             let plane = &x[(n * g.c + c) * g.h * g.w..][..g.h * g.w];
             for oh in 0..ho {
-                let Some(ih) = input_row(g, oh, ki) else { continue };
-                let dst = &mut row[(n * ho + oh) * wo..][lo..hi];
+                let dst = &mut row[(n * ho + oh) * wo..][..wo];
+                let Some(ih) = input_row(g, oh, ki).filter(|_| lo < hi) else {
+                    dst.fill(T::zero());
+                    continue;
+                };
+                dst[..lo].fill(T::zero());
+                dst[hi..].fill(T::zero());
                 let src0 = ih * g.w + lo * s + kj - g.pad;
                 if s == 1 {
-                    dst.copy_from_slice(&plane[src0..src0 + (hi - lo)]);
+                    dst[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
                 } else {
-                    for (j, d) in dst.iter_mut().enumerate() {
+                    for (j, d) in dst[lo..hi].iter_mut().enumerate() {
                         *d = plane[src0 + j * s];
                     }
                 }
             }
         }
     });
-    out
 }
 
-fn run_col2im<T: Elem>(g: &Geometry, cols: &[T]) -> Vec<T> {
+/// `cols: [C * k * k, N * Ho * Wo]` -> `[N, C, H, W]`, summing the entries that map to the same pixel.
+pub(super) fn run_col2im<T: Elem>(g: &Geometry, cols: &[T]) -> Vec<T> {
     let (ho, wo, s) = (g.ho(), g.wo(), g.stride);
     let (npix, image) = (g.npix(), g.c * g.h * g.w);
     let mut out = vec![T::default(); g.n * image];

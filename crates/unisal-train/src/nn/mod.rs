@@ -21,6 +21,7 @@ mod conv;
 mod conv_cpu;
 pub(crate) mod cpu_util;
 mod elementwise_cpu;
+mod gemm_cpu;
 mod im2col;
 mod init;
 mod linear;

@@ -119,7 +119,9 @@ impl DualTrainer {
             images,
             workers: worker_count(cfg.workers),
         };
-        let result = run_round(&inputs, progress, cancel).map_err(|e| out_of_memory(e, &dev_name))?;
+        let result = run_round(&inputs, progress, cancel).map_err(|e| out_of_memory(e, &dev_name));
+        crate::memory::release_memory();
+        let result = result?;
         let mut effective = cfg.clone();
         effective.device = device_choice(&device);
         let outcome = TrainOutcome {

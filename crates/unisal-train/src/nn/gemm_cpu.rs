@@ -1,0 +1,149 @@
+//! Matrix products on the CPU straight through the gemm crate (the one candle uses), on strided views, and the
+//! reusable scratch buffers of the convolution.
+//!
+//! Calling gemm directly lets the convolution multiply by a transposed matrix without copying it, and keep its
+//! largest temporaries (the patch matrix, its gradient, the product) in buffers that live as long as the
+//! training thread instead of being mapped, faulted in and zeroed again at every call.
+
+use super::cpu_util::Elem;
+
+/// A read-only strided matrix view: element `(i, j)` is `data[i * row_stride + j * col_stride]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major `rows x cols` matrix.
+    pub fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// The transpose (the same memory).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst = a · b`, `dst` row-major `a.rows x b.cols`, on candle's thread count.
+///
+/// Panics if the shapes do not chain or a view reaches outside its slice (a bug in the caller).
+pub(crate) fn matmul<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(b.rows == k && dst.len() >= m * n, "matmul: {m}x{k} by {}x{n} into {}", b.rows, dst.len());
+    assert!(a.in_bounds() && b.in_bounds(), "matmul: a view reaches outside its data");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        dst[..m * n].fill(T::zero());
+        return;
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    let s = |v: usize| v as isize;
+    // SAFETY: the asserts above keep every index gemm forms (row * row stride + column * column stride, within
+    // the given sizes) inside `dst`, `a.data` and `b.data`; `dst` is exclusively borrowed and does not overlap
+    // the inputs. With `read_dst` false gemm writes `dst = 1 * a · b` without reading it.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            s(n),
+            false,
+            a.data.as_ptr(),
+            s(a.col_stride),
+            s(a.row_stride),
+            b.data.as_ptr(),
+            s(b.col_stride),
+            s(b.row_stride),
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Run `f` with a buffer of `len` elements of unspecified (but initialised) content, taken from this thread's pool
+/// and given back afterwards, so that its pages stay mapped from one call to the next.
+pub(crate) fn with_scratch<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let mut buf = T::pool().with(|p| {
+        let mut pool = p.borrow_mut();
+        // The largest free buffer: the sizes repeat from one step to the next.
+        let best = (0..pool.len()).max_by_key(|&i| pool[i].len());
+        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+    });
+    if buf.len() < len {
+        buf.resize(len, T::zero());
+    }
+    let out = f(&mut buf[..len]);
+    T::pool().with(|p| p.borrow_mut().push(buf));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_with_transposed_views_match_a_naive_loop() {
+        let (m, k, n) = (5, 7, 3);
+        let a: Vec<f64> = (0..m * k).map(|i| (i as f64 * 0.37).sin()).collect();
+        let b: Vec<f64> = (0..n * k).map(|i| (i as f64 * 0.11).cos()).collect();
+        // b holds B^T (n x k) row-major; multiply a (m x k) by its transpose view (k x n).
+        let mut dst = vec![0.0; m * n];
+        matmul(&mut dst, MatRef::row_major(&a, m, k), MatRef::row_major(&b, n, k).t());
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum();
+                assert!((dst[i * n + j] - want).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "outside")]
+    fn a_view_outside_its_data_is_refused() {
+        let a = vec![0.0f32; 6];
+        let mut dst = vec![0.0f32; 6];
+        let bad = MatRef { data: &a, rows: 2, cols: 3, row_stride: 4, col_stride: 1 };
+        matmul(&mut dst, MatRef::row_major(&a, 2, 2), bad.t().t());
+    }
+
+    #[test]
+    fn scratch_buffers_are_reused_on_a_thread() {
+        let first = with_scratch::<f32, _>(1000, |b| b.as_ptr() as usize);
+        let again = with_scratch::<f32, _>(800, |b| {
+            assert_eq!(b.len(), 800);
+            b.as_ptr() as usize
+        });
+        assert_eq!(first, again);
+        // Nested use gets a second buffer.
+        with_scratch::<f32, _>(10, |outer| {
+            with_scratch::<f32, _>(10, |inner| assert_ne!(outer.as_ptr(), inner.as_ptr()));
+        });
+    }
+}
