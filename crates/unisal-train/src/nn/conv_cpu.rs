@@ -59,16 +59,17 @@ impl ConvCpu {
             // dy [N, O, P] -> [O, N, P] = [O, N * P].
             swap_outer(dy, dy_t, g.n, o, p);
             let dy_t = MatRef::row_major(&*dy_t, o, npix);
-            let mut dw = vec![T::zero(); o * ckk];
+            let x_len = g.n * g.c * g.h * g.w;
+            let mut out = vec![T::zero(); x_len + o * ckk];
+            let (dx, dw) = out.split_at_mut(x_len);
             with_scratch(ckk * npix, |cols: &mut [T]| {
                 run_im2col(&g, x, cols);
-                matmul(&mut dw, dy_t, MatRef::row_major(&*cols, ckk, npix).t());
+                matmul(dw, dy_t, MatRef::row_major(&*cols, ckk, npix).t());
                 // The same scratch now takes dcols = W^T · dY (cols is no longer needed).
                 matmul(cols, MatRef::row_major(w, o, ckk).t(), dy_t);
-                let mut out = run_col2im(&g, cols);
-                out.extend_from_slice(&dw);
-                out
-            })
+                run_col2im(&g, cols, dx);
+            });
+            out
         })
     }
 }

@@ -97,12 +97,12 @@ pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
     });
 }
 
-/// `cols: [C * k * k, N * Ho * Wo]` -> `[N, C, H, W]`, summing the entries that map to the same pixel.
-pub(super) fn run_col2im<T: Elem>(g: &Geometry, cols: &[T]) -> Vec<T> {
+/// `cols: [C * k * k, N * Ho * Wo]` -> `out: [N, C, H, W]` (zeroed by the caller), summing the entries that map
+/// to the same pixel.
+pub(super) fn run_col2im<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
     let (ho, wo, s) = (g.ho(), g.wo(), g.stride);
     let (npix, image) = (g.npix(), g.c * g.h * g.w);
-    let mut out = vec![T::default(); g.n * image];
-    for_each_item(&mut out, image, |n, img| {
+    for_each_item(&mut out[..g.n * image], image, |n, img| {
         for (r, row) in cols.chunks(npix).enumerate() {
             let (c, ki, kj, lo, hi) = row_parts(g, r);
             if lo >= hi {
@@ -113,11 +113,16 @@ pub(super) fn run_col2im<T: Elem>(g: &Geometry, cols: &[T]) -> Vec<T> {
                 let Some(ih) = input_row(g, oh, ki) else { continue };
                 let src = &row[(n * ho + oh) * wo..][lo..hi];
                 let dst0 = ih * g.w + lo * s + kj - g.pad;
-                for (j, v) in src.iter().enumerate() {
-                    plane[dst0 + j * s] += *v;
+                if s == 1 {
+                    for (d, v) in plane[dst0..dst0 + src.len()].iter_mut().zip(src) {
+                        *d += *v;
+                    }
+                } else {
+                    for (j, v) in src.iter().enumerate() {
+                        plane[dst0 + j * s] += *v;
+                    }
                 }
             }
         }
     });
-    out
 }
