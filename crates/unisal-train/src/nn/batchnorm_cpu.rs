@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Layout, Shape, Tensor};
 
-use super::cpu_util::{cpu_op, for_each_item, lane_sum, map_items, Elem, Kernel};
+use super::cpu_util::{cpu_op, for_each_item, lane_sums, map_items, Elem, Kernel};
 use super::elementwise_cpu::relu_mask;
 
 /// Per-channel batch statistics of one forward call.
@@ -60,34 +60,43 @@ fn planes<T>(x: &[T], ch: usize, c: usize, hw: usize) -> impl Iterator<Item = &[
 }
 
 fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain) -> (Vec<T>, BnStats) {
-    let (eps, floor) = (op.eps, if op.relu { 0.0 } else { f64::NEG_INFINITY });
     let m = (x.len() / c) as f64;
+    // One pass: sums of (x - x0) and its square in f64, shifted by the channel's first value so that a large mean
+    // does not cancel the variance away.
     let stats = map_items(c, x.len(), |ch| {
-        let mean = planes(x, ch, c, hw).map(|p| lane_sum(p, p, p, |v, _, _| v.f())).sum::<f64>() / m;
-        let sq = |v: T, _: T, _: T| (v.f() - mean) * (v.f() - mean);
-        let var = planes(x, ch, c, hw).map(|p| lane_sum(p, p, p, sq)).sum::<f64>() / m;
-        (mean, var)
+        let x0 = planes(x, ch, c, hw).next().map_or(0.0, |p| p[0].f());
+        let (mut s1, mut s2) = (0.0, 0.0);
+        for p in planes(x, ch, c, hw) {
+            let [a, b] = lane_sums(p, p, p, |v, _, _| {
+                let d = v.f() - x0;
+                [d, d * d]
+            });
+            (s1, s2) = (s1 + a, s2 + b);
+        }
+        let mean = s1 / m;
+        (x0 + mean, (s2 / m - mean * mean).max(0.0))
     });
     let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
+    let floor = T::of(if op.relu { 0.0 } else { f64::NEG_INFINITY });
     let mut y = vec![T::default(); x.len()];
     for_each_item(&mut y, hw, |p, out| {
         let ch = p % c;
-        let scale = g[ch].f() / (var[ch] + eps).sqrt();
-        let shift = b[ch].f() - mean[ch] * scale;
-        for (o, v) in out.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
-            *o = T::of((v.f() * scale + shift).max(floor));
+        let scale = g[ch].f() / (var[ch] + op.eps).sqrt();
+        let (scale, shift) = (T::of(scale), T::of(b[ch].f() - mean[ch] * scale));
+        for (o, &v) in out.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
+            let t = v * scale + shift;
+            *o = if t < floor { floor } else { t };
         }
     });
     (y, BnStats { mean, var })
 }
 
 /// `dy`, zero where the ReLU output is 0.
-fn masked<T: Elem>(d: T, out: T, relu: bool) -> f64 {
-    let off = relu && out.f() <= 0.0;
-    if off {
-        0.0
+fn masked<T: Elem>(d: T, out: T, relu: bool) -> T {
+    if relu && out <= T::zero() {
+        T::zero()
     } else {
-        d.f()
+        d
     }
 }
 
@@ -100,8 +109,11 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
         let mean = st.mean[ch];
         let rows = planes(dy, ch, c, hw).zip(planes(x, ch, c, hw)).zip(planes(y, ch, c, hw));
         for ((d, xp), yp) in rows {
-            s_dy += lane_sum(d, xp, yp, |d, _, y| masked(d, y, relu));
-            s_dyx += lane_sum(d, xp, yp, |d, v, y| masked(d, y, relu) * (v.f() - mean));
+            let [a, b] = lane_sums(d, xp, yp, |d, v, y| {
+                let gm = masked(d, y, relu).f();
+                [gm, gm * (v.f() - mean)]
+            });
+            (s_dy, s_dyx) = (s_dy + a, s_dyx + b);
         }
         (s_dy, s_dyx * invstd[ch])
     });
@@ -114,13 +126,14 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
     for_each_item(dx, hw, |p, dxp| {
         let ch = p % c;
         let (s_dy, s_dyx) = sums[ch];
-        let k = g[ch] * invstd[ch];
-        let (mean, is) = (st.mean[ch], invstd[ch]);
+        let k = T::of(g[ch] * invstd[ch]);
+        let (mean, is) = (T::of(st.mean[ch]), T::of(invstd[ch]));
+        let (mean_dy, mean_dyx) = (T::of(s_dy / m), T::of(s_dyx / m));
         let range = p * hw..(p + 1) * hw;
         let inputs = dy[range.clone()].iter().zip(&x[range.clone()]).zip(&y[range]);
-        for (o, ((d, v), yv)) in dxp.iter_mut().zip(inputs) {
-            let xhat = (v.f() - mean) * is;
-            *o = T::of(k * (masked(*d, *yv, relu) - s_dy / m - xhat * s_dyx / m));
+        for (o, ((&d, &v), &yv)) in dxp.iter_mut().zip(inputs) {
+            let xhat = (v - mean) * is;
+            *o = k * (masked(d, yv, relu) - mean_dy - xhat * mean_dyx);
         }
     });
     out

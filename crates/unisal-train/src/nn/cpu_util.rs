@@ -238,20 +238,36 @@ pub(crate) fn map_items<R: Send>(items: usize, work: usize, f: impl Fn(usize) ->
     })
 }
 
-/// `sum_i f(a[i], b[i], c[i])` over equally long slices, in 8 independent f64 lanes (so that the compiler can
-/// vectorise the loop; a single running sum is one long dependency chain).
-pub(crate) fn lane_sum<T: Elem>(a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> f64) -> f64 {
+/// `sum_i f(a[i], b[i], c[i])` (K sums at once) over equally long slices, in 8 independent f64 lanes (so that the
+/// compiler can vectorise the loop; a single running sum is one long dependency chain).
+pub(crate) fn lane_sums<T: Elem, const K: usize>(
+    a: &[T],
+    b: &[T],
+    c: &[T],
+    f: impl Fn(T, T, T) -> [f64; K],
+) -> [f64; K] {
     const L: usize = 8;
-    let mut acc = [0.0f64; L];
+    let mut acc = [[0.0f64; K]; L];
     let (ac, bc, cc) = (a.chunks_exact(L), b.chunks_exact(L), c.chunks_exact(L));
-    let tail: f64 =
-        ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()).map(|((x, y), z)| f(*x, *y, *z)).sum();
-    for ((x, y), z) in ac.zip(bc).zip(cc) {
-        for j in 0..L {
-            acc[j] += f(x[j], y[j], z[j]);
+    let mut total = [0.0f64; K];
+    for ((x, y), z) in ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()) {
+        for (t, v) in total.iter_mut().zip(f(*x, *y, *z)) {
+            *t += v;
         }
     }
-    acc.iter().sum::<f64>() + tail
+    for ((x, y), z) in ac.zip(bc).zip(cc) {
+        for (j, lane) in acc.iter_mut().enumerate() {
+            for (t, v) in lane.iter_mut().zip(f(x[j], y[j], z[j])) {
+                *t += v;
+            }
+        }
+    }
+    for lane in acc {
+        for (t, v) in total.iter_mut().zip(lane) {
+            *t += v;
+        }
+    }
+    total
 }
 
 /// Whether the CPU kernels apply to `x`: on the CPU, in f32 or f64.
