@@ -13,8 +13,8 @@ use std::path::Path;
 use std::time::Instant;
 use unisal_core::events::{CancelToken, NoProgress, ProgressSink};
 use unisal_core::learner::{
-    CheckpointFile, CheckpointMeta, ImageSource, Learner, LearnerError, LossTerms, PatchPrediction,
-    ResolvedSchedule, TrainConfig, TrainOutcome, TrainRequest,
+    CheckpointFile, CheckpointMeta, ImageSource, Learner, LearnerError, PatchPrediction, TrainConfig,
+    TrainOutcome, TrainRequest,
 };
 use unisal_core::pool::{ImportLabel, LabelFilter, NewPatch, PatchFilter, ReviewQuery, ReviewSort};
 use unisal_core::round::{run_round, InitialSet, RoundSpec};
@@ -52,28 +52,7 @@ impl Learner for HashLearner {
         _progress: &dyn ProgressSink,
         _cancel: &CancelToken,
     ) -> Result<TrainOutcome, LearnerError> {
-        Ok(TrainOutcome {
-            config: req.config.clone(),
-            device: "fake".into(),
-            schedule: ResolvedSchedule {
-                iterations_per_epoch: 1,
-                total_iterations: 1,
-                lambda_step_iteration: 1,
-                lr_step_iteration: None,
-            },
-            iterations: 1,
-            seconds: 0.0,
-            images_per_s: 0.0,
-            final_losses: LossTerms {
-                total: 0.0,
-                supervised: 0.0,
-                pseudo_a: 0.0,
-                pseudo_b: 0.0,
-                contrastive: 0.0,
-            },
-            validation_accuracy: None,
-            chosen_iteration: 1,
-        })
+        Ok(TrainOutcome::untrained(req.config.clone(), "fake"))
     }
 
     fn predict(

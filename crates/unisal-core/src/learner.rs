@@ -110,6 +110,29 @@ pub struct TrainOutcome {
     pub chosen_iteration: u64,
 }
 
+impl TrainOutcome {
+    /// The outcome of a learner that trains nothing (the fakes of tests and benchmarks): one iteration of one
+    /// epoch, no time, zero losses, the last checkpoint.
+    pub fn untrained(config: TrainConfig, device: &str) -> Self {
+        Self {
+            config,
+            device: device.into(),
+            schedule: ResolvedSchedule {
+                iterations_per_epoch: 1,
+                total_iterations: 1,
+                lambda_step_iteration: 1,
+                lr_step_iteration: None,
+            },
+            iterations: 1,
+            seconds: 0.0,
+            images_per_s: 0.0,
+            final_losses: LossTerms::default(),
+            validation_accuracy: None,
+            chosen_iteration: 1,
+        }
+    }
+}
+
 /// Both networks' prediction for one patch (evaluation view, no augmentation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PatchPrediction {

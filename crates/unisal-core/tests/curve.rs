@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::Path;
 use unisal_core::events::{CancelToken, NoProgress, ProgressSink};
 use unisal_core::learner::{
-    CheckpointFile, CheckpointMeta, ImageSource, Learner, LearnerError, LossTerms, PatchPrediction,
-    ResolvedSchedule, TrainConfig, TrainOutcome, TrainRequest,
+    CheckpointFile, CheckpointMeta, ImageSource, Learner, LearnerError, PatchPrediction, TrainConfig,
+    TrainOutcome, TrainRequest,
 };
 use unisal_core::pool::{ClassId, ImportLabel, LabelSource, NewPatch, Score};
 use unisal_core::round::{run_round, InitialSet, RoundSpec};
@@ -40,22 +40,7 @@ impl Learner for Scripted {
             return Err("scripted failure".into());
         }
         self.class_names = req.class_names.clone();
-        Ok(TrainOutcome {
-            config: req.config.clone(),
-            device: "scripted".into(),
-            schedule: ResolvedSchedule {
-                iterations_per_epoch: 1,
-                total_iterations: 1,
-                lambda_step_iteration: 1,
-                lr_step_iteration: None,
-            },
-            iterations: 1,
-            seconds: 0.0,
-            images_per_s: 1.0,
-            final_losses: LossTerms::default(),
-            validation_accuracy: None,
-            chosen_iteration: 1,
-        })
+        Ok(TrainOutcome::untrained(req.config.clone(), "scripted"))
     }
 
     fn predict(

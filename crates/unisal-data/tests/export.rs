@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use unisal_core::events::{CancelToken, NoProgress, ProgressSink};
 use unisal_core::learner::{
-    CheckpointFile, CheckpointMeta, ImageSource, Learner, LearnerError, LossTerms, PatchPrediction,
-    ResolvedSchedule, TrainConfig, TrainOutcome, TrainRequest,
+    CheckpointFile, CheckpointMeta, ImageSource, Learner, LearnerError, PatchPrediction, TrainConfig,
+    TrainOutcome, TrainRequest,
 };
 use unisal_core::pool::LabelSource;
 use unisal_core::round::{checkpoint_dir, run_round, InitialSet, RoundSpec};
@@ -44,22 +44,7 @@ impl Learner for Fake {
         _cancel: &CancelToken,
     ) -> Result<TrainOutcome, LearnerError> {
         self.classes = req.class_names.len();
-        Ok(TrainOutcome {
-            config: req.config.clone(),
-            device: "fake".into(),
-            schedule: ResolvedSchedule {
-                iterations_per_epoch: 1,
-                total_iterations: 1,
-                lambda_step_iteration: 1,
-                lr_step_iteration: None,
-            },
-            iterations: 1,
-            seconds: 0.0,
-            images_per_s: 1.0,
-            final_losses: LossTerms::default(),
-            validation_accuracy: None,
-            chosen_iteration: 1,
-        })
+        Ok(TrainOutcome::untrained(req.config.clone(), "fake"))
     }
 
     fn predict(
