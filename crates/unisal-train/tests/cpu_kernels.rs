@@ -100,6 +100,20 @@ fn auto_uses_a_path_that_agrees_with_candle_on_the_cpu() {
 }
 
 #[test]
+fn a_plain_input_gets_no_gradient_and_the_weight_gradient_is_unchanged() {
+    // The first layer's images need no gradient: the op skips dx, and dW must not change.
+    let x = var_as(&[2, 3, 9, 9], 11, DType::F64);
+    let w = var_as(&[4, 3, 3, 3], 12, DType::F64);
+    let conv = Conv2d::from_vars(w.clone(), None, 2, 1);
+    let with_x = weighted_sum(&conv.forward(x.as_tensor()).unwrap()).backward().unwrap();
+    let plain = x.as_tensor().detach();
+    let without_x = weighted_sum(&conv.forward(&plain).unwrap()).backward().unwrap();
+    assert!(without_x.get(&plain).is_none());
+    let (a, b) = (values(with_x.get(w.as_tensor()).unwrap()), values(without_x.get(w.as_tensor()).unwrap()));
+    assert_close("grad w", &a, &b, 1e-12);
+}
+
+#[test]
 fn kernel_larger_than_the_padded_input_is_an_error() {
     let x = var_as(&[1, 1, 3, 3], 1, DType::F32);
     let w = var_as(&[1, 1, 7, 7], 2, DType::F32);
@@ -239,6 +253,19 @@ fn max_pool_op_sends_a_tied_window_gradient_to_its_first_maximum() {
     let y = max_pool2d(x.as_tensor(), 2, 2, 0).unwrap();
     let g = values(y.sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap());
     assert_eq!(g, [1.0, 0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn max_pool_op_propagates_nan_like_torch() {
+    // A window holding a NaN outputs NaN and its gradient goes to the NaN; other windows are unaffected.
+    let dev = candle_core::Device::Cpu;
+    let v = vec![1.0f32, f32::NAN, 5.0, 2.0, 3.0, 4.0, 9.0, 0.0];
+    let x = Var::from_tensor(&Tensor::from_vec(v, (1, 1, 2, 4), &dev).unwrap()).unwrap();
+    let y = max_pool2d(x.as_tensor(), 2, 2, 0).unwrap();
+    let out = values(&y);
+    assert!(out[0].is_nan() && out[1] == 9.0, "{out:?}");
+    let g = values(y.sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap());
+    assert_eq!(g, [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
 }
 
 #[test]

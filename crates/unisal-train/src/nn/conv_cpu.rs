@@ -52,22 +52,25 @@ impl ConvCpu {
     }
 
     /// `(x, w, dy)` -> `[dx | dW]`, flat.
-    fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T]) -> Vec<T> {
+    /// `[dx | dW]`, or only `dW` when `need_dx` is false (the image input of a network's first layer).
+    fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
         with_scratch(o * npix, |dy_t: &mut [T]| {
             // dy [N, O, P] -> [O, N, P] = [O, N * P].
             swap_outer(dy, dy_t, g.n, o, p);
             let dy_t = MatRef::row_major(&*dy_t, o, npix);
-            let x_len = g.n * g.c * g.h * g.w;
+            let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
             let mut out = vec![T::zero(); x_len + o * ckk];
             let (dx, dw) = out.split_at_mut(x_len);
             with_scratch(ckk * npix, |cols: &mut [T]| {
                 run_im2col(&g, x, cols);
                 matmul(dw, dy_t, MatRef::row_major(&*cols, ckk, npix).t());
-                // The same scratch now takes dcols = W^T · dY (cols is no longer needed).
-                matmul(cols, MatRef::row_major(w, o, ckk).t(), dy_t);
-                run_col2im(&g, cols, dx);
+                if need_dx {
+                    // The same scratch now takes dcols = W^T · dY (cols is no longer needed).
+                    matmul(cols, MatRef::row_major(w, o, ckk).t(), dy_t);
+                    run_col2im(&g, cols, dx);
+                }
             });
             out
         })
@@ -106,35 +109,42 @@ cpu_op!(CustomOp2 for ConvCpu {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // No input gradient where nothing upstream needs one (the images into the first layer).
+        let need_dx = x.track_op();
         let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-        let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &ConvBackward(*self))?;
-        let len = x.elem_count();
-        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        let op = ConvBackward { conv: *self, need_dx };
+        let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
+        let len = if need_dx { x.elem_count() } else { 0 };
+        let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
         let dw = packed.narrow(0, len, w.elem_count())?.reshape(w.shape())?;
-        Ok((Some(dx), Some(dw)))
+        Ok((dx, Some(dw)))
     }
 });
 
-/// `(x, w, dy) -> [dx | dW]` (flat), without backward.
+/// `(x, w, dy) -> [dx | dW]` (flat; only `dW` without `need_dx`), without backward.
 #[derive(Debug, Clone, Copy)]
-struct ConvBackward(ConvCpu);
+struct ConvBackward {
+    conv: ConvCpu,
+    need_dx: bool,
+}
 
 impl Kernel for ConvBackward {
     const NAME: &'static str = "conv2d-im2col-backward";
 
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
         let [x, w, dy] = inputs else { candle_core::bail!("conv2d backward: three inputs expected") };
-        self.0.check(x, w)?;
-        let (g, o) = (self.0.g, self.0.out);
+        self.conv.check(x, w)?;
+        let (g, o) = (self.conv.g, self.conv.out);
         if dy.shape().dims() != [g.n, o, g.ho(), g.wo()] {
             candle_core::bail!("conv2d backward: gradient {:?} does not fit {g:?}", dy.shape());
         }
-        Ok(Shape::from(x.shape().elem_count() + w.shape().elem_count()))
+        let x_len = if self.need_dx { x.shape().elem_count() } else { 0 };
+        Ok(Shape::from(x_len + w.shape().elem_count()))
     }
 
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, w, dy] = inputs else { candle_core::bail!("conv2d backward: three inputs expected") };
-        Ok(self.0.backward(x, w, dy))
+        Ok(self.conv.backward(x, w, dy, self.need_dx))
     }
 }
 

@@ -24,6 +24,8 @@ pub(crate) trait Elem: candle_core::WithDType + Default {
     fn f(self) -> f64;
     /// From f64 (rounded for f32).
     fn of(v: f64) -> Self;
+    /// Whether the value is NaN.
+    fn nan(self) -> bool;
 }
 
 thread_local! {
@@ -42,6 +44,9 @@ impl Elem for f32 {
     fn of(v: f64) -> Self {
         v as f32
     }
+    fn nan(self) -> bool {
+        self.is_nan()
+    }
 }
 
 impl Elem for f64 {
@@ -54,6 +59,9 @@ impl Elem for f64 {
     }
     fn of(v: f64) -> Self {
         v
+    }
+    fn nan(self) -> bool {
+        self.is_nan()
     }
 }
 

@@ -33,20 +33,45 @@ impl MaxPool {
         (lo, hi)
     }
 
-    /// Index in the plane of the window's first maximum.
-    fn winner<T: Elem>(&self, plane: &[T], oh: usize, ow: usize) -> usize {
-        let (r0, r1) = self.window(oh, self.h);
-        let (c0, c1) = self.window(ow, self.w);
-        let (mut best, mut at) = (T::LOWEST, r0 * self.w + c0);
+    /// Index in the plane of the window's first maximum (the first NaN, if any).
+    fn winner<T: Elem>(&self, plane: &[T], (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> usize {
+        let mut at = r0 * self.w + c0;
+        let mut best = plane[at];
+        if best.nan() {
+            return at;
+        }
         for r in r0..r1 {
-            for (c, &v) in plane[r * self.w..][c0..c1].iter().enumerate() {
-                if v > best || (v.f().is_nan() && !best.f().is_nan()) {
-                    best = v;
-                    at = r * self.w + c0 + c;
+            let row = r * self.w;
+            for (c, &v) in plane[row + c0..row + c1].iter().enumerate() {
+                if v > best || v.nan() {
+                    (best, at) = (v, row + c0 + c);
+                    if v.nan() {
+                        return at;
+                    }
                 }
             }
         }
         at
+    }
+
+    /// The window's maximum (NaN if it holds one: a NaN replaces the maximum and nothing replaces a NaN).
+    fn window_max<T: Elem>(&self, plane: &[T], (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> T {
+        let mut best = plane[r0 * self.w + c0];
+        for r in r0..r1 {
+            for &v in &plane[r * self.w + c0..r * self.w + c1] {
+                if v > best || v.nan() {
+                    best = v;
+                }
+            }
+        }
+        best
+    }
+
+    /// Every output's window: rows per output row, columns per output column.
+    fn windows(&self) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+        let rows = (0..self.out(self.h)).map(|o| self.window(o, self.h)).collect();
+        let cols = (0..self.out(self.w)).map(|o| self.window(o, self.w)).collect();
+        (rows, cols)
     }
 }
 
@@ -66,12 +91,13 @@ impl Kernel for MaxPool {
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let x = inputs[0];
         let (hw, ho, wo) = (self.h * self.w, self.out(self.h), self.out(self.w));
+        let (rows, cols) = self.windows();
         let mut y = vec![T::default(); x.len() / hw * ho * wo];
         for_each_item(&mut y, ho * wo, |p, out| {
             let plane = &x[p * hw..][..hw];
-            for oh in 0..ho {
-                for ow in 0..wo {
-                    out[oh * wo + ow] = plane[self.winner(plane, oh, ow)];
+            for (out_row, &rw) in out.chunks_mut(wo).zip(&rows) {
+                for (o, &cw) in out_row.iter_mut().zip(&cols) {
+                    *o = self.window_max(plane, rw, cw);
                 }
             }
         });
@@ -106,13 +132,14 @@ impl Kernel for MaxPoolBackward {
         let [x, dy] = inputs else { candle_core::bail!("max pool backward: two inputs expected") };
         let op = &self.0;
         let (hw, ho, wo) = (op.h * op.w, op.out(op.h), op.out(op.w));
+        let (rows, cols) = op.windows();
         let mut dx = vec![T::default(); x.len()];
         for_each_item(&mut dx, hw, |p, grad| {
             let plane = &x[p * hw..][..hw];
             let d = &dy[p * ho * wo..][..ho * wo];
-            for oh in 0..ho {
-                for ow in 0..wo {
-                    grad[op.winner(plane, oh, ow)] += d[oh * wo + ow];
+            for (d_row, &rw) in d.chunks(wo).zip(&rows) {
+                for (&g, &cw) in d_row.iter().zip(&cols) {
+                    grad[op.winner(plane, rw, cw)] += g;
                 }
             }
         });
