@@ -61,20 +61,20 @@ fn planes<T>(x: &[T], ch: usize, c: usize, hw: usize) -> impl Iterator<Item = &[
 
 fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain) -> (Vec<T>, BnStats) {
     let m = (x.len() / c) as f64;
-    // One pass: sums of (x - x0) and its square in f64, shifted by the channel's first value so that a large mean
-    // does not cancel the variance away.
+    // One pass: sums of (x - x0) and its square (f64 across blocks, `lane_sums`), shifted by the channel's first
+    // value so that a large mean does not cancel the variance away.
     let stats = map_items(c, x.len(), |ch| {
-        let x0 = planes(x, ch, c, hw).next().map_or(0.0, |p| p[0].f());
+        let x0 = planes(x, ch, c, hw).next().map_or(T::zero(), |p| p[0]);
         let (mut s1, mut s2) = (0.0, 0.0);
         for p in planes(x, ch, c, hw) {
             let [a, b] = lane_sums(p, p, p, |v, _, _| {
-                let d = v.f() - x0;
+                let d = v - x0;
                 [d, d * d]
             });
             (s1, s2) = (s1 + a, s2 + b);
         }
         let mean = s1 / m;
-        (x0 + mean, (s2 / m - mean * mean).max(0.0))
+        (x0.f() + mean, (s2 / m - mean * mean).max(0.0))
     });
     let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
     let floor = T::of(if op.relu { 0.0 } else { f64::NEG_INFINITY });
@@ -106,12 +106,12 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
     let invstd: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
     let sums = map_items(c, x.len(), |ch| {
         let (mut s_dy, mut s_dyx) = (0.0, 0.0);
-        let mean = st.mean[ch];
+        let mean = T::of(st.mean[ch]);
         let rows = planes(dy, ch, c, hw).zip(planes(x, ch, c, hw)).zip(planes(y, ch, c, hw));
         for ((d, xp), yp) in rows {
             let [a, b] = lane_sums(d, xp, yp, |d, v, y| {
-                let gm = masked(d, y, relu).f();
-                [gm, gm * (v.f() - mean)]
+                let gm = masked(d, y, relu);
+                [gm, gm * (v - mean)]
             });
             (s_dy, s_dyx) = (s_dy + a, s_dyx + b);
         }

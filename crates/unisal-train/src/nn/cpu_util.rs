@@ -18,8 +18,6 @@ const MIN_PARALLEL: usize = 1 << 15;
 pub(crate) trait Elem: candle_core::WithDType + Default {
     /// This thread's free scratch buffers of the type (`gemm_cpu::with_scratch`).
     fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>>;
-    /// The lowest finite value (padding that never wins a maximum).
-    const LOWEST: Self;
     /// As f64.
     fn f(self) -> f64;
     /// From f64 (rounded for f32).
@@ -34,7 +32,6 @@ thread_local! {
 }
 
 impl Elem for f32 {
-    const LOWEST: Self = f32::MIN;
     fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
         &F32_POOL
     }
@@ -50,7 +47,6 @@ impl Elem for f32 {
 }
 
 impl Elem for f64 {
-    const LOWEST: Self = f64::MIN;
     fn pool() -> &'static LocalKey<RefCell<Vec<Vec<Self>>>> {
         &F64_POOL
     }
@@ -246,33 +242,36 @@ pub(crate) fn map_items<R: Send>(items: usize, work: usize, f: impl Fn(usize) ->
     })
 }
 
-/// `sum_i f(a[i], b[i], c[i])` (K sums at once) over equally long slices, in 8 independent f64 lanes (so that the
-/// compiler can vectorise the loop; a single running sum is one long dependency chain).
+/// `sum_i f(a[i], b[i], c[i])` (K sums at once) over equally long slices. Blocks of 1,024 elements are summed in
+/// 16 independent lanes of the element type (what the compiler vectorises; a single running sum is one long
+/// dependency chain), and the blocks' sums in f64, so that no f32 sum runs over more than 64 values.
 pub(crate) fn lane_sums<T: Elem, const K: usize>(
     a: &[T],
     b: &[T],
     c: &[T],
-    f: impl Fn(T, T, T) -> [f64; K],
+    f: impl Fn(T, T, T) -> [T; K],
 ) -> [f64; K] {
-    const L: usize = 8;
-    let mut acc = [[0.0f64; K]; L];
-    let (ac, bc, cc) = (a.chunks_exact(L), b.chunks_exact(L), c.chunks_exact(L));
+    const L: usize = 16;
+    const BLOCK: usize = 1024;
     let mut total = [0.0f64; K];
-    for ((x, y), z) in ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()) {
-        for (t, v) in total.iter_mut().zip(f(*x, *y, *z)) {
-            *t += v;
-        }
-    }
-    for ((x, y), z) in ac.zip(bc).zip(cc) {
-        for (j, lane) in acc.iter_mut().enumerate() {
-            for (t, v) in lane.iter_mut().zip(f(x[j], y[j], z[j])) {
-                *t += v;
+    for ((ab, bb), cb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)).zip(c.chunks(BLOCK)) {
+        let mut acc = [[T::zero(); L]; K];
+        let (ac, bc, cc) = (ab.chunks_exact(L), bb.chunks_exact(L), cb.chunks_exact(L));
+        for ((x, y), z) in ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()) {
+            for (t, v) in total.iter_mut().zip(f(*x, *y, *z)) {
+                *t += v.f();
             }
         }
-    }
-    for lane in acc {
-        for (t, v) in total.iter_mut().zip(lane) {
-            *t += v;
+        for ((x, y), z) in ac.zip(bc).zip(cc) {
+            for j in 0..L {
+                let v = f(x[j], y[j], z[j]);
+                for q in 0..K {
+                    acc[q][j] += v[q];
+                }
+            }
+        }
+        for (t, lanes) in total.iter_mut().zip(acc) {
+            *t += lanes.iter().map(|v| v.f()).sum::<f64>();
         }
     }
     total

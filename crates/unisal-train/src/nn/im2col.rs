@@ -9,6 +9,7 @@
 //! is one contiguous copy. Both run on the CPU (f32 and f64), split over candle's thread count (`cpu_util.rs`).
 
 use super::cpu_util::{for_each_item, Elem};
+use super::gemm_cpu::with_scratch;
 
 /// Geometry of a square-kernel convolution over `[N, C, H, W]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,14 +69,70 @@ fn input_row(g: &Geometry, oh: usize, ki: usize) -> Option<usize> {
     (oh * g.stride + ki).checked_sub(g.pad).filter(|&ih| ih < g.h)
 }
 
-/// `x: [N, C, H, W]` -> `out: [C * k * k, N * Ho * Wo]` (every element written, the padding as 0).
+/// Columns a phase holds: `ceil(W / s)`.
+fn phase_width(g: &Geometry) -> usize {
+    g.w.div_ceil(g.stride)
+}
+
+/// Where kernel column `kj` reads in the phase-split layout: the phase `(kj - p) mod s`, and the offset `j0` such
+/// that output column `ow` reads phase column `ow + j0`.
+fn phase_of(g: &Geometry, kj: usize) -> (usize, isize) {
+    let (s, t) = (g.stride as isize, kj as isize - g.pad as isize);
+    let ph = t.rem_euclid(s);
+    (ph as usize, (t - ph) / s)
+}
+
+/// `[N, C, H, W]` -> `[N, C, H, s, ceil(W / s)]`: column `j * s + ph` of an image row goes to `(ph, j)` (0 past the
+/// edge). With it every strided gather of im2col (and scatter of col2im) is a contiguous run.
+fn split_phases<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
+    let (s, wp) = (g.stride, phase_width(g));
+    for_each_item(&mut out[..g.n * g.c * g.h * s * wp], s * wp, |row, dst| {
+        let src = &x[row * g.w..][..g.w];
+        for (ph, d) in dst.chunks_mut(wp).enumerate() {
+            let mut filled = 0;
+            for (o, v) in d.iter_mut().zip(src[ph.min(g.w)..].iter().step_by(s)) {
+                *o = *v;
+                filled += 1;
+            }
+            d[filled..].fill(T::zero());
+        }
+    });
+}
+
+/// The inverse of [`split_phases`] into `out: [N, C, H, W]`.
+fn merge_phases<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
+    let (s, wp) = (g.stride, phase_width(g));
+    for_each_item(&mut out[..g.n * g.c * g.h * g.w], g.w, |row, dst| {
+        let src = &xs[row * s * wp..][..s * wp];
+        for (ph, phase) in src.chunks(wp).enumerate().take(g.w) {
+            for (o, v) in dst[ph..].iter_mut().step_by(s).zip(phase) {
+                *o = *v;
+            }
+        }
+    });
+}
+
+/// `x: [N, C, H, W]` -> `out: [C * k * k, N * Ho * Wo]` (every element written, the padding as 0). With stride
+/// above 1 the columns are first split by phase, so that each run is a copy.
 pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
-    let (ho, wo, s) = (g.ho(), g.wo(), g.stride);
+    if g.stride == 1 {
+        return gather(g, x, out);
+    }
+    with_scratch(g.n * g.c * g.h * g.stride * phase_width(g), |xs: &mut [T]| {
+        split_phases(g, x, xs);
+        gather(g, xs, out);
+    });
+}
+
+/// im2col from the phase-split layout (`x` itself when the stride is 1).
+fn gather<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
+    let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
     let npix = g.npix();
     for_each_item(&mut out[..g.ckk() * npix], npix, |r, row| {
         let (c, ki, kj, lo, hi) = row_parts(g, r);
+        let (ph, j0) = phase_of(g, kj);
         for n in 0..g.n {
-            let plane = &x[(n * g.c + c) * g.h * g.w..][..g.h * g.w];
+            let plane = &xs[(n * g.c + c) * g.h * s * wp..][..g.h * s * wp];
             for oh in 0..ho {
                 let dst = &mut row[(n * ho + oh) * wo..][..wo];
                 let Some(ih) = input_row(g, oh, ki).filter(|_| lo < hi) else {
@@ -84,43 +141,44 @@ pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
                 };
                 dst[..lo].fill(T::zero());
                 dst[hi..].fill(T::zero());
-                let src0 = ih * g.w + lo * s + kj - g.pad;
-                if s == 1 {
-                    dst[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
-                } else {
-                    for (j, d) in dst[lo..hi].iter_mut().enumerate() {
-                        *d = plane[src0 + j * s];
-                    }
-                }
+                let src0 = ih * s * wp + ph * wp + (lo as isize + j0) as usize;
+                dst[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
             }
         }
     });
 }
 
 /// `cols: [C * k * k, N * Ho * Wo]` -> `out: [N, C, H, W]` (zeroed by the caller), summing the entries that map
-/// to the same pixel.
+/// to the same pixel; with stride above 1 through the phase-split layout.
 pub(super) fn run_col2im<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
-    let (ho, wo, s) = (g.ho(), g.wo(), g.stride);
-    let (npix, image) = (g.npix(), g.c * g.h * g.w);
+    if g.stride == 1 {
+        return scatter(g, cols, out);
+    }
+    with_scratch(g.n * g.c * g.h * g.stride * phase_width(g), |xs: &mut [T]| {
+        xs.fill(T::zero());
+        scatter(g, cols, xs);
+        merge_phases(g, xs, out);
+    });
+}
+
+/// col2im into the phase-split layout (`out` itself when the stride is 1), adding.
+fn scatter<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
+    let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
+    let (npix, image) = (g.npix(), g.c * g.h * s * wp);
     for_each_item(&mut out[..g.n * image], image, |n, img| {
         for (r, row) in cols.chunks(npix).enumerate() {
             let (c, ki, kj, lo, hi) = row_parts(g, r);
             if lo >= hi {
                 continue;
             }
-            let plane = &mut img[c * g.h * g.w..][..g.h * g.w];
+            let (ph, j0) = phase_of(g, kj);
+            let plane = &mut img[c * g.h * s * wp..][..g.h * s * wp];
             for oh in 0..ho {
                 let Some(ih) = input_row(g, oh, ki) else { continue };
                 let src = &row[(n * ho + oh) * wo..][lo..hi];
-                let dst0 = ih * g.w + lo * s + kj - g.pad;
-                if s == 1 {
-                    for (d, v) in plane[dst0..dst0 + src.len()].iter_mut().zip(src) {
-                        *d += *v;
-                    }
-                } else {
-                    for (j, v) in src.iter().enumerate() {
-                        plane[dst0 + j * s] += *v;
-                    }
+                let dst0 = ih * s * wp + ph * wp + (lo as isize + j0) as usize;
+                for (d, v) in plane[dst0..dst0 + src.len()].iter_mut().zip(src) {
+                    *d += *v;
                 }
             }
         }

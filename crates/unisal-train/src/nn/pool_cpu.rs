@@ -10,6 +10,9 @@ use candle_core::{Layout, Shape, Tensor};
 
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 
+/// The input cells `lo..hi` of one window along one side.
+type Span = (usize, usize);
+
 /// `x [N, C, H, W] -> [N, C, Ho, Wo]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MaxPool {
@@ -26,7 +29,7 @@ impl MaxPool {
     }
 
     /// The input cells `lo..hi` of output index `o` along a side of `size` cells.
-    fn window(&self, o: usize, size: usize) -> (usize, usize) {
+    fn window(&self, o: usize, size: usize) -> Span {
         let start = o * self.stride;
         let lo = start.saturating_sub(self.pad);
         let hi = (start + self.k).saturating_sub(self.pad).min(size);
@@ -34,7 +37,7 @@ impl MaxPool {
     }
 
     /// Index in the plane of the window's first maximum (the first NaN, if any).
-    fn winner<T: Elem>(&self, plane: &[T], (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> usize {
+    fn winner<T: Elem>(&self, plane: &[T], (r0, r1): Span, (c0, c1): Span) -> usize {
         let mut at = r0 * self.w + c0;
         let mut best = plane[at];
         if best.nan() {
@@ -55,7 +58,7 @@ impl MaxPool {
     }
 
     /// The window's maximum (NaN if it holds one: a NaN replaces the maximum and nothing replaces a NaN).
-    fn window_max<T: Elem>(&self, plane: &[T], (r0, r1): (usize, usize), (c0, c1): (usize, usize)) -> T {
+    fn window_max<T: Elem>(&self, plane: &[T], (r0, r1): Span, (c0, c1): Span) -> T {
         let mut best = plane[r0 * self.w + c0];
         for r in r0..r1 {
             for &v in &plane[r * self.w + c0..r * self.w + c1] {
@@ -68,7 +71,7 @@ impl MaxPool {
     }
 
     /// Every output's window: rows per output row, columns per output column.
-    fn windows(&self) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    fn windows(&self) -> (Vec<Span>, Vec<Span>) {
         let rows = (0..self.out(self.h)).map(|o| self.window(o, self.h)).collect();
         let cols = (0..self.out(self.w)).map(|o| self.window(o, self.w)).collect();
         (rows, cols)
