@@ -7,12 +7,9 @@
 //! the same arithmetic is composed from candle ops.
 
 use crate::error::Result;
-use crate::nn::cpu_util::{cpu_float, cpu_op, for_each_item, Elem, Kernel};
+use crate::nn::cpu_util::{cpu_float, cpu_op, map_chunks, same_shape, Elem, Kernel};
 use candle_core::backprop::GradStore;
 use candle_core::{Layout, Shape, Tensor, Var};
-
-/// Elements per work item of the update.
-const CHUNK: usize = 1 << 14;
 
 /// SGD with momentum over a fixed list of parameters.
 #[derive(Debug)]
@@ -93,40 +90,19 @@ struct SgdApply {
     lr: f64,
 }
 
-/// The one shape of all inputs (weight, gradient, buffer) of the update ops.
-fn one_shape(inputs: &[&Layout], op: &str) -> candle_core::Result<Shape> {
-    match inputs.split_first() {
-        Some((first, rest)) if rest.iter().all(|l| l.shape() == first.shape()) => Ok(first.shape().clone()),
-        _ => candle_core::bail!("{op}: weight, gradient and buffer must have one shape"),
-    }
-}
-
-/// `out[i] = f(i)` over chunks of `n` elements, threaded.
-fn fill<T: Elem>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::default(); n];
-    let item = CHUNK.min(n.max(1));
-    for_each_item(&mut out, item, |i, dst| {
-        for (k, o) in dst.iter_mut().enumerate() {
-            *o = f(i * item + k);
-        }
-    });
-    out
-}
-
 impl Kernel for SgdBuffer {
     const NAME: &'static str = "sgd-buffer";
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        one_shape(inputs, Self::NAME)
+        same_shape(inputs, 3, Self::NAME)
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [w, g, prev] = inputs else { candle_core::bail!("sgd-buffer: three inputs expected") };
         let (mom, wd) = (T::of(self.momentum), T::of(self.weight_decay));
-        Ok(fill(w.len(), |j| {
-            let d = g[j] + wd * w[j];
-            if self.first {
-                d
-            } else {
-                mom * prev[j] + d
+        Ok(map_chunks(w.len(), |r, part| {
+            let inputs = g[r.clone()].iter().zip(&w[r.clone()]).zip(&prev[r]);
+            for (o, ((&gv, &wv), &pv)) in part.iter_mut().zip(inputs) {
+                let d = gv + wd * wv;
+                *o = if self.first { d } else { mom * pv + d };
             }
         }))
     }
@@ -135,12 +111,16 @@ impl Kernel for SgdBuffer {
 impl Kernel for SgdApply {
     const NAME: &'static str = "sgd-apply";
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        one_shape(inputs, Self::NAME)
+        same_shape(inputs, 2, Self::NAME)
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [w, buf] = inputs else { candle_core::bail!("sgd-apply: two inputs expected") };
         let lr = T::of(self.lr);
-        Ok(fill(w.len(), |j| w[j] - lr * buf[j]))
+        Ok(map_chunks(w.len(), |r, part| {
+            for ((o, &wv), &bv) in part.iter_mut().zip(&w[r.clone()]).zip(&buf[r]) {
+                *o = wv - lr * bv;
+            }
+        }))
     }
 }
 

@@ -81,7 +81,7 @@ impl BatchNorm2d {
         self.forward_with(x, train, BnImpl::Auto)
     }
 
-    /// `relu(forward(x))`; in train mode on the CPU one fused op.
+    /// `relu(forward(x))`; on the CPU one fused op.
     pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_relu_with(x, train, BnImpl::Auto)
     }
@@ -109,12 +109,8 @@ impl BatchNorm2d {
             let shift = b4.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
             return Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?);
         }
+        check_train_input((n, c, h, w))?;
         let count = n * h * w;
-        if count < 2 {
-            return Err(TrainError::InvalidModel(format!(
-                "batch norm in train mode needs more than one value per channel (input {n}x{c}x{h}x{w})"
-            )));
-        }
         let mean = x.mean_keepdim((0, 2, 3))?;
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
@@ -133,11 +129,7 @@ impl BatchNorm2d {
             let op = BnEval { hw: h * w, eps: self.eps, relu, mean, var };
             return Ok(x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?);
         }
-        if n * h * w < 2 {
-            return Err(TrainError::InvalidModel(format!(
-                "batch norm in train mode needs more than one value per channel (input {n}x{c}x{h}x{w})"
-            )));
-        }
+        check_train_input((n, c, h, w))?;
         let stats = Arc::new(Mutex::new(BnStats::default()));
         let op = BnTrain { hw: h * w, eps: self.eps, relu, stats: stats.clone() };
         let y = x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
@@ -160,6 +152,16 @@ impl BatchNorm2d {
         self.running_var.set(&new_var)?;
         Ok(())
     }
+}
+
+/// Train mode needs more than one value per channel for its batch statistics.
+fn check_train_input((n, c, h, w): (usize, usize, usize, usize)) -> Result<()> {
+    if n * h * w < 2 {
+        return Err(TrainError::InvalidModel(format!(
+            "batch norm in train mode needs more than one value per channel (input {n}x{c}x{h}x{w})"
+        )));
+    }
+    Ok(())
 }
 
 impl HasVars for BatchNorm2d {

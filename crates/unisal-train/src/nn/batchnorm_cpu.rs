@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Layout, Shape, Tensor};
 
-use super::cpu_util::{cpu_op, for_each_item, lane_sums, map_items, Elem, Kernel};
+use super::cpu_util::{cpu_op, dims4, for_each_item, lane_sums, map_items, Elem, Kernel};
 use super::elementwise_cpu::relu_mask;
 
 /// Per-channel batch statistics of one forward call.
@@ -47,11 +47,40 @@ struct BnBackward {
     stats: BnStats,
 }
 
+/// `(N, C, H * W)` of a non-empty `[N, C, H, W]` input.
 fn dims(layout: &Layout) -> candle_core::Result<(usize, usize, usize)> {
-    match *layout.shape().dims() {
-        [n, c, h, w] if n * h * w > 0 => Ok((n, c, h * w)),
+    match dims4(layout, "batch norm")? {
+        (n, c, h, w) if n * h * w > 0 => Ok((n, c, h * w)),
         _ => candle_core::bail!("batch norm: expected a non-empty [N, C, H, W], got {:?}", layout.shape()),
     }
+}
+
+/// `y = gamma * (x - mean) / sqrt(var + eps) + beta` per channel, `max(0, y)` with `relu`: the output pass of train
+/// mode (batch statistics) and eval mode (running statistics).
+#[allow(clippy::too_many_arguments)]
+fn normalise<T: Elem>(
+    x: &[T],
+    g: &[T],
+    b: &[T],
+    mean: &[f64],
+    var: &[f64],
+    eps: f64,
+    relu: bool,
+    hw: usize,
+) -> Vec<T> {
+    let c = g.len();
+    let floor = T::of(if relu { 0.0 } else { f64::NEG_INFINITY });
+    let mut y = vec![T::default(); x.len()];
+    for_each_item(&mut y, hw, |p, out| {
+        let ch = p % c;
+        let scale = g[ch].f() / (var[ch] + eps).sqrt();
+        let (scale, shift) = (T::of(scale), T::of(b[ch].f() - mean[ch] * scale));
+        for (o, &v) in out.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
+            let t = v * scale + shift;
+            *o = if t < floor { floor } else { t };
+        }
+    });
+    y
 }
 
 /// The `n` planes of channel `ch`.
@@ -77,17 +106,7 @@ fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain
         (x0.f() + mean, (s2 / m - mean * mean).max(0.0))
     });
     let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
-    let floor = T::of(if op.relu { 0.0 } else { f64::NEG_INFINITY });
-    let mut y = vec![T::default(); x.len()];
-    for_each_item(&mut y, hw, |p, out| {
-        let ch = p % c;
-        let scale = g[ch].f() / (var[ch] + op.eps).sqrt();
-        let (scale, shift) = (T::of(scale), T::of(b[ch].f() - mean[ch] * scale));
-        for (o, &v) in out.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
-            let t = v * scale + shift;
-            *o = if t < floor { floor } else { t };
-        }
-    });
+    let y = normalise(x, g, b, &mean, &var, op.eps, op.relu, hw);
     (y, BnStats { mean, var })
 }
 
@@ -237,19 +256,7 @@ impl Kernel for BnEval {
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, g, b] = inputs else { candle_core::bail!("batch norm: three inputs expected") };
-        let (c, hw) = (g.len(), self.hw);
-        let floor = T::of(if self.relu { 0.0 } else { f64::NEG_INFINITY });
-        let mut y = vec![T::default(); x.len()];
-        for_each_item(&mut y, hw, |p, out| {
-            let ch = p % c;
-            let scale = g[ch].f() / (self.var[ch] + self.eps).sqrt();
-            let (scale, shift) = (T::of(scale), T::of(b[ch].f() - self.mean[ch] * scale));
-            for (o, v) in out.iter_mut().zip(&x[p * hw..]) {
-                let t = *v * scale + shift;
-                *o = if t < floor { floor } else { t };
-            }
-        });
-        Ok(y)
+        Ok(normalise(x, g, b, &self.mean, &self.var, self.eps, self.relu, self.hw))
     }
 }
 

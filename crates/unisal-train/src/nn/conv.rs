@@ -4,9 +4,10 @@
 //! `im2col.rs`), so that its backward is two large matrix products and a col2im instead of candle 0.11.1's naive
 //! `conv_transpose2d`; other devices use candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 use super::conv_cpu::ConvCpu;
+use super::cpu_util::cpu_float;
 use super::im2col::Geometry;
 use super::pool::strided;
 use super::{push_var, HasVars, Init, NamedVar, VarKind};
@@ -86,9 +87,8 @@ impl Conv2d {
     /// [`Conv2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, imp: ConvImpl) -> Result<Tensor> {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
-        let cpu_float = matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64);
         let im2col = match imp {
-            ConvImpl::Auto => cpu_float,
+            ConvImpl::Auto => cpu_float(x),
             ConvImpl::Candle => false,
             ConvImpl::Im2col => true,
         };
@@ -169,6 +169,7 @@ impl HasVars for Conv2d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::Device;
 
     #[test]
     fn a_batch_split_for_memory_gives_the_same_output_and_gradients() {

@@ -51,8 +51,7 @@ impl ConvCpu {
         })
     }
 
-    /// `(x, w, dy)` -> `[dx | dW]`, flat.
-    /// `[dx | dW]`, or only `dW` when `need_dx` is false (the image input of a network's first layer).
+    /// `(x, w, dy)` -> `[dx | dW]` (flat), or only `dW` when `need_dx` is false (the image input of a network's first layer).
     fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());

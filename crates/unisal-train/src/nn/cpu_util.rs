@@ -6,6 +6,7 @@
 //! to pay for starting them.
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::thread::LocalKey;
 
 use candle_core::backend::BackendStorage;
@@ -13,6 +14,9 @@ use candle_core::{CpuStorage, DType, Device, Layout, Shape, Tensor};
 
 /// Below this many elements a kernel runs on the calling thread: a thread costs more than it saves.
 const MIN_PARALLEL: usize = 1 << 15;
+
+/// Elements per work item of an element-wise pass ([`map_chunks`]).
+const CHUNK: usize = 1 << 14;
 
 /// The element types of the CPU ops; arithmetic that needs range or accuracy goes through f64.
 pub(crate) trait Elem: candle_core::WithDType + Default {
@@ -142,7 +146,7 @@ pub(crate) fn dims4(layout: &Layout, op: &str) -> candle_core::Result<(usize, us
 }
 
 /// The contiguous part of `data` that `layout` covers.
-pub(crate) fn slice<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
+fn slice<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{op}: every input must be contiguous (got {:?})", layout.shape()),
@@ -192,7 +196,7 @@ pub(crate) fn dispatch<K: Kernel>(
 }
 
 /// Threads for `work` elements cut into `items` indivisible parts.
-pub(crate) fn threads(work: usize, items: usize) -> usize {
+fn threads(work: usize, items: usize) -> usize {
     if work < MIN_PARALLEL {
         1
     } else {
@@ -224,6 +228,30 @@ pub(crate) fn for_each_item<T: Send>(out: &mut [T], item_len: usize, f: impl Fn(
             s.spawn(move || run(i * per_thread, chunk));
         }
     });
+}
+
+/// A new `n`-element output, filled by `f(range, part)` for consecutive ranges of the indices (`part` is the
+/// output's slice for `range`), threaded: the shape of every element-wise kernel.
+pub(crate) fn map_chunks<T: Elem>(n: usize, f: impl Fn(Range<usize>, &mut [T]) + Sync) -> Vec<T> {
+    let mut out = vec![T::default(); n];
+    for_each_item(&mut out, CHUNK, |i, part| {
+        let start = i * CHUNK;
+        f(start..start + part.len(), part);
+    });
+    out
+}
+
+/// The shape shared by all `count` inputs of an element-wise op.
+pub(crate) fn same_shape(inputs: &[&Layout], count: usize, op: &str) -> candle_core::Result<Shape> {
+    match inputs.split_first() {
+        Some((first, rest)) if inputs.len() == count && rest.iter().all(|l| l.shape() == first.shape()) => {
+            Ok(first.shape().clone())
+        }
+        _ => {
+            let shapes: Vec<_> = inputs.iter().map(|l| l.shape()).collect();
+            candle_core::bail!("{op}: {count} inputs of one shape expected, got {shapes:?}")
+        }
+    }
 }
 
 /// `f(i)` for `i` in `0..items`, split over threads when `work` (elements touched) is large; results in order.

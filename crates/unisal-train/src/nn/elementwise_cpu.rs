@@ -6,30 +6,15 @@
 
 use candle_core::{Layout, Shape, Tensor};
 
-use super::cpu_util::{cpu_op, for_each_item, Elem, Kernel};
+use super::cpu_util::{cpu_op, map_chunks, same_shape, Elem, Kernel};
 
-/// Elements per work item of an element-wise pass.
-const CHUNK: usize = 1 << 14;
-
-/// The one shape of two inputs that must agree.
-fn same_shape(inputs: &[&Layout], op: &str) -> candle_core::Result<Shape> {
-    match inputs {
-        [a, b] if a.shape() == b.shape() => Ok(a.shape().clone()),
-        [a, b] => candle_core::bail!("{op}: shapes {:?} and {:?} differ", a.shape(), b.shape()),
-        _ => candle_core::bail!("{op}: two inputs expected"),
-    }
-}
-
-/// `out[i] = f(a[i], b[i])`, threaded in chunks.
+/// `out[i] = f(a[i], b[i])`, threaded.
 fn zip_map<T: Elem>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::default(); a.len()];
-    for_each_item(&mut out, CHUNK.min(a.len().max(1)), |i, dst| {
-        let start = i * CHUNK;
-        for ((o, x), y) in dst.iter_mut().zip(&a[start..]).zip(&b[start..]) {
+    map_chunks(a.len(), |r, part| {
+        for ((o, x), y) in part.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
             *o = f(*x, *y);
         }
-    });
-    out
+    })
 }
 
 /// `(a, b) -> max(a + b, 0)`, same shapes.
@@ -39,7 +24,7 @@ pub(crate) struct AddRelu;
 impl Kernel for AddRelu {
     const NAME: &'static str = "add-relu";
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        same_shape(inputs, Self::NAME)
+        same_shape(inputs, 2, Self::NAME)
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [a, b] = inputs else { candle_core::bail!("add-relu: two inputs expected") };
@@ -79,7 +64,7 @@ struct ReluMask;
 impl Kernel for ReluMask {
     const NAME: &'static str = "relu-mask";
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        same_shape(inputs, Self::NAME)
+        same_shape(inputs, 2, Self::NAME)
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [dy, out] = inputs else { candle_core::bail!("relu-mask: two inputs expected") };

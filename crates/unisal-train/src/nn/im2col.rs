@@ -74,6 +74,17 @@ fn phase_width(g: &Geometry) -> usize {
     g.w.div_ceil(g.stride)
 }
 
+/// Elements of the phase-split layout of the whole batch.
+fn split_len(g: &Geometry) -> usize {
+    g.n * g.c * g.h * g.stride * phase_width(g)
+}
+
+/// Offset, in a channel's phase-split plane, of the run that output columns `lo..` read from input row `ih` for a
+/// kernel column at phase `(ph, j0)` ([`phase_of`]).
+fn run_offset(g: &Geometry, ih: usize, (ph, j0): (usize, isize), lo: usize) -> usize {
+    (ih * g.stride + ph) * phase_width(g) + (lo as isize + j0) as usize
+}
+
 /// Where kernel column `kj` reads in the phase-split layout: the phase `(kj - p) mod s`, and the offset `j0` such
 /// that output column `ow` reads phase column `ow + j0`.
 fn phase_of(g: &Geometry, kj: usize) -> (usize, isize) {
@@ -86,7 +97,7 @@ fn phase_of(g: &Geometry, kj: usize) -> (usize, isize) {
 /// edge). With it every strided gather of im2col (and scatter of col2im) is a contiguous run.
 fn split_phases<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
     let (s, wp) = (g.stride, phase_width(g));
-    for_each_item(&mut out[..g.n * g.c * g.h * s * wp], s * wp, |row, dst| {
+    for_each_item(&mut out[..split_len(g)], s * wp, |row, dst| {
         let src = &x[row * g.w..][..g.w];
         for (ph, d) in dst.chunks_mut(wp).enumerate() {
             let mut filled = 0;
@@ -118,7 +129,7 @@ pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
     if g.stride == 1 {
         return gather(g, x, out);
     }
-    with_scratch(g.n * g.c * g.h * g.stride * phase_width(g), |xs: &mut [T]| {
+    with_scratch(split_len(g), |xs: &mut [T]| {
         split_phases(g, x, xs);
         gather(g, xs, out);
     });
@@ -130,7 +141,7 @@ fn gather<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
     let npix = g.npix();
     for_each_item(&mut out[..g.ckk() * npix], npix, |r, row| {
         let (c, ki, kj, lo, hi) = row_parts(g, r);
-        let (ph, j0) = phase_of(g, kj);
+        let phase = phase_of(g, kj);
         for n in 0..g.n {
             let plane = &xs[(n * g.c + c) * g.h * s * wp..][..g.h * s * wp];
             for oh in 0..ho {
@@ -141,7 +152,7 @@ fn gather<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
                 };
                 dst[..lo].fill(T::zero());
                 dst[hi..].fill(T::zero());
-                let src0 = ih * s * wp + ph * wp + (lo as isize + j0) as usize;
+                let src0 = run_offset(g, ih, phase, lo);
                 dst[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
             }
         }
@@ -154,7 +165,7 @@ pub(super) fn run_col2im<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
     if g.stride == 1 {
         return scatter(g, cols, out);
     }
-    with_scratch(g.n * g.c * g.h * g.stride * phase_width(g), |xs: &mut [T]| {
+    with_scratch(split_len(g), |xs: &mut [T]| {
         xs.fill(T::zero());
         scatter(g, cols, xs);
         merge_phases(g, xs, out);
@@ -171,12 +182,12 @@ fn scatter<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
             if lo >= hi {
                 continue;
             }
-            let (ph, j0) = phase_of(g, kj);
+            let phase = phase_of(g, kj);
             let plane = &mut img[c * g.h * s * wp..][..g.h * s * wp];
             for oh in 0..ho {
                 let Some(ih) = input_row(g, oh, ki) else { continue };
                 let src = &row[(n * ho + oh) * wo..][lo..hi];
-                let dst0 = ih * s * wp + ph * wp + (lo as isize + j0) as usize;
+                let dst0 = run_offset(g, ih, phase, lo);
                 for (d, v) in plane[dst0..dst0 + src.len()].iter_mut().zip(src) {
                     *d += *v;
                 }

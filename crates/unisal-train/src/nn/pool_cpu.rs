@@ -57,19 +57,6 @@ impl MaxPool {
         at
     }
 
-    /// The window's maximum (NaN if it holds one: a NaN replaces the maximum and nothing replaces a NaN).
-    fn window_max<T: Elem>(&self, plane: &[T], (r0, r1): Span, (c0, c1): Span) -> T {
-        let mut best = plane[r0 * self.w + c0];
-        for r in r0..r1 {
-            for &v in &plane[r * self.w + c0..r * self.w + c1] {
-                if v > best || v.nan() {
-                    best = v;
-                }
-            }
-        }
-        best
-    }
-
     /// Every output's window: rows per output row, columns per output column.
     fn windows(&self) -> (Vec<Span>, Vec<Span>) {
         let rows = (0..self.out(self.h)).map(|o| self.window(o, self.h)).collect();
@@ -100,7 +87,7 @@ impl Kernel for MaxPool {
             let plane = &x[p * hw..][..hw];
             for (out_row, &rw) in out.chunks_mut(wo).zip(&rows) {
                 for (o, &cw) in out_row.iter_mut().zip(&cols) {
-                    *o = self.window_max(plane, rw, cw);
+                    *o = plane[self.winner(plane, rw, cw)];
                 }
             }
         });
