@@ -126,7 +126,10 @@ pub fn tauri_driver(display: &str, home: &Path) -> (Guarded, u16) {
             .stdout(Stdio::null())
             .stderr(Stdio::inherit()),
     );
+    // tauri-driver starts WebKitWebDriver beside its own server: a session request that arrives before the native
+    // driver listens is dropped (the client sees an incomplete message), so wait for both.
     wait_for_port(port, Duration::from_secs(30), &mut driver);
+    wait_for_port(native, Duration::from_secs(30), &mut driver);
     (driver, port)
 }
 
