@@ -5,7 +5,8 @@
 //! variance from the unbiased batch variance. Eval mode normalises with the running statistics.
 //!
 //! On the CPU (f32/f64) train mode runs as one custom op with a closed-form backward and eval mode as one pass
-//! (`batchnorm_cpu.rs`); other devices compose candle ops. [`BnImpl`] forces one path (tests compare them).
+//! (`batchnorm_cpu.rs`). On a CUDA device with the `cudnn` feature (f32), train mode is one cuDNN op
+//! (`cudnn/batchnorm.rs`). Other cases compose candle ops. [`BnImpl`] forces one path (tests compare them).
 
 use std::sync::{Arc, Mutex};
 
@@ -20,7 +21,8 @@ use crate::error::{Result, TrainError};
 /// Which implementation batch norm uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BnImpl {
-    /// The custom ops (train and eval mode) on the CPU in f32/f64, candle ops elsewhere.
+    /// The custom ops (train and eval mode) on the CPU in f32/f64, the cuDNN op in train mode on CUDA in f32
+    /// (feature `cudnn`), candle ops elsewhere.
     #[default]
     Auto,
     /// Composed candle ops on every device.
@@ -88,6 +90,10 @@ impl BatchNorm2d {
 
     /// [`BatchNorm2d::forward_relu`] with a chosen implementation.
     pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
+        #[cfg(feature = "cudnn")]
+        if imp == BnImpl::Auto && train && super::cudnn::usable(x) {
+            return Ok(self.cudnn_train(x)?.relu()?);
+        }
         if imp == BnImpl::Auto && cpu_float(x) {
             return self.cpu(x, train, true);
         }
@@ -96,6 +102,10 @@ impl BatchNorm2d {
 
     /// [`BatchNorm2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
+        #[cfg(feature = "cudnn")]
+        if imp == BnImpl::Auto && train && super::cudnn::usable(x) {
+            return self.cudnn_train(x);
+        }
         if imp == BnImpl::Auto && cpu_float(x) {
             return self.cpu(x, train, false);
         }
@@ -138,6 +148,21 @@ impl BatchNorm2d {
         let var = Tensor::from_vec(st.var, c, &Device::Cpu)?.to_dtype(x.dtype())?;
         self.update_running(&mean, &var, n * h * w)?;
         Ok(y)
+    }
+
+    /// Train mode as the cuDNN op (which also updates the running statistics).
+    #[cfg(feature = "cudnn")]
+    fn cudnn_train(&self, x: &Tensor) -> Result<Tensor> {
+        check_train_input(x.dims4()?)?;
+        let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
+        super::cudnn::batch_norm_train(
+            x,
+            self.weight.as_tensor(),
+            self.bias.as_tensor(),
+            running,
+            self.eps,
+            self.momentum,
+        )
     }
 
     /// `running = (1 - m) * running + m * batch`, the variance unbiased; outside the autograd graph.

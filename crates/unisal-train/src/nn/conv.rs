@@ -2,7 +2,8 @@
 //!
 //! On the CPU (f32/f64) a convolution is one custom op computed as im2col + one matrix product (`conv_cpu.rs`,
 //! `im2col.rs`), so that its backward is two large matrix products and a col2im instead of candle 0.11.1's naive
-//! `conv_transpose2d`; other devices use candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
+//! `conv_transpose2d`. On a CUDA device with the `cudnn` feature (f32) it is one op of cuDNN's forward and
+//! backward passes (`cudnn/conv.rs`); elsewhere candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
 
 use candle_core::{Tensor, Var};
 
@@ -20,7 +21,7 @@ const COLS_BYTES: usize = 256 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvImpl {
     /// im2col + matrix product on the CPU in f32/f64 (1x1 kernels too: one threaded op instead of a dozen
-    /// single-threaded copies), candle's `conv2d` elsewhere.
+    /// single-threaded copies), the cuDNN op on CUDA in f32 (feature `cudnn`), candle's `conv2d` elsewhere.
     #[default]
     Auto,
     /// candle's `conv2d` (a 1x1 kernel without padding still goes through a matrix product).
@@ -87,6 +88,12 @@ impl Conv2d {
     /// [`Conv2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, imp: ConvImpl) -> Result<Tensor> {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
+        #[cfg(feature = "cudnn")]
+        if imp == ConvImpl::Auto && super::cudnn::usable(x) {
+            let op = super::cudnn::ConvCudnn { g: self.geometry(x, k)?, out };
+            let y = x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, op)?;
+            return self.with_bias(y);
+        }
         let im2col = match imp {
             ConvImpl::Auto => cpu_float(x),
             ConvImpl::Candle => false,
@@ -99,6 +106,10 @@ impl Conv2d {
         } else {
             x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?
         };
+        self.with_bias(y)
+    }
+
+    fn with_bias(&self, y: Tensor) -> Result<Tensor> {
         match &self.bias {
             Some(b) => {
                 let c = b.as_tensor().dim(0)?;
@@ -106,6 +117,19 @@ impl Conv2d {
             }
             None => Ok(y),
         }
+    }
+
+    /// The geometry of this convolution on `x`, checked to fit.
+    fn geometry(&self, x: &Tensor, k: usize) -> Result<Geometry> {
+        let (n, c, h, w) = x.dims4()?;
+        let g = Geometry { n, c, h, w, k, stride: self.stride, pad: self.padding };
+        if self.stride == 0 || h + 2 * g.pad < k || w + 2 * g.pad < k {
+            return Err(TrainError::InvalidModel(format!(
+                "conv2d: kernel {k}, stride {}, padding {} do not fit an input of {h}x{w}",
+                self.stride, self.padding
+            )));
+        }
+        Ok(g)
     }
 }
 
@@ -134,15 +158,8 @@ impl Conv2d {
 impl Conv2d {
     /// The im2col custom op (`conv_cpu.rs`); batches whose patch matrix exceeds `limit` bytes run in parts.
     fn im2col(&self, x: &Tensor, out: usize, k: usize, limit: usize) -> Result<Tensor> {
-        let (n, c, h, w) = x.dims4()?;
-        let g = Geometry { n, c, h, w, k, stride: self.stride, pad: self.padding };
-        if self.stride == 0 || h + 2 * g.pad < k || w + 2 * g.pad < k {
-            return Err(TrainError::InvalidModel(format!(
-                "conv2d: kernel {k}, stride {}, padding {} do not fit an input of {h}x{w}",
-                self.stride, self.padding
-            )));
-        }
-        let (ho, wo) = (g.ho(), g.wo());
+        let g = self.geometry(x, k)?;
+        let (n, ho, wo) = (g.n, g.ho(), g.wo());
         // Bound the patch matrix (a ResNet's first layer at 224 px is ~7 MB a sample): larger batches go in parts.
         let per_sample = ho * wo * g.ckk() * x.dtype().size_in_bytes();
         let max_n = (limit / per_sample.max(1)).max(1);

@@ -9,8 +9,9 @@
 //! On the CPU (f32/f64) convolutions run as im2col + one matrix product, BatchNorm (train mode optionally fused
 //! with the following ReLU; eval mode) as one custom op with a closed-form backward, and max pooling and the
 //! residual join `relu(a + b)` as threaded custom ops (`cpu_util.rs` holds what they share); all are checked
-//! against finite differences and against the composed candle ops (`tests/cpu_kernels.rs`). Other devices
-//! compose candle ops.
+//! against finite differences and against the composed candle ops (`tests/cpu_kernels.rs`). On a CUDA device
+//! with the `cudnn` feature, convolution, train-mode BatchNorm and max pooling are cuDNN ops with cuDNN backward
+//! passes (`cudnn/`). Other cases compose candle ops.
 //!
 //! Training crops are square: candle's stride-2 convolution backward (used off the CPU) is only correct on square
 //! inputs.
@@ -20,6 +21,8 @@ mod batchnorm_cpu;
 mod conv;
 mod conv_cpu;
 pub(crate) mod cpu_util;
+#[cfg(feature = "cudnn")]
+mod cudnn;
 mod elementwise_cpu;
 mod gemm_cpu;
 mod im2col;

@@ -33,12 +33,18 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Max pooling with a `kernel` x `kernel` window, `stride` and symmetric zero-cost `padding` (padded cells never
-/// win), torch's output size `floor((H + 2p - k) / s) + 1`. On the CPU in f32/f64 one custom op.
+/// win), torch's output size `floor((H + 2p - k) / s) + 1`. On the CPU in f32/f64 one custom op; on CUDA in f32
+/// with the `cudnn` feature one cuDNN op.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     check_pool(x, kernel, stride, padding)?;
     if cpu_float(x) {
         let (_, _, h, w) = x.dims4()?;
         let op = MaxPool { h, w, k: kernel, stride, pad: padding };
+        return Ok(x.contiguous()?.apply_op1(op)?);
+    }
+    #[cfg(feature = "cudnn")]
+    if super::cudnn::usable(x) {
+        let op = super::cudnn::MaxPoolCudnn { k: kernel, stride, pad: padding };
         return Ok(x.contiguous()?.apply_op1(op)?);
     }
     max_pool2d_composed(x, kernel, stride, padding)

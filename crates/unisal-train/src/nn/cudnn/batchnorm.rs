@@ -1,0 +1,255 @@
+//! Train-mode batch normalisation on the GPU as one candle custom op: cuDNN's `BatchNormalizationForwardTraining`
+//! (batch statistics, the running statistics updated in place with torch's momentum and unbiased variance) and
+//! `BatchNormalizationBackward` (the batch mean and inverse standard deviation saved by the forward). Composed from
+//! candle ops the same layer is a dozen passes over the activation forward and more backward.
+//!
+//! The running mean and variance are buffers outside the autograd graph (`VarKind::Buffer`); cuDNN updates them
+//! on the device's one stream, in order with every other use, as `Var::set` would, without the extra kernels.
+
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+use candle_core::cuda_backend::cudarc::cudnn::sys;
+use candle_core::cuda_backend::cudarc::driver::CudaSlice;
+use candle_core::{CpuStorage, CudaStorage, Layout, Shape, Storage, Tensor};
+
+use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, TensorDesc, ONE, ZERO};
+
+const MODE: sys::cudnnBatchNormMode_t = sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL;
+
+/// `y = gamma * (x - mean) * invstd + beta` with the statistics of the batch `x: [N, C, H, W]` (f32 on CUDA),
+/// updating `running_mean` / `running_var` (`[C]`, f32) with `momentum`.
+pub(crate) fn train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running: (&Tensor, &Tensor),
+    eps: f64,
+    momentum: f64,
+) -> crate::error::Result<Tensor> {
+    let op = BnTrainCudnn {
+        eps,
+        momentum,
+        running_mean: running.0.clone(),
+        running_var: running.1.clone(),
+        saved: Arc::new(Mutex::new(None)),
+    };
+    Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?)
+}
+
+/// The batch mean and `1 / sqrt(var + eps)` of one forward, for its backward.
+struct Saved {
+    mean: CudaSlice<f32>,
+    invstd: CudaSlice<f32>,
+}
+
+struct BnTrainCudnn {
+    eps: f64,
+    momentum: f64,
+    running_mean: Tensor,
+    running_var: Tensor,
+    saved: Arc<Mutex<Option<Arc<Saved>>>>,
+}
+
+/// `[N, C, H, W]` of `x`, checked against `[C]` parameters.
+fn dims(x: &Layout, params: &[&Layout]) -> candle_core::Result<[usize; 4]> {
+    let [n, c, h, w] = *x.shape().dims() else {
+        candle_core::bail!("batch norm: expected [N, C, H, W], got {:?}", x.shape())
+    };
+    if params.iter().any(|p| p.shape().dims() != [c]) || n * h * w < 2 {
+        candle_core::bail!("batch norm: input {:?} and parameters of {c} channels do not fit", x.shape());
+    }
+    Ok([n, c, h, w])
+}
+
+/// The device address of a running-statistics buffer (f32, contiguous, on CUDA).
+fn buffer(t: &Tensor, c: usize) -> candle_core::Result<(impl std::ops::Deref<Target = Storage> + '_, usize)> {
+    let (guard, layout) = t.storage_and_layout();
+    if !layout.is_contiguous() || layout.shape().dims() != [c] {
+        candle_core::bail!("batch norm: running statistics {:?} do not fit {c} channels", layout.shape());
+    }
+    Ok((guard, layout.start_offset()))
+}
+
+impl candle_core::CustomOp3 for BnTrainCudnn {
+    fn name(&self) -> &'static str {
+        "batch-norm-train-cudnn"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("batch-norm-train-cudnn runs on CUDA devices only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dims = dims(xl, &[gl, bl])?;
+        let c = dims[1];
+        let (x, g, b) =
+            (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
+        let (rm_guard, rm_off) = buffer(&self.running_mean, c)?;
+        let (rv_guard, rv_off) = buffer(&self.running_var, c)?;
+        let (Storage::Cuda(rm), Storage::Cuda(rv)) = (&*rm_guard, &*rv_guard) else {
+            candle_core::bail!("batch norm: the running statistics are not on the CUDA device")
+        };
+        let (rm, rv) =
+            (rm.as_cuda_slice::<f32>()?.slice(rm_off..), rv.as_cuda_slice::<f32>()?.slice(rv_off..));
+        let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
+        with_handle(&xs.device, |h, stream| {
+            let mut y = output(stream, xl.shape().elem_count())?;
+            let (mut mean, mut invstd) = (output(stream, c)?, output(stream, c)?);
+            {
+                let ((xp, _a), (gp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&g, stream), ptr(&b, stream));
+                // Written by cuDNN in place: see the module's note on the running statistics.
+                let ((rmp, _d), (rvp, _e)) = (ptr(&rm, stream), ptr(&rv, stream));
+                let (yp, _f) = ptr_mut(&mut y, stream);
+                let ((mp, _g), (ip, _h)) = (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
+                check(
+                    unsafe {
+                        sys::cudnnBatchNormalizationForwardTraining(
+                            h,
+                            MODE,
+                            scale(&ONE),
+                            scale(&ZERO),
+                            xd.0,
+                            xp,
+                            xd.0,
+                            yp,
+                            pd.0,
+                            gp,
+                            bp,
+                            self.momentum,
+                            rmp as *mut c_void,
+                            rvp as *mut c_void,
+                            self.eps,
+                            mp,
+                            ip,
+                        )
+                    },
+                    "batch norm forward",
+                )?;
+            }
+            *self.saved.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))? =
+                Some(Arc::new(Saved { mean, invstd }));
+            Ok((storage(y, &xs.device), xl.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let saved =
+            self.saved.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))?.clone();
+        let saved =
+            saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
+        let op = BnBackwardCudnn { eps: self.eps, saved };
+        let packed = x.detach().contiguous()?.apply_op3_no_bwd(
+            &grad.contiguous()?,
+            &gamma.detach().contiguous()?,
+            &op,
+        )?;
+        let (len, c) = (x.elem_count(), gamma.elem_count());
+        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
+        Ok((Some(dx), Some(packed.narrow(0, len, c)?), Some(packed.narrow(0, len + c, c)?)))
+    }
+}
+
+/// `(x, dy, gamma) -> [dx | dgamma | dbeta]` (flat), without backward.
+struct BnBackwardCudnn {
+    eps: f64,
+    saved: Arc<Saved>,
+}
+
+impl candle_core::CustomOp3 for BnBackwardCudnn {
+    fn name(&self) -> &'static str {
+        "batch-norm-train-cudnn-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        candle_core::bail!("batch-norm-train-cudnn-backward runs on CUDA devices only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        dys: &CudaStorage,
+        dyl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dims = dims(xl, &[gl])?;
+        if dyl.shape() != xl.shape() {
+            candle_core::bail!("batch norm backward: gradient {:?} for input {:?}", dyl.shape(), xl.shape());
+        }
+        let (c, len) = (dims[1], xl.shape().elem_count());
+        let (x, dy, g) =
+            (input(xs, xl, "batch norm")?, input(dys, dyl, "batch norm")?, input(gs, gl, "batch norm")?);
+        let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
+        with_handle(&xs.device, |h, stream| {
+            let mut out = output(stream, len + 2 * c)?;
+            {
+                let (mut dx, mut rest) = out.split_at_mut(len);
+                let (mut dg, mut db) = rest.split_at_mut(c);
+                let ((xp, _a), (dyp, _b), (gp, _c)) = (ptr(&x, stream), ptr(&dy, stream), ptr(&g, stream));
+                let ((mp, _d), (ip, _e)) = (ptr(&self.saved.mean, stream), ptr(&self.saved.invstd, stream));
+                let (dxp, _f) = ptr_mut(&mut dx, stream);
+                let ((dgp, _g), (dbp, _h)) = (ptr_mut(&mut dg, stream), ptr_mut(&mut db, stream));
+                check(
+                    unsafe {
+                        sys::cudnnBatchNormalizationBackward(
+                            h,
+                            MODE,
+                            scale(&ONE),
+                            scale(&ZERO),
+                            scale(&ONE),
+                            scale(&ZERO),
+                            xd.0,
+                            xp,
+                            xd.0,
+                            dyp,
+                            xd.0,
+                            dxp,
+                            pd.0,
+                            gp,
+                            dgp,
+                            dbp,
+                            self.eps,
+                            mp,
+                            ip,
+                        )
+                    },
+                    "batch norm backward",
+                )?;
+            }
+            Ok((storage(out, &xs.device), Shape::from(len + 2 * c)))
+        })
+    }
+}
