@@ -27,33 +27,48 @@ for t in .gpu/tests/*.xz; do
     echo "device test $name: PASS ($(grep -c '^test .* ok$' "$OUT/test-$name.log") tests)"
   else
     echo "device test $name: FAIL (see test-$name.log)"; tail -n 20 "$OUT/test-$name.log"
+    # Whose fault: the same test on candle's composed ops.
+    if UNISAL_GPU_KERNELS=0 timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name-composed.log" 2>&1; then
+      echo "  ... and PASS with UNISAL_GPU_KERNELS=0: our GPU kernels are at fault"
+    else
+      echo "  ... and FAIL with UNISAL_GPU_KERNELS=0 too (test-$name-composed.log)"
+    fi
   fi
 done
 # 2. Speed: the same model, batch and size in candle and in PyTorch.
-STEPS="${STEPS:-20}"
+STEPS="${STEPS:-10}"
 results="$OUT/results.jsonl"
 : > "$results"
-# name | candle args | torch args
+# name | environment of the candle run ("" for none) | candle args | torch args ("-": no PyTorch run)
 run_case() {
-  local name="$1" cargs="$2" targs="$3"
-  echo "== $name" | tee -a "$OUT/log.txt"
-  local c t
-  c=$(timeout 240 "$bin" bench $cargs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
-  t=$(timeout 120 "$PY" scripts/torch_bench.py $targs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
+  local name="$1" cenv="$2" cargs="$3" targs="$4"
+  echo "== $name ${cenv}" | tee -a "$OUT/log.txt"
+  local c t=""
+  # shellcheck disable=SC2086
+  c=$(env $cenv timeout 240 "$bin" bench $cargs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
+  if [ "$targs" != "-" ]; then
+    # shellcheck disable=SC2086
+    t=$(timeout 120 "$PY" scripts/torch_bench.py $targs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
+  fi
   echo "candle: $c" | tee -a "$OUT/log.txt"
   echo "torch:  $t" | tee -a "$OUT/log.txt"
   printf '{"case":"%s","candle":%s,"torch":%s}\n' "$name" "${c:-null}" "${t:-null}" >> "$results"
 }
 common="--device cuda"
-run_case "small64-b32-train"      "train $common --model small --size 64 --batch 32"        "train $common --model small --size 64 --batch 32"
-run_case "small64-dual-train"     "train $common --model small --size 64 --batch 64 --dual" "train $common --model small --size 64 --batch 64 --dual"
-run_case "r18-224-b64-train"      "train $common --model resnet18 --size 224 --batch 64"    "train $common --model resnet18 --size 224 --batch 64"
-run_case "r18-224-b64-train-tf32" "train $common --model resnet18 --size 224 --batch 64"    "train $common --model resnet18 --size 224 --batch 64 --tf32"
-run_case "r18-224-b64-train-bf16" "train $common --model resnet18 --size 224 --batch 64"    "train $common --model resnet18 --size 224 --batch 64 --amp bf16 --channels-last"
-run_case "r18-128-dual-train"     "train $common --model resnet18 --size 128 --batch 128 --dual" "train $common --model resnet18 --size 128 --batch 128 --dual"
-run_case "r50-224-dual-train"     "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual"
-run_case "r50-256-infer"          "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
-run_case "r18-150-infer"          "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
+r18="--model resnet18 --size 224 --batch 64"
+# Our GPU kernels (cuDNN layers, element-wise kernels) are on by default; UNISAL_GPU_KERNELS=0 is candle's composed
+# ops (the engine before them), UNISAL_TF32=1 lets cuDNN use TF32 like PyTorch's --tf32.
+run_case "r18-224-b64-train"          ""                     "train $common $r18" "train $common $r18"
+run_case "r18-224-b64-train-composed" "UNISAL_GPU_KERNELS=0" "train $common $r18" "-"
+run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
+run_case "r18-224-b64-train-bf16"     ""                     "train $common $r18" "train $common $r18 --amp bf16 --channels-last"
+run_case "small64-b32-train"          "" "train $common --model small --size 64 --batch 32"        "train $common --model small --size 64 --batch 32"
+run_case "small64-dual-train"         "" "train $common --model small --size 64 --batch 64 --dual" "train $common --model small --size 64 --batch 64 --dual"
+run_case "r18-128-dual-train"         "" "train $common --model resnet18 --size 128 --batch 128 --dual" "train $common --model resnet18 --size 128 --batch 128 --dual"
+run_case "r50-224-dual-train"         "" "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual"
+run_case "r50-224-dual-train-tf32"    "UNISAL_TF32=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual --tf32"
+run_case "r50-256-infer"              "" "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
+run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
 "$PY" - "$results" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

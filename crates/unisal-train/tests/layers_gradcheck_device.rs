@@ -2,13 +2,16 @@
 //! build and the machine have one) against the same layer in f64 on the CPU, whose gradients
 //! `layers_gradcheck.rs` checks against finite differences: forward values, gradients with respect to every
 //! input and parameter, and BatchNorm's running statistics. This is what shows that the layers are correct on a
-//! GPU backend too (candle's own max-pool and stride-2 convolution backward are not).
+//! GPU backend too (candle's own max-pool and stride-2 convolution backward are not), and, on CUDA, that our cuDNN
+//! layers and element-wise kernels (ReLU, the residual join, SGD) are (`UNISAL_GPU_KERNELS=0` checks candle's
+//! composed ops instead).
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use unisal_train::device::DeviceChoice;
-use unisal_train::nn::{global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear};
+use unisal_train::nn::{add_relu, global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear};
+use unisal_train::optim::Sgd;
 
 fn device() -> (Device, f64) {
     let name = std::env::var("UNISAL_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
@@ -138,4 +141,59 @@ fn linear_relu_pooling_match_the_cpu_reference() {
             max_pool2d(v[0].as_tensor(), 3, 2, 1).unwrap()
         });
     }
+}
+
+#[test]
+fn resnet_sized_layers_match_the_cpu_reference() {
+    // Sizes where cuDNN picks its real algorithms (the small cases above may take special paths).
+    let (dev, _) = device();
+    for (i, (c_in, c_out, size, k, s, p)) in
+        [(16, 32, 28, 3, 1, 1), (16, 32, 28, 3, 2, 1), (3, 16, 64, 7, 2, 3), (32, 64, 14, 1, 2, 0)]
+            .into_iter()
+            .enumerate()
+    {
+        let seed = 300 + 10 * i as u64;
+        let vars = [
+            pair(&[4, c_in, size, size], seed, false, &dev),
+            pair(&[c_out, c_in, k, k], seed + 1, false, &dev),
+        ];
+        check(&format!("conv{k}x{k}/{s} {c_in}->{c_out} on {size}x{size}"), &vars, |v| {
+            Conv2d::from_vars(v[1].clone(), None, s, p).forward(v[0].as_tensor()).unwrap()
+        });
+    }
+    let x = pair(&[8, 32, 14, 14], 400, false, &dev);
+    let (w, b) = (pair(&[32], 401, false, &dev), pair(&[32], 402, false, &dev));
+    let bn = |v: &[&Var]| {
+        let c = v[1].dim(0).unwrap();
+        let (d, dt) = (v[0].device(), v[0].dtype());
+        let rm = Var::zeros(c, dt, d).unwrap();
+        let rv = Var::ones(c, dt, d).unwrap();
+        BatchNorm2d::from_vars(v[1].clone(), v[2].clone(), rm, rv)
+    };
+    check("batchnorm + relu 8x32x14x14", &[x.clone(), w, b], |v| {
+        bn(v).forward_relu(v[0].as_tensor(), true).unwrap()
+    });
+    let xp = [pair(&[4, 16, 28, 28], 403, true, &dev)];
+    check("max pool 3x3/2 on 4x16x28x28", &xp, |v| max_pool2d(v[0].as_tensor(), 3, 2, 1).unwrap());
+    let y = pair(&[8, 32, 14, 14], 404, false, &dev);
+    check("add + relu", &[x, y], |v| add_relu(v[0].as_tensor(), v[1].as_tensor()).unwrap());
+}
+
+#[test]
+fn sgd_steps_match_the_cpu_reference() {
+    let (dev, tol) = device();
+    let (w_c, w_d) = pair(&[5, 7], 500, false, &dev);
+    let (t_c, t_d) = pair(&[5, 7], 501, false, &dev);
+    let mut opt_c = Sgd::new(vec![w_c.clone()], 0.1, 0.9, 5e-4);
+    let mut opt_d = Sgd::new(vec![w_d.clone()], 0.1, 0.9, 5e-4);
+    for _ in 0..3 {
+        // L = sum((w - t)^2 * w): a gradient that changes with w.
+        let loss = |w: &Var, t: &Var| {
+            let d = (w.as_tensor() - t.as_tensor()).unwrap();
+            (&d * &d).unwrap().mul(w.as_tensor()).unwrap().sum_all().unwrap()
+        };
+        opt_c.step(&loss(&w_c, &t_c).backward().unwrap()).unwrap();
+        opt_d.step(&loss(&w_d, &t_d).backward().unwrap()).unwrap();
+    }
+    close("weights after 3 SGD steps", w_d.as_tensor(), w_c.as_tensor(), tol);
 }

@@ -92,7 +92,7 @@ impl BatchNorm2d {
     pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cudnn")]
         if imp == BnImpl::Auto && train && super::cudnn::usable(x) {
-            return Ok(self.cudnn_train(x)?.relu()?);
+            return super::relu(&self.cudnn_train(x)?);
         }
         if imp == BnImpl::Auto && cpu_float(x) {
             return self.cpu(x, train, true);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Layout, Shape, Tensor};
 
 use super::cpu_util::{cpu_op, dims4, for_each_item, lane_sums, map_items, Elem, Kernel};
-use super::elementwise_cpu::relu_mask;
+use super::elementwise::relu_mask;
 
 /// Per-channel batch statistics of one forward call.
 #[derive(Debug, Clone, Default)]

@@ -21,9 +21,11 @@ mod batchnorm_cpu;
 mod conv;
 mod conv_cpu;
 pub(crate) mod cpu_util;
+#[cfg(feature = "cuda")]
+pub(crate) mod cuda_kernels;
 #[cfg(feature = "cudnn")]
 mod cudnn;
-mod elementwise_cpu;
+mod elementwise;
 mod gemm_cpu;
 mod im2col;
 mod init;
@@ -37,7 +39,20 @@ pub use init::Init;
 pub use linear::Linear;
 pub use pool::{add_relu, global_avg_pool, max_pool2d, max_pool2d_composed, relu};
 
-use candle_core::Var;
+use candle_core::{DType, Tensor, Var};
+
+/// Whether our GPU kernels (the element-wise ones of `cuda_kernels.rs` and, with the `cudnn` feature, the cuDNN
+/// layers) take `x`: f32 on a CUDA device, unless `UNISAL_GPU_KERNELS=0` turns them off (candle's composed ops then
+/// run, as in a build without the features: for comparisons and as a way around a faulty kernel).
+pub(crate) fn gpu_f32(x: &Tensor) -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    cfg!(feature = "cuda")
+        && x.device().is_cuda()
+        && x.dtype() == DType::F32
+        && *ON.get_or_init(|| {
+            std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| !matches!(v.trim(), "0" | "false" | "off"))
+        })
+}
 
 /// Whether a variable is trained or is a buffer (BatchNorm running statistics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,8 @@
 //! ReLU, the residual join `relu(a + b)`, global average pooling and max pooling.
 //!
 //! On the CPU (f32/f64) max pooling and the residual join are threaded custom ops (`pool_cpu.rs`,
-//! `elementwise_cpu.rs`); elsewhere, and in [`max_pool2d_composed`], they are differentiable candle ops.
+//! `elementwise.rs`); on CUDA in f32 ReLU and the join are our kernels and max pooling cuDNN's (features `cuda`,
+//! `cudnn`); elsewhere, and in [`max_pool2d_composed`], they are differentiable candle ops.
 //! candle 0.11.1's `max_pool2d` backward is wrong (1/(k*k) too small) and missing when kernel != stride, so
 //! [`max_pool2d`] is built from padding (with the dtype's lowest value), strided views (narrow + reshape) and the
 //! element-wise `maximum`, separably: first over the k columns of each window, then over its k rows. Its gradient
@@ -10,18 +11,22 @@
 use candle_core::{DType, Tensor};
 
 use super::cpu_util::cpu_float;
-use super::elementwise_cpu::AddRelu;
+use super::elementwise::{AddRelu, Relu};
 use super::pool_cpu::MaxPool;
 use crate::error::{Result, TrainError};
 
-/// max(x, 0).
+/// max(x, 0); on CUDA in f32 one kernel each way (candle's ReLU backward is four).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if super::gpu_f32(x) {
+        return Ok(x.contiguous()?.apply_op1(Relu)?);
+    }
     Ok(x.relu()?)
 }
 
 /// `max(a + b, 0)`, the join of a residual block (same shapes).
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    if cpu_float(a) && a.dtype() == b.dtype() && a.shape() == b.shape() {
+    let ours = cpu_float(a) || super::gpu_f32(a);
+    if ours && a.dtype() == b.dtype() && a.shape() == b.shape() {
         return Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)?);
     }
     Ok((a + b)?.relu()?)

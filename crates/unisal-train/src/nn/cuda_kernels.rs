@@ -1,0 +1,54 @@
+//! The element-wise CUDA kernels of `cuda/elementwise.cu` (PTX built by `build.rs`, feature `cuda`) and their
+//! launch: ReLU, the residual join `relu(a + b)`, the ReLU gradient mask and the two SGD passes, each one kernel
+//! where candle needs two to six (plus their allocations). The ops that use them (`elementwise.rs`, `optim.rs`)
+//! compute the same on the CPU in Rust.
+
+use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+use candle_core::{CudaStorage, Layout, Shape};
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/unisal_kernels.ptx"));
+const THREADS: u32 = 256;
+
+/// Runs the kernel `name` of `cuda/elementwise.cu` over 1-3 contiguous f32 inputs of one shape (a missing input
+/// slot gets the first; the kernels do not read it) with the scalars `p`; returns a new buffer of that shape.
+pub(crate) fn map(
+    name: &str,
+    inputs: &[(&CudaStorage, &Layout)],
+    p: [f32; 3],
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let Some(&(first, first_l)) = inputs.first() else { candle_core::bail!("{name}: no input") };
+    let shape = first_l.shape().clone();
+    let n = shape.elem_count();
+    let mut views = Vec::with_capacity(3);
+    for &(s, l) in inputs {
+        if l.shape() != &shape || !l.is_contiguous() {
+            candle_core::bail!(
+                "{name}: inputs must be contiguous and of one shape, got {:?} and {:?}",
+                shape,
+                l.shape()
+            );
+        }
+        views.push(s.as_cuda_slice::<f32>()?.slice(l.start_offset()..l.start_offset() + n));
+    }
+    let dev = &first.device;
+    // SAFETY: every element is written by the kernel below before anything reads it.
+    let out = unsafe { dev.alloc::<f32>(n.max(1)) }?;
+    if n > 0 {
+        let func = dev.get_or_load_custom_func(name, "unisal_elementwise", PTX)?;
+        let mut b = func.builder();
+        for i in 0..3 {
+            b.arg(&views[i.min(views.len() - 1)]);
+        }
+        b.arg(&out);
+        let count = n as u64;
+        b.arg(&count);
+        for v in &p {
+            b.arg(v);
+        }
+        let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
+        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY: the kernel's signature is the one pushed above; it reads n values of each input, writes n.
+        unsafe { b.launch(cfg) }.map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), shape))
+}
