@@ -71,11 +71,10 @@ enum Algo {
     Filter(sys::cudnnConvolutionBwdFilterAlgo_t),
 }
 
-/// An algorithm choice of one pass: the algorithm, its workspace and math type.
+/// An algorithm choice of one pass: the algorithm and its math type (its workspace is asked for at each call).
 #[derive(Debug, Clone, Copy)]
 struct Choice {
     algo: Algo,
-    bytes: usize,
     math: sys::cudnnMathType_t,
 }
 
@@ -119,7 +118,8 @@ fn choose<P: Perf>(what: &str, results: &[P]) -> candle_core::Result<Choice> {
                 && (tf32
                     || !matches!(math, M::CUDNN_TENSOR_OP_MATH | M::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
         })
-        .map(|(algo, _, bytes, math)| Choice { algo, bytes, math })
+        // Without TF32 the descriptor keeps FMA math: cuDNN's default math would allow TF32 on Ampere and later.
+        .map(|(algo, _, _, math)| Choice { algo, math: if tf32 { math } else { M::CUDNN_FMA_MATH } })
         .ok_or_else(|| candle_core::Error::Msg(format!("cuDNN {what}: no usable algorithm")))
 }
 
@@ -178,8 +178,17 @@ impl candle_core::CustomOp2 for ConvCudnn {
             let Algo::Fwd(algo) = choice.algo else {
                 candle_core::bail!("cuDNN {what}: wrong algorithm kind")
             };
+            let mut bytes = 0;
+            check(
+                unsafe {
+                    sys::cudnnGetConvolutionForwardWorkspaceSize(
+                        h, d.x.0, d.w.0, d.conv.0, d.y.0, algo, &mut bytes,
+                    )
+                },
+                what,
+            )?;
             let mut y = output(stream, shape.elem_count())?;
-            let mut ws_buf = workspace(stream, choice.bytes)?;
+            let mut ws_buf = workspace(stream, bytes)?;
             {
                 let (xp, _gx) = ptr(&x, stream);
                 let (wp, _gw) = ptr(&w, stream);
@@ -198,7 +207,7 @@ impl candle_core::CustomOp2 for ConvCudnn {
                             d.conv.0,
                             algo,
                             wsp,
-                            choice.bytes,
+                            bytes,
                             scale(&ZERO),
                             d.y.0,
                             yp,
@@ -284,8 +293,17 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
             let Algo::Filter(algo) = choice.algo else {
                 candle_core::bail!("cuDNN {what}: wrong algorithm kind")
             };
+            let mut bytes = 0;
+            check(
+                unsafe {
+                    sys::cudnnGetConvolutionBackwardFilterWorkspaceSize(
+                        h, d.x.0, d.y.0, d.conv.0, d.w.0, algo, &mut bytes,
+                    )
+                },
+                what,
+            )?;
             {
-                let mut ws_buf = workspace(stream, choice.bytes)?;
+                let mut ws_buf = workspace(stream, bytes)?;
                 let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
                 let mut dw = out.slice_mut(x_len..x_len + w_len);
                 let (xp, _gx) = ptr(&x, stream);
@@ -302,7 +320,7 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
                             d.conv.0,
                             algo,
                             wsp.unwrap_or(std::ptr::null_mut()),
-                            choice.bytes,
+                            bytes,
                             scale(&ZERO),
                             d.w.0,
                             dwp,
@@ -322,7 +340,16 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
                 let Algo::Data(algo) = choice.algo else {
                     candle_core::bail!("cuDNN {what}: wrong algorithm kind")
                 };
-                let mut ws_buf = workspace(stream, choice.bytes)?;
+                let mut bytes = 0;
+                check(
+                    unsafe {
+                        sys::cudnnGetConvolutionBackwardDataWorkspaceSize(
+                            h, d.w.0, d.y.0, d.conv.0, d.x.0, algo, &mut bytes,
+                        )
+                    },
+                    what,
+                )?;
+                let mut ws_buf = workspace(stream, bytes)?;
                 let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
                 let mut dx = out.slice_mut(0..x_len);
                 let (wp, _gw) = ptr(&w, stream);
@@ -339,7 +366,7 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
                             d.conv.0,
                             algo,
                             wsp.unwrap_or(std::ptr::null_mut()),
-                            choice.bytes,
+                            bytes,
                             scale(&ZERO),
                             d.x.0,
                             dxp,
