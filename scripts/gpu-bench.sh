@@ -69,6 +69,19 @@ run_case "r50-224-dual-train"         "" "train $common --model resnet50 --size 
 run_case "r50-224-dual-train-tf32"    "UNISAL_TF32=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual --tf32"
 run_case "r50-256-infer"              "" "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
 run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
+# 3. One whole round of the loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL
+#    losses (gpu-sim preset: ResNet-18 at 128 px, 64 + 64), prediction of the 4,000 patches, selection, test.
+if [ -d .gpu/crc5/pool ]; then
+  # kernels on: two rounds; off (candle's composed ops, ~170 img/s on the H200): round 0 only, for its img/s.
+  for k in 1 0; do
+    rounds=$k; iters=$([ "$k" = 1 ] && echo "${SIM_ITERS:-100}" || echo 40)
+    echo "== simulate, UNISAL_GPU_KERNELS=$k, $iters iterations" | tee -a "$OUT/log.txt"
+    UNISAL_GPU_KERNELS=$k timeout 240 "$bin" simulate --pool .gpu/crc5/pool --test .gpu/crc5/test --strategies unisal \
+      --initial 40 --budget 40 --rounds "$rounds" --seeds 1 --preset gpu-sim --iterations "$iters" --device cuda \
+      --progress-every 5 --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
+    grep -E "img/s|accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 4
+  done
+fi
 "$PY" - "$results" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

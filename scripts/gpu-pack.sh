@@ -24,3 +24,15 @@ for t in models layers_gradcheck_device; do
   xz -9 -T2 -c "$exe" > ".gpu/tests/$t.xz"
 done
 ls -l .gpu/unisal.xz .gpu/tests
+# The real pool for one whole round on the GPU (gpu-bench.sh runs `unisal simulate` when it finds it): crc5's
+# 4,000 pool patches and 60 test patches a class (read from ../shared/data, never committed; .gpu/ is ignored).
+data=../shared/data/crc5
+if [ -d "$data/pool" ] && [ "${WITH_POOL:-1}" = 1 ]; then
+  rm -rf .gpu/crc5 && mkdir -p .gpu/crc5/test
+  cp -r "$data/pool" .gpu/crc5/pool
+  for d in "$data"/devtest/*/; do
+    cls=$(basename "$d"); mkdir -p ".gpu/crc5/test/$cls"
+    find "$d" -maxdepth 1 -type f | sort | head -n 60 | xargs -I{} cp {} ".gpu/crc5/test/$cls/"
+  done
+fi
+du -sh .gpu
