@@ -70,7 +70,7 @@ run_case "r50-224-dual-train-tf32"    "UNISAL_TF32=1" "train $common --model res
 run_case "r50-256-infer"              "" "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
 run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
 # 3. One whole round of the loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL
-#    losses (gpu-sim preset: ResNet-18 at 128 px, 64 + 64), prediction of the 4,000 patches, selection, test.
+#    losses (gpu-sim preset: ResNet-18 at 128 px, 64 + 64), prediction of the 2,500 pool patches, selection, test.
 if [ -d .gpu/crc5/pool ]; then
   # kernels on: two rounds; off (candle's composed ops, ~170 img/s on the H200): round 0 only, for its img/s.
   for k in 1 0; do

@@ -14,7 +14,7 @@ fi
 source "$VENV/cuda-env.sh"
 cargo build --release -p unisal-cli --features cudnn
 target="${CARGO_TARGET_DIR:-target}"
-mkdir -p .gpu
+rm -rf .gpu && mkdir -p .gpu
 xz -9 -T2 -c "$target/release/unisal" > .gpu/unisal.xz
 # The device tests (run there with UNISAL_TEST_DEVICE=cuda by gpu-bench.sh).
 mkdir -p .gpu/tests
@@ -24,15 +24,18 @@ for t in models layers_gradcheck_device; do
   xz -9 -T2 -c "$exe" > ".gpu/tests/$t.xz"
 done
 ls -l .gpu/unisal.xz .gpu/tests
-# The real pool for one whole round on the GPU (gpu-bench.sh runs `unisal simulate` when it finds it): crc5's
-# 4,000 pool patches and 60 test patches a class (read from ../shared/data, never committed; .gpu/ is ignored).
+# A real pool for one whole round on the GPU (gpu-bench.sh runs `unisal simulate` when it finds it): the first
+# POOL_PER_CLASS (500) patches of each class of crc5's pool and 60 test patches a class (read from ../shared/data,
+# never committed; .gpu/ is ignored). All that travels (the tracked files too) must stay under 64 MiB.
 data=../shared/data/crc5
 if [ -d "$data/pool" ] && [ "${WITH_POOL:-1}" = 1 ]; then
-  rm -rf .gpu/crc5 && mkdir -p .gpu/crc5/test
-  cp -r "$data/pool" .gpu/crc5/pool
-  for d in "$data"/devtest/*/; do
-    cls=$(basename "$d"); mkdir -p ".gpu/crc5/test/$cls"
-    find "$d" -maxdepth 1 -type f | sort | head -n 60 | xargs -I{} cp {} ".gpu/crc5/test/$cls/"
-  done
+  rm -rf .gpu/crc5
+  copy_first() {  # source folder, count, destination
+    mkdir -p "$3"
+    mapfile -t files < <(find "$1" -maxdepth 1 -type f \( -name '*.jpg' -o -name '*.png' -o -name '*.tif' \) | sort)
+    cp "${files[@]:0:$2}" "$3/"
+  }
+  for d in "$data"/pool/*/; do copy_first "$d" "${POOL_PER_CLASS:-500}" ".gpu/crc5/pool/$(basename "$d")"; done
+  for d in "$data"/devtest/*/; do copy_first "$d" 60 ".gpu/crc5/test/$(basename "$d")"; done
 fi
 du -sh .gpu
