@@ -93,8 +93,12 @@ def main():
             n.eval()
         step = infer_step
 
+    used = []  # device memory in use (total - free), sampled like unisal bench: end of a step, before the sync
+
     def sync():
         if dev.type == "cuda":
+            free, total = torch.cuda.mem_get_info(dev)
+            used.append((total - free) / 2**20)
             torch.cuda.synchronize()
 
     for _ in range(a.warmup):
@@ -130,6 +134,7 @@ def main():
     }
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
+        out["device_used_mb"] = max(used)
     if a.json:
         print(json.dumps(out))
     else:

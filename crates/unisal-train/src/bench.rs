@@ -85,6 +85,11 @@ pub struct BenchReport {
     pub ms_per_step_median: f64,
     /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is absent.
     pub peak_rss_mb: Option<f64>,
+    /// On CUDA: the most device memory in use (total - free over the whole device: the CUDA context, cuDNN's and
+    /// candle's memory pool included), MiB, sampled at the end of every step before synchronising, when the
+    /// step's buffers are freed but not yet handed back; `None` elsewhere. `scripts/torch_bench.py` reports the
+    /// same measure as `device_used_mb` (its `peak_gpu_mb` is PyTorch's allocator peak, without the context).
+    pub device_used_mb: Option<f64>,
 }
 
 /// Run a benchmark.
@@ -114,11 +119,15 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     let y = random_labels(cfg.batch, cfg.classes, &device)?;
 
     let mut opt = Sgd::new(nets.iter().flat_map(Network::trainable_vars).collect(), 0.01, 0.9, 5e-4);
+    let mut device_used: Option<f64> = None;
     let mut step = || -> Result<()> {
         match cfg.mode {
             BenchMode::Train => train_step(&nets, &x, &y, cfg.dual, &mut opt),
             BenchMode::Infer => infer_step(&nets, &x),
         }?;
+        if let Some(mb) = device_used_mb(&device) {
+            device_used = Some(device_used.map_or(mb, |m: f64| m.max(mb)));
+        }
         device.synchronize()?;
         Ok(())
     };
@@ -154,6 +163,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         ms_per_step: 1000.0 * total / cfg.steps as f64,
         ms_per_step_median: 1000.0 * median,
         peak_rss_mb: peak_rss_mb(),
+        device_used_mb: device_used,
     })
 }
 
@@ -188,6 +198,17 @@ fn infer_step(nets: &[Network], x: &Tensor) -> Result<()> {
 fn random_labels(batch: usize, classes: usize, device: &Device) -> Result<Tensor> {
     let r = Tensor::rand(0f32, classes as f32, batch, device)?;
     Ok(r.floor()?.clamp(0f32, (classes - 1) as f32)?.to_dtype(DType::U32)?)
+}
+
+/// Device memory in use on a CUDA device (total - free), MiB; `None` on other devices.
+fn device_used_mb(device: &Device) -> Option<f64> {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        let (free, total) = candle_core::cuda_backend::cudarc::driver::result::mem_get_info().ok()?;
+        return Some(total.saturating_sub(free) as f64 / 1048576.0);
+    }
+    let _ = device;
+    None
 }
 
 /// Peak resident set size (VmHWM of /proc/self/status) in MiB.
