@@ -5,7 +5,7 @@
 //! variance from the unbiased batch variance. Eval mode normalises with the running statistics.
 //!
 //! On the CPU (f32/f64) train mode runs as one custom op with a closed-form backward and eval mode as one pass
-//! (`batchnorm_cpu.rs`). On a CUDA device with the `cudnn` feature (f32), train mode is one cuDNN op
+//! (`batchnorm_cpu.rs`). On a CUDA device with the `cudnn` feature (f32), both modes are cuDNN ops
 //! (`cudnn/batchnorm.rs`). Other cases compose candle ops. [`BnImpl`] forces one path (tests compare them).
 
 use std::sync::{Arc, Mutex};
@@ -21,8 +21,8 @@ use crate::error::{Result, TrainError};
 /// Which implementation batch norm uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BnImpl {
-    /// The custom ops (train and eval mode) on the CPU in f32/f64, the cuDNN op in train mode on CUDA in f32
-    /// (feature `cudnn`), candle ops elsewhere.
+    /// The custom ops (train and eval mode) on the CPU in f32/f64, the cuDNN ops on CUDA in f32 (feature
+    /// `cudnn`), candle ops elsewhere.
     #[default]
     Auto,
     /// Composed candle ops on every device.
@@ -91,8 +91,8 @@ impl BatchNorm2d {
     /// [`BatchNorm2d::forward_relu`] with a chosen implementation.
     pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cudnn")]
-        if imp == BnImpl::Auto && train && super::cudnn::usable(x) {
-            return super::relu(&self.cudnn_train(x)?);
+        if imp == BnImpl::Auto && super::cudnn::usable(x) {
+            return super::relu(&self.cudnn(x, train)?);
         }
         if imp == BnImpl::Auto && cpu_float(x) {
             return self.cpu(x, train, true);
@@ -103,8 +103,8 @@ impl BatchNorm2d {
     /// [`BatchNorm2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cudnn")]
-        if imp == BnImpl::Auto && train && super::cudnn::usable(x) {
-            return self.cudnn_train(x);
+        if imp == BnImpl::Auto && super::cudnn::usable(x) {
+            return self.cudnn(x, train);
         }
         if imp == BnImpl::Auto && cpu_float(x) {
             return self.cpu(x, train, false);
@@ -150,19 +150,16 @@ impl BatchNorm2d {
         Ok(y)
     }
 
-    /// Train mode as the cuDNN op (which also updates the running statistics).
+    /// The cuDNN ops: train mode (which also updates the running statistics) or eval mode.
     #[cfg(feature = "cudnn")]
-    fn cudnn_train(&self, x: &Tensor) -> Result<Tensor> {
-        check_train_input(x.dims4()?)?;
+    fn cudnn(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
-        super::cudnn::batch_norm_train(
-            x,
-            self.weight.as_tensor(),
-            self.bias.as_tensor(),
-            running,
-            self.eps,
-            self.momentum,
-        )
+        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
+        if !train {
+            return super::cudnn::batch_norm_eval(x, w, b, running, self.eps);
+        }
+        check_train_input(x.dims4()?)?;
+        super::cudnn::batch_norm_train(x, w, b, running, self.eps, self.momentum)
     }
 
     /// `running = (1 - m) * running + m * batch`, the variance unbiased; outside the autograd graph.
@@ -177,6 +174,22 @@ impl BatchNorm2d {
         self.running_var.set(&new_var)?;
         Ok(())
     }
+}
+
+/// The gradients of eval-mode batch norm `y = gamma * (x - mean) * invstd + beta` (`mean`, `invstd`: `[1, C, 1, 1]`
+/// columns of the running statistics, which get no gradient, as in torch) for the output gradient `dy`, as candle
+/// ops: `(dx, dgamma, dbeta)`. Training never needs it; the eval-mode ops have it for completeness.
+pub(crate) fn eval_backward(
+    x: &Tensor,
+    gamma: &Tensor,
+    dy: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let c = gamma.elem_count();
+    let dx = dy.broadcast_mul(&gamma.reshape((1, c, 1, 1))?.mul(invstd)?)?;
+    let xhat = x.broadcast_sub(mean)?.broadcast_mul(invstd)?;
+    Ok((dx, (dy * &xhat)?.sum((0, 2, 3))?, dy.sum((0, 2, 3))?))
 }
 
 /// Train mode needs more than one value per channel for its batch statistics.

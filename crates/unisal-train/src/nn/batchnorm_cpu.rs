@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Layout, Shape, Tensor};
 
+use super::batchnorm::eval_backward;
 use super::cpu_util::{cpu_op, dims4, for_each_item, lane_sums, map_items, Elem, Kernel};
 use super::elementwise::relu_mask;
 
@@ -273,11 +274,7 @@ cpu_op!(CustomOp3 for BnEval {
         let dy = if self.relu { relu_mask(grad, res)? } else { grad.clone() };
         let column = |v: Vec<f64>| Tensor::from_vec(v, (1, c, 1, 1), x.device())?.to_dtype(x.dtype());
         let invstd = column(self.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect())?;
-        let mean = column(self.mean.clone())?;
-        let dx = dy.broadcast_mul(&gamma.reshape((1, c, 1, 1))?.mul(&invstd)?)?;
-        let xhat = x.broadcast_sub(&mean)?.broadcast_mul(&invstd)?;
-        let dgamma = (&dy * &xhat)?.sum((0, 2, 3))?;
-        let dbeta = dy.sum((0, 2, 3))?;
+        let (dx, dgamma, dbeta) = eval_backward(x, gamma, &dy, &column(self.mean.clone())?, &invstd)?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 });

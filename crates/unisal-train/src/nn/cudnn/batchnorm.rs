@@ -3,6 +3,9 @@
 //! `BatchNormalizationBackward` (the batch mean and inverse standard deviation saved by the forward). Composed from
 //! candle ops the same layer is a dozen passes over the activation forward and more backward.
 //!
+//! Eval mode is cuDNN's `BatchNormalizationForwardInference` (one pass; candle's broadcasts take two), with the
+//! composed backward of `super::super::batchnorm::eval_backward`.
+//!
 //! The running mean and variance are buffers outside the autograd graph (`VarKind::Buffer`); cuDNN updates them
 //! on the device's one stream, in order with every other use, as `Var::set` would, without the extra kernels.
 
@@ -11,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::cuda_backend::cudarc::cudnn::sys;
 use candle_core::cuda_backend::cudarc::driver::CudaSlice;
-use candle_core::{CpuStorage, CudaStorage, Layout, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, Layout, Shape, Storage, Tensor};
 
 use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, TensorDesc, ONE, ZERO};
 
@@ -51,12 +54,12 @@ struct BnTrainCudnn {
     saved: Arc<Mutex<Option<Arc<Saved>>>>,
 }
 
-/// `[N, C, H, W]` of `x`, checked against `[C]` parameters.
-fn dims(x: &Layout, params: &[&Layout]) -> candle_core::Result<[usize; 4]> {
+/// `[N, C, H, W]` of `x`, checked against `[C]` parameters (and, in train mode, more than one value a channel).
+fn dims(x: &Layout, params: &[&Layout], train: bool) -> candle_core::Result<[usize; 4]> {
     let [n, c, h, w] = *x.shape().dims() else {
         candle_core::bail!("batch norm: expected [N, C, H, W], got {:?}", x.shape())
     };
-    if params.iter().any(|p| p.shape().dims() != [c]) || n * h * w < 2 {
+    if params.iter().any(|p| p.shape().dims() != [c]) || (train && n * h * w < 2) {
         candle_core::bail!("batch norm: input {:?} and parameters of {c} channels do not fit", x.shape());
     }
     Ok([n, c, h, w])
@@ -76,17 +79,7 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         "batch-norm-train-cudnn"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("batch-norm-train-cudnn runs on CUDA devices only")
-    }
+    super::cuda_only_cpu_fwd!(CustomOp3);
 
     fn cuda_fwd(
         &self,
@@ -97,7 +90,7 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         bs: &CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dims = dims(xl, &[gl, bl])?;
+        let dims = dims(xl, &[gl, bl], true)?;
         let c = dims[1];
         let (x, g, b) =
             (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
@@ -184,17 +177,7 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
         "batch-norm-train-cudnn-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("batch-norm-train-cudnn-backward runs on CUDA devices only")
-    }
+    super::cuda_only_cpu_fwd!(CustomOp3);
 
     fn cuda_fwd(
         &self,
@@ -205,7 +188,7 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
         gs: &CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dims = dims(xl, &[gl])?;
+        let dims = dims(xl, &[gl], true)?;
         if dyl.shape() != xl.shape() {
             candle_core::bail!("batch norm backward: gradient {:?} for input {:?}", dyl.shape(), xl.shape());
         }
@@ -251,5 +234,100 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
             }
             Ok((storage(out, &xs.device), Shape::from(len + 2 * c)))
         })
+    }
+}
+
+/// `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta` (eval mode; f32 on CUDA).
+pub(crate) fn eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running: (&Tensor, &Tensor),
+    eps: f64,
+) -> crate::error::Result<Tensor> {
+    let op = BnEvalCudnn { eps, running_mean: running.0.clone(), running_var: running.1.clone() };
+    Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?)
+}
+
+struct BnEvalCudnn {
+    eps: f64,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl candle_core::CustomOp3 for BnEvalCudnn {
+    fn name(&self) -> &'static str {
+        "batch-norm-eval-cudnn"
+    }
+
+    super::cuda_only_cpu_fwd!(CustomOp3);
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let dims = dims(xl, &[gl, bl], false)?;
+        let c = dims[1];
+        let (x, g, b) =
+            (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
+        let (rm_guard, rm_off) = buffer(&self.running_mean, c)?;
+        let (rv_guard, rv_off) = buffer(&self.running_var, c)?;
+        let (Storage::Cuda(rm), Storage::Cuda(rv)) = (&*rm_guard, &*rv_guard) else {
+            candle_core::bail!("batch norm: the running statistics are not on the CUDA device")
+        };
+        let (rm, rv) =
+            (rm.as_cuda_slice::<f32>()?.slice(rm_off..), rv.as_cuda_slice::<f32>()?.slice(rv_off..));
+        let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
+        with_handle(&xs.device, |h, stream| {
+            let mut y = output(stream, xl.shape().elem_count())?;
+            {
+                let ((xp, _a), (gp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&g, stream), ptr(&b, stream));
+                let ((rmp, _d), (rvp, _e)) = (ptr(&rm, stream), ptr(&rv, stream));
+                let (yp, _f) = ptr_mut(&mut y, stream);
+                check(
+                    unsafe {
+                        sys::cudnnBatchNormalizationForwardInference(
+                            h,
+                            MODE,
+                            scale(&ONE),
+                            scale(&ZERO),
+                            xd.0,
+                            xp,
+                            xd.0,
+                            yp,
+                            pd.0,
+                            gp,
+                            bp,
+                            rmp,
+                            rvp,
+                            self.eps,
+                        )
+                    },
+                    "batch norm inference",
+                )?;
+            }
+            Ok((storage(y, &xs.device), xl.shape().clone()))
+        })
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let c = gamma.elem_count();
+        let column = |t: &Tensor| t.detach().reshape((1, c, 1, 1));
+        let invstd = (column(&self.running_var)? + self.eps)?.sqrt()?.recip()?;
+        let (dx, dgamma, dbeta) =
+            crate::nn::batchnorm::eval_backward(x, gamma, grad, &column(&self.running_mean)?, &invstd)?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::ffi::c_int;
 
 use candle_core::cuda_backend::cudarc::cudnn::sys;
-use candle_core::{CpuStorage, CudaStorage, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
 use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, workspace, ONE, ZERO};
 use super::handle::{ConvDesc, FilterDesc, TensorDesc};
@@ -148,15 +148,7 @@ impl candle_core::CustomOp2 for ConvCudnn {
         "conv2d-cudnn"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("conv2d-cudnn runs on CUDA devices only")
-    }
+    super::cuda_only_cpu_fwd!(CustomOp2);
 
     fn cuda_fwd(
         &self,
@@ -250,17 +242,7 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
         "conv2d-cudnn-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("conv2d-cudnn-backward runs on CUDA devices only")
-    }
+    super::cuda_only_cpu_fwd!(CustomOp3);
 
     fn cuda_fwd(
         &self,

@@ -1,5 +1,5 @@
 //! GPU layers through cuDNN (feature `cudnn`): convolution (forward, backward-data, backward-filter), batch norm
-//! in train mode (forward with the running statistics, backward) and max pooling (forward, backward), each one
+//! (train mode: forward with the running statistics, backward; eval mode) and max pooling (forward, backward), each one
 //! candle custom op whose backward is another op, so that a layer is one node of the autograd graph and its
 //! gradient one or two cuDNN calls instead of candle's composed passes.
 //!
@@ -7,6 +7,25 @@
 //! environment turns them off). Convolutions use strict fp32 math unless `UNISAL_TF32=1` allows tensor-core TF32
 //! (PyTorch's `cudnn.allow_tf32`).
 //! `tests/layers_gradcheck_device.rs` checks every layer on the GPU against the f64 CPU reference.
+
+/// `cpu_fwd` of a CUDA-only `CustomOp1/2/3`, written inside the impl as `cuda_only_cpu_fwd!(CustomOpN)`: an error
+/// naming the op.
+macro_rules! cuda_only_cpu_fwd {
+    (@fn $t:ident; $($s:ident $l:ident),+) => {
+        #[allow(clippy::too_many_arguments)]
+        fn cpu_fwd(
+            &self,
+            $($s: &candle_core::CpuStorage, $l: &candle_core::Layout),+
+        ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+            $(let _ = ($s, $l);)+
+            candle_core::bail!("{} runs on CUDA devices only", <Self as candle_core::$t>::name(self))
+        }
+    };
+    (CustomOp1) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp1; s1 l1); };
+    (CustomOp2) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp2; s1 l1, s2 l2); };
+    (CustomOp3) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp3; s1 l1, s2 l2, s3 l3); };
+}
+pub(crate) use cuda_only_cpu_fwd;
 
 mod batchnorm;
 mod conv;
@@ -17,7 +36,7 @@ use std::sync::OnceLock;
 
 use candle_core::Tensor;
 
-pub(crate) use batchnorm::train as batch_norm_train;
+pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
 pub(crate) use conv::ConvCudnn;
 pub(crate) use pool::MaxPoolCudnn;
 

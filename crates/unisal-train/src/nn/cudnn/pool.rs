@@ -3,7 +3,7 @@
 //! The backward is not itself differentiable.
 
 use candle_core::cuda_backend::cudarc::cudnn::sys;
-use candle_core::{CpuStorage, CudaStorage, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
 use super::handle::{
     check, input, output, ptr, ptr_mut, scale, storage, with_handle, PoolDesc, TensorDesc, ONE, ZERO,
@@ -33,9 +33,7 @@ impl candle_core::CustomOp1 for MaxPoolCudnn {
         "max-pool-cudnn"
     }
 
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("max-pool-cudnn runs on CUDA devices only")
-    }
+    super::cuda_only_cpu_fwd!(CustomOp1);
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout) -> candle_core::Result<(CudaStorage, Shape)> {
         let (id, od) = self.dims(xl)?;
@@ -75,17 +73,7 @@ impl candle_core::CustomOp3 for MaxPoolBackwardCudnn {
         "max-pool-cudnn-backward"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-        _: &CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        candle_core::bail!("max-pool-cudnn-backward runs on CUDA devices only")
-    }
+    super::cuda_only_cpu_fwd!(CustomOp3);
 
     fn cuda_fwd(
         &self,
