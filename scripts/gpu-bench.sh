@@ -69,6 +69,12 @@ run_case "r50-224-dual-train"         "" "train $common --model resnet50 --size 
 run_case "r50-224-dual-train-tf32"    "UNISAL_TF32=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual --tf32"
 run_case "r50-256-infer"              "" "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
 run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
+# Where the time goes: our GPU ops' share of a ResNet-18 step (synchronised per op) and PyTorch's top kernels.
+echo "== profile r18-224-b64-train" | tee -a "$OUT/log.txt"
+UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common $r18 --steps 3 > "$OUT/profile-candle.txt" 2>&1
+tail -n 20 "$OUT/profile-candle.txt"
+timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --steps 3 --profile > "$OUT/profile-torch.txt" 2>&1
+grep -E "^ *(Name|[a-z_:A-Z0-9]+.*us)" "$OUT/profile-torch.txt" | head -n 14
 # 3. One whole round of the loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL
 #    losses (gpu-sim preset: ResNet-18 at 128 px, 64 + 64), prediction of the 2,500 pool patches, selection, test.
 if [ -d .gpu/crc5/pool ]; then

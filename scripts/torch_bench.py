@@ -43,6 +43,8 @@ def main():
     p.add_argument("--tf32", action="store_true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--profile", action="store_true",
+                   help="after the timed steps, profile 3 more with torch.profiler and print the top kernels (stderr)")
     a = p.parse_args()
 
     if a.device == "auto":
@@ -135,6 +137,15 @@ def main():
     if dev.type == "cuda":
         out["peak_gpu_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
         out["device_used_mb"] = max(used)
+    if a.profile:
+        from torch.profiler import ProfilerActivity, profile
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+        with profile(activities=acts) as prof:
+            for _ in range(3):
+                step()
+            sync()
+        key = "cuda_time_total" if dev.type == "cuda" else "cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=25), file=sys.stderr)
     if a.json:
         print(json.dumps(out))
     else:

@@ -108,6 +108,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             report.peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0}")),
             report.device_used_mb.map_or(String::new(), |m| format!(", device memory in use {m:.0} MB")),
         );
+        if !report.op_profile.is_empty() {
+            let ours: f64 = report.op_profile.iter().map(|r| r.ms_per_step).sum();
+            println!(
+                "GPU op profile (ms a step; synchronised, so the step above is slower than unprofiled):"
+            );
+            for r in &report.op_profile {
+                println!("  {:<28} {:>9.2} ms  {:>6} calls", r.op, r.ms_per_step, r.calls);
+            }
+            println!("  {:<28} {:>9.2} ms", "everything else", report.ms_per_step - ours);
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

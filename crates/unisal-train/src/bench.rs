@@ -90,6 +90,21 @@ pub struct BenchReport {
     /// step's buffers are freed but not yet handed back; `None` elsewhere. `scripts/torch_bench.py` reports the
     /// same measure as `device_used_mb` (its `peak_gpu_mb` is PyTorch's allocator peak, without the context).
     pub device_used_mb: Option<f64>,
+    /// With `UNISAL_GPU_PROFILE=1` on CUDA, our GPU ops' device time over the timed steps, the longest first
+    /// (`nn::gpu_profile`; the steps were slowed by its synchronisations); empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub op_profile: Vec<OpTime>,
+}
+
+/// One op's share of the timed steps in [`BenchReport::op_profile`].
+#[derive(Debug, Clone, Serialize)]
+pub struct OpTime {
+    /// The op (e.g. `conv-backward`).
+    pub op: String,
+    /// Calls over the timed steps.
+    pub calls: u64,
+    /// Milliseconds per step.
+    pub ms_per_step: f64,
 }
 
 /// Run a benchmark.
@@ -134,6 +149,8 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     for _ in 0..cfg.warmup {
         step()?;
     }
+    #[cfg(feature = "cuda")]
+    crate::nn::gpu_profile::reset();
     let mut times = Vec::with_capacity(cfg.steps);
     for _ in 0..cfg.steps {
         let t0 = Instant::now();
@@ -164,6 +181,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         ms_per_step_median: 1000.0 * median,
         peak_rss_mb: peak_rss_mb(),
         device_used_mb: device_used,
+        op_profile: op_profile(cfg.steps),
     })
 }
 
@@ -198,6 +216,19 @@ fn infer_step(nets: &[Network], x: &Tensor) -> Result<()> {
 fn random_labels(batch: usize, classes: usize, device: &Device) -> Result<Tensor> {
     let r = Tensor::rand(0f32, classes as f32, batch, device)?;
     Ok(r.floor()?.clamp(0f32, (classes - 1) as f32)?.to_dtype(DType::U32)?)
+}
+
+/// The GPU op profile of the timed steps (empty unless it is on).
+fn op_profile(steps: usize) -> Vec<OpTime> {
+    #[cfg(feature = "cuda")]
+    if crate::nn::gpu_profile::enabled() {
+        return crate::nn::gpu_profile::report()
+            .into_iter()
+            .map(|(op, calls, secs)| OpTime { op, calls, ms_per_step: 1000.0 * secs / steps as f64 })
+            .collect();
+    }
+    let _ = steps;
+    Vec::new()
 }
 
 /// Device memory in use on a CUDA device (total - free), MiB; `None` on other devices.

@@ -12,7 +12,7 @@ const THREADS: u32 = 256;
 /// Runs the kernel `name` of `cuda/elementwise.cu` over 1-3 contiguous f32 inputs of one shape (a missing input
 /// slot gets the first; the kernels do not read it) with the scalars `p`; returns a new buffer of that shape.
 pub(crate) fn map(
-    name: &str,
+    name: &'static str,
     inputs: &[(&CudaStorage, &Layout)],
     p: [f32; 3],
 ) -> candle_core::Result<(CudaStorage, Shape)> {
@@ -47,8 +47,12 @@ pub(crate) fn map(
         }
         let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-        // SAFETY: the kernel's signature is the one pushed above; it reads n values of each input, writes n.
-        unsafe { b.launch(cfg) }.map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
+        super::gpu_profile::timed(name, &dev.cuda_stream(), || {
+            // SAFETY: the kernel's signature is the one pushed above; it reads n values of each input, writes n.
+            unsafe { b.launch(cfg) }
+                .map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
+            Ok(())
+        })?;
     }
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), shape))
 }

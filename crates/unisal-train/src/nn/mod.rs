@@ -27,6 +27,8 @@ pub(crate) mod cuda_kernels;
 mod cudnn;
 mod elementwise;
 mod gemm_cpu;
+#[cfg(feature = "cuda")]
+pub mod gpu_profile;
 mod im2col;
 mod init;
 mod linear;

@@ -102,7 +102,7 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         let (rm, rv) =
             (rm.as_cuda_slice::<f32>()?.slice(rm_off..), rv.as_cuda_slice::<f32>()?.slice(rv_off..));
         let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
-        with_handle(&xs.device, |h, stream| {
+        with_handle(&xs.device, "batch-norm-train", |h, stream| {
             let mut y = output(stream, xl.shape().elem_count())?;
             let (mut mean, mut invstd) = (output(stream, c)?, output(stream, c)?);
             {
@@ -196,7 +196,7 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
         let (x, dy, g) =
             (input(xs, xl, "batch norm")?, input(dys, dyl, "batch norm")?, input(gs, gl, "batch norm")?);
         let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
-        with_handle(&xs.device, |h, stream| {
+        with_handle(&xs.device, "batch-norm-backward", |h, stream| {
             let mut out = output(stream, len + 2 * c)?;
             {
                 let (mut dx, mut rest) = out.split_at_mut(len);
@@ -283,7 +283,7 @@ impl candle_core::CustomOp3 for BnEvalCudnn {
         let (rm, rv) =
             (rm.as_cuda_slice::<f32>()?.slice(rm_off..), rv.as_cuda_slice::<f32>()?.slice(rv_off..));
         let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
-        with_handle(&xs.device, |h, stream| {
+        with_handle(&xs.device, "batch-norm-eval", |h, stream| {
             let mut y = output(stream, xl.shape().elem_count())?;
             {
                 let ((xp, _a), (gp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&g, stream), ptr(&b, stream));

@@ -161,7 +161,7 @@ impl candle_core::CustomOp2 for ConvCudnn {
         let (x, w) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?);
         let shape = self.out_shape();
         let d = self.descs()?;
-        with_handle(&xs.device, |h, stream| {
+        with_handle(&xs.device, "conv-forward", |h, stream| {
             let what = "convolution forward";
             let choice = cached(self.key(0), what, 8, |res, count| unsafe {
                 sys::cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.0, d.w.0, d.conv.0, d.y.0, 8, count, res)
@@ -262,7 +262,7 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
         let (x_len, w_len) =
             (if self.need_dx { xl.shape().elem_count() } else { 0 }, wl.shape().elem_count());
         let d = c.descs()?;
-        with_handle(&xs.device, |h, stream| {
+        with_handle(&xs.device, "conv-backward", |h, stream| {
             let mut out = output(stream, x_len + w_len)?;
             let (dyp, _gdy) = ptr(&dy, stream);
             let what = "convolution backward filter";

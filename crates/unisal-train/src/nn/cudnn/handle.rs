@@ -50,9 +50,11 @@ thread_local! {
     static HANDLES: RefCell<HashMap<DeviceId, Rc<Handle>>> = RefCell::new(HashMap::new());
 }
 
-/// Runs `f` with this thread's cuDNN handle for `dev` (created on first use, bound to the device's stream).
+/// Runs `f` with this thread's cuDNN handle for `dev` (created on first use, bound to the device's stream), timed
+/// as `what` by the GPU profile when it is on.
 pub(crate) fn with_handle<R>(
     dev: &CudaDevice,
+    what: &'static str,
     f: impl FnOnce(sys::cudnnHandle_t, &Arc<CudaStream>) -> candle_core::Result<R>,
 ) -> candle_core::Result<R> {
     let stream = dev.cuda_stream();
@@ -68,7 +70,7 @@ pub(crate) fn with_handle<R>(
         map.borrow_mut().insert(dev.id(), h.clone());
         Ok(h)
     })?;
-    f(handle.0, &stream)
+    crate::nn::gpu_profile::timed(what, &stream, || f(handle.0, &stream))
 }
 
 fn dims_i32<const N: usize>(dims: [usize; N], what: &str) -> candle_core::Result<[c_int; N]> {

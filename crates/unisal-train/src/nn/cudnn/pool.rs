@@ -40,7 +40,7 @@ impl candle_core::CustomOp1 for MaxPoolCudnn {
         let x = input(xs, xl, "max pool")?;
         let (xd, yd, pool) =
             (TensorDesc::nchw(id)?, TensorDesc::nchw(od)?, PoolDesc::max(self.k, self.stride, self.pad)?);
-        with_handle(&xs.device, |h, stream| {
+        with_handle(&xs.device, "max-pool-forward", |h, stream| {
             let mut y = output(stream, od.iter().product())?;
             {
                 let ((xp, _a), (yp, _b)) = (ptr(&x, stream), ptr_mut(&mut y, stream));
@@ -98,7 +98,7 @@ impl candle_core::CustomOp3 for MaxPoolBackwardCudnn {
         let p = self.0;
         let (xd, yd, pool) =
             (TensorDesc::nchw(id)?, TensorDesc::nchw(od)?, PoolDesc::max(p.k, p.stride, p.pad)?);
-        with_handle(&xs.device, |h, stream| {
+        with_handle(&xs.device, "max-pool-backward", |h, stream| {
             let mut dx = output(stream, xl.shape().elem_count())?;
             {
                 let ((xp, _a), (yp, _b), (dyp, _c)) = (ptr(&x, stream), ptr(&y, stream), ptr(&dy, stream));
