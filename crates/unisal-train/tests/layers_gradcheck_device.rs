@@ -170,9 +170,13 @@ fn resnet_sized_layers_match_the_cpu_reference() {
         let rv = Var::ones(c, dt, d).unwrap();
         BatchNorm2d::from_vars(v[1].clone(), v[2].clone(), rm, rv)
     };
-    check("batchnorm + relu 8x32x14x14", &[x.clone(), w, b], |v| {
-        bn(v).forward_relu(v[0].as_tensor(), true).unwrap()
-    });
+    for train in [true, false] {
+        check(
+            &format!("batchnorm + relu 8x32x14x14, train={train}"),
+            &[x.clone(), w.clone(), b.clone()],
+            |v| bn(v).forward_relu(v[0].as_tensor(), train).unwrap(),
+        );
+    }
     let xp = [pair(&[4, 16, 28, 28], 403, true, &dev)];
     check("max pool 3x3/2 on 4x16x28x28", &xp, |v| max_pool2d(v[0].as_tensor(), 3, 2, 1).unwrap());
     let y = pair(&[8, 32, 14, 14], 404, false, &dev);

@@ -83,7 +83,7 @@ impl BatchNorm2d {
         self.forward_with(x, train, BnImpl::Auto)
     }
 
-    /// `relu(forward(x))`; on the CPU one fused op.
+    /// `relu(forward(x))`; one fused op on the CPU and with the cuDNN layers.
     pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_relu_with(x, train, BnImpl::Auto)
     }
@@ -92,7 +92,7 @@ impl BatchNorm2d {
     pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cudnn")]
         if imp == BnImpl::Auto && super::cudnn::usable(x) {
-            return super::relu(&self.cudnn(x, train)?);
+            return self.cudnn(x, train, true);
         }
         if imp == BnImpl::Auto && cpu_float(x) {
             return self.cpu(x, train, true);
@@ -104,7 +104,7 @@ impl BatchNorm2d {
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cudnn")]
         if imp == BnImpl::Auto && super::cudnn::usable(x) {
-            return self.cudnn(x, train);
+            return self.cudnn(x, train, false);
         }
         if imp == BnImpl::Auto && cpu_float(x) {
             return self.cpu(x, train, false);
@@ -150,16 +150,17 @@ impl BatchNorm2d {
         Ok(y)
     }
 
-    /// The cuDNN ops: train mode (which also updates the running statistics) or eval mode.
+    /// The cuDNN ops (with a fused ReLU when `relu`): train mode (which also updates the running statistics) or
+    /// eval mode.
     #[cfg(feature = "cudnn")]
-    fn cudnn(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn cudnn(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
         let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
         if !train {
-            return super::cudnn::batch_norm_eval(x, w, b, running, self.eps);
+            return super::cudnn::batch_norm_eval(x, w, b, running, self.eps, relu);
         }
         check_train_input(x.dims4()?)?;
-        super::cudnn::batch_norm_train(x, w, b, running, self.eps, self.momentum)
+        super::cudnn::batch_norm_train(x, w, b, running, (self.eps, self.momentum), relu)
     }
 
     /// `running = (1 - m) * running + m * batch`, the variance unbiased; outside the autograd graph.

@@ -16,23 +16,26 @@ use candle_core::cuda_backend::cudarc::cudnn::sys;
 use candle_core::cuda_backend::cudarc::driver::CudaSlice;
 use candle_core::{CudaStorage, Layout, Shape, Storage, Tensor};
 
+use crate::nn::elementwise::relu_mask;
+
 use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, TensorDesc, ONE, ZERO};
 
 const MODE: sys::cudnnBatchNormMode_t = sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL;
 
 /// `y = gamma * (x - mean) * invstd + beta` with the statistics of the batch `x: [N, C, H, W]` (f32 on CUDA),
-/// updating `running_mean` / `running_var` (`[C]`, f32) with `momentum`.
+/// updating `running_mean` / `running_var` (`[C]`, f32) with `momentum`; `max(0, y)` with `relu`.
 pub(crate) fn train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     running: (&Tensor, &Tensor),
-    eps: f64,
-    momentum: f64,
+    (eps, momentum): (f64, f64),
+    relu: bool,
 ) -> crate::error::Result<Tensor> {
     let op = BnTrainCudnn {
         eps,
         momentum,
+        relu,
         running_mean: running.0.clone(),
         running_var: running.1.clone(),
         saved: Arc::new(Mutex::new(None)),
@@ -49,9 +52,19 @@ struct Saved {
 struct BnTrainCudnn {
     eps: f64,
     momentum: f64,
+    relu: bool,
     running_mean: Tensor,
     running_var: Tensor,
     saved: Arc<Mutex<Option<Arc<Saved>>>>,
+}
+
+/// The op's output: `y`, or `max(0, y)` with `relu` (one more kernel, but one autograd node fewer than a separate
+/// ReLU: candle's backward zero-fills and adds a gradient buffer at every edge).
+fn with_relu(y: CudaStorage, shape: &Shape, relu: bool) -> candle_core::Result<(CudaStorage, Shape)> {
+    if !relu {
+        return Ok((y, shape.clone()));
+    }
+    crate::nn::cuda_kernels::map("unisal_relu_f32", &[(&y, &Layout::contiguous(shape.clone()))], [0.0; 3])
 }
 
 /// `[N, C, H, W]` of `x`, checked against `[C]` parameters (and, in train mode, more than one value a channel).
@@ -138,7 +151,7 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
             }
             *self.saved.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))? =
                 Some(Arc::new(Saved { mean, invstd }));
-            Ok((storage(y, &xs.device), xl.shape().clone()))
+            with_relu(storage(y, &xs.device), xl.shape(), self.relu)
         })
     }
 
@@ -147,7 +160,7 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let saved =
@@ -155,11 +168,8 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         let saved =
             saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
         let op = BnBackwardCudnn { eps: self.eps, saved };
-        let packed = x.detach().contiguous()?.apply_op3_no_bwd(
-            &grad.contiguous()?,
-            &gamma.detach().contiguous()?,
-            &op,
-        )?;
+        let grad = if self.relu { relu_mask(grad, res)? } else { grad.contiguous()? };
+        let packed = x.detach().contiguous()?.apply_op3_no_bwd(&grad, &gamma.detach().contiguous()?, &op)?;
         let (len, c) = (x.elem_count(), gamma.elem_count());
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
         Ok((Some(dx), Some(packed.narrow(0, len, c)?), Some(packed.narrow(0, len + c, c)?)))
@@ -237,20 +247,23 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
     }
 }
 
-/// `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta` (eval mode; f32 on CUDA).
+/// `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta` (eval mode; f32 on CUDA); `max(0, y)` with
+/// `relu`.
 pub(crate) fn eval(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     running: (&Tensor, &Tensor),
     eps: f64,
+    relu: bool,
 ) -> crate::error::Result<Tensor> {
-    let op = BnEvalCudnn { eps, running_mean: running.0.clone(), running_var: running.1.clone() };
+    let op = BnEvalCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone() };
     Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?)
 }
 
 struct BnEvalCudnn {
     eps: f64,
+    relu: bool,
     running_mean: Tensor,
     running_var: Tensor,
 }
@@ -311,7 +324,7 @@ impl candle_core::CustomOp3 for BnEvalCudnn {
                     "batch norm inference",
                 )?;
             }
-            Ok((storage(y, &xs.device), xl.shape().clone()))
+            with_relu(storage(y, &xs.device), xl.shape(), self.relu)
         })
     }
 
@@ -320,14 +333,15 @@ impl candle_core::CustomOp3 for BnEvalCudnn {
         x: &Tensor,
         gamma: &Tensor,
         _beta: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = gamma.elem_count();
         let column = |t: &Tensor| t.detach().reshape((1, c, 1, 1));
         let invstd = (column(&self.running_var)? + self.eps)?.sqrt()?.recip()?;
+        let dy = if self.relu { relu_mask(grad, res)? } else { grad.clone() };
         let (dx, dgamma, dbeta) =
-            crate::nn::batchnorm::eval_backward(x, gamma, grad, &column(&self.running_mean)?, &invstd)?;
+            crate::nn::batchnorm::eval_backward(x, gamma, &dy, &column(&self.running_mean)?, &invstd)?;
         Ok((Some(dx), Some(dgamma), Some(dbeta)))
     }
 }
