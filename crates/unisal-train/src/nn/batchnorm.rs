@@ -177,20 +177,26 @@ impl BatchNorm2d {
     }
 }
 
-/// The gradients of eval-mode batch norm `y = gamma * (x - mean) * invstd + beta` (`mean`, `invstd`: `[1, C, 1, 1]`
-/// columns of the running statistics, which get no gradient, as in torch) for the output gradient `dy`, as candle
-/// ops: `(dx, dgamma, dbeta)`. Training never needs it; the eval-mode ops have it for completeness.
+/// The `bwd` of the eval-mode batch-norm ops (CPU and cuDNN), as candle ops. The op is
+/// `y = gamma * (x - mean) * invstd + beta`, or `max(0, y)` with `relu` (its output was `res`); `mean` and `var` are
+/// `[1, C, 1, 1]` columns of the running statistics, which get no gradient (as in torch). Returns
+/// `(dx, dgamma, dbeta)`. Training never needs it; the ops have it for completeness.
+#[allow(clippy::too_many_arguments, clippy::type_complexity)]
 pub(crate) fn eval_backward(
     x: &Tensor,
     gamma: &Tensor,
-    dy: &Tensor,
+    grad: &Tensor,
+    (res, relu): (&Tensor, bool),
     mean: &Tensor,
-    invstd: &Tensor,
-) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    var: &Tensor,
+    eps: f64,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
     let c = gamma.elem_count();
-    let dx = dy.broadcast_mul(&gamma.reshape((1, c, 1, 1))?.mul(invstd)?)?;
-    let xhat = x.broadcast_sub(mean)?.broadcast_mul(invstd)?;
-    Ok((dx, (dy * &xhat)?.sum((0, 2, 3))?, dy.sum((0, 2, 3))?))
+    let dy = if relu { super::elementwise::relu_mask(grad, res)? } else { grad.clone() };
+    let invstd = (var + eps)?.sqrt()?.recip()?;
+    let dx = dy.broadcast_mul(&gamma.reshape((1, c, 1, 1))?.mul(&invstd)?)?;
+    let xhat = x.broadcast_sub(mean)?.broadcast_mul(&invstd)?;
+    Ok((Some(dx), Some((&dy * &xhat)?.sum((0, 2, 3))?), Some(dy.sum((0, 2, 3))?)))
 }
 
 /// Train mode needs more than one value per channel for its batch statistics.

@@ -18,7 +18,6 @@ use candle_core::{DType, Layout, Shape, Tensor};
 
 use super::batchnorm::eval_backward;
 use super::cpu_util::{cpu_op, dims4, for_each_item, lane_sums, map_items, Elem, Kernel};
-use super::elementwise::relu_mask;
 
 /// Per-channel batch statistics of one forward call.
 #[derive(Debug, Clone, Default)]
@@ -271,10 +270,7 @@ cpu_op!(CustomOp3 for BnEval {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = gamma.elem_count();
-        let dy = if self.relu { relu_mask(grad, res)? } else { grad.clone() };
-        let column = |v: Vec<f64>| Tensor::from_vec(v, (1, c, 1, 1), x.device())?.to_dtype(x.dtype());
-        let invstd = column(self.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect())?;
-        let (dx, dgamma, dbeta) = eval_backward(x, gamma, &dy, &column(self.mean.clone())?, &invstd)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        let column = |v: &[f64]| Tensor::from_slice(v, (1, c, 1, 1), x.device())?.to_dtype(x.dtype());
+        eval_backward(x, gamma, grad, (res, self.relu), &column(&self.mean)?, &column(&self.var)?, self.eps)
     }
 });

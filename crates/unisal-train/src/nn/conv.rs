@@ -174,6 +174,23 @@ impl Conv2d {
     }
 }
 
+/// The `bwd` of a convolution op (CPU or cuDNN) whose backward op, made by `backward(need_dx)`, returns
+/// `[dx | dW]` flat, or only `dW` where nothing upstream needs `dx` (the images into the first layer).
+pub(crate) fn conv_grads<C: candle_core::CustomOp3>(
+    x: &Tensor,
+    w: &Tensor,
+    grad: &Tensor,
+    backward: impl FnOnce(bool) -> C,
+) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    let need_dx = x.track_op();
+    let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
+    let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &backward(need_dx))?;
+    let len = if need_dx { x.elem_count() } else { 0 };
+    let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
+    let dw = packed.narrow(0, len, w.elem_count())?.reshape(w.shape())?;
+    Ok((dx, Some(dw)))
+}
+
 impl HasVars for Conv2d {
     fn visit_vars(&self, prefix: &str, out: &mut Vec<NamedVar>) {
         push_var(out, prefix, "weight", &self.weight, VarKind::Param);

@@ -108,15 +108,7 @@ cpu_op!(CustomOp2 for ConvCpu {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        // No input gradient where nothing upstream needs one (the images into the first layer).
-        let need_dx = x.track_op();
-        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-        let op = ConvBackward { conv: *self, need_dx };
-        let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
-        let len = if need_dx { x.elem_count() } else { 0 };
-        let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
-        let dw = packed.narrow(0, len, w.elem_count())?.reshape(w.shape())?;
-        Ok((dx, Some(dw)))
+        crate::nn::conv::conv_grads(x, w, grad, |need_dx| ConvBackward { conv: *self, need_dx })
     }
 });
 

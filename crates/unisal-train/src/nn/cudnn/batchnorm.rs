@@ -13,7 +13,7 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use candle_core::cuda_backend::cudarc::cudnn::sys;
-use candle_core::cuda_backend::cudarc::driver::CudaSlice;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
 use candle_core::{CudaStorage, Layout, Shape, Storage, Tensor};
 
 use crate::nn::elementwise::relu_mask;
@@ -78,13 +78,18 @@ fn dims(x: &Layout, params: &[&Layout], train: bool) -> candle_core::Result<[usi
     Ok([n, c, h, w])
 }
 
-/// The device address of a running-statistics buffer (f32, contiguous, on CUDA).
-fn buffer(t: &Tensor, c: usize) -> candle_core::Result<(impl std::ops::Deref<Target = Storage> + '_, usize)> {
-    let (guard, layout) = t.storage_and_layout();
+/// The f32 view of a running-statistics buffer (`[C]`, contiguous, on CUDA) from its locked storage.
+fn running_view<'a>(
+    (guard, layout): &'a (impl std::ops::Deref<Target = Storage>, &Layout),
+    c: usize,
+) -> candle_core::Result<CudaView<'a, f32>> {
+    let Storage::Cuda(s) = &**guard else {
+        candle_core::bail!("batch norm: the running statistics are not on the CUDA device")
+    };
     if !layout.is_contiguous() || layout.shape().dims() != [c] {
         candle_core::bail!("batch norm: running statistics {:?} do not fit {c} channels", layout.shape());
     }
-    Ok((guard, layout.start_offset()))
+    Ok(s.as_cuda_slice::<f32>()?.slice(layout.start_offset()..layout.start_offset() + c))
 }
 
 impl candle_core::CustomOp3 for BnTrainCudnn {
@@ -107,13 +112,9 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         let c = dims[1];
         let (x, g, b) =
             (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
-        let (rm_guard, rm_off) = buffer(&self.running_mean, c)?;
-        let (rv_guard, rv_off) = buffer(&self.running_var, c)?;
-        let (Storage::Cuda(rm), Storage::Cuda(rv)) = (&*rm_guard, &*rv_guard) else {
-            candle_core::bail!("batch norm: the running statistics are not on the CUDA device")
-        };
-        let (rm, rv) =
-            (rm.as_cuda_slice::<f32>()?.slice(rm_off..), rv.as_cuda_slice::<f32>()?.slice(rv_off..));
+        let (rm_guard, rv_guard) =
+            (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
+        let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
         let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
         with_handle(&xs.device, "batch-norm-train", |h, stream| {
             let mut y = output(stream, xl.shape().elem_count())?;
@@ -288,13 +289,9 @@ impl candle_core::CustomOp3 for BnEvalCudnn {
         let c = dims[1];
         let (x, g, b) =
             (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
-        let (rm_guard, rm_off) = buffer(&self.running_mean, c)?;
-        let (rv_guard, rv_off) = buffer(&self.running_var, c)?;
-        let (Storage::Cuda(rm), Storage::Cuda(rv)) = (&*rm_guard, &*rv_guard) else {
-            candle_core::bail!("batch norm: the running statistics are not on the CUDA device")
-        };
-        let (rm, rv) =
-            (rm.as_cuda_slice::<f32>()?.slice(rm_off..), rv.as_cuda_slice::<f32>()?.slice(rv_off..));
+        let (rm_guard, rv_guard) =
+            (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
+        let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
         let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
         with_handle(&xs.device, "batch-norm-eval", |h, stream| {
             let mut y = output(stream, xl.shape().elem_count())?;
@@ -338,10 +335,7 @@ impl candle_core::CustomOp3 for BnEvalCudnn {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let c = gamma.elem_count();
         let column = |t: &Tensor| t.detach().reshape((1, c, 1, 1));
-        let invstd = (column(&self.running_var)? + self.eps)?.sqrt()?.recip()?;
-        let dy = if self.relu { relu_mask(grad, res)? } else { grad.clone() };
-        let (dx, dgamma, dbeta) =
-            crate::nn::batchnorm::eval_backward(x, gamma, &dy, &column(&self.running_mean)?, &invstd)?;
-        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+        let (mean, var) = (column(&self.running_mean)?, column(&self.running_var)?);
+        crate::nn::batchnorm::eval_backward(x, gamma, grad, (res, self.relu), &mean, &var, self.eps)
     }
 }
