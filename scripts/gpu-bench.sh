@@ -13,14 +13,19 @@ cd "$here"
 NV=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
 export LD_LIBRARY_PATH="$NV/cu13/lib:$NV/cudnn/lib:${LD_LIBRARY_PATH:-}"
 PY="${PYTHON:-python3}"
-bin=/tmp/unisal
-xz -dc .gpu/unisal.xz > "$bin" && chmod +x "$bin"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+# A dry run of this script elsewhere: UNISAL_BIN=<a unisal binary> BENCH_DEVICE=cpu CASES=<regex> (tests skipped).
+DEVICE="${BENCH_DEVICE:-cuda}"
+bin="${UNISAL_BIN:-/tmp/unisal}"
+if [ -z "${UNISAL_BIN:-}" ]; then xz -dc .gpu/unisal.xz > "$bin" && chmod +x "$bin"; fi
+want() { [[ "$1" =~ ${CASES:-.} ]]; }
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+fi
 # 1. Correctness on the GPU first: the device test binaries packed by gpu-pack.sh (PyTorch parity of the narrow
 #    ResNet-18, every layer's gradient against the f64 CPU reference), with UNISAL_TEST_DEVICE=cuda.
 export UNISAL_TEST_DEVICE=cuda UNISAL_TRAIN_TEST_DATA="$here/crates/unisal-train/tests/data"
 for t in .gpu/tests/*.xz; do
-  [ -e "$t" ] || continue
+  [ -e "$t" ] && [ "$DEVICE" = cuda ] || continue
   name=$(basename "$t" .xz)
   xz -dc "$t" > "/tmp/$name" && chmod +x "/tmp/$name"
   if timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name.log" 2>&1; then
@@ -42,6 +47,7 @@ results="$OUT/results.jsonl"
 # name | environment of the candle run ("" for none) | candle args | torch args ("-": no PyTorch run)
 run_case() {
   local name="$1" cenv="$2" cargs="$3" targs="$4"
+  want "$name" || return 0
   echo "== $name ${cenv}" | tee -a "$OUT/log.txt"
   local c t=""
   # shellcheck disable=SC2086
@@ -54,7 +60,7 @@ run_case() {
   echo "torch:  $t" | tee -a "$OUT/log.txt"
   printf '{"case":"%s","candle":%s,"torch":%s}\n' "$name" "${c:-null}" "${t:-null}" >> "$results"
 }
-common="--device cuda"
+common="--device $DEVICE"
 r18="--model resnet18 --size 224 --batch 64"
 # Our GPU kernels (cuDNN layers, element-wise kernels) are on by default; UNISAL_GPU_KERNELS=0 is candle's composed
 # ops (the engine before them), UNISAL_TF32=1 lets cuDNN use TF32 like PyTorch's --tf32.
@@ -70,20 +76,24 @@ run_case "r50-224-dual-train-tf32"    "UNISAL_TF32=1" "train $common --model res
 run_case "r50-256-infer"              "" "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
 run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
 # Where the time goes: our GPU ops' share of a ResNet-18 step (synchronised per op) and PyTorch's top kernels.
-echo "== profile r18-224-b64-train" | tee -a "$OUT/log.txt"
-UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common $r18 --steps 3 > "$OUT/profile-candle.txt" 2>&1
-tail -n 20 "$OUT/profile-candle.txt"
-timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --steps 3 --profile > "$OUT/profile-torch.txt" 2>&1
-grep -E "^ *(Name|[a-z_:A-Z0-9]+.*us)" "$OUT/profile-torch.txt" | head -n 14
+if want profile; then
+  echo "== profile r18-224-b64-train" | tee -a "$OUT/log.txt"
+  # shellcheck disable=SC2086
+  UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common $r18 --steps 3 > "$OUT/profile-candle.txt" 2>&1
+  tail -n 20 "$OUT/profile-candle.txt"
+  # shellcheck disable=SC2086
+  timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --steps 3 --profile > "$OUT/profile-torch.txt" 2>&1
+  grep -E "^ *(Name|[a-z_:A-Z0-9]+.*us)" "$OUT/profile-torch.txt" | head -n 14
+fi
 # 3. One whole round of the loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL
 #    losses (gpu-sim preset: ResNet-18 at 128 px, 64 + 64), prediction of the 2,500 pool patches, selection, test.
-if [ -d .gpu/crc5/pool ]; then
+if [ -d .gpu/crc5/pool ] && want simulate; then
   # kernels on: two rounds; off (candle's composed ops, ~170 img/s on the H200): round 0 only, for its img/s.
   for k in 1 0; do
     rounds=$k; iters=$([ "$k" = 1 ] && echo "${SIM_ITERS:-100}" || echo 40)
     echo "== simulate, UNISAL_GPU_KERNELS=$k, $iters iterations" | tee -a "$OUT/log.txt"
     UNISAL_GPU_KERNELS=$k timeout 240 "$bin" simulate --pool .gpu/crc5/pool --test .gpu/crc5/test --strategies unisal \
-      --initial 40 --budget 40 --rounds "$rounds" --seeds 1 --preset gpu-sim --iterations "$iters" --device cuda \
+      --initial 40 --budget 40 --rounds "$rounds" --seeds 1 --preset gpu-sim --iterations "$iters" --device "$DEVICE" \
       --progress-every 5 --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
     grep -E "img/s|accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 4
   done
