@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the CUDA (+cuDNN) binary of `unisal` on a machine without a GPU and pack it into .gpu/ for a lent GPU:
+# Build the CUDA binary of `unisal` (cuDNN is loaded at run time) on a machine without a GPU and pack it into .gpu/ for a lent GPU:
 # the toolkit comes from pinned PyPI wheels (../shared/gpu/setup-cuda-build.sh), PTX for sm_90 (H100/H200).
 #   bash scripts/gpu-pack.sh            then run scripts/gpu-bench.sh there with .gpu carried along.
 # The first build compiles candle's CUDA kernels (15-20 minutes on 2 cores); keep CARGO_TARGET_DIR between runs.
@@ -12,14 +12,14 @@ if [ ! -f "$VENV/cuda-env.sh" ]; then
 fi
 # shellcheck disable=SC1091
 source "$VENV/cuda-env.sh"
-cargo build --release -p unisal-cli --features cudnn
+cargo build --release -p unisal-cli --features cuda
 target="${CARGO_TARGET_DIR:-target}"
 rm -rf .gpu && mkdir -p .gpu
 xz -9 -T2 -c "$target/release/unisal" > .gpu/unisal.xz
 # The device tests (run there with UNISAL_TEST_DEVICE=cuda by gpu-bench.sh).
 mkdir -p .gpu/tests
 for t in models layers_gradcheck_device; do
-  exe=$(cargo test --release -p unisal-train --features cudnn --test "$t" --no-run --message-format=json \
+  exe=$(cargo test --release -p unisal-train --features cuda --test "$t" --no-run --message-format=json \
     | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
   xz -9 -T2 -c "$exe" > ".gpu/tests/$t.xz"
 done

@@ -107,8 +107,9 @@ impl DeviceChoice {
     }
 }
 
-/// A short human-readable name of a device, recorded with each round: "CUDA 0 (NVIDIA H200)" when the driver
-/// names the card, otherwise "cuda:0"; "metal:0"; "cpu (N threads)".
+/// A short human-readable name of a device, recorded with each round: "CUDA 0 (NVIDIA H200, cuDNN 9.10.2)" when
+/// the driver names the card ("no cuDNN" where it could not be loaded), otherwise "cuda:0"; "metal:0";
+/// "cpu (N threads)".
 pub fn device_name(device: &Device) -> String {
     match device.location() {
         candle_core::DeviceLocation::Cpu => {
@@ -133,7 +134,8 @@ fn cuda_card_name(device: &Device) -> Option<String> {
     let cuda = device.as_cuda_device().ok()?;
     let stream = cuda.cuda_stream();
     let name = stream.context().name().ok()?;
-    Some(name)
+    let cudnn = crate::nn::cudnn_version().unwrap_or_else(|| "no cuDNN".into());
+    Some(format!("{name}, {cudnn}"))
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -90,7 +90,7 @@ impl BatchNorm2d {
 
     /// [`BatchNorm2d::forward_relu`] with a chosen implementation.
     pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
-        #[cfg(feature = "cudnn")]
+        #[cfg(feature = "cuda")]
         if imp == BnImpl::Auto && super::cudnn::usable(x) {
             return self.cudnn(x, train, true);
         }
@@ -102,7 +102,7 @@ impl BatchNorm2d {
 
     /// [`BatchNorm2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
-        #[cfg(feature = "cudnn")]
+        #[cfg(feature = "cuda")]
         if imp == BnImpl::Auto && super::cudnn::usable(x) {
             return self.cudnn(x, train, false);
         }
@@ -152,7 +152,7 @@ impl BatchNorm2d {
 
     /// The cuDNN ops (with a fused ReLU when `relu`): train mode (which also updates the running statistics) or
     /// eval mode.
-    #[cfg(feature = "cudnn")]
+    #[cfg(feature = "cuda")]
     fn cudnn(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
         let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());

@@ -23,8 +23,10 @@ mod conv_cpu;
 pub(crate) mod cpu_util;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_kernels;
-#[cfg(feature = "cudnn")]
+#[cfg(feature = "cuda")]
 mod cudnn;
+#[cfg(feature = "cuda")]
+pub(crate) use cudnn::version as cudnn_version;
 mod elementwise;
 mod gemm_cpu;
 #[cfg(feature = "cuda")]

@@ -47,7 +47,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
         let op = MaxPool { h, w, k: kernel, stride, pad: padding };
         return Ok(x.contiguous()?.apply_op1(op)?);
     }
-    #[cfg(feature = "cudnn")]
+    #[cfg(feature = "cuda")]
     if super::cudnn::usable(x) {
         let op = super::cudnn::MaxPoolCudnn { k: kernel, stride, pad: padding };
         return Ok(x.contiguous()?.apply_op1(op)?);

@@ -9,18 +9,17 @@
 //! The running mean and variance are buffers outside the autograd graph (`VarKind::Buffer`); cuDNN updates them
 //! on the device's one stream, in order with every other use, as `Var::set` would, without the extra kernels.
 
-use std::ffi::c_void;
+use std::ffi::{c_int, c_void};
 use std::sync::{Arc, Mutex};
 
-use candle_core::cuda_backend::cudarc::cudnn::sys;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
 use candle_core::{CudaStorage, Layout, Shape, Storage, Tensor};
 
 use crate::nn::elementwise::relu_mask;
 
-use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, TensorDesc, ONE, ZERO};
+use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
 
-const MODE: sys::cudnnBatchNormMode_t = sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL;
+const MODE: c_int = super::ffi::BATCHNORM_SPATIAL;
 
 /// `y = gamma * (x - mean) * invstd + beta` with the statistics of the batch `x: [N, C, H, W]` (f32 on CUDA),
 /// updating `running_mean` / `running_var` (`[C]`, f32) with `momentum`; `max(0, y)` with `relu`.
@@ -115,8 +114,8 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         let (rm_guard, rv_guard) =
             (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
         let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
-        let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
-        with_handle(&xs.device, "batch-norm-train", |h, stream| {
+        let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
+        with_handle(&xs.device, "batch-norm-train", |a, h, stream| {
             let mut y = output(stream, xl.shape().elem_count())?;
             let (mut mean, mut invstd) = (output(stream, c)?, output(stream, c)?);
             {
@@ -127,16 +126,16 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
                 let ((mp, _g), (ip, _h)) = (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
                 check(
                     unsafe {
-                        sys::cudnnBatchNormalizationForwardTraining(
+                        (a.cudnnBatchNormalizationForwardTraining)(
                             h,
                             MODE,
                             scale(&ONE),
                             scale(&ZERO),
-                            xd.0,
+                            xd.ptr,
                             xp,
-                            xd.0,
+                            xd.ptr,
                             yp,
-                            pd.0,
+                            pd.ptr,
                             gp,
                             bp,
                             self.momentum,
@@ -206,8 +205,8 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
         let (c, len) = (dims[1], xl.shape().elem_count());
         let (x, dy, g) =
             (input(xs, xl, "batch norm")?, input(dys, dyl, "batch norm")?, input(gs, gl, "batch norm")?);
-        let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
-        with_handle(&xs.device, "batch-norm-backward", |h, stream| {
+        let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
+        with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
             let mut out = output(stream, len + 2 * c)?;
             {
                 let (mut dx, mut rest) = out.split_at_mut(len);
@@ -218,20 +217,20 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
                 let ((dgp, _g), (dbp, _h)) = (ptr_mut(&mut dg, stream), ptr_mut(&mut db, stream));
                 check(
                     unsafe {
-                        sys::cudnnBatchNormalizationBackward(
+                        (a.cudnnBatchNormalizationBackward)(
                             h,
                             MODE,
                             scale(&ONE),
                             scale(&ZERO),
                             scale(&ONE),
                             scale(&ZERO),
-                            xd.0,
+                            xd.ptr,
                             xp,
-                            xd.0,
+                            xd.ptr,
                             dyp,
-                            xd.0,
+                            xd.ptr,
                             dxp,
-                            pd.0,
+                            pd.ptr,
                             gp,
                             dgp,
                             dbp,
@@ -292,8 +291,8 @@ impl candle_core::CustomOp3 for BnEvalCudnn {
         let (rm_guard, rv_guard) =
             (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
         let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
-        let (xd, pd) = (TensorDesc::nchw(dims)?, TensorDesc::channels(c)?);
-        with_handle(&xs.device, "batch-norm-eval", |h, stream| {
+        let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
+        with_handle(&xs.device, "batch-norm-eval", |a, h, stream| {
             let mut y = output(stream, xl.shape().elem_count())?;
             {
                 let ((xp, _a), (gp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&g, stream), ptr(&b, stream));
@@ -301,16 +300,16 @@ impl candle_core::CustomOp3 for BnEvalCudnn {
                 let (yp, _f) = ptr_mut(&mut y, stream);
                 check(
                     unsafe {
-                        sys::cudnnBatchNormalizationForwardInference(
+                        (a.cudnnBatchNormalizationForwardInference)(
                             h,
                             MODE,
                             scale(&ONE),
                             scale(&ZERO),
-                            xd.0,
+                            xd.ptr,
                             xp,
-                            xd.0,
+                            xd.ptr,
                             yp,
-                            pd.0,
+                            pd.ptr,
                             gp,
                             bp,
                             rmp,

@@ -10,11 +10,11 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_int;
 
-use candle_core::cuda_backend::cudarc::cudnn::sys;
 use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
+use super::ffi::{self, AlgoPerf, Api};
+use super::handle::Desc;
 use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, workspace, ONE, ZERO};
-use super::handle::{ConvDesc, FilterDesc, TensorDesc};
 use super::tf32_allowed;
 use crate::nn::im2col::Geometry;
 
@@ -27,10 +27,10 @@ pub(crate) struct ConvCudnn {
 
 /// The four descriptors of one convolution.
 struct Descs {
-    x: TensorDesc,
-    w: FilterDesc,
-    conv: ConvDesc,
-    y: TensorDesc,
+    x: Desc,
+    w: Desc,
+    conv: Desc,
+    y: Desc,
 }
 
 impl ConvCudnn {
@@ -49,10 +49,10 @@ impl ConvCudnn {
     fn descs(&self) -> candle_core::Result<Descs> {
         let g = self.g;
         Ok(Descs {
-            x: TensorDesc::nchw([g.n, g.c, g.h, g.w])?,
-            w: FilterDesc::new([self.out, g.c, g.k, g.k])?,
-            conv: ConvDesc::new(g.pad, g.stride)?,
-            y: TensorDesc::nchw([g.n, self.out, g.ho(), g.wo()])?,
+            x: Desc::nchw([g.n, g.c, g.h, g.w])?,
+            w: Desc::filter([self.out, g.c, g.k, g.k])?,
+            conv: Desc::conv(g.pad, g.stride)?,
+            y: Desc::nchw([g.n, self.out, g.ho(), g.wo()])?,
         })
     }
 
@@ -63,84 +63,67 @@ impl ConvCudnn {
     }
 }
 
-/// The algorithm of one of the three passes.
-#[derive(Debug, Clone, Copy)]
-enum Algo {
-    Fwd(sys::cudnnConvolutionFwdAlgo_t),
-    Data(sys::cudnnConvolutionBwdDataAlgo_t),
-    Filter(sys::cudnnConvolutionBwdFilterAlgo_t),
-}
-
-/// An algorithm choice of one pass: the algorithm and its math type (its workspace is asked for at each call).
+/// An algorithm choice of one pass: cuDNN's algorithm number and its math type (the workspace is asked for at each
+/// call).
 #[derive(Debug, Clone, Copy)]
 struct Choice {
-    algo: Algo,
-    math: sys::cudnnMathType_t,
+    algo: c_int,
+    math: c_int,
 }
 
 thread_local! {
     static CHOICES: RefCell<HashMap<[usize; 10], Choice>> = RefCell::new(HashMap::new());
 }
 
-/// The fields of cuDNN's three `*AlgoPerf` structs that a choice needs.
-trait Perf: Copy {
-    fn fields(&self) -> (Algo, sys::cudnnStatus_t, usize, sys::cudnnMathType_t);
-}
-
-macro_rules! perf {
-    ($($t:ty => $v:ident),*) => {$(
-        impl Perf for $t {
-            fn fields(&self) -> (Algo, sys::cudnnStatus_t, usize, sys::cudnnMathType_t) {
-                (Algo::$v(self.algo), self.status, self.memory, self.mathType)
-            }
-        }
-    )*};
-}
-perf!(
-    sys::cudnnConvolutionFwdAlgoPerf_t => Fwd,
-    sys::cudnnConvolutionBwdDataAlgoPerf_t => Data,
-    sys::cudnnConvolutionBwdFilterAlgoPerf_t => Filter
-);
-
 /// The most workspace one convolution may take.
 const MAX_WORKSPACE: usize = 2 << 30;
 
 /// The first of cuDNN's ranked results that ran, fits [`MAX_WORKSPACE`] and keeps to the allowed math.
-fn choose<P: Perf>(what: &str, results: &[P]) -> candle_core::Result<Choice> {
-    use sys::cudnnMathType_t as M;
+fn choose(what: &str, results: &[AlgoPerf]) -> candle_core::Result<Choice> {
     let tf32 = tf32_allowed();
     results
         .iter()
-        .map(Perf::fields)
-        .find(|&(_, status, bytes, math)| {
-            status == sys::cudnnStatus_t::CUDNN_STATUS_SUCCESS
-                && bytes <= MAX_WORKSPACE
+        .find(|p| {
+            p.status == ffi::STATUS_SUCCESS
+                && p.memory <= MAX_WORKSPACE
                 && (tf32
-                    || !matches!(math, M::CUDNN_TENSOR_OP_MATH | M::CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION))
+                    || !matches!(p.math_type, ffi::TENSOR_OP_MATH | ffi::TENSOR_OP_MATH_ALLOW_CONVERSION))
         })
         // Without TF32 the descriptor keeps FMA math: cuDNN's default math would allow TF32 on Ampere and later.
-        .map(|(algo, _, _, math)| Choice { algo, math: if tf32 { math } else { M::CUDNN_FMA_MATH } })
+        .map(|p| Choice { algo: p.algo, math: if tf32 { p.math_type } else { ffi::FMA_MATH } })
         .ok_or_else(|| candle_core::Error::Msg(format!("cuDNN {what}: no usable algorithm")))
 }
 
-/// The cached choice for `key`, or the heuristics' (`query` fills up to `n` ranked results and their count).
-fn cached<P: Perf>(
+/// The cached choice for `key`, or the heuristics' (`query` fills up to 8 ranked results and their count).
+fn cached(
     key: [usize; 10],
     what: &str,
-    n: usize,
-    query: impl FnOnce(*mut P, *mut c_int) -> sys::cudnnStatus_t,
+    query: impl FnOnce(c_int, *mut c_int, *mut AlgoPerf) -> ffi::Status,
 ) -> candle_core::Result<Choice> {
     if let Some(c) = CHOICES.with(|m| m.borrow().get(&key).copied()) {
         return Ok(c);
     }
-    // SAFETY: the perf structs are plain C data; cuDNN fills the first `count` of them.
-    let mut results: Vec<P> = vec![unsafe { std::mem::zeroed() }; n];
+    const N: usize = 8;
+    let mut results = [AlgoPerf::default(); N];
     let mut count: c_int = 0;
-    check(query(results.as_mut_ptr(), &mut count), what)?;
-    results.truncate(count.clamp(0, n as c_int) as usize);
-    let choice = choose(what, &results)?;
+    check(query(N as c_int, &mut count, results.as_mut_ptr()), what)?;
+    let choice = choose(what, &results[..count.clamp(0, N as c_int) as usize])?;
     CHOICES.with(|m| m.borrow_mut().insert(key, choice));
     Ok(choice)
+}
+
+/// Sets the descriptor's math type for `choice` and returns the workspace its algorithm needs (`size` asks cuDNN).
+fn prepare(
+    a: &Api,
+    d: &Descs,
+    choice: Choice,
+    what: &str,
+    size: impl FnOnce(*mut usize) -> ffi::Status,
+) -> candle_core::Result<usize> {
+    check(unsafe { (a.cudnnSetConvolutionMathType)(d.conv.ptr, choice.math) }, what)?;
+    let mut bytes = 0;
+    check(size(&mut bytes), what)?;
+    Ok(bytes)
 }
 
 impl candle_core::CustomOp2 for ConvCudnn {
@@ -161,47 +144,48 @@ impl candle_core::CustomOp2 for ConvCudnn {
         let (x, w) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?);
         let shape = self.out_shape();
         let d = self.descs()?;
-        with_handle(&xs.device, "conv-forward", |h, stream| {
+        with_handle(&xs.device, "conv-forward", |a, h, stream| {
             let what = "convolution forward";
-            let choice = cached(self.key(0), what, 8, |res, count| unsafe {
-                sys::cudnnGetConvolutionForwardAlgorithm_v7(h, d.x.0, d.w.0, d.conv.0, d.y.0, 8, count, res)
+            let choice = cached(self.key(0), what, |n, count, res| unsafe {
+                (a.cudnnGetConvolutionForwardAlgorithm_v7)(
+                    h, d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr, n, count, res,
+                )
             })?;
-            check(unsafe { sys::cudnnSetConvolutionMathType(d.conv.0, choice.math) }, what)?;
-            let Algo::Fwd(algo) = choice.algo else {
-                candle_core::bail!("cuDNN {what}: wrong algorithm kind")
-            };
-            let mut bytes = 0;
-            check(
-                unsafe {
-                    sys::cudnnGetConvolutionForwardWorkspaceSize(
-                        h, d.x.0, d.w.0, d.conv.0, d.y.0, algo, &mut bytes,
-                    )
-                },
-                what,
-            )?;
+            let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+                (a.cudnnGetConvolutionForwardWorkspaceSize)(
+                    h,
+                    d.x.ptr,
+                    d.w.ptr,
+                    d.conv.ptr,
+                    d.y.ptr,
+                    choice.algo,
+                    bytes,
+                )
+            })?;
             let mut y = output(stream, shape.elem_count())?;
             let mut ws_buf = workspace(stream, bytes)?;
             {
-                let (xp, _gx) = ptr(&x, stream);
-                let (wp, _gw) = ptr(&w, stream);
+                let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
                 let (yp, _gy) = ptr_mut(&mut y, stream);
                 let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
                 let wsp = wsp.unwrap_or(std::ptr::null_mut());
+                let (one, zero) = (scale(&ONE), scale(&ZERO));
+                let (dx, dw, dc, dy) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
                 check(
                     unsafe {
-                        sys::cudnnConvolutionForward(
+                        (a.cudnnConvolutionForward)(
                             h,
-                            scale(&ONE),
-                            d.x.0,
+                            one,
+                            dx,
                             xp,
-                            d.w.0,
+                            dw,
                             wp,
-                            d.conv.0,
-                            algo,
+                            dc,
+                            choice.algo,
                             wsp,
                             bytes,
-                            scale(&ZERO),
-                            d.y.0,
+                            zero,
+                            dy,
                             yp,
                         )
                     },
@@ -255,50 +239,38 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
         let (x_len, w_len) =
             (if self.need_dx { xl.shape().elem_count() } else { 0 }, wl.shape().elem_count());
         let d = c.descs()?;
-        with_handle(&xs.device, "conv-backward", |h, stream| {
+        with_handle(&xs.device, "conv-backward", |a, h, stream| {
             let mut out = output(stream, x_len + w_len)?;
             let (dyp, _gdy) = ptr(&dy, stream);
-            let what = "convolution backward filter";
-            let choice = cached(c.key(2), what, 7, |res, count| unsafe {
-                sys::cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                    h, d.x.0, d.y.0, d.conv.0, d.w.0, 7, count, res,
-                )
-            })?;
-            check(unsafe { sys::cudnnSetConvolutionMathType(d.conv.0, choice.math) }, what)?;
-            let Algo::Filter(algo) = choice.algo else {
-                candle_core::bail!("cuDNN {what}: wrong algorithm kind")
-            };
-            let mut bytes = 0;
-            check(
-                unsafe {
-                    sys::cudnnGetConvolutionBackwardFilterWorkspaceSize(
-                        h, d.x.0, d.y.0, d.conv.0, d.w.0, algo, &mut bytes,
-                    )
-                },
-                what,
-            )?;
+            let (one, zero) = (scale(&ONE), scale(&ZERO));
+            let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
             {
+                let what = "convolution backward filter";
+                let choice = cached(c.key(2), what, |n, count, res| unsafe {
+                    (a.cudnnGetConvolutionBackwardFilterAlgorithm_v7)(h, dx_d, dy_d, dc, dw_d, n, count, res)
+                })?;
+                let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+                    (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
+                        h,
+                        dx_d,
+                        dy_d,
+                        dc,
+                        dw_d,
+                        choice.algo,
+                        bytes,
+                    )
+                })?;
                 let mut ws_buf = workspace(stream, bytes)?;
                 let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
+                let wsp = wsp.unwrap_or(std::ptr::null_mut());
                 let mut dw = out.slice_mut(x_len..x_len + w_len);
                 let (xp, _gx) = ptr(&x, stream);
                 let (dwp, _gdw) = ptr_mut(&mut dw, stream);
+                let algo = choice.algo;
                 check(
                     unsafe {
-                        sys::cudnnConvolutionBackwardFilter(
-                            h,
-                            scale(&ONE),
-                            d.x.0,
-                            xp,
-                            d.y.0,
-                            dyp,
-                            d.conv.0,
-                            algo,
-                            wsp.unwrap_or(std::ptr::null_mut()),
-                            bytes,
-                            scale(&ZERO),
-                            d.w.0,
-                            dwp,
+                        (a.cudnnConvolutionBackwardFilter)(
+                            h, one, dx_d, xp, dy_d, dyp, dc, algo, wsp, bytes, zero, dw_d, dwp,
                         )
                     },
                     what,
@@ -306,45 +278,31 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
             }
             if self.need_dx {
                 let what = "convolution backward data";
-                let choice = cached(c.key(1), what, 6, |res, count| unsafe {
-                    sys::cudnnGetConvolutionBackwardDataAlgorithm_v7(
-                        h, d.w.0, d.y.0, d.conv.0, d.x.0, 6, count, res,
+                let choice = cached(c.key(1), what, |n, count, res| unsafe {
+                    (a.cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, dw_d, dy_d, dc, dx_d, n, count, res)
+                })?;
+                let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+                    (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(
+                        h,
+                        dw_d,
+                        dy_d,
+                        dc,
+                        dx_d,
+                        choice.algo,
+                        bytes,
                     )
                 })?;
-                check(unsafe { sys::cudnnSetConvolutionMathType(d.conv.0, choice.math) }, what)?;
-                let Algo::Data(algo) = choice.algo else {
-                    candle_core::bail!("cuDNN {what}: wrong algorithm kind")
-                };
-                let mut bytes = 0;
-                check(
-                    unsafe {
-                        sys::cudnnGetConvolutionBackwardDataWorkspaceSize(
-                            h, d.w.0, d.y.0, d.conv.0, d.x.0, algo, &mut bytes,
-                        )
-                    },
-                    what,
-                )?;
                 let mut ws_buf = workspace(stream, bytes)?;
                 let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
+                let wsp = wsp.unwrap_or(std::ptr::null_mut());
                 let mut dx = out.slice_mut(0..x_len);
                 let (wp, _gw) = ptr(&w, stream);
                 let (dxp, _gdx) = ptr_mut(&mut dx, stream);
+                let algo = choice.algo;
                 check(
                     unsafe {
-                        sys::cudnnConvolutionBackwardData(
-                            h,
-                            scale(&ONE),
-                            d.w.0,
-                            wp,
-                            d.y.0,
-                            dyp,
-                            d.conv.0,
-                            algo,
-                            wsp.unwrap_or(std::ptr::null_mut()),
-                            bytes,
-                            scale(&ZERO),
-                            d.x.0,
-                            dxp,
+                        (a.cudnnConvolutionBackwardData)(
+                            h, one, dw_d, wp, dy_d, dyp, dc, algo, wsp, bytes, zero, dx_d, dxp,
                         )
                     },
                     what,

@@ -1,5 +1,6 @@
 //! cuDNN plumbing for the GPU layers: one handle per thread and device, bound to candle's stream; descriptors that
-//! free themselves; cuDNN statuses as candle errors; device pointers of candle's CUDA storages.
+//! free themselves; cuDNN statuses as candle errors; device pointers of candle's CUDA storages. cuDNN itself is
+//! loaded at run time (`ffi.rs`).
 //!
 //! Every call is enqueued on the device's one candle stream, so cuDNN's work is ordered with candle's own kernels
 //! and no synchronisation is needed. Only f32 is described here (the layers check the dtype before they come).
@@ -10,11 +11,11 @@ use std::ffi::c_int;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use candle_core::cuda_backend::cudarc::cudnn::{result, sys};
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
 use candle_core::cuda_backend::DeviceId;
 use candle_core::{CudaDevice, CudaStorage, Layout};
 
+use super::ffi::{self, api, status_text, Api, Ptr, Status};
 use super::tf32_allowed;
 
 /// cuDNN's scaling factors: `out = ONE * op + ZERO * out`.
@@ -26,22 +27,28 @@ pub(crate) fn scale(v: &f32) -> *const std::ffi::c_void {
     v as *const f32 as *const std::ffi::c_void
 }
 
-/// A cuDNN failure as a candle error naming the call.
-pub(crate) fn cudnn_err(what: &str, e: impl std::fmt::Debug) -> candle_core::Error {
-    candle_core::Error::Msg(format!("cuDNN {what}: {e:?}"))
+/// The loaded cuDNN, or an error saying why there is none (the layers check [`super::usable`] first).
+pub(crate) fn lib() -> candle_core::Result<&'static Api> {
+    api().map_err(|e| candle_core::Error::Msg(e.to_string()))
 }
 
-/// `Ok` for `CUDNN_STATUS_SUCCESS`, else an error naming `what`.
-pub(crate) fn check(status: sys::cudnnStatus_t, what: &str) -> candle_core::Result<()> {
-    status.result().map_err(|e| cudnn_err(what, e))
+/// `Ok` for success, else an error naming the call and cuDNN's words for the status.
+pub(crate) fn check(status: Status, what: &str) -> candle_core::Result<()> {
+    if status == ffi::STATUS_SUCCESS {
+        return Ok(());
+    }
+    let text = api().map(|a| status_text(a, status)).unwrap_or_else(|_| format!("status {status}"));
+    Err(candle_core::Error::Msg(format!("cuDNN {what}: {text}")))
 }
 
-struct Handle(sys::cudnnHandle_t);
+struct Handle(Ptr);
 
 impl Drop for Handle {
     fn drop(&mut self) {
         // At thread exit; a failure here cannot be reported and leaks only the handle.
-        let _ = unsafe { result::destroy_handle(self.0) };
+        if let Ok(a) = api() {
+            let _ = unsafe { (a.cudnnDestroy)(self.0) };
+        }
     }
 }
 
@@ -50,27 +57,31 @@ thread_local! {
     static HANDLES: RefCell<HashMap<DeviceId, Rc<Handle>>> = RefCell::new(HashMap::new());
 }
 
-/// Runs `f` with this thread's cuDNN handle for `dev` (created on first use, bound to the device's stream), timed
-/// as `what` by the GPU profile when it is on.
+/// Runs `f` with cuDNN and this thread's handle for `dev` (created on first use, bound to the device's stream),
+/// timed as `what` by the GPU profile when it is on.
 pub(crate) fn with_handle<R>(
     dev: &CudaDevice,
     what: &'static str,
-    f: impl FnOnce(sys::cudnnHandle_t, &Arc<CudaStream>) -> candle_core::Result<R>,
+    f: impl FnOnce(&'static Api, Ptr, &Arc<CudaStream>) -> candle_core::Result<R>,
 ) -> candle_core::Result<R> {
+    let a = lib()?;
     let stream = dev.cuda_stream();
-    stream.context().bind_to_thread().map_err(|e| cudnn_err("bind context", e))?;
+    stream
+        .context()
+        .bind_to_thread()
+        .map_err(|e| candle_core::Error::Msg(format!("cuDNN: bind the CUDA context: {e:?}")))?;
     let handle = HANDLES.with(|map| -> candle_core::Result<Rc<Handle>> {
         if let Some(h) = map.borrow().get(&dev.id()) {
             return Ok(h.clone());
         }
-        let raw = result::create_handle().map_err(|e| cudnn_err("create handle", e))?;
+        let mut raw: Ptr = std::ptr::null_mut();
+        check(unsafe { (a.cudnnCreate)(&mut raw) }, "create a handle")?;
         let h = Rc::new(Handle(raw));
-        unsafe { result::set_stream(raw, stream.cu_stream() as *mut _) }
-            .map_err(|e| cudnn_err("set stream", e))?;
+        check(unsafe { (a.cudnnSetStream)(raw, stream.cu_stream() as *mut _) }, "set the stream")?;
         map.borrow_mut().insert(dev.id(), h.clone());
         Ok(h)
     })?;
-    crate::nn::gpu_profile::timed(what, &stream, || f(handle.0, &stream))
+    crate::nn::gpu_profile::timed(what, &stream, || f(a, handle.0, &stream))
 }
 
 fn dims_i32<const N: usize>(dims: [usize; N], what: &str) -> candle_core::Result<[c_int; N]> {
@@ -82,16 +93,39 @@ fn dims_i32<const N: usize>(dims: [usize; N], what: &str) -> candle_core::Result
     Ok(out)
 }
 
-/// An f32 tensor descriptor.
-pub(crate) struct TensorDesc(pub sys::cudnnTensorDescriptor_t);
+/// A cuDNN descriptor that destroys itself.
+pub(crate) struct Desc {
+    pub ptr: Ptr,
+    destroy: unsafe extern "C" fn(Ptr) -> Status,
+}
 
-impl TensorDesc {
+impl Drop for Desc {
+    fn drop(&mut self) {
+        let _ = unsafe { (self.destroy)(self.ptr) };
+    }
+}
+
+impl Desc {
+    fn new(
+        what: &str,
+        create: unsafe extern "C" fn(*mut Ptr) -> Status,
+        destroy: unsafe extern "C" fn(Ptr) -> Status,
+    ) -> candle_core::Result<Self> {
+        let mut ptr: Ptr = std::ptr::null_mut();
+        check(unsafe { create(&mut ptr) }, what)?;
+        Ok(Self { ptr, destroy })
+    }
+
     /// A contiguous `[n, c, h, w]` f32 tensor.
     pub fn nchw(dims: [usize; 4]) -> candle_core::Result<Self> {
-        let d = Self(result::create_tensor_descriptor().map_err(|e| cudnn_err("tensor descriptor", e))?);
-        let fmt = sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
-        unsafe { result::set_tensor4d_descriptor(d.0, fmt, F32, dims_i32(dims, "tensor")?) }
-            .map_err(|e| cudnn_err("tensor descriptor", e))?;
+        let a = lib()?;
+        let what = "tensor descriptor";
+        let d = Self::new(what, a.cudnnCreateTensorDescriptor, a.cudnnDestroyTensorDescriptor)?;
+        let [n, c, h, w] = dims_i32(dims, what)?;
+        check(
+            unsafe { (a.cudnnSetTensor4dDescriptor)(d.ptr, ffi::TENSOR_NCHW, ffi::DATA_FLOAT, n, c, h, w) },
+            what,
+        )?;
         Ok(d)
     }
 
@@ -99,84 +133,46 @@ impl TensorDesc {
     pub fn channels(c: usize) -> candle_core::Result<Self> {
         Self::nchw([1, c, 1, 1])
     }
-}
 
-impl Drop for TensorDesc {
-    fn drop(&mut self) {
-        let _ = unsafe { result::destroy_tensor_descriptor(self.0) };
-    }
-}
-
-const F32: sys::cudnnDataType_t = sys::cudnnDataType_t::CUDNN_DATA_FLOAT;
-
-/// An f32 `[out, in, k, k]` filter descriptor.
-pub(crate) struct FilterDesc(pub sys::cudnnFilterDescriptor_t);
-
-impl FilterDesc {
-    pub fn new(dims: [usize; 4]) -> candle_core::Result<Self> {
-        let d = Self(result::create_filter_descriptor().map_err(|e| cudnn_err("filter descriptor", e))?);
-        let fmt = sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
-        unsafe { result::set_filter4d_descriptor(d.0, F32, fmt, dims_i32(dims, "filter")?) }
-            .map_err(|e| cudnn_err("filter descriptor", e))?;
+    /// An f32 `[out, in, k, k]` filter.
+    pub fn filter(dims: [usize; 4]) -> candle_core::Result<Self> {
+        let a = lib()?;
+        let what = "filter descriptor";
+        let d = Self::new(what, a.cudnnCreateFilterDescriptor, a.cudnnDestroyFilterDescriptor)?;
+        let [k, c, h, w] = dims_i32(dims, what)?;
+        check(
+            unsafe { (a.cudnnSetFilter4dDescriptor)(d.ptr, ffi::DATA_FLOAT, ffi::TENSOR_NCHW, k, c, h, w) },
+            what,
+        )?;
         Ok(d)
     }
-}
 
-impl Drop for FilterDesc {
-    fn drop(&mut self) {
-        let _ = unsafe { result::destroy_filter_descriptor(self.0) };
-    }
-}
-
-/// A 2-D cross-correlation (what torch calls convolution) with square padding and stride, f32 accumulation;
-/// tensor-core TF32 math only where [`super::set_tf32`] allowed it.
-pub(crate) struct ConvDesc(pub sys::cudnnConvolutionDescriptor_t);
-
-impl ConvDesc {
-    pub fn new(pad: usize, stride: usize) -> candle_core::Result<Self> {
-        let d = Self(
-            result::create_convolution_descriptor().map_err(|e| cudnn_err("convolution descriptor", e))?,
-        );
-        let [p, s] = dims_i32([pad, stride], "convolution")?;
-        let mode = sys::cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION;
-        let math = if tf32_allowed() {
-            sys::cudnnMathType_t::CUDNN_DEFAULT_MATH
-        } else {
-            sys::cudnnMathType_t::CUDNN_FMA_MATH
-        };
-        unsafe {
-            result::set_convolution2d_descriptor(d.0, p, p, s, s, 1, 1, mode, F32)
-                .and_then(|()| result::set_convolution_math_type(d.0, math))
-        }
-        .map_err(|e| cudnn_err("convolution descriptor", e))?;
+    /// A 2-D cross-correlation (what torch calls convolution) with square padding and stride, f32 accumulation;
+    /// tensor-core TF32 math only where `UNISAL_TF32=1` allowed it.
+    pub fn conv(pad: usize, stride: usize) -> candle_core::Result<Self> {
+        let a = lib()?;
+        let what = "convolution descriptor";
+        let d = Self::new(what, a.cudnnCreateConvolutionDescriptor, a.cudnnDestroyConvolutionDescriptor)?;
+        let [p, s] = dims_i32([pad, stride], what)?;
+        let mode = ffi::CROSS_CORRELATION;
+        check(
+            unsafe { (a.cudnnSetConvolution2dDescriptor)(d.ptr, p, p, s, s, 1, 1, mode, ffi::DATA_FLOAT) },
+            what,
+        )?;
+        let math = if tf32_allowed() { ffi::DEFAULT_MATH } else { ffi::FMA_MATH };
+        check(unsafe { (a.cudnnSetConvolutionMathType)(d.ptr, math) }, what)?;
         Ok(d)
     }
-}
 
-impl Drop for ConvDesc {
-    fn drop(&mut self) {
-        let _ = unsafe { result::destroy_convolution_descriptor(self.0) };
-    }
-}
-
-/// A square max-pooling window; padded cells never win (cuDNN's `CUDNN_POOLING_MAX`), NaN propagates (torch).
-pub(crate) struct PoolDesc(pub sys::cudnnPoolingDescriptor_t);
-
-impl PoolDesc {
-    pub fn max(kernel: usize, stride: usize, pad: usize) -> candle_core::Result<Self> {
-        let d = Self(result::create_pooling_descriptor().map_err(|e| cudnn_err("pooling descriptor", e))?);
-        let [k, s, p] = dims_i32([kernel, stride, pad], "pooling")?;
-        let mode = sys::cudnnPoolingMode_t::CUDNN_POOLING_MAX;
-        let nan = sys::cudnnNanPropagation_t::CUDNN_PROPAGATE_NAN;
-        unsafe { result::set_pooling_descriptor(d.0, mode, nan, 2, &[k, k], &[p, p], &[s, s]) }
-            .map_err(|e| cudnn_err("pooling descriptor", e))?;
+    /// A square max-pooling window; padded cells never win (cuDNN's `CUDNN_POOLING_MAX`), NaN propagates (torch).
+    pub fn max_pool(kernel: usize, stride: usize, pad: usize) -> candle_core::Result<Self> {
+        let a = lib()?;
+        let what = "pooling descriptor";
+        let d = Self::new(what, a.cudnnCreatePoolingDescriptor, a.cudnnDestroyPoolingDescriptor)?;
+        let [k, s, p] = dims_i32([kernel, stride, pad], what)?;
+        let (mode, nan) = (ffi::POOLING_MAX, ffi::PROPAGATE_NAN);
+        check(unsafe { (a.cudnnSetPooling2dDescriptor)(d.ptr, mode, nan, k, k, p, p, s, s) }, what)?;
         Ok(d)
-    }
-}
-
-impl Drop for PoolDesc {
-    fn drop(&mut self) {
-        let _ = unsafe { sys::cudnnDestroyPoolingDescriptor(self.0) };
     }
 }
 
@@ -199,7 +195,8 @@ pub(crate) fn input<'a>(
 /// An uninitialised f32 buffer of `n` values on `stream` (every cuDNN call here writes all of its output).
 pub(crate) fn output(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<CudaSlice<f32>> {
     // SAFETY: the buffer is fully written by the cuDNN call it is made for before anything reads it.
-    unsafe { stream.alloc::<f32>(n.max(1)) }.map_err(|e| cudnn_err("allocate", e))
+    unsafe { stream.alloc::<f32>(n.max(1)) }
+        .map_err(|e| candle_core::Error::Msg(format!("cuDNN: allocate: {e:?}")))
 }
 
 /// A workspace of `bytes` for a cuDNN call (none when 0).
@@ -211,7 +208,10 @@ pub(crate) fn workspace(
         return Ok(None);
     }
     // SAFETY: cuDNN's scratch space; its contents are never read by us.
-    Ok(Some(unsafe { stream.alloc::<u8>(bytes) }.map_err(|e| cudnn_err("allocate workspace", e))?))
+    Ok(Some(
+        unsafe { stream.alloc::<u8>(bytes) }
+            .map_err(|e| candle_core::Error::Msg(format!("cuDNN: allocate a workspace: {e:?}")))?,
+    ))
 }
 
 /// Raw device addresses (as cuDNN's `void*`) of read-only and written buffers, valid while the guards live.

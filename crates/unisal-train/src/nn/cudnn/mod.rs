@@ -1,4 +1,4 @@
-//! GPU layers through cuDNN (feature `cudnn`): convolution (forward, backward-data, backward-filter), batch norm
+//! GPU layers through cuDNN (loaded at run time by `ffi.rs`; feature `cuda`): convolution (forward, backward-data, backward-filter), batch norm
 //! (train mode: forward with the running statistics, backward; eval mode) and max pooling (forward, backward), each one
 //! candle custom op whose backward is another op, so that a layer is one node of the autograd graph and its
 //! gradient one or two cuDNN calls instead of candle's composed passes.
@@ -29,7 +29,8 @@ pub(crate) use cuda_only_cpu_fwd;
 
 mod batchnorm;
 mod conv;
-mod handle;
+mod ffi;
+pub(crate) mod handle;
 mod pool;
 
 use std::sync::OnceLock;
@@ -40,9 +41,30 @@ pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
 pub(crate) use conv::ConvCudnn;
 pub(crate) use pool::MaxPoolCudnn;
 
-/// Whether the cuDNN layers take `x` (see [`super::gpu_f32`]).
+/// Whether the cuDNN layers take `x` (see [`super::gpu_f32`]) and cuDNN could be loaded. Where it could not, the
+/// layers use candle's ops, and the first such call says so once on stderr.
 pub(crate) fn usable(x: &Tensor) -> bool {
-    super::gpu_f32(x)
+    if !super::gpu_f32(x) {
+        return false;
+    }
+    match ffi::api() {
+        Ok(_) => true,
+        Err(why) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!("unisal: {why}; convolution, batch norm and pooling use candle's slower GPU ops");
+            });
+            false
+        }
+    }
+}
+
+/// "cuDNN 9.x.y" when cuDNN could be loaded (for the device's description).
+pub(crate) fn version() -> Option<String> {
+    let a = ffi::api().ok()?;
+    // SAFETY: no arguments.
+    let v = unsafe { (a.cudnnGetVersion)() };
+    Some(format!("cuDNN {}.{}.{}", v / 10_000, v / 100 % 100, v % 100))
 }
 
 /// Whether convolutions may use TF32 tensor cores (`UNISAL_TF32=1`); strict fp32 otherwise.

@@ -2,12 +2,9 @@
 //! Composed from candle ops a 3x3 stride-2 pool is about 30 graph nodes of padding, strided views and maxima.
 //! The backward is not itself differentiable.
 
-use candle_core::cuda_backend::cudarc::cudnn::sys;
 use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
-use super::handle::{
-    check, input, output, ptr, ptr_mut, scale, storage, with_handle, PoolDesc, TensorDesc, ONE, ZERO,
-};
+use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
 
 /// `x [N, C, H, W] -> [N, C, Ho, Wo]`, torch's output size `floor((H + 2p - k) / s) + 1`; f32, on CUDA.
 #[derive(Debug, Clone, Copy)]
@@ -39,14 +36,23 @@ impl candle_core::CustomOp1 for MaxPoolCudnn {
         let (id, od) = self.dims(xl)?;
         let x = input(xs, xl, "max pool")?;
         let (xd, yd, pool) =
-            (TensorDesc::nchw(id)?, TensorDesc::nchw(od)?, PoolDesc::max(self.k, self.stride, self.pad)?);
-        with_handle(&xs.device, "max-pool-forward", |h, stream| {
+            (Desc::nchw(id)?, Desc::nchw(od)?, Desc::max_pool(self.k, self.stride, self.pad)?);
+        with_handle(&xs.device, "max-pool-forward", |a, h, stream| {
             let mut y = output(stream, od.iter().product())?;
             {
                 let ((xp, _a), (yp, _b)) = (ptr(&x, stream), ptr_mut(&mut y, stream));
                 check(
                     unsafe {
-                        sys::cudnnPoolingForward(h, pool.0, scale(&ONE), xd.0, xp, scale(&ZERO), yd.0, yp)
+                        (a.cudnnPoolingForward)(
+                            h,
+                            pool.ptr,
+                            scale(&ONE),
+                            xd.ptr,
+                            xp,
+                            scale(&ZERO),
+                            yd.ptr,
+                            yp,
+                        )
                     },
                     "max pool forward",
                 )?;
@@ -96,27 +102,26 @@ impl candle_core::CustomOp3 for MaxPoolBackwardCudnn {
         let (x, y, dy) =
             (input(xs, xl, "max pool")?, input(ys, yl, "max pool")?, input(dys, dyl, "max pool")?);
         let p = self.0;
-        let (xd, yd, pool) =
-            (TensorDesc::nchw(id)?, TensorDesc::nchw(od)?, PoolDesc::max(p.k, p.stride, p.pad)?);
-        with_handle(&xs.device, "max-pool-backward", |h, stream| {
+        let (xd, yd, pool) = (Desc::nchw(id)?, Desc::nchw(od)?, Desc::max_pool(p.k, p.stride, p.pad)?);
+        with_handle(&xs.device, "max-pool-backward", |a, h, stream| {
             let mut dx = output(stream, xl.shape().elem_count())?;
             {
                 let ((xp, _a), (yp, _b), (dyp, _c)) = (ptr(&x, stream), ptr(&y, stream), ptr(&dy, stream));
                 let (dxp, _d) = ptr_mut(&mut dx, stream);
                 check(
                     unsafe {
-                        sys::cudnnPoolingBackward(
+                        (a.cudnnPoolingBackward)(
                             h,
-                            pool.0,
+                            pool.ptr,
                             scale(&ONE),
-                            yd.0,
+                            yd.ptr,
                             yp,
-                            yd.0,
+                            yd.ptr,
                             dyp,
-                            xd.0,
+                            xd.ptr,
                             xp,
                             scale(&ZERO),
-                            xd.0,
+                            xd.ptr,
                             dxp,
                         )
                     },

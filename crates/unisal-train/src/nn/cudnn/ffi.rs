@@ -1,0 +1,211 @@
+//! cuDNN's C interface, loaded at run time: the library (`libcudnn.so.9`, found like any shared library, e.g. in
+//! `LD_LIBRARY_PATH`) is opened on first use, and where it is absent the layers fall back to candle's ops with one
+//! clear message instead of a binary that cannot start. Only the legacy calls the layers use are declared, with
+//! cuDNN's enums as `c_int` (their C size) and the values of cuDNN 9's headers.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::sync::OnceLock;
+
+/// An opaque cuDNN object (handle or descriptor).
+pub(crate) type Ptr = *mut c_void;
+/// `cudnnStatus_t`.
+pub(crate) type Status = c_int;
+
+pub(crate) const STATUS_SUCCESS: Status = 0;
+pub(crate) const DATA_FLOAT: c_int = 0;
+pub(crate) const TENSOR_NCHW: c_int = 0;
+pub(crate) const CROSS_CORRELATION: c_int = 1;
+pub(crate) const DEFAULT_MATH: c_int = 0;
+pub(crate) const TENSOR_OP_MATH: c_int = 1;
+pub(crate) const TENSOR_OP_MATH_ALLOW_CONVERSION: c_int = 2;
+pub(crate) const FMA_MATH: c_int = 3;
+pub(crate) const BATCHNORM_SPATIAL: c_int = 1;
+pub(crate) const POOLING_MAX: c_int = 0;
+pub(crate) const PROPAGATE_NAN: c_int = 1;
+
+/// `cudnnConvolution{Fwd,BwdData,BwdFilter}AlgoPerf_t`: the three have this one layout.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AlgoPerf {
+    pub algo: c_int,
+    pub status: Status,
+    pub time: f32,
+    pub memory: usize,
+    pub determinism: c_int,
+    pub math_type: c_int,
+    pub reserved: [c_int; 3],
+}
+
+macro_rules! api {
+    ($($name:ident: fn($($arg:ty),*) -> $ret:ty;)*) => {
+        /// The loaded library and its entry points (names as in cuDNN).
+        #[allow(non_snake_case)]
+        pub(crate) struct Api {
+            _lib: libloading::Library,
+            _parts: Vec<libloading::Library>,
+            $(pub $name: unsafe extern "C" fn($($arg),*) -> $ret,)*
+        }
+
+        impl Api {
+            /// # Safety
+            /// `lib` must be cuDNN 9, whose entry points have the signatures declared here.
+            #[allow(non_snake_case)]
+            unsafe fn load(lib: libloading::Library, parts: Vec<libloading::Library>) -> Result<Self, String> {
+                $(
+                    let $name = unsafe { lib.get::<unsafe extern "C" fn($($arg),*) -> $ret>(stringify!($name)) }
+                        .map(|s| *s)
+                        .map_err(|e| format!("{}: {e}", stringify!($name)))?;
+                )*
+                Ok(Self { _lib: lib, _parts: parts, $($name,)* })
+            }
+        }
+    };
+}
+
+api! {
+    cudnnGetVersion: fn() -> usize;
+    cudnnGetErrorString: fn(Status) -> *const c_char;
+    cudnnCreate: fn(*mut Ptr) -> Status;
+    cudnnDestroy: fn(Ptr) -> Status;
+    cudnnSetStream: fn(Ptr, *mut c_void) -> Status;
+    cudnnCreateTensorDescriptor: fn(*mut Ptr) -> Status;
+    cudnnSetTensor4dDescriptor: fn(Ptr, c_int, c_int, c_int, c_int, c_int, c_int) -> Status;
+    cudnnDestroyTensorDescriptor: fn(Ptr) -> Status;
+    cudnnCreateFilterDescriptor: fn(*mut Ptr) -> Status;
+    cudnnSetFilter4dDescriptor: fn(Ptr, c_int, c_int, c_int, c_int, c_int, c_int) -> Status;
+    cudnnDestroyFilterDescriptor: fn(Ptr) -> Status;
+    cudnnCreateConvolutionDescriptor: fn(*mut Ptr) -> Status;
+    cudnnSetConvolution2dDescriptor: fn(Ptr, c_int, c_int, c_int, c_int, c_int, c_int, c_int, c_int) -> Status;
+    cudnnSetConvolutionMathType: fn(Ptr, c_int) -> Status;
+    cudnnDestroyConvolutionDescriptor: fn(Ptr) -> Status;
+    cudnnGetConvolutionForwardAlgorithm_v7: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
+    cudnnGetConvolutionForwardWorkspaceSize: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut usize) -> Status;
+    cudnnConvolutionForward: fn(
+        Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, c_int, *mut c_void, usize, *const c_void,
+        Ptr, *mut c_void
+    ) -> Status;
+    cudnnGetConvolutionBackwardDataAlgorithm_v7:
+        fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
+    cudnnGetConvolutionBackwardDataWorkspaceSize: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut usize) -> Status;
+    cudnnConvolutionBackwardData: fn(
+        Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, c_int, *mut c_void, usize, *const c_void,
+        Ptr, *mut c_void
+    ) -> Status;
+    cudnnGetConvolutionBackwardFilterAlgorithm_v7:
+        fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
+    cudnnGetConvolutionBackwardFilterWorkspaceSize: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut usize) -> Status;
+    cudnnConvolutionBackwardFilter: fn(
+        Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, c_int, *mut c_void, usize, *const c_void,
+        Ptr, *mut c_void
+    ) -> Status;
+    cudnnBatchNormalizationForwardTraining: fn(
+        Ptr, c_int, *const c_void, *const c_void, Ptr, *const c_void, Ptr, *mut c_void, Ptr, *const c_void,
+        *const c_void, f64, *mut c_void, *mut c_void, f64, *mut c_void, *mut c_void
+    ) -> Status;
+    cudnnBatchNormalizationBackward: fn(
+        Ptr, c_int, *const c_void, *const c_void, *const c_void, *const c_void, Ptr, *const c_void, Ptr,
+        *const c_void, Ptr, *mut c_void, Ptr, *const c_void, *mut c_void, *mut c_void, f64, *const c_void,
+        *const c_void
+    ) -> Status;
+    cudnnBatchNormalizationForwardInference: fn(
+        Ptr, c_int, *const c_void, *const c_void, Ptr, *const c_void, Ptr, *mut c_void, Ptr, *const c_void,
+        *const c_void, *const c_void, *const c_void, f64
+    ) -> Status;
+    cudnnCreatePoolingDescriptor: fn(*mut Ptr) -> Status;
+    cudnnSetPooling2dDescriptor: fn(Ptr, c_int, c_int, c_int, c_int, c_int, c_int, c_int, c_int) -> Status;
+    cudnnDestroyPoolingDescriptor: fn(Ptr) -> Status;
+    cudnnPoolingForward: fn(Ptr, Ptr, *const c_void, Ptr, *const c_void, *const c_void, Ptr, *mut c_void) -> Status;
+    cudnnPoolingBackward: fn(
+        Ptr, Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, *const c_void, Ptr,
+        *mut c_void
+    ) -> Status;
+}
+
+// SAFETY: the entry points are plain C functions of a library that stays loaded for the process's life; cuDNN's
+// own rules (one handle per thread, `handle.rs`) are kept by the callers.
+unsafe impl Send for Api {}
+unsafe impl Sync for Api {}
+
+/// The library's names, tried in order.
+const NAMES: [&str; 2] = ["libcudnn.so.9", "libcudnn.so"];
+/// The parts cuDNN 9's library opens by name for the calls used here; opened first, so that an incomplete
+/// install is refused here rather than by cuDNN, which ends the process when a part is missing.
+const PARTS: [&str; 3] = ["libcudnn_graph.so.9", "libcudnn_ops.so.9", "libcudnn_cnn.so.9"];
+
+fn open(name: &str) -> Result<libloading::Library, String> {
+    // SAFETY: opening cuDNN runs only its own initialisers.
+    unsafe { libloading::Library::new(name) }.map_err(|e| {
+        let why = std::error::Error::source(&e).map_or_else(|| e.to_string(), ToString::to_string);
+        if why.contains(name) {
+            why
+        } else {
+            format!("{name}: {why}")
+        }
+    })
+}
+
+/// cuDNN, loaded on first use; the error says why it is not available.
+pub(crate) fn api() -> Result<&'static Api, &'static str> {
+    static API: OnceLock<Result<Api, String>> = OnceLock::new();
+    API.get_or_init(|| {
+        let lib = open(NAMES[0])
+            .or_else(|e| open(NAMES[1]).map_err(|e2| format!("cuDNN 9 was not found ({e}; {e2})")))?;
+        let parts = PARTS
+            .iter()
+            .map(|n| open(n))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("cuDNN 9 is incomplete ({e})"))?;
+        // SAFETY: a library of this name is cuDNN; its version is checked next.
+        let api = unsafe { Api::load(lib, parts) }.map_err(|e| format!("cuDNN lacks {e}"))?;
+        // SAFETY: no arguments.
+        let version = unsafe { (api.cudnnGetVersion)() };
+        if !(90_000..100_000).contains(&version) {
+            return Err(format!("the cuDNN found is version {version}, not 9.x"));
+        }
+        Ok(api)
+    })
+    .as_ref()
+    .map_err(String::as_str)
+}
+
+/// cuDNN's words for a status.
+pub(crate) fn status_text(api: &Api, status: Status) -> String {
+    // SAFETY: cuDNN returns a static, NUL-terminated string for any status value.
+    let text = unsafe { (api.cudnnGetErrorString)(status) };
+    if text.is_null() {
+        return format!("status {status}");
+    }
+    // SAFETY: see above.
+    unsafe { std::ffi::CStr::from_ptr(text) }.to_string_lossy().into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::cudnn::handle::Desc;
+
+    /// Where cuDNN 9 is installed (a CUDA machine, or the build machine's toolkit in `LD_LIBRARY_PATH`), every
+    /// entry point resolves and the descriptors the layers use (host-side calls: no GPU needed) are accepted.
+    #[test]
+    fn cudnn_loads_and_takes_the_layers_descriptors() {
+        let a = match api() {
+            Ok(a) => a,
+            Err(why) => {
+                eprintln!("skipped: {why}");
+                assert!(why.contains("libcudnn"), "the reason names the library: {why}");
+                return;
+            }
+        };
+        let v = unsafe { (a.cudnnGetVersion)() };
+        assert!((90_000..100_000).contains(&v), "{v}");
+        assert_eq!(status_text(a, STATUS_SUCCESS), "CUDNN_STATUS_SUCCESS");
+        Desc::nchw([8, 64, 56, 56]).unwrap();
+        Desc::channels(64).unwrap();
+        Desc::filter([128, 64, 3, 3]).unwrap();
+        Desc::conv(1, 2).unwrap();
+        Desc::max_pool(3, 2, 1).unwrap();
+        // A bad descriptor is refused with cuDNN's words (cuDNN 9 numbers its statuses anew; only success is 0).
+        let err = Desc::nchw([0, 64, 56, 56]).err().expect("a zero batch is refused").to_string();
+        assert!(err.contains("BAD_PARAM"), "{err}");
+    }
+}
