@@ -31,14 +31,31 @@ pub(crate) fn train(
     (eps, momentum): (f64, f64),
     relu: bool,
 ) -> crate::error::Result<Tensor> {
-    let op = BnTrainCudnn {
-        eps,
-        momentum,
-        relu,
-        running_mean: running.0.clone(),
-        running_var: running.1.clone(),
-        saved: Arc::new(Mutex::new(None)),
-    };
+    let mode = Some(Train { momentum, saved: Arc::new(Mutex::new(None)) });
+    apply(
+        x,
+        gamma,
+        beta,
+        BnCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone(), mode },
+    )
+}
+
+/// `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta` (eval mode; f32 on CUDA); `max(0, y)` with
+/// `relu`.
+pub(crate) fn eval(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    running: (&Tensor, &Tensor),
+    eps: f64,
+    relu: bool,
+) -> crate::error::Result<Tensor> {
+    let op =
+        BnCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone(), mode: None };
+    apply(x, gamma, beta, op)
+}
+
+fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, op: BnCudnn) -> crate::error::Result<Tensor> {
     Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?)
 }
 
@@ -48,13 +65,19 @@ struct Saved {
     invstd: CudaSlice<f32>,
 }
 
-struct BnTrainCudnn {
-    eps: f64,
+/// What train mode adds: the momentum of the running statistics and what the forward saves for the backward.
+struct Train {
     momentum: f64,
+    saved: Arc<Mutex<Option<Arc<Saved>>>>,
+}
+
+/// `(x, gamma, beta) -> y`: batch norm in train mode (`mode` is `Some`) or eval mode, with a fused ReLU.
+struct BnCudnn {
+    eps: f64,
     relu: bool,
     running_mean: Tensor,
     running_var: Tensor,
-    saved: Arc<Mutex<Option<Arc<Saved>>>>,
+    mode: Option<Train>,
 }
 
 /// The op's output: `y`, or `max(0, y)` with `relu` (one more kernel, but one autograd node fewer than a separate
@@ -91,9 +114,13 @@ fn running_view<'a>(
     Ok(s.as_cuda_slice::<f32>()?.slice(layout.start_offset()..layout.start_offset() + c))
 }
 
-impl candle_core::CustomOp3 for BnTrainCudnn {
+impl candle_core::CustomOp3 for BnCudnn {
     fn name(&self) -> &'static str {
-        "batch-norm-train-cudnn"
+        if self.mode.is_some() {
+            "batch-norm-train-cudnn"
+        } else {
+            "batch-norm-eval-cudnn"
+        }
     }
 
     super::cuda_only_cpu_fwd!(CustomOp3);
@@ -107,7 +134,7 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         bs: &CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dims = dims(xl, &[gl, bl], true)?;
+        let dims = dims(xl, &[gl, bl], self.mode.is_some())?;
         let c = dims[1];
         let (x, g, b) =
             (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
@@ -115,42 +142,51 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
             (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
         let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
         let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
-        with_handle(&xs.device, "batch-norm-train", |a, h, stream| {
+        let what = if self.mode.is_some() { "batch-norm-train" } else { "batch-norm-eval" };
+        with_handle(&xs.device, what, |a, h, stream| {
             let mut y = output(stream, xl.shape().elem_count())?;
-            let (mut mean, mut invstd) = (output(stream, c)?, output(stream, c)?);
-            {
+            let saved = {
                 let ((xp, _a), (gp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&g, stream), ptr(&b, stream));
-                // Written by cuDNN in place: see the module's note on the running statistics.
+                // In train mode written by cuDNN in place: see the module's note on the running statistics.
                 let ((rmp, _d), (rvp, _e)) = (ptr(&rm, stream), ptr(&rv, stream));
                 let (yp, _f) = ptr_mut(&mut y, stream);
-                let ((mp, _g), (ip, _h)) = (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
-                check(
-                    unsafe {
-                        (a.cudnnBatchNormalizationForwardTraining)(
-                            h,
-                            MODE,
-                            scale(&ONE),
-                            scale(&ZERO),
-                            xd.ptr,
-                            xp,
-                            xd.ptr,
-                            yp,
-                            pd.ptr,
-                            gp,
-                            bp,
-                            self.momentum,
-                            rmp as *mut c_void,
-                            rvp as *mut c_void,
-                            self.eps,
-                            mp,
-                            ip,
-                        )
-                    },
-                    "batch norm forward",
-                )?;
+                let (one, zero, eps) = (scale(&ONE), scale(&ZERO), self.eps);
+                let (xd, pd) = (xd.ptr, pd.ptr);
+                match &self.mode {
+                    Some(train) => {
+                        let (mut mean, mut invstd) = (output(stream, c)?, output(stream, c)?);
+                        {
+                            let ((mp, _g), (ip, _h)) =
+                                (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
+                            let (rmp, rvp, m) = (rmp as *mut c_void, rvp as *mut c_void, train.momentum);
+                            check(
+                                unsafe {
+                                    (a.cudnnBatchNormalizationForwardTraining)(
+                                        h, MODE, one, zero, xd, xp, xd, yp, pd, gp, bp, m, rmp, rvp, eps, mp,
+                                        ip,
+                                    )
+                                },
+                                "batch norm forward",
+                            )?;
+                        }
+                        Some(Saved { mean, invstd })
+                    }
+                    None => {
+                        check(
+                            unsafe {
+                                (a.cudnnBatchNormalizationForwardInference)(
+                                    h, MODE, one, zero, xd, xp, xd, yp, pd, gp, bp, rmp, rvp, eps,
+                                )
+                            },
+                            "batch norm inference",
+                        )?;
+                        None
+                    }
+                }
+            };
+            if let (Some(train), Some(saved)) = (&self.mode, saved) {
+                *lock(&train.saved)? = Some(Arc::new(saved));
             }
-            *self.saved.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))? =
-                Some(Arc::new(Saved { mean, invstd }));
             with_relu(storage(y, &xs.device), xl.shape(), self.relu)
         })
     }
@@ -163,8 +199,21 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let saved =
-            self.saved.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))?.clone();
+        let Some(train) = &self.mode else {
+            let c = gamma.elem_count();
+            let column = |t: &Tensor| t.detach().reshape((1, c, 1, 1));
+            let (mean, var) = (column(&self.running_mean)?, column(&self.running_var)?);
+            return crate::nn::batchnorm::eval_backward(
+                x,
+                gamma,
+                grad,
+                (res, self.relu),
+                &mean,
+                &var,
+                self.eps,
+            );
+        };
+        let saved = lock(&train.saved)?.clone();
         let saved =
             saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
         let op = BnBackwardCudnn { eps: self.eps, saved };
@@ -174,6 +223,10 @@ impl candle_core::CustomOp3 for BnTrainCudnn {
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
         Ok((Some(dx), Some(packed.narrow(0, len, c)?), Some(packed.narrow(0, len + c, c)?)))
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> candle_core::Result<std::sync::MutexGuard<'_, T>> {
+    m.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))
 }
 
 /// `(x, dy, gamma) -> [dx | dgamma | dbeta]` (flat), without backward.
@@ -244,97 +297,5 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
             }
             Ok((storage(out, &xs.device), Shape::from(len + 2 * c)))
         })
-    }
-}
-
-/// `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta` (eval mode; f32 on CUDA); `max(0, y)` with
-/// `relu`.
-pub(crate) fn eval(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    running: (&Tensor, &Tensor),
-    eps: f64,
-    relu: bool,
-) -> crate::error::Result<Tensor> {
-    let op = BnEvalCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone() };
-    Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?)
-}
-
-struct BnEvalCudnn {
-    eps: f64,
-    relu: bool,
-    running_mean: Tensor,
-    running_var: Tensor,
-}
-
-impl candle_core::CustomOp3 for BnEvalCudnn {
-    fn name(&self) -> &'static str {
-        "batch-norm-eval-cudnn"
-    }
-
-    super::cuda_only_cpu_fwd!(CustomOp3);
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        gs: &CudaStorage,
-        gl: &Layout,
-        bs: &CudaStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dims = dims(xl, &[gl, bl], false)?;
-        let c = dims[1];
-        let (x, g, b) =
-            (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
-        let (rm_guard, rv_guard) =
-            (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
-        let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
-        let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
-        with_handle(&xs.device, "batch-norm-eval", |a, h, stream| {
-            let mut y = output(stream, xl.shape().elem_count())?;
-            {
-                let ((xp, _a), (gp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&g, stream), ptr(&b, stream));
-                let ((rmp, _d), (rvp, _e)) = (ptr(&rm, stream), ptr(&rv, stream));
-                let (yp, _f) = ptr_mut(&mut y, stream);
-                check(
-                    unsafe {
-                        (a.cudnnBatchNormalizationForwardInference)(
-                            h,
-                            MODE,
-                            scale(&ONE),
-                            scale(&ZERO),
-                            xd.ptr,
-                            xp,
-                            xd.ptr,
-                            yp,
-                            pd.ptr,
-                            gp,
-                            bp,
-                            rmp,
-                            rvp,
-                            self.eps,
-                        )
-                    },
-                    "batch norm inference",
-                )?;
-            }
-            with_relu(storage(y, &xs.device), xl.shape(), self.relu)
-        })
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        _beta: &Tensor,
-        res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = gamma.elem_count();
-        let column = |t: &Tensor| t.detach().reshape((1, c, 1, 1));
-        let (mean, var) = (column(&self.running_mean)?, column(&self.running_var)?);
-        crate::nn::batchnorm::eval_backward(x, gamma, grad, (res, self.relu), &mean, &var, self.eps)
     }
 }
