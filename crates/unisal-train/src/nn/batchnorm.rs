@@ -5,7 +5,7 @@
 //! variance from the unbiased batch variance. Eval mode normalises with the running statistics.
 //!
 //! On the CPU (f32/f64) train mode runs as one custom op with a closed-form backward and eval mode as one pass
-//! (`batchnorm_cpu.rs`). On a CUDA device with the `cudnn` feature (f32), both modes are cuDNN ops
+//! (`batchnorm_cpu.rs`). On a CUDA device (f32, feature `cuda`, cuDNN installed), both modes are cuDNN ops
 //! (`cudnn/batchnorm.rs`). Other cases compose candle ops. [`BnImpl`] forces one path (tests compare them).
 
 use std::sync::{Arc, Mutex};
@@ -21,8 +21,8 @@ use crate::error::{Result, TrainError};
 /// Which implementation batch norm uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BnImpl {
-    /// The custom ops (train and eval mode) on the CPU in f32/f64, the cuDNN ops on CUDA in f32 (feature
-    /// `cudnn`), candle ops elsewhere.
+    /// The custom ops (train and eval mode) on the CPU in f32/f64, the cuDNN ops on CUDA in f32 (feature `cuda`,
+    /// cuDNN installed), candle ops elsewhere.
     #[default]
     Auto,
     /// Composed candle ops on every device.

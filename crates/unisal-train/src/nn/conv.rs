@@ -2,7 +2,7 @@
 //!
 //! On the CPU (f32/f64) a convolution is one custom op computed as im2col + one matrix product (`conv_cpu.rs`,
 //! `im2col.rs`), so that its backward is two large matrix products and a col2im instead of candle 0.11.1's naive
-//! `conv_transpose2d`. On a CUDA device with the `cudnn` feature (f32) it is one op of cuDNN's forward and
+//! `conv_transpose2d`. On a CUDA device (f32, feature `cuda`, cuDNN installed) it is one op of cuDNN's forward and
 //! backward passes (`cudnn/conv.rs`); elsewhere candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
 
 use candle_core::{Tensor, Var};
@@ -21,7 +21,8 @@ const COLS_BYTES: usize = 256 << 20;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConvImpl {
     /// im2col + matrix product on the CPU in f32/f64 (1x1 kernels too: one threaded op instead of a dozen
-    /// single-threaded copies), the cuDNN op on CUDA in f32 (feature `cudnn`), candle's `conv2d` elsewhere.
+    /// single-threaded copies), the cuDNN op on CUDA in f32 (feature `cuda`, cuDNN installed), candle's `conv2d`
+    /// elsewhere.
     #[default]
     Auto,
     /// candle's `conv2d` (a 1x1 kernel without padding still goes through a matrix product).

@@ -10,7 +10,7 @@
 //! with the following ReLU; eval mode) as one custom op with a closed-form backward, and max pooling and the
 //! residual join `relu(a + b)` as threaded custom ops (`cpu_util.rs` holds what they share); all are checked
 //! against finite differences and against the composed candle ops (`tests/cpu_kernels.rs`). On a CUDA device
-//! with the `cudnn` feature, convolution, train-mode BatchNorm and max pooling are cuDNN ops with cuDNN backward
+//! (feature `cuda`, where cuDNN is installed), convolution, BatchNorm and max pooling are cuDNN ops with cuDNN backward
 //! passes (`cudnn/`). Other cases compose candle ops.
 //!
 //! Training crops are square: candle's stride-2 convolution backward (used off the CPU) is only correct on square
@@ -45,7 +45,7 @@ pub use pool::{add_relu, global_avg_pool, max_pool2d, max_pool2d_composed, relu}
 
 use candle_core::{DType, Tensor, Var};
 
-/// Whether our GPU kernels (the element-wise ones of `cuda_kernels.rs` and, with the `cudnn` feature, the cuDNN
+/// Whether our GPU kernels (the element-wise ones of `cuda_kernels.rs` and, where cuDNN is installed, the cuDNN
 /// layers) take `x`: f32 on a CUDA device, unless `UNISAL_GPU_KERNELS=0` turns them off (candle's composed ops then
 /// run, as in a build without the features: for comparisons and as a way around a faulty kernel).
 pub(crate) fn gpu_f32(x: &Tensor) -> bool {

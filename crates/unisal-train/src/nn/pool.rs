@@ -1,8 +1,8 @@
 //! ReLU, the residual join `relu(a + b)`, global average pooling and max pooling.
 //!
 //! On the CPU (f32/f64) max pooling and the residual join are threaded custom ops (`pool_cpu.rs`,
-//! `elementwise.rs`); on CUDA in f32 ReLU and the join are our kernels and max pooling cuDNN's (features `cuda`,
-//! `cudnn`); elsewhere, and in [`max_pool2d_composed`], they are differentiable candle ops.
+//! `elementwise.rs`); on CUDA in f32 (feature `cuda`) ReLU and the join are our kernels and max pooling cuDNN's
+//! (where it is installed); elsewhere, and in [`max_pool2d_composed`], they are differentiable candle ops.
 //! candle 0.11.1's `max_pool2d` backward is wrong (1/(k*k) too small) and missing when kernel != stride, so
 //! [`max_pool2d`] is built from padding (with the dtype's lowest value), strided views (narrow + reshape) and the
 //! element-wise `maximum`, separably: first over the k columns of each window, then over its k rows. Its gradient
@@ -39,7 +39,7 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 
 /// Max pooling with a `kernel` x `kernel` window, `stride` and symmetric zero-cost `padding` (padded cells never
 /// win), torch's output size `floor((H + 2p - k) / s) + 1`. On the CPU in f32/f64 one custom op; on CUDA in f32
-/// with the `cudnn` feature one cuDNN op.
+/// (feature `cuda`) one cuDNN op where cuDNN is installed.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     check_pool(x, kernel, stride, padding)?;
     if cpu_float(x) {
