@@ -312,3 +312,28 @@ impl candle_core::CustomOp3 for ConvCudnnBackward {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perf(algo: c_int, status: ffi::Status, memory: usize, math_type: c_int) -> AlgoPerf {
+        AlgoPerf { algo, status, memory, math_type, ..AlgoPerf::default() }
+    }
+
+    #[test]
+    fn the_first_algorithm_that_ran_fits_and_keeps_fp32_is_chosen() {
+        // UNISAL_TF32 is not set in tests: tensor-core math is refused and the descriptor keeps FMA math.
+        let ranked = [
+            perf(6, 3000, 0, ffi::FMA_MATH),                      // did not run
+            perf(5, ffi::STATUS_SUCCESS, 0, ffi::TENSOR_OP_MATH), // TF32
+            perf(4, ffi::STATUS_SUCCESS, MAX_WORKSPACE + 1, ffi::DEFAULT_MATH), // too much workspace
+            perf(1, ffi::STATUS_SUCCESS, 1 << 20, ffi::DEFAULT_MATH),
+            perf(0, ffi::STATUS_SUCCESS, 0, ffi::FMA_MATH),
+        ];
+        let c = choose("test", &ranked).unwrap();
+        assert_eq!((c.algo, c.math), (1, ffi::FMA_MATH));
+        let err = choose("test", &ranked[..3]).unwrap_err().to_string();
+        assert!(err.contains("no usable algorithm"), "{err}");
+    }
+}
