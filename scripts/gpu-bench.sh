@@ -12,7 +12,8 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 NV=/opt/torch/.venv/lib/python3.12/site-packages/nvidia
 export LD_LIBRARY_PATH="$NV/cu13/lib:$NV/cudnn/lib:${LD_LIBRARY_PATH:-}"
-PY="${PYTHON:-python3}"
+# PyTorch: $PYTHON, else the lent machine's venv, else python3.
+PY="${PYTHON:-$([ -x /opt/torch/.venv/bin/python ] && echo /opt/torch/.venv/bin/python || echo python3)}"
 # A dry run of this script elsewhere: UNISAL_BIN=<a unisal binary> BENCH_DEVICE=cpu CASES=<regex> (tests skipped).
 DEVICE="${BENCH_DEVICE:-cuda}"
 bin="${UNISAL_BIN:-/tmp/unisal}"
