@@ -7,7 +7,7 @@
 
 use candle_core::{Tensor, Var};
 
-use super::conv_cpu::ConvCpu;
+use super::conv_cpu::ConvOp;
 use super::cpu_util::cpu_float;
 use super::im2col::Geometry;
 use super::pool::strided;
@@ -91,7 +91,7 @@ impl Conv2d {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
         #[cfg(feature = "cuda")]
         if imp == ConvImpl::Auto && super::cudnn::usable(x) {
-            let op = super::cudnn::ConvCudnn { g: self.geometry(x, k)?, out };
+            let op = ConvOp { g: self.geometry(x, k)?, out };
             let y = x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, op)?;
             return self.with_bias(y);
         }
@@ -171,25 +171,8 @@ impl Conv2d {
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Tensor::cat(&parts, 0)?);
         }
-        Ok(x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, ConvCpu { g, out })?)
+        Ok(x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, ConvOp { g, out })?)
     }
-}
-
-/// The `bwd` of a convolution op (CPU or cuDNN) whose backward op, made by `backward(need_dx)`, returns
-/// `[dx | dW]` flat, or only `dW` where nothing upstream needs `dx` (the images into the first layer).
-pub(crate) fn conv_grads<C: candle_core::CustomOp3>(
-    x: &Tensor,
-    w: &Tensor,
-    grad: &Tensor,
-    backward: impl FnOnce(bool) -> C,
-) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-    let need_dx = x.track_op();
-    let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-    let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &backward(need_dx))?;
-    let len = if need_dx { x.elem_count() } else { 0 };
-    let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
-    let dw = packed.narrow(0, len, w.elem_count())?.reshape(w.shape())?;
-    Ok((dx, Some(dw)))
 }
 
 impl HasVars for Conv2d {

@@ -13,6 +13,9 @@
 //! The matrix products call the gemm crate directly on strided views (`gemm_cpu.rs`; `cols^T` and `W^T` are never
 //! copied), each one large product over the whole batch, and the patch matrix, its gradient and the products live
 //! in the thread's scratch buffers. The backward is not itself differentiable.
+//!
+//! On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead (`cudnn/conv.rs`), with the same shape
+//! checks ([`Kernel::shape`]) and the same backward.
 
 use candle_core::{Layout, Shape, Tensor};
 
@@ -20,14 +23,14 @@ use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 use super::gemm_cpu::{matmul, with_scratch, MatRef};
 use super::im2col::{run_col2im, run_im2col, Geometry};
 
-/// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`; both inputs contiguous.
+/// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`; both inputs contiguous. f32/f64 on the CPU, f32 on CUDA.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ConvCpu {
+pub(crate) struct ConvOp {
     pub g: Geometry,
     pub out: usize,
 }
 
-impl ConvCpu {
+impl ConvOp {
     fn check(&self, x: &Layout, w: &Layout) -> candle_core::Result<()> {
         let g = self.g;
         if dims4(x, "conv2d")? != (g.n, g.c, g.h, g.w) || w.shape().dims() != [self.out, g.c, g.k, g.k] {
@@ -85,8 +88,8 @@ fn swap_outer<T: Elem>(x: &[T], dst: &mut [T], a: usize, b: usize, inner: usize)
     });
 }
 
-impl Kernel for ConvCpu {
-    const NAME: &'static str = "conv2d-im2col";
+impl Kernel for ConvOp {
+    const NAME: &'static str = "conv2d";
 
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
         let [x, w] = inputs else { candle_core::bail!("conv2d: two inputs expected") };
@@ -100,7 +103,7 @@ impl Kernel for ConvCpu {
     }
 }
 
-cpu_op!(CustomOp2 for ConvCpu {
+cpu_op!(CustomOp2 for ConvOp {
     fn bwd(
         &self,
         x: &Tensor,
@@ -108,19 +111,38 @@ cpu_op!(CustomOp2 for ConvCpu {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        crate::nn::conv::conv_grads(x, w, grad, |need_dx| ConvBackward { conv: *self, need_dx })
+        // No input gradient where nothing upstream needs one (the images into the first layer).
+        let need_dx = x.track_op();
+        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
+        let op = ConvBackwardOp { conv: *self, need_dx };
+        let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
+        let len = if need_dx { x.elem_count() } else { 0 };
+        let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
+        let dw = packed.narrow(0, len, w.elem_count())?.reshape(w.shape())?;
+        Ok((dx, Some(dw)))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cudnn::conv_forward(self, xs, xl, ws, wl)
     }
 });
 
 /// `(x, w, dy) -> [dx | dW]` (flat; only `dW` without `need_dx`), without backward.
 #[derive(Debug, Clone, Copy)]
-struct ConvBackward {
-    conv: ConvCpu,
-    need_dx: bool,
+pub(crate) struct ConvBackwardOp {
+    pub conv: ConvOp,
+    pub need_dx: bool,
 }
 
-impl Kernel for ConvBackward {
-    const NAME: &'static str = "conv2d-im2col-backward";
+impl Kernel for ConvBackwardOp {
+    const NAME: &'static str = "conv2d-backward";
 
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
         let [x, w, dy] = inputs else { candle_core::bail!("conv2d backward: three inputs expected") };
@@ -139,4 +161,18 @@ impl Kernel for ConvBackward {
     }
 }
 
-cpu_op!(CustomOp3 for ConvBackward {});
+cpu_op!(CustomOp3 for ConvBackwardOp {
+    #[cfg(feature = "cuda")]
+    #[allow(clippy::too_many_arguments)]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ws: &candle_core::CudaStorage,
+        wl: &Layout,
+        dys: &candle_core::CudaStorage,
+        dyl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cudnn::conv_backward(self, (xs, xl), (ws, wl), (dys, dyl))
+    }
+});

@@ -1,5 +1,5 @@
-//! A convolution on the GPU as one candle custom op: cuDNN's forward, and a backward of cuDNN's backward-data and
-//! backward-filter (candle 0.11.1 uses cuDNN for the forward only; its backward is a naive `conv_transpose2d` and
+//! The CUDA side of the convolution op (`conv_cpu.rs`'s `ConvOp` and `ConvBackwardOp`): cuDNN's forward, and a
+//! backward of cuDNN's backward-data and backward-filter (candle 0.11.1 uses cuDNN for the forward only; its backward is a naive `conv_transpose2d` and
 //! a convolution per weight gradient, and fails for stride 2 on non-square inputs).
 //!
 //! The algorithms come from cuDNN's heuristics (`cudnnGetConvolution*Algorithm_v7`, what PyTorch does without
@@ -10,20 +10,15 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_int;
 
-use candle_core::{CudaStorage, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, Layout, Shape};
 
 use super::ffi::{self, AlgoPerf, Api};
-use super::handle::Desc;
-use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, workspace, ONE, ZERO};
+use super::handle::{
+    check, input, output, ptr, ptr_mut, scale, storage, with_handle, workspace, Desc, ONE, ZERO,
+};
 use super::tf32_allowed;
-use crate::nn::im2col::Geometry;
-
-/// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`, f32, contiguous.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConvCudnn {
-    pub g: Geometry,
-    pub out: usize,
-}
+use crate::nn::conv_cpu::{ConvBackwardOp, ConvOp};
+use crate::nn::cpu_util::Kernel;
 
 /// The four descriptors of one convolution.
 struct Descs {
@@ -33,34 +28,20 @@ struct Descs {
     y: Desc,
 }
 
-impl ConvCudnn {
-    fn check(&self, x: &Layout, w: &Layout) -> candle_core::Result<()> {
-        let g = self.g;
-        if x.shape().dims() != [g.n, g.c, g.h, g.w] || w.shape().dims() != [self.out, g.c, g.k, g.k] {
-            candle_core::bail!("conv2d: input {:?} / weight {:?} do not fit {g:?}", x.shape(), w.shape());
-        }
-        Ok(())
-    }
+fn descs(op: &ConvOp) -> candle_core::Result<Descs> {
+    let (g, out) = (op.g, op.out);
+    Ok(Descs {
+        x: Desc::nchw([g.n, g.c, g.h, g.w])?,
+        w: Desc::filter([out, g.c, g.k, g.k])?,
+        conv: Desc::conv(g.pad, g.stride)?,
+        y: Desc::nchw([g.n, out, g.ho(), g.wo()])?,
+    })
+}
 
-    fn out_shape(&self) -> Shape {
-        Shape::from((self.g.n, self.out, self.g.ho(), self.g.wo()))
-    }
-
-    fn descs(&self) -> candle_core::Result<Descs> {
-        let g = self.g;
-        Ok(Descs {
-            x: Desc::nchw([g.n, g.c, g.h, g.w])?,
-            w: Desc::filter([self.out, g.c, g.k, g.k])?,
-            conv: Desc::conv(g.pad, g.stride)?,
-            y: Desc::nchw([g.n, self.out, g.ho(), g.wo()])?,
-        })
-    }
-
-    /// Cache key: the geometry, the pass and whether TF32 was allowed.
-    fn key(&self, pass: u8) -> [usize; 10] {
-        let g = self.g;
-        [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, self.out, pass as usize, tf32_allowed() as usize]
-    }
+/// Cache key of an algorithm choice: the geometry, the pass and whether TF32 was allowed.
+fn key(op: &ConvOp, pass: u8) -> [usize; 10] {
+    let g = op.g;
+    [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out, pass as usize, tf32_allowed() as usize]
 }
 
 /// An algorithm choice of one pass: cuDNN's algorithm number and its math type (the workspace is asked for at each
@@ -126,191 +107,145 @@ fn prepare(
     Ok(bytes)
 }
 
-impl candle_core::CustomOp2 for ConvCudnn {
-    fn name(&self) -> &'static str {
-        "conv2d-cudnn"
-    }
+/// The CUDA forward of [`ConvOp`]: `y = conv(x, w)` through cuDNN.
+pub(crate) fn forward(
+    op: &ConvOp,
+    xs: &CudaStorage,
+    xl: &Layout,
+    ws: &CudaStorage,
+    wl: &Layout,
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let shape = Kernel::shape(op, &[xl, wl])?;
+    let (x, w) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?);
+    let d = descs(op)?;
+    with_handle(&xs.device, "conv-forward", |a, h, stream| {
+        let what = "convolution forward";
+        let choice = cached(key(op, 0), what, |n, count, res| unsafe {
+            (a.cudnnGetConvolutionForwardAlgorithm_v7)(
+                h, d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr, n, count, res,
+            )
+        })?;
+        let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+            (a.cudnnGetConvolutionForwardWorkspaceSize)(
+                h,
+                d.x.ptr,
+                d.w.ptr,
+                d.conv.ptr,
+                d.y.ptr,
+                choice.algo,
+                bytes,
+            )
+        })?;
+        let mut y = output(stream, shape.elem_count())?;
+        let mut ws_buf = workspace(stream, bytes)?;
+        {
+            let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
+            let (yp, _gy) = ptr_mut(&mut y, stream);
+            let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
+            let wsp = wsp.unwrap_or(std::ptr::null_mut());
+            let (one, zero) = (scale(&ONE), scale(&ZERO));
+            let (dx, dw, dc, dy) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
+            check(
+                unsafe {
+                    (a.cudnnConvolutionForward)(
+                        h,
+                        one,
+                        dx,
+                        xp,
+                        dw,
+                        wp,
+                        dc,
+                        choice.algo,
+                        wsp,
+                        bytes,
+                        zero,
+                        dy,
+                        yp,
+                    )
+                },
+                what,
+            )?;
+        }
+        Ok((storage(y, &xs.device), shape))
+    })
+}
 
-    super::cuda_only_cpu_fwd!(CustomOp2);
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        ws: &CudaStorage,
-        wl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        self.check(xl, wl)?;
-        let (x, w) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?);
-        let shape = self.out_shape();
-        let d = self.descs()?;
-        with_handle(&xs.device, "conv-forward", |a, h, stream| {
-            let what = "convolution forward";
-            let choice = cached(self.key(0), what, |n, count, res| unsafe {
-                (a.cudnnGetConvolutionForwardAlgorithm_v7)(
-                    h, d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr, n, count, res,
-                )
+/// The CUDA forward of [`ConvBackwardOp`]: `[dx | dW]` (only `dW` without `need_dx`) through cuDNN's
+/// backward-data and backward-filter passes.
+pub(crate) fn backward(
+    op: &ConvBackwardOp,
+    (xs, xl): (&CudaStorage, &Layout),
+    (ws, wl): (&CudaStorage, &Layout),
+    (dys, dyl): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let shape = Kernel::shape(op, &[xl, wl, dyl])?;
+    let (x, w, dy) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?, input(dys, dyl, "conv2d")?);
+    let c = op.conv;
+    let (x_len, w_len) = (if op.need_dx { xl.shape().elem_count() } else { 0 }, wl.shape().elem_count());
+    let d = descs(&c)?;
+    with_handle(&xs.device, "conv-backward", |a, h, stream| {
+        let mut out = output(stream, x_len + w_len)?;
+        let (dyp, _gdy) = ptr(&dy, stream);
+        let (one, zero) = (scale(&ONE), scale(&ZERO));
+        let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
+        {
+            let what = "convolution backward filter";
+            let choice = cached(key(&c, 2), what, |n, count, res| unsafe {
+                (a.cudnnGetConvolutionBackwardFilterAlgorithm_v7)(h, dx_d, dy_d, dc, dw_d, n, count, res)
             })?;
             let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
-                (a.cudnnGetConvolutionForwardWorkspaceSize)(
+                (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
                     h,
-                    d.x.ptr,
-                    d.w.ptr,
-                    d.conv.ptr,
-                    d.y.ptr,
+                    dx_d,
+                    dy_d,
+                    dc,
+                    dw_d,
                     choice.algo,
                     bytes,
                 )
             })?;
-            let mut y = output(stream, shape.elem_count())?;
             let mut ws_buf = workspace(stream, bytes)?;
-            {
-                let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
-                let (yp, _gy) = ptr_mut(&mut y, stream);
-                let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
-                let wsp = wsp.unwrap_or(std::ptr::null_mut());
-                let (one, zero) = (scale(&ONE), scale(&ZERO));
-                let (dx, dw, dc, dy) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
-                check(
-                    unsafe {
-                        (a.cudnnConvolutionForward)(
-                            h,
-                            one,
-                            dx,
-                            xp,
-                            dw,
-                            wp,
-                            dc,
-                            choice.algo,
-                            wsp,
-                            bytes,
-                            zero,
-                            dy,
-                            yp,
-                        )
-                    },
-                    what,
-                )?;
-            }
-            Ok((storage(y, &xs.device), shape))
-        })
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        crate::nn::conv::conv_grads(x, w, grad, |need_dx| ConvCudnnBackward { conv: *self, need_dx })
-    }
-}
-
-/// `(x, w, dy) -> [dx | dW]` (flat; only `dW` without `need_dx`), without backward.
-#[derive(Debug, Clone, Copy)]
-struct ConvCudnnBackward {
-    conv: ConvCudnn,
-    need_dx: bool,
-}
-
-impl candle_core::CustomOp3 for ConvCudnnBackward {
-    fn name(&self) -> &'static str {
-        "conv2d-cudnn-backward"
-    }
-
-    super::cuda_only_cpu_fwd!(CustomOp3);
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        ws: &CudaStorage,
-        wl: &Layout,
-        dys: &CudaStorage,
-        dyl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let c = self.conv;
-        c.check(xl, wl)?;
-        if dyl.shape() != &c.out_shape() {
-            candle_core::bail!("conv2d backward: gradient {:?} does not fit {:?}", dyl.shape(), c.g);
+            let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
+            let wsp = wsp.unwrap_or(std::ptr::null_mut());
+            let mut dw = out.slice_mut(x_len..x_len + w_len);
+            let (xp, _gx) = ptr(&x, stream);
+            let (dwp, _gdw) = ptr_mut(&mut dw, stream);
+            let algo = choice.algo;
+            check(
+                unsafe {
+                    (a.cudnnConvolutionBackwardFilter)(
+                        h, one, dx_d, xp, dy_d, dyp, dc, algo, wsp, bytes, zero, dw_d, dwp,
+                    )
+                },
+                what,
+            )?;
         }
-        let (x, w, dy) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?, input(dys, dyl, "conv2d")?);
-        let (x_len, w_len) =
-            (if self.need_dx { xl.shape().elem_count() } else { 0 }, wl.shape().elem_count());
-        let d = c.descs()?;
-        with_handle(&xs.device, "conv-backward", |a, h, stream| {
-            let mut out = output(stream, x_len + w_len)?;
-            let (dyp, _gdy) = ptr(&dy, stream);
-            let (one, zero) = (scale(&ONE), scale(&ZERO));
-            let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
-            {
-                let what = "convolution backward filter";
-                let choice = cached(c.key(2), what, |n, count, res| unsafe {
-                    (a.cudnnGetConvolutionBackwardFilterAlgorithm_v7)(h, dx_d, dy_d, dc, dw_d, n, count, res)
-                })?;
-                let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
-                    (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
-                        h,
-                        dx_d,
-                        dy_d,
-                        dc,
-                        dw_d,
-                        choice.algo,
-                        bytes,
+        if op.need_dx {
+            let what = "convolution backward data";
+            let choice = cached(key(&c, 1), what, |n, count, res| unsafe {
+                (a.cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, dw_d, dy_d, dc, dx_d, n, count, res)
+            })?;
+            let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+                (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
+            })?;
+            let mut ws_buf = workspace(stream, bytes)?;
+            let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
+            let wsp = wsp.unwrap_or(std::ptr::null_mut());
+            let mut dx = out.slice_mut(0..x_len);
+            let (wp, _gw) = ptr(&w, stream);
+            let (dxp, _gdx) = ptr_mut(&mut dx, stream);
+            let algo = choice.algo;
+            check(
+                unsafe {
+                    (a.cudnnConvolutionBackwardData)(
+                        h, one, dw_d, wp, dy_d, dyp, dc, algo, wsp, bytes, zero, dx_d, dxp,
                     )
-                })?;
-                let mut ws_buf = workspace(stream, bytes)?;
-                let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
-                let wsp = wsp.unwrap_or(std::ptr::null_mut());
-                let mut dw = out.slice_mut(x_len..x_len + w_len);
-                let (xp, _gx) = ptr(&x, stream);
-                let (dwp, _gdw) = ptr_mut(&mut dw, stream);
-                let algo = choice.algo;
-                check(
-                    unsafe {
-                        (a.cudnnConvolutionBackwardFilter)(
-                            h, one, dx_d, xp, dy_d, dyp, dc, algo, wsp, bytes, zero, dw_d, dwp,
-                        )
-                    },
-                    what,
-                )?;
-            }
-            if self.need_dx {
-                let what = "convolution backward data";
-                let choice = cached(c.key(1), what, |n, count, res| unsafe {
-                    (a.cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, dw_d, dy_d, dc, dx_d, n, count, res)
-                })?;
-                let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
-                    (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(
-                        h,
-                        dw_d,
-                        dy_d,
-                        dc,
-                        dx_d,
-                        choice.algo,
-                        bytes,
-                    )
-                })?;
-                let mut ws_buf = workspace(stream, bytes)?;
-                let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
-                let wsp = wsp.unwrap_or(std::ptr::null_mut());
-                let mut dx = out.slice_mut(0..x_len);
-                let (wp, _gw) = ptr(&w, stream);
-                let (dxp, _gdx) = ptr_mut(&mut dx, stream);
-                let algo = choice.algo;
-                check(
-                    unsafe {
-                        (a.cudnnConvolutionBackwardData)(
-                            h, one, dw_d, wp, dy_d, dyp, dc, algo, wsp, bytes, zero, dx_d, dxp,
-                        )
-                    },
-                    what,
-                )?;
-            }
-            Ok((storage(out, &xs.device), Shape::from(x_len + w_len)))
-        })
-    }
+                },
+                what,
+            )?;
+        }
+        Ok((storage(out, &xs.device), shape))
+    })
 }
 
 #[cfg(test)]
