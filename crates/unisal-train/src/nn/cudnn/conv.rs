@@ -10,12 +10,13 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_int;
 
+use std::sync::Arc;
+
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream};
 use candle_core::{CudaStorage, Layout, Shape};
 
 use super::ffi::{self, AlgoPerf, Api};
-use super::handle::{
-    check, input, output, ptr, ptr_mut, scale, storage, with_handle, workspace, Desc, ONE, ZERO,
-};
+use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
 use super::tf32_allowed;
 use crate::nn::conv_cpu::{ConvBackwardOp, ConvOp};
 use crate::nn::cpu_util::Kernel;
@@ -93,18 +94,22 @@ fn cached(
     Ok(choice)
 }
 
-/// Sets the descriptor's math type for `choice` and returns the workspace its algorithm needs (`size` asks cuDNN).
+/// Sets the descriptor's math type for `choice`, asks cuDNN (`size`) for the workspace its algorithm needs and
+/// allocates it: `(bytes, workspace)`; the workspace has at least one byte, so that its address is never null.
 fn prepare(
     a: &Api,
     d: &Descs,
-    choice: Choice,
-    what: &str,
+    stream: &Arc<CudaStream>,
+    (choice, what): (Choice, &str),
     size: impl FnOnce(*mut usize) -> ffi::Status,
-) -> candle_core::Result<usize> {
+) -> candle_core::Result<(usize, CudaSlice<u8>)> {
     check(unsafe { (a.cudnnSetConvolutionMathType)(d.conv.ptr, choice.math) }, what)?;
     let mut bytes = 0;
     check(size(&mut bytes), what)?;
-    Ok(bytes)
+    // SAFETY: cuDNN's scratch space; its contents are never read by us.
+    let ws = unsafe { stream.alloc::<u8>(bytes.max(1)) }
+        .map_err(|e| candle_core::Error::Msg(format!("cuDNN {what}: allocate a workspace: {e:?}")))?;
+    Ok((bytes, ws))
 }
 
 /// The CUDA forward of [`ConvOp`]: `y = conv(x, w)` through cuDNN.
@@ -125,7 +130,7 @@ pub(crate) fn forward(
                 h, d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr, n, count, res,
             )
         })?;
-        let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+        let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
             (a.cudnnGetConvolutionForwardWorkspaceSize)(
                 h,
                 d.x.ptr,
@@ -137,12 +142,10 @@ pub(crate) fn forward(
             )
         })?;
         let mut y = output(stream, shape.elem_count())?;
-        let mut ws_buf = workspace(stream, bytes)?;
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
             let (yp, _gy) = ptr_mut(&mut y, stream);
-            let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
-            let wsp = wsp.unwrap_or(std::ptr::null_mut());
+            let (wsp, _gs) = ptr_mut(&mut ws_buf, stream);
             let (one, zero) = (scale(&ONE), scale(&ZERO));
             let (dx, dw, dc, dy) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
             check(
@@ -193,7 +196,7 @@ pub(crate) fn backward(
             let choice = cached(key(&c, 2), what, |n, count, res| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterAlgorithm_v7)(h, dx_d, dy_d, dc, dw_d, n, count, res)
             })?;
-            let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+            let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
                     h,
                     dx_d,
@@ -204,9 +207,7 @@ pub(crate) fn backward(
                     bytes,
                 )
             })?;
-            let mut ws_buf = workspace(stream, bytes)?;
-            let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
-            let wsp = wsp.unwrap_or(std::ptr::null_mut());
+            let (wsp, _gs) = ptr_mut(&mut ws_buf, stream);
             let mut dw = out.slice_mut(x_len..x_len + w_len);
             let (xp, _gx) = ptr(&x, stream);
             let (dwp, _gdw) = ptr_mut(&mut dw, stream);
@@ -225,12 +226,10 @@ pub(crate) fn backward(
             let choice = cached(key(&c, 1), what, |n, count, res| unsafe {
                 (a.cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, dw_d, dy_d, dc, dx_d, n, count, res)
             })?;
-            let bytes = prepare(a, &d, choice, what, |bytes| unsafe {
+            let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
             })?;
-            let mut ws_buf = workspace(stream, bytes)?;
-            let (wsp, _gs) = ws_buf.as_mut().map(|b| ptr_mut(b, stream)).unzip();
-            let wsp = wsp.unwrap_or(std::ptr::null_mut());
+            let (wsp, _gs) = ptr_mut(&mut ws_buf, stream);
             let mut dx = out.slice_mut(0..x_len);
             let (wp, _gw) = ptr(&w, stream);
             let (dxp, _gdx) = ptr_mut(&mut dx, stream);

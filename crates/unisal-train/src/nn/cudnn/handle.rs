@@ -199,21 +199,6 @@ pub(crate) fn output(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<
         .map_err(|e| candle_core::Error::Msg(format!("cuDNN: allocate: {e:?}")))
 }
 
-/// A workspace of `bytes` for a cuDNN call (none when 0).
-pub(crate) fn workspace(
-    stream: &Arc<CudaStream>,
-    bytes: usize,
-) -> candle_core::Result<Option<CudaSlice<u8>>> {
-    if bytes == 0 {
-        return Ok(None);
-    }
-    // SAFETY: cuDNN's scratch space; its contents are never read by us.
-    Ok(Some(
-        unsafe { stream.alloc::<u8>(bytes) }
-            .map_err(|e| candle_core::Error::Msg(format!("cuDNN: allocate a workspace: {e:?}")))?,
-    ))
-}
-
 /// Raw device addresses (as cuDNN's `void*`) of read-only and written buffers, valid while the guards live.
 pub(crate) fn ptr<'a, T>(
     x: &'a impl DevicePtr<T>,
