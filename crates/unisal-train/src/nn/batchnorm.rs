@@ -91,7 +91,7 @@ impl BatchNorm2d {
     /// [`BatchNorm2d::forward_relu`] with a chosen implementation.
     pub fn forward_relu_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if imp == BnImpl::Auto && super::cudnn::usable(x) {
+        if imp == BnImpl::Auto && super::cudnn_usable(x) {
             return self.cudnn(x, train, true);
         }
         if imp == BnImpl::Auto && cpu_float(x) {
@@ -103,7 +103,7 @@ impl BatchNorm2d {
     /// [`BatchNorm2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if imp == BnImpl::Auto && super::cudnn::usable(x) {
+        if imp == BnImpl::Auto && super::cudnn_usable(x) {
             return self.cudnn(x, train, false);
         }
         if imp == BnImpl::Auto && cpu_float(x) {

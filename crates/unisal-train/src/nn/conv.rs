@@ -89,8 +89,7 @@ impl Conv2d {
     /// [`Conv2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, imp: ConvImpl) -> Result<Tensor> {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
-        #[cfg(feature = "cuda")]
-        if imp == ConvImpl::Auto && super::cudnn::usable(x) {
+        if imp == ConvImpl::Auto && super::cudnn_usable(x) {
             let op = ConvOp { g: self.geometry(x, k)?, out };
             let y = x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, op)?;
             return self.with_bias(y);

@@ -58,6 +58,17 @@ pub(crate) fn gpu_f32(x: &Tensor) -> bool {
         })
 }
 
+/// Whether the cuDNN layers take `x`: [`gpu_f32`] and cuDNN loaded (always false without the `cuda` feature).
+pub(crate) fn cudnn_usable(x: &Tensor) -> bool {
+    #[cfg(feature = "cuda")]
+    return cudnn::usable(x);
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = x;
+        false
+    }
+}
+
 /// Whether a variable is trained or is a buffer (BatchNorm running statistics).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VarKind {

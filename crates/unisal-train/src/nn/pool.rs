@@ -42,14 +42,9 @@ pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
 /// (feature `cuda`) one cuDNN op where cuDNN is installed.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     check_pool(x, kernel, stride, padding)?;
-    if cpu_float(x) {
+    if cpu_float(x) || super::cudnn_usable(x) {
         let (_, _, h, w) = x.dims4()?;
         let op = MaxPool { h, w, k: kernel, stride, pad: padding };
-        return Ok(x.contiguous()?.apply_op1(op)?);
-    }
-    #[cfg(feature = "cuda")]
-    if super::cudnn::usable(x) {
-        let op = super::cudnn::MaxPoolCudnn { k: kernel, stride, pad: padding };
         return Ok(x.contiguous()?.apply_op1(op)?);
     }
     max_pool2d_composed(x, kernel, stride, padding)

@@ -2,9 +2,11 @@
 //! `stride`, `pad` cells on each side that never win, output `floor((H + 2p - k) / s) + 1`, the gradient to the
 //! first maximum of each window in row-major order (a NaN wins, as in torch).
 //!
-//! The composed version (`pool.rs`, used off the CPU) pads, slices and takes element-wise maxima: about thirty
-//! nodes in the autograd graph over the largest activation of a ResNet. Here the forward is one pass over each
-//! window and the backward recomputes each window's winner from the input and adds the output gradient to it.
+//! The composed version (`pool.rs`) pads, slices and takes element-wise maxima: about thirty nodes in the autograd
+//! graph over the largest activation of a ResNet. Here the forward is one pass over each window and the backward
+//! recomputes each window's winner from the input and adds the output gradient to it. On CUDA (feature `cuda`) the
+//! same two ops run cuDNN's pooling passes (`cudnn/pool.rs`), with the same shape checks; cuDNN's backward also
+//! reads the forward's output, which the CPU backward does not need.
 
 use candle_core::{Layout, Shape, Tensor};
 
@@ -13,7 +15,7 @@ use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 /// The input cells `lo..hi` of one window along one side.
 type Span = (usize, usize);
 
-/// `x [N, C, H, W] -> [N, C, Ho, Wo]`.
+/// `x [N, C, H, W] -> [N, C, Ho, Wo]`; f32/f64 on the CPU, f32 on CUDA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct MaxPool {
     pub h: usize,
@@ -96,22 +98,35 @@ impl Kernel for MaxPool {
 }
 
 cpu_op!(CustomOp1 for MaxPool {
-    fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.contiguous()?.apply_op2_no_bwd(&grad.contiguous()?, &MaxPoolBackward(*self))?))
+    fn bwd(&self, x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (x, y) = (x.detach().contiguous()?, res.detach().contiguous()?);
+        Ok(Some(x.apply_op3_no_bwd(&y, &grad.contiguous()?, &MaxPoolBackward(*self))?))
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cudnn::pool_forward(self, xs, xl)
     }
 });
 
-/// `(x, dy) -> dx`: each output gradient added to its window's winner.
+/// `(x, y, dy) -> dx`: each output gradient added to its window's winner (`y`, the forward's output, is read only
+/// by cuDNN's backward).
 #[derive(Debug, Clone, Copy)]
-struct MaxPoolBackward(MaxPool);
+pub(crate) struct MaxPoolBackward(pub MaxPool);
 
 impl Kernel for MaxPoolBackward {
     const NAME: &'static str = "max-pool-backward";
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        let [x, dy] = inputs else { candle_core::bail!("max pool backward: two inputs expected") };
-        if self.0.shape(&[x])?.dims() != dy.shape().dims() {
+        let [x, y, dy] = inputs else { candle_core::bail!("max pool backward: three inputs expected") };
+        let out = self.0.shape(&[x])?;
+        if y.shape() != &out || dy.shape() != &out {
             candle_core::bail!(
-                "max pool backward: gradient {:?} does not fit input {:?}",
+                "max pool backward: output {:?} / gradient {:?} do not fit input {:?}",
+                y.shape(),
                 dy.shape(),
                 x.shape()
             );
@@ -119,7 +134,7 @@ impl Kernel for MaxPoolBackward {
         Ok(x.shape().clone())
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        let [x, dy] = inputs else { candle_core::bail!("max pool backward: two inputs expected") };
+        let [x, _y, dy] = inputs else { candle_core::bail!("max pool backward: three inputs expected") };
         let op = &self.0;
         let (hw, ho, wo) = (op.h * op.w, op.out(op.h), op.out(op.w));
         let (rows, cols) = op.windows();
@@ -137,4 +152,18 @@ impl Kernel for MaxPoolBackward {
     }
 }
 
-cpu_op!(CustomOp2 for MaxPoolBackward {});
+cpu_op!(CustomOp3 for MaxPoolBackward {
+    #[cfg(feature = "cuda")]
+    #[allow(clippy::too_many_arguments)]
+    fn cuda_fwd(
+        &self,
+        xs: &candle_core::CudaStorage,
+        xl: &Layout,
+        ys: &candle_core::CudaStorage,
+        yl: &Layout,
+        dys: &candle_core::CudaStorage,
+        dyl: &Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        super::cudnn::pool_backward(self, (xs, xl), (ys, yl), (dys, dyl))
+    }
+});

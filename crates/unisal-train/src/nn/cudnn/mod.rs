@@ -8,8 +8,8 @@
 //! (PyTorch's `cudnn.allow_tf32`).
 //! `tests/layers_gradcheck_device.rs` checks every layer on the GPU against the f64 CPU reference.
 
-/// `cpu_fwd` of a CUDA-only `CustomOp1` or `CustomOp3`, written inside the impl as
-/// `cuda_only_cpu_fwd!(CustomOpN)`: an error naming the op.
+/// `cpu_fwd` of a CUDA-only `CustomOp3`, written inside the impl as `cuda_only_cpu_fwd!(CustomOp3)`: an error
+/// naming the op.
 macro_rules! cuda_only_cpu_fwd {
     (@fn $t:ident; $($s:ident $l:ident),+) => {
         #[allow(clippy::too_many_arguments)]
@@ -21,7 +21,6 @@ macro_rules! cuda_only_cpu_fwd {
             candle_core::bail!("{} runs on CUDA devices only", <Self as candle_core::$t>::name(self))
         }
     };
-    (CustomOp1) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp1; s1 l1); };
     (CustomOp3) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp3; s1 l1, s2 l2, s3 l3); };
 }
 pub(crate) use cuda_only_cpu_fwd;
@@ -38,7 +37,7 @@ use candle_core::Tensor;
 
 pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
 pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
-pub(crate) use pool::MaxPoolCudnn;
+pub(crate) use pool::{backward as pool_backward, forward as pool_forward};
 
 /// Whether the cuDNN layers take `x` (see [`super::gpu_f32`]) and cuDNN could be loaded. Where it could not, the
 /// layers use candle's ops, and the first such call says so once on stderr.
