@@ -111,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if !report.op_profile.is_empty() {
             let ours: f64 = report.op_profile.iter().map(|r| r.ms_per_step).sum();
             println!(
-                "GPU op profile (ms a step; synchronised, so the step above is slower than unprofiled):"
+                "op profile (ms a step; on a GPU synchronised, so the step above is slower than unprofiled):"
             );
             for r in &report.op_profile {
                 println!("  {:<28} {:>9.2} ms  {:>6} calls", r.op, r.ms_per_step, r.calls);

@@ -90,8 +90,8 @@ pub struct BenchReport {
     /// step's buffers are freed but not yet handed back; `None` elsewhere. `scripts/torch_bench.py` reports the
     /// same measure as `device_used_mb` (its `peak_gpu_mb` is PyTorch's allocator peak, without the context).
     pub device_used_mb: Option<f64>,
-    /// With `UNISAL_GPU_PROFILE=1` on CUDA, our GPU ops' device time over the timed steps, the longest first
-    /// (`nn::gpu_profile`; the steps were slowed by its synchronisations); empty otherwise.
+    /// With `UNISAL_OP_PROFILE=1`, our custom ops' time over the timed steps, the longest first (`nn::op_profile`;
+    /// on CUDA the steps were slowed by its synchronisations); empty otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub op_profile: Vec<OpTime>,
 }
@@ -149,8 +149,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     for _ in 0..cfg.warmup {
         step()?;
     }
-    #[cfg(feature = "cuda")]
-    crate::nn::gpu_profile::reset();
+    crate::nn::op_profile::reset();
     let mut times = Vec::with_capacity(cfg.steps);
     for _ in 0..cfg.steps {
         let t0 = Instant::now();
@@ -218,17 +217,15 @@ fn random_labels(batch: usize, classes: usize, device: &Device) -> Result<Tensor
     Ok(r.floor()?.clamp(0f32, (classes - 1) as f32)?.to_dtype(DType::U32)?)
 }
 
-/// The GPU op profile of the timed steps (empty unless it is on).
+/// The op profile of the timed steps (empty unless it is on).
 fn op_profile(steps: usize) -> Vec<OpTime> {
-    #[cfg(feature = "cuda")]
-    if crate::nn::gpu_profile::enabled() {
-        return crate::nn::gpu_profile::report()
-            .into_iter()
-            .map(|(op, calls, secs)| OpTime { op, calls, ms_per_step: 1000.0 * secs / steps as f64 })
-            .collect();
+    if !crate::nn::op_profile::enabled() {
+        return Vec::new();
     }
-    let _ = steps;
-    Vec::new()
+    crate::nn::op_profile::report()
+        .into_iter()
+        .map(|(op, calls, secs)| OpTime { op, calls, ms_per_step: 1000.0 * secs / steps as f64 })
+        .collect()
 }
 
 /// Device memory in use on a CUDA device (total - free), MiB; `None` on other devices.

@@ -185,11 +185,12 @@ pub(crate) fn dispatch<K: Kernel>(
     kernel: &K,
     inputs: &[(&CpuStorage, &Layout)],
 ) -> candle_core::Result<CpuStorage> {
+    use super::op_profile::timed_cpu as timed;
     if let Some(slices) = typed(inputs, K::NAME, f32s) {
-        return Ok(CpuStorage::F32(kernel.run(&slices?)?));
+        return Ok(CpuStorage::F32(timed(K::NAME, || kernel.run(&slices?))?));
     }
     if let Some(slices) = typed(inputs, K::NAME, f64s) {
-        return Ok(CpuStorage::F64(kernel.run(&slices?)?));
+        return Ok(CpuStorage::F64(timed(K::NAME, || kernel.run(&slices?))?));
     }
     let dtypes: Vec<_> = inputs.iter().map(|(s, _)| s.dtype()).collect();
     candle_core::bail!("{}: unsupported dtypes {dtypes:?} (f32 or f64, all the same)", K::NAME)

@@ -47,7 +47,7 @@ pub(crate) fn map(
         }
         let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
         let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-        super::gpu_profile::timed(name, &dev.cuda_stream(), || {
+        super::op_profile::timed(name, &dev.cuda_stream(), || {
             // SAFETY: the kernel's signature is the one pushed above; it reads n values of each input, writes n.
             unsafe { b.launch(cfg) }
                 .map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;

@@ -29,11 +29,10 @@ mod cudnn;
 pub(crate) use cudnn::version as cudnn_version;
 mod elementwise;
 mod gemm_cpu;
-#[cfg(feature = "cuda")]
-pub mod gpu_profile;
 mod im2col;
 mod init;
 mod linear;
+pub mod op_profile;
 mod pool;
 mod pool_cpu;
 

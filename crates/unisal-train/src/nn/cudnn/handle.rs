@@ -81,7 +81,7 @@ pub(crate) fn with_handle<R>(
         map.borrow_mut().insert(dev.id(), h.clone());
         Ok(h)
     })?;
-    crate::nn::gpu_profile::timed(what, &stream, || f(a, handle.0, &stream))
+    crate::nn::op_profile::timed(what, &stream, || f(a, handle.0, &stream))
 }
 
 fn dims_i32<const N: usize>(dims: [usize; N], what: &str) -> candle_core::Result<[c_int; N]> {

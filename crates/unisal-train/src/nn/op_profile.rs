@@ -1,0 +1,85 @@
+//! A per-op time profile of our custom ops, for finding where a training step's time goes without a profiler (on
+//! when `UNISAL_OP_PROFILE=1`; `UNISAL_GPU_PROFILE=1` is the same switch). Each timed op adds its wall time to
+//! its name's total, so what a step takes beyond their sum is everything else (candle's own ops: gradient
+//! accumulation, losses, casts, the graph walk).
+//!
+//! - CPU: every op of `cpu_util::dispatch` (the kernels run synchronously, so no wait is needed; the cost is two
+//!   clock reads a call).
+//! - CUDA (feature `cuda`): [`timed`] synchronises the stream before and after the op, so the totals are the ops'
+//!   device time (plus a launch each). The synchronisations slow the step down: read shares, not speeds.
+//!
+//! `unisal bench` prints the table after its timed steps.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Whether `UNISAL_OP_PROFILE=1` (or `UNISAL_GPU_PROFILE=1`) asked for the profile.
+pub fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| {
+        ["UNISAL_OP_PROFILE", "UNISAL_GPU_PROFILE"]
+            .iter()
+            .any(|k| std::env::var(k).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "on")))
+    })
+}
+
+fn totals() -> &'static Mutex<HashMap<&'static str, (u64, Duration)>> {
+    static T: OnceLock<Mutex<HashMap<&'static str, (u64, Duration)>>> = OnceLock::new();
+    T.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn add(name: &'static str, dt: Duration) {
+    if let Ok(mut m) = totals().lock() {
+        let e = m.entry(name).or_insert((0, Duration::ZERO));
+        e.0 += 1;
+        e.1 += dt;
+    }
+}
+
+/// Runs `f` (a CPU kernel, done when it returns), timed under `name` when profiling.
+pub(crate) fn timed_cpu<R>(name: &'static str, f: impl FnOnce() -> R) -> R {
+    if !enabled() {
+        return f();
+    }
+    let t0 = Instant::now();
+    let out = f();
+    add(name, t0.elapsed());
+    out
+}
+
+/// Runs `f` (which enqueues work on `stream`), timed under `name` when profiling.
+#[cfg(feature = "cuda")]
+pub(crate) fn timed<R>(
+    name: &'static str,
+    stream: &candle_core::cuda_backend::cudarc::driver::CudaStream,
+    f: impl FnOnce() -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    if !enabled() {
+        return f();
+    }
+    let sync = |s: &candle_core::cuda_backend::cudarc::driver::CudaStream| {
+        s.synchronize().map_err(|e| candle_core::Error::Msg(format!("{name}: sync: {e:?}")))
+    };
+    sync(stream)?;
+    let t0 = Instant::now();
+    let out = f()?;
+    sync(stream)?;
+    add(name, t0.elapsed());
+    Ok(out)
+}
+
+/// Forgets what was timed so far (after warm-up steps).
+pub fn reset() {
+    if let Ok(mut m) = totals().lock() {
+        m.clear();
+    }
+}
+
+/// `(op, calls, seconds)`, the longest first.
+pub fn report() -> Vec<(String, u64, f64)> {
+    let m = totals().lock().map(|m| m.clone()).unwrap_or_default();
+    let mut rows: Vec<_> = m.into_iter().map(|(k, (n, d))| (k.to_string(), n, d.as_secs_f64())).collect();
+    rows.sort_by(|a, b| b.2.total_cmp(&a.2));
+    rows
+}
