@@ -19,7 +19,8 @@ fn expected_side(size: usize, k: usize, s: usize, p: usize) -> usize {
 
 #[test]
 fn im2col_conv_gradients_match_finite_differences() {
-    let cases: [Case; 10] = [
+    // More than 64 output channels (the forward's untransposed product) in the last case.
+    let cases: [Case; 11] = [
         ([2, 2, 5, 5], 3, 3, 1, 1, true),
         ([2, 2, 5, 7], 3, 3, 1, 1, false),
         ([2, 2, 6, 6], 3, 3, 2, 1, false),
@@ -30,6 +31,7 @@ fn im2col_conv_gradients_match_finite_differences() {
         ([2, 3, 5, 4], 2, 1, 1, 0, false),
         ([2, 3, 7, 6], 2, 1, 2, 0, true),
         ([1, 2, 4, 5], 2, 1, 1, 1, false),
+        ([1, 1, 4, 4], 66, 3, 1, 1, false),
     ];
     for (i, (xs, out, k, s, p, bias)) in cases.into_iter().enumerate() {
         let seed = 100 * i as u64;
@@ -49,8 +51,9 @@ fn im2col_conv_gradients_match_finite_differences() {
 
 #[test]
 fn im2col_conv_matches_candle_conv_forward_and_backward() {
-    // Square inputs: candle's own stride-2 backward is only right on square inputs.
-    let cases: [Case; 7] = [
+    // Square inputs: candle's own stride-2 backward is only right on square inputs. Both sides of the product
+    // layouts `conv_cpu.rs` chooses: up to / above 64 output channels, `C * k * k` at least / below `O`.
+    let cases: [Case; 8] = [
         ([4, 3, 16, 16], 8, 3, 1, 1, false),
         ([4, 8, 16, 16], 16, 3, 2, 1, false),
         ([2, 3, 23, 23], 8, 7, 2, 3, false),
@@ -58,6 +61,7 @@ fn im2col_conv_matches_candle_conv_forward_and_backward() {
         ([3, 8, 9, 9], 16, 1, 2, 0, false),
         ([2, 16, 4, 4], 8, 3, 1, 1, false),
         ([2, 4, 6, 6], 4, 3, 1, 0, true),
+        ([2, 5, 6, 6], 72, 3, 2, 1, true),
     ];
     for (i, (xs, out, k, s, p, bias)) in cases.into_iter().enumerate() {
         let seed = 1000 + 10 * i as u64;

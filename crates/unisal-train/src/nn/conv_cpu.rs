@@ -14,14 +14,24 @@
 //! copied), each one large product over the whole batch, and the patch matrix, its gradient and the products live
 //! in the thread's scratch buffers. The backward is not itself differentiable.
 //!
+//! Two products run transposed, because the gemm crate is much faster on them that way (measured on the shapes
+//! of the small CNN and ResNet-18, `docs/performance.md`; the choice depends on the shape only, so results stay
+//! deterministic): with at most [`FWD_T_MAX_OUT`] output channels the forward computes `Y^T = cols^T · W^T`
+//! (`[N * P, O]`) and transposes it per sample; and where `C * k * k >= O` the weight gradient is computed as
+//! `dW^T = cols · dY^T` (`[C * k * k, O]`) and transposed (1.2-2.4x on those products).
+//!
 //! On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead (`cudnn/conv.rs`), with the same shape
 //! checks ([`Kernel::shape`]) and the same backward.
 
 use candle_core::{Layout, Shape, Tensor};
 
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
-use super::gemm_cpu::{matmul, with_scratch, MatRef};
+use super::gemm_cpu::{matmul, transpose, with_scratch, MatRef};
 use super::im2col::{run_col2im, run_im2col, Geometry};
+use super::op_profile::timed_cpu as timed;
+
+/// The most output channels for which the forward product runs transposed.
+const FWD_T_MAX_OUT: usize = 64;
 
 /// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`; both inputs contiguous. f32/f64 on the CPU, f32 on CUDA.
 #[derive(Debug, Clone, Copy)]
@@ -43,12 +53,23 @@ impl ConvOp {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
         with_scratch(ckk * npix, |cols: &mut [T]| {
-            run_im2col(&g, x, cols);
+            timed("conv2d: im2col", || run_im2col(&g, x, cols));
+            let (w, cols) = (MatRef::row_major(w, o, ckk), MatRef::row_major(&*cols, ckk, npix));
             with_scratch(o * npix, |prod: &mut [T]| {
-                matmul(prod, MatRef::row_major(w, o, ckk), MatRef::row_major(cols, ckk, npix));
-                // prod[o][n][p] -> y[n][o][p].
                 let mut y = vec![T::zero(); g.n * o * p];
-                swap_outer(prod, &mut y, o, g.n, p);
+                if o <= FWD_T_MAX_OUT {
+                    // prod[n][p][o] = (cols^T · W^T), transposed per sample into y[n][o][p].
+                    timed("conv2d: product", || matmul(prod, cols.t(), w.t()));
+                    timed("conv2d: layout", || {
+                        for_each_item(&mut y, o * p, |n, out| {
+                            transpose(&prod[n * p * o..][..p * o], p, o, out)
+                        })
+                    });
+                } else {
+                    // prod[o][n][p] = W · cols -> y[n][o][p].
+                    timed("conv2d: product", || matmul(prod, w, cols));
+                    timed("conv2d: layout", || swap_outer(prod, &mut y, o, g.n, p));
+                }
                 y
             })
         })
@@ -60,18 +81,28 @@ impl ConvOp {
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
         with_scratch(o * npix, |dy_t: &mut [T]| {
             // dy [N, O, P] -> [O, N, P] = [O, N * P].
-            swap_outer(dy, dy_t, g.n, o, p);
+            timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, p));
             let dy_t = MatRef::row_major(&*dy_t, o, npix);
             let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
             let mut out = vec![T::zero(); x_len + o * ckk];
             let (dx, dw) = out.split_at_mut(x_len);
             with_scratch(ckk * npix, |cols: &mut [T]| {
-                run_im2col(&g, x, cols);
-                matmul(dw, dy_t, MatRef::row_major(&*cols, ckk, npix).t());
+                timed("conv2d-backward: im2col", || run_im2col(&g, x, cols));
+                let cols_m = MatRef::row_major(&*cols, ckk, npix);
+                if ckk >= o {
+                    with_scratch(ckk * o, |dw_t: &mut [T]| {
+                        timed("conv2d-backward: product dW", || matmul(dw_t, cols_m, dy_t.t()));
+                        transpose(dw_t, ckk, o, dw);
+                    });
+                } else {
+                    timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
+                }
                 if need_dx {
                     // The same scratch now takes dcols = W^T · dY (cols is no longer needed).
-                    matmul(cols, MatRef::row_major(w, o, ckk).t(), dy_t);
-                    run_col2im(&g, cols, dx);
+                    timed("conv2d-backward: product dx", || {
+                        matmul(cols, MatRef::row_major(w, o, ckk).t(), dy_t)
+                    });
+                    timed("conv2d-backward: col2im", || run_col2im(&g, cols, dx));
                 }
             });
             out

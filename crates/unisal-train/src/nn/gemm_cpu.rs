@@ -87,6 +87,22 @@ pub(crate) fn matmul<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>)
     }
 }
 
+/// `src: [rows, cols]` (row-major) -> `dst: [cols, rows]`, in 16 x 16 tiles (one pass over each side in cache).
+pub(crate) fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
+    const B: usize = 16;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols, "transpose: {rows}x{cols} does not fit");
+    for i0 in (0..rows).step_by(B) {
+        let i1 = (i0 + B).min(rows);
+        for j0 in (0..cols).step_by(B) {
+            for j in j0..(j0 + B).min(cols) {
+                for (d, i) in dst[j * rows + i0..j * rows + i1].iter_mut().zip(i0..i1) {
+                    *d = src[i * cols + j];
+                }
+            }
+        }
+    }
+}
+
 /// Run `f` with a buffer of `len` elements of unspecified (but initialised) content, taken from this thread's pool
 /// and given back afterwards, so that its pages stay mapped from one call to the next.
 pub(crate) fn with_scratch<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
@@ -120,6 +136,20 @@ mod tests {
             for j in 0..n {
                 let want: f64 = (0..k).map(|l| a[i * k + l] * b[j * k + l]).sum();
                 assert!((dst[i * n + j] - want).abs() < 1e-12);
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_matches_the_definition_across_tile_edges() {
+        for (r, c) in [(1usize, 1usize), (3, 40), (17, 16), (33, 5)] {
+            let src: Vec<usize> = (0..r * c).collect();
+            let mut dst = vec![0; r * c];
+            transpose(&src, r, c, &mut dst);
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(dst[j * r + i], src[i * c + j], "{r}x{c} at ({i}, {j})");
+                }
             }
         }
     }

@@ -8,7 +8,8 @@
 //! - CUDA (feature `cuda`): [`timed`] synchronises the stream before and after the op, so the totals are the ops'
 //!   device time (plus a launch each). The synchronisations slow the step down: read shares, not speeds.
 //!
-//! `unisal bench` prints the table after its timed steps.
+//! A name with a colon (`conv2d: product`) is a part of the op before the colon, timed inside it: it counts in
+//! that op's total, not again. `unisal bench` prints the table after its timed steps.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -67,6 +68,11 @@ pub(crate) fn timed<R>(
     sync(stream)?;
     add(name, t0.elapsed());
     Ok(out)
+}
+
+/// Whether a profile row is a part of another op's row (its name has a colon), already counted there.
+pub fn is_part(name: &str) -> bool {
+    name.contains(':')
 }
 
 /// Forgets what was timed so far (after warm-up steps).

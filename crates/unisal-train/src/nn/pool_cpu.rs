@@ -3,10 +3,11 @@
 //! first maximum of each window in row-major order (a NaN wins, as in torch).
 //!
 //! The composed version (`pool.rs`) pads, slices and takes element-wise maxima: about thirty nodes in the autograd
-//! graph over the largest activation of a ResNet. Here the forward is one pass over each window and the backward
-//! recomputes each window's winner from the input and adds the output gradient to it. On CUDA (feature `cuda`) the
-//! same two ops run cuDNN's pooling passes (`cudnn/pool.rs`), with the same shape checks; cuDNN's backward also
-//! reads the forward's output, which the CPU backward does not need.
+//! graph over the largest activation of a ResNet. Here the forward takes each output row's maxima over its window
+//! rows across the whole image row (contiguous, so the compiler vectorises it), then over each window's columns;
+//! the backward finds each window's winner, its first element equal to the forward's output, and adds the output
+//! gradient to it. On CUDA (feature `cuda`) the same two ops run cuDNN's pooling passes (`cudnn/pool.rs`), with
+//! the same shape checks.
 
 use candle_core::{Layout, Shape, Tensor};
 
@@ -38,25 +39,17 @@ impl MaxPool {
         (lo, hi)
     }
 
-    /// Index in the plane of the window's first maximum (the first NaN, if any).
-    fn winner<T: Elem>(&self, plane: &[T], (r0, r1): Span, (c0, c1): Span) -> usize {
-        let mut at = r0 * self.w + c0;
-        let mut best = plane[at];
-        if best.nan() {
-            return at;
-        }
+    /// Index in the plane of the window's first element equal to `m` (a NaN to a NaN): the window's first maximum
+    /// when `m` is its maximum (the forward's output).
+    fn winner<T: Elem>(&self, plane: &[T], (r0, r1): Span, (c0, c1): Span, m: T) -> usize {
         for r in r0..r1 {
             let row = r * self.w;
-            for (c, &v) in plane[row + c0..row + c1].iter().enumerate() {
-                if v > best || v.nan() {
-                    (best, at) = (v, row + c0 + c);
-                    if v.nan() {
-                        return at;
-                    }
-                }
+            let hit = plane[row + c0..row + c1].iter().position(|&v| v == m || (v.nan() && m.nan()));
+            if let Some(c) = hit {
+                return row + c0 + c;
             }
         }
-        at
+        unreachable!("max pool backward: the output is not in its window (output and input do not match)")
     }
 
     /// Every output's window: rows per output row, columns per output column.
@@ -64,6 +57,16 @@ impl MaxPool {
         let rows = (0..self.out(self.h)).map(|o| self.window(o, self.h)).collect();
         let cols = (0..self.out(self.w)).map(|o| self.window(o, self.w)).collect();
         (rows, cols)
+    }
+}
+
+/// The larger of `a` and `v`, a NaN in either winning (`a` on a tie).
+#[inline]
+fn nan_max<T: Elem>(a: T, v: T) -> T {
+    if v > a || v.nan() {
+        v
+    } else {
+        a
     }
 }
 
@@ -87,9 +90,16 @@ impl Kernel for MaxPool {
         let mut y = vec![T::default(); x.len() / hw * ho * wo];
         for_each_item(&mut y, ho * wo, |p, out| {
             let plane = &x[p * hw..][..hw];
-            for (out_row, &rw) in out.chunks_mut(wo).zip(&rows) {
-                for (o, &cw) in out_row.iter_mut().zip(&cols) {
-                    *o = plane[self.winner(plane, rw, cw)];
+            let mut row_max = vec![T::default(); self.w];
+            for (out_row, &(r0, r1)) in out.chunks_mut(wo).zip(&rows) {
+                row_max.copy_from_slice(&plane[r0 * self.w..][..self.w]);
+                for r in r0 + 1..r1 {
+                    for (m, &v) in row_max.iter_mut().zip(&plane[r * self.w..][..self.w]) {
+                        *m = nan_max(*m, v);
+                    }
+                }
+                for (o, &(c0, c1)) in out_row.iter_mut().zip(&cols) {
+                    *o = row_max[c0 + 1..c1].iter().fold(row_max[c0], |m, &v| nan_max(m, v));
                 }
             }
         });
@@ -113,8 +123,8 @@ cpu_op!(CustomOp1 for MaxPool {
     }
 });
 
-/// `(x, y, dy) -> dx`: each output gradient added to its window's winner (`y`, the forward's output, is read only
-/// by cuDNN's backward).
+/// `(x, y, dy) -> dx`: each output gradient added to its window's winner, the first element equal to `y` (the
+/// forward's output).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct MaxPoolBackward(pub MaxPool);
 
@@ -134,17 +144,17 @@ impl Kernel for MaxPoolBackward {
         Ok(x.shape().clone())
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        let [x, _y, dy] = inputs else { candle_core::bail!("max pool backward: three inputs expected") };
+        let [x, y, dy] = inputs else { candle_core::bail!("max pool backward: three inputs expected") };
         let op = &self.0;
         let (hw, ho, wo) = (op.h * op.w, op.out(op.h), op.out(op.w));
         let (rows, cols) = op.windows();
         let mut dx = vec![T::default(); x.len()];
         for_each_item(&mut dx, hw, |p, grad| {
             let plane = &x[p * hw..][..hw];
-            let d = &dy[p * ho * wo..][..ho * wo];
-            for (d_row, &rw) in d.chunks(wo).zip(&rows) {
-                for (&g, &cw) in d_row.iter().zip(&cols) {
-                    grad[op.winner(plane, rw, cw)] += g;
+            let (d, m) = (&dy[p * ho * wo..][..ho * wo], &y[p * ho * wo..][..ho * wo]);
+            for ((d_row, m_row), &rw) in d.chunks(wo).zip(m.chunks(wo)).zip(&rows) {
+                for ((&g, &m), &cw) in d_row.iter().zip(m_row).zip(&cols) {
+                    grad[op.winner(plane, rw, cw, m)] += g;
                 }
             }
         });
