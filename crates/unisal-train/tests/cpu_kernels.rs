@@ -19,7 +19,7 @@ fn expected_side(size: usize, k: usize, s: usize, p: usize) -> usize {
 
 #[test]
 fn im2col_conv_gradients_match_finite_differences() {
-    // More than 64 output channels (the forward's untransposed product) in the last case.
+    // The last case has more output channels than patch-matrix rows (the weight gradient's untransposed product).
     let cases: [Case; 11] = [
         ([2, 2, 5, 5], 3, 3, 1, 1, true),
         ([2, 2, 5, 7], 3, 3, 1, 1, false),
@@ -51,8 +51,8 @@ fn im2col_conv_gradients_match_finite_differences() {
 
 #[test]
 fn im2col_conv_matches_candle_conv_forward_and_backward() {
-    // Square inputs: candle's own stride-2 backward is only right on square inputs. Both sides of the product
-    // layouts `conv_cpu.rs` chooses: up to / above 64 output channels, `C * k * k` at least / below `O`.
+    // Square inputs: candle's own stride-2 backward is only right on square inputs. Both weight-gradient layouts
+    // `conv_cpu.rs` chooses: `C * k * k` at least / below `O`.
     let cases: [Case; 8] = [
         ([4, 3, 16, 16], 8, 3, 1, 1, false),
         ([4, 8, 16, 16], 16, 3, 2, 1, false),

@@ -74,11 +74,11 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward(&y)?;
+            let z = conv.forward_t(&y, train)?;
             y = if i != last { bn.forward_relu(&z, train)? } else { bn.forward(&z, train)? };
         }
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
+            Some((conv, bn)) => bn.forward(&conv.forward_t(x, train)?, train)?,
             None => x.clone(),
         };
         add_relu(&y, &identity)
@@ -136,7 +136,7 @@ impl ResNet {
 
     /// `[N, 3, S, S]` -> pooled features `[N, h]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
+        let x = self.bn1.forward_relu(&self.conv1.forward_t(x, train)?, train)?;
         let mut x = max_pool2d(&x, 3, 2, 1)?;
         for blocks in &self.layers {
             for block in blocks {

@@ -40,7 +40,7 @@ impl SmallCnn {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for (conv, bn) in &self.blocks {
-            x = bn.forward_relu(&conv.forward(&x)?, train)?;
+            x = bn.forward_relu(&conv.forward_t(&x, train)?, train)?;
         }
         global_avg_pool(&x)
     }

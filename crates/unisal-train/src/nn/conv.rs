@@ -7,7 +7,7 @@
 
 use candle_core::{Tensor, Var};
 
-use super::conv_cpu::ConvOp;
+use super::conv_cpu::{ConvOp, KeptCols};
 use super::cpu_util::cpu_float;
 use super::im2col::Geometry;
 use super::pool::strided;
@@ -83,14 +83,24 @@ impl Conv2d {
     /// matrix product (after subsampling for stride > 1): its backward is then two matrix products instead of
     /// candle's slow naive `conv_transpose2d`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_with(x, ConvImpl::Auto)
+        self.forward_t(x, false)
+    }
+
+    /// [`Conv2d::forward`]; with `train` (a backward will follow) the CPU op keeps its patch matrix for the
+    /// backward instead of recomputing it there (memory for time, bounded: `conv_cpu.rs`).
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.run(x, ConvImpl::Auto, train)
     }
 
     /// [`Conv2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, imp: ConvImpl) -> Result<Tensor> {
+        self.run(x, imp, false)
+    }
+
+    fn run(&self, x: &Tensor, imp: ConvImpl, keep: bool) -> Result<Tensor> {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
         if imp == ConvImpl::Auto && super::cudnn_usable(x) {
-            let op = ConvOp { g: self.geometry(x, k)?, out };
+            let op = ConvOp { g: self.geometry(x, k)?, out, keep: None };
             let y = x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, op)?;
             return self.with_bias(y);
         }
@@ -100,7 +110,7 @@ impl Conv2d {
             ConvImpl::Im2col => true,
         };
         let y = if im2col {
-            self.im2col(x, out, k, COLS_BYTES)?
+            self.im2col(x, out, k, COLS_BYTES, keep)?
         } else if k == 1 && self.padding == 0 {
             self.pointwise(x, out)?
         } else {
@@ -157,7 +167,7 @@ impl Conv2d {
 
 impl Conv2d {
     /// The im2col custom op (`conv_cpu.rs`); batches whose patch matrix exceeds `limit` bytes run in parts.
-    fn im2col(&self, x: &Tensor, out: usize, k: usize, limit: usize) -> Result<Tensor> {
+    fn im2col(&self, x: &Tensor, out: usize, k: usize, limit: usize, keep: bool) -> Result<Tensor> {
         let g = self.geometry(x, k)?;
         let (n, ho, wo) = (g.n, g.ho(), g.wo());
         // Bound the patch matrix (a ResNet's first layer at 224 px is ~7 MB a sample): larger batches go in parts.
@@ -166,11 +176,12 @@ impl Conv2d {
         if n > max_n {
             let parts = (0..n)
                 .step_by(max_n)
-                .map(|start| self.im2col(&x.narrow(0, start, max_n.min(n - start))?, out, k, limit))
+                .map(|start| self.im2col(&x.narrow(0, start, max_n.min(n - start))?, out, k, limit, keep))
                 .collect::<Result<Vec<_>>>()?;
             return Ok(Tensor::cat(&parts, 0)?);
         }
-        Ok(x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, ConvOp { g, out })?)
+        let op = ConvOp { g, out, keep: keep.then(KeptCols::default) };
+        Ok(x.contiguous()?.apply_op2(&self.weight.as_tensor().contiguous()?, op)?)
     }
 }
 
@@ -189,23 +200,48 @@ mod tests {
     use candle_core::Device;
 
     #[test]
-    fn a_batch_split_for_memory_gives_the_same_output_and_gradients() {
+    fn a_second_backward_through_a_training_forward_recomputes_the_patch_matrix() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 3, 5, 5), &dev).unwrap()).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 3, 3, 3), &dev).unwrap()).unwrap();
+        let conv = Conv2d::from_vars(w.clone(), None, 1, 1);
+        let loss =
+            |train: bool| conv.forward_t(x.as_tensor(), train).unwrap().sqr().unwrap().sum_all().unwrap();
+        let grads = |l: &Tensor| {
+            let g = l.backward().unwrap();
+            [x.as_tensor(), w.as_tensor()]
+                .map(|v| g.get(v).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap())
+        };
+        let want = grads(&loss(false));
+        let kept = loss(true);
+        // The first backward takes the kept matrix, the second finds none and recomputes it.
+        for got in [grads(&kept), grads(&kept)] {
+            for (a, b) in got.iter().zip(&want) {
+                assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-12));
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_split_for_memory_gives_the_same_output_and_gradients_kept_or_not() {
         let dev = Device::Cpu;
         let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (5, 3, 6, 6), &dev).unwrap()).unwrap();
         let w = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 3, 3, 3), &dev).unwrap()).unwrap();
         let conv = Conv2d::from_vars(w.clone(), None, 2, 1);
         let r = Tensor::randn(0f64, 1.0, (5, 4, 3, 3), &dev).unwrap();
-        let run = |limit: usize| {
-            let y = conv.im2col(x.as_tensor(), 4, 3, limit).unwrap();
+        let run = |limit: usize, keep: bool| {
+            let y = conv.im2col(x.as_tensor(), 4, 3, limit, keep).unwrap();
             let g = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
             let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f64>().unwrap();
             [flat(&y), flat(g.get(x.as_tensor()).unwrap()), flat(g.get(w.as_tensor()).unwrap())]
         };
         // One sample's patch matrix: 9 rows x 27 columns x 8 bytes; 2 samples a part -> parts of 2, 2, 1.
-        let (whole, parts) = (run(usize::MAX), run(2 * 9 * 27 * 8));
-        for (a, b) in whole.iter().zip(&parts) {
-            assert_eq!(a.len(), b.len());
-            assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-12));
+        let whole = run(usize::MAX, false);
+        for other in [run(2 * 9 * 27 * 8, false), run(usize::MAX, true), run(2 * 9 * 27 * 8, true)] {
+            for (a, b) in whole.iter().zip(&other) {
+                assert_eq!(a.len(), b.len());
+                assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-12));
+            }
         }
     }
 }

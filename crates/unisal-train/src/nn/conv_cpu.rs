@@ -7,37 +7,89 @@
 //! handed back. With `cols = im2col(x): [C * k * k, N * P]` (`P = Ho * Wo`, see `im2col.rs`) and
 //! `W: [O, C * k * k]`:
 //! - forward: `Y = W · cols: [O, N * P]`, copied into `y: [N, O, P]` (runs of `P`);
-//! - backward: `dY = dy` as `[O, N * P]` (one copy), `dW = dY · cols^T`, `dx = col2im(W^T · dY)`; `cols` is
-//!   recomputed from `x` rather than kept alive between forward and backward.
+//! - backward: `dY = dy` as `[O, N * P]` (one copy), `dW = dY · cols^T`, `dx = col2im(W^T · dY)`. In training
+//!   (`Conv2d::forward_t`) the forward keeps `cols` for its backward ([`KeptCols`], up to [`KEEP_BYTES`] over
+//!   all layers at once); otherwise, or past that, the backward recomputes it from `x`.
 //!
 //! The matrix products call the gemm crate directly on strided views (`gemm_cpu.rs`; `cols^T` and `W^T` are never
 //! copied), each one large product over the whole batch, and the patch matrix, its gradient and the products live
 //! in the thread's scratch buffers. The backward is not itself differentiable.
 //!
-//! Two products run transposed, because the gemm crate is much faster on them that way (measured on the shapes
-//! of the small CNN and ResNet-18, `docs/performance.md`; the choice depends on the shape only, so results stay
-//! deterministic): with at most [`FWD_T_MAX_OUT`] output channels the forward computes `Y^T = cols^T · W^T`
-//! (`[N * P, O]`) and transposes it per sample; and where `C * k * k >= O` the weight gradient is computed as
-//! `dW^T = cols · dY^T` (`[C * k * k, O]`) and transposed (1.2-2.4x on those products).
+//! Where `C * k * k >= O` the weight gradient is computed as `dW^T = cols · dY^T` (`[C * k * k, O]`) and
+//! transposed: the gemm crate runs those shapes 1.2-2.4x faster that way (measured on the small CNN's and
+//! ResNet-18's shapes, `docs/performance.md`; the choice depends on the shape only, so results stay
+//! deterministic). The same trick for the forward (`Y^T = cols^T · W^T`) measured slower in whole steps.
 //!
 //! On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead (`cudnn/conv.rs`), with the same shape
 //! checks ([`Kernel::shape`]) and the same backward.
 
+use std::any::Any;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
 use candle_core::{Layout, Shape, Tensor};
 
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
-use super::gemm_cpu::{matmul, transpose, with_scratch, MatRef};
+use super::gemm_cpu::{give_scratch, matmul, take_scratch, transpose, with_scratch, MatRef};
 use super::im2col::{run_col2im, run_im2col, Geometry};
 use super::op_profile::timed_cpu as timed;
 
-/// The most output channels for which the forward product runs transposed.
-const FWD_T_MAX_OUT: usize = 64;
+/// The most bytes of patch matrices kept between forwards and their backwards at once, over all convolutions.
+const KEEP_BYTES: usize = 1 << 30;
+
+/// Bytes of patch matrices kept now.
+static KEPT: AtomicUsize = AtomicUsize::new(0);
+
+/// A forward's patch matrix, kept for its backward; one per op (shared by its clones).
+#[derive(Clone, Default)]
+pub(crate) struct KeptCols(Arc<Mutex<Option<Kept>>>);
+
+/// A kept buffer (a `Vec<T>`) and its share of [`KEPT`], returned when it is dropped.
+struct Kept {
+    cols: Box<dyn Any + Send>,
+    bytes: usize,
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        KEPT.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for KeptCols {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeptCols")
+    }
+}
+
+impl KeptCols {
+    /// Keeps `cols`, or hands it back when that would pass [`KEEP_BYTES`].
+    fn put<T: Elem>(&self, cols: Vec<T>) -> Result<(), Vec<T>> {
+        let bytes = cols.len() * std::mem::size_of::<T>();
+        let Ok(mut slot) = self.0.lock() else { return Err(cols) };
+        if KEPT.fetch_add(bytes, Ordering::Relaxed) + bytes > KEEP_BYTES {
+            KEPT.fetch_sub(bytes, Ordering::Relaxed);
+            return Err(cols);
+        }
+        *slot = Some(Kept { cols: Box::new(cols), bytes });
+        Ok(())
+    }
+
+    /// The kept matrix, if there is one of this type and at least `len` long (a second backward recomputes).
+    fn take<T: Elem>(&self, len: usize) -> Option<Vec<T>> {
+        let mut kept = self.0.lock().ok()?.take()?;
+        let cols = std::mem::replace(&mut kept.cols, Box::new(()));
+        cols.downcast::<Vec<T>>().ok().map(|c| *c).filter(|c| c.len() >= len)
+    }
+}
 
 /// `(x [N, C, H, W], w [O, C, k, k]) -> y [N, O, Ho, Wo]`; both inputs contiguous. f32/f64 on the CPU, f32 on CUDA.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConvOp {
     pub g: Geometry,
     pub out: usize,
+    /// Where a training forward keeps its patch matrix for the backward (CPU only; `None`: not kept).
+    pub keep: Option<KeptCols>,
 }
 
 impl ConvOp {
@@ -52,27 +104,22 @@ impl ConvOp {
     fn forward<T: Elem>(&self, x: &[T], w: &[T]) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
-        with_scratch(ckk * npix, |cols: &mut [T]| {
-            timed("conv2d: im2col", || run_im2col(&g, x, cols));
-            let (w, cols) = (MatRef::row_major(w, o, ckk), MatRef::row_major(&*cols, ckk, npix));
-            with_scratch(o * npix, |prod: &mut [T]| {
-                let mut y = vec![T::zero(); g.n * o * p];
-                if o <= FWD_T_MAX_OUT {
-                    // prod[n][p][o] = (cols^T · W^T), transposed per sample into y[n][o][p].
-                    timed("conv2d: product", || matmul(prod, cols.t(), w.t()));
-                    timed("conv2d: layout", || {
-                        for_each_item(&mut y, o * p, |n, out| {
-                            transpose(&prod[n * p * o..][..p * o], p, o, out)
-                        })
-                    });
-                } else {
-                    // prod[o][n][p] = W · cols -> y[n][o][p].
-                    timed("conv2d: product", || matmul(prod, w, cols));
-                    timed("conv2d: layout", || swap_outer(prod, &mut y, o, g.n, p));
-                }
-                y
-            })
-        })
+        let mut buf = take_scratch::<T>(ckk * npix);
+        let cols = &mut buf[..ckk * npix];
+        timed("conv2d: im2col", || run_im2col(&g, x, cols));
+        let (w, cols) = (MatRef::row_major(w, o, ckk), MatRef::row_major(&*cols, ckk, npix));
+        let y = with_scratch(o * npix, |prod: &mut [T]| {
+            // prod[o][n][p] = W · cols -> y[n][o][p].
+            timed("conv2d: product", || matmul(prod, w, cols));
+            let mut y = vec![T::zero(); g.n * o * p];
+            timed("conv2d: layout", || swap_outer(prod, &mut y, o, g.n, p));
+            y
+        });
+        match &self.keep {
+            Some(keep) => keep.put(buf).unwrap_or_else(give_scratch),
+            None => give_scratch(buf),
+        }
+        y
     }
 
     /// `(x, w, dy)` -> `[dx | dW]` (flat), or only `dW` when `need_dx` is false (the image input of a network's first layer).
@@ -86,25 +133,29 @@ impl ConvOp {
             let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
             let mut out = vec![T::zero(); x_len + o * ckk];
             let (dx, dw) = out.split_at_mut(x_len);
-            with_scratch(ckk * npix, |cols: &mut [T]| {
-                timed("conv2d-backward: im2col", || run_im2col(&g, x, cols));
-                let cols_m = MatRef::row_major(&*cols, ckk, npix);
-                if ckk >= o {
-                    with_scratch(ckk * o, |dw_t: &mut [T]| {
-                        timed("conv2d-backward: product dW", || matmul(dw_t, cols_m, dy_t.t()));
-                        transpose(dw_t, ckk, o, dw);
-                    });
-                } else {
-                    timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
-                }
-                if need_dx {
-                    // The same scratch now takes dcols = W^T · dY (cols is no longer needed).
-                    timed("conv2d-backward: product dx", || {
-                        matmul(cols, MatRef::row_major(w, o, ckk).t(), dy_t)
-                    });
-                    timed("conv2d-backward: col2im", || run_col2im(&g, cols, dx));
-                }
+            let kept = self.keep.as_ref().and_then(|k| k.take::<T>(ckk * npix));
+            let mut buf = kept.unwrap_or_else(|| {
+                let mut buf = take_scratch::<T>(ckk * npix);
+                timed("conv2d-backward: im2col", || run_im2col(&g, x, &mut buf[..ckk * npix]));
+                buf
             });
+            let cols = &mut buf[..ckk * npix];
+            let cols_m = MatRef::row_major(&*cols, ckk, npix);
+            if ckk >= o {
+                with_scratch(ckk * o, |dw_t: &mut [T]| {
+                    timed("conv2d-backward: product dW", || matmul(dw_t, cols_m, dy_t.t()));
+                    transpose(dw_t, ckk, o, dw);
+                });
+            } else {
+                timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
+            }
+            if need_dx {
+                // The same buffer now takes dcols = W^T · dY (cols is no longer needed).
+                let w_t = MatRef::row_major(w, o, ckk).t();
+                timed("conv2d-backward: product dx", || matmul(cols, w_t, dy_t));
+                timed("conv2d-backward: col2im", || run_col2im(&g, cols, dx));
+            }
+            give_scratch(buf);
             out
         })
     }
@@ -145,7 +196,7 @@ cpu_op!(CustomOp2 for ConvOp {
         // No input gradient where nothing upstream needs one (the images into the first layer).
         let need_dx = x.track_op();
         let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-        let op = ConvBackwardOp { conv: *self, need_dx };
+        let op = ConvBackwardOp { conv: self.clone(), need_dx };
         let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
         let len = if need_dx { x.elem_count() } else { 0 };
         let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
@@ -166,7 +217,7 @@ cpu_op!(CustomOp2 for ConvOp {
 });
 
 /// `(x, w, dy) -> [dx | dW]` (flat; only `dW` without `need_dx`), without backward.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct ConvBackwardOp {
     pub conv: ConvOp,
     pub need_dx: bool,

@@ -103,20 +103,31 @@ pub(crate) fn transpose<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut 
     }
 }
 
-/// Run `f` with a buffer of `len` elements of unspecified (but initialised) content, taken from this thread's pool
-/// and given back afterwards, so that its pages stay mapped from one call to the next.
-pub(crate) fn with_scratch<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+/// A buffer of at least `len` elements of unspecified (but initialised) content from this thread's pool: the
+/// smallest free one that is long enough, else the largest grown to `len`. Give it back with [`give_scratch`].
+pub(crate) fn take_scratch<T: Elem>(len: usize) -> Vec<T> {
     let mut buf = T::pool().with(|p| {
         let mut pool = p.borrow_mut();
-        // The largest free buffer: the sizes repeat from one step to the next.
-        let best = (0..pool.len()).max_by_key(|&i| pool[i].len());
-        best.map(|i| pool.swap_remove(i)).unwrap_or_default()
+        let fits = (0..pool.len()).filter(|&i| pool[i].len() >= len).min_by_key(|&i| pool[i].len());
+        let pick = fits.or_else(|| (0..pool.len()).max_by_key(|&i| pool[i].len()));
+        pick.map(|i| pool.swap_remove(i)).unwrap_or_default()
     });
     if buf.len() < len {
         buf.resize(len, T::zero());
     }
-    let out = f(&mut buf[..len]);
+    buf
+}
+
+/// Returns a buffer to this thread's pool, so that its pages stay mapped from one call to the next.
+pub(crate) fn give_scratch<T: Elem>(buf: Vec<T>) {
     T::pool().with(|p| p.borrow_mut().push(buf));
+}
+
+/// Run `f` with a scratch buffer of `len` elements ([`take_scratch`]), given back afterwards.
+pub(crate) fn with_scratch<T: Elem, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let mut buf = take_scratch(len);
+    let out = f(&mut buf[..len]);
+    give_scratch(buf);
     out
 }
 
@@ -161,6 +172,20 @@ mod tests {
         let mut dst = vec![0.0f32; 6];
         let bad = MatRef { data: &a, rows: 2, cols: 3, row_stride: 4, col_stride: 1 };
         matmul(&mut dst, MatRef::row_major(&a, 2, 2), bad.t().t());
+    }
+
+    #[test]
+    fn scratch_takes_the_smallest_buffer_that_fits() {
+        std::thread::spawn(|| {
+            for len in [100, 1000, 10] {
+                give_scratch(vec![0.0f32; len]);
+            }
+            assert_eq!(take_scratch::<f32>(50).len(), 100);
+            assert_eq!(take_scratch::<f32>(5000).len(), 5000); // the largest (1000), grown
+            assert_eq!(take_scratch::<f32>(5).len(), 10);
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -183,9 +183,9 @@ pub(crate) fn backward(
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let shape = Kernel::shape(op, &[xl, wl, dyl])?;
     let (x, w, dy) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?, input(dys, dyl, "conv2d")?);
-    let c = op.conv;
+    let c = &op.conv;
     let (x_len, w_len) = (if op.need_dx { xl.shape().elem_count() } else { 0 }, wl.shape().elem_count());
-    let d = descs(&c)?;
+    let d = descs(c)?;
     with_handle(&xs.device, "conv-backward", |a, h, stream| {
         let mut out = output(stream, x_len + w_len)?;
         let (dyp, _gdy) = ptr(&dy, stream);
