@@ -2,16 +2,19 @@
 //! `g = grad + wd * w; buf = g` on a parameter's first step, else `buf = momentum * buf + g`; `w -= lr * buf`.
 //! No dampening, no Nesterov. A parameter without a gradient in a step is skipped entirely (as torch does).
 //!
-//! On the CPU (f32/f64) a parameter's update is two threaded ops (the new momentum buffer from weight, gradient
-//! and buffer; the new weight from weight and buffer) instead of six candle ops and their allocations; on CUDA in
-//! f32 (feature `cuda`) the same two ops are one kernel each (`cuda/elementwise.cu`); elsewhere the arithmetic is
-//! composed from candle ops.
+//! On the CPU (f32/f64) a parameter's update is two threaded passes in place (the momentum buffer from weight,
+//! gradient and itself; the weight from itself and the buffer), without allocations; only the first step
+//! allocates the buffer. On CUDA in f32 (feature `cuda`) the two ops make new tensors, one kernel each
+//! (`cuda/elementwise.cu`), and the weight is set from the second; elsewhere the arithmetic is composed from
+//! candle ops.
 
 use crate::error::Result;
-use crate::nn::cpu_util::{cpu_float, cpu_op, map_chunks, same_shape, Elem, Kernel};
+use crate::nn::cpu_util::{
+    cpu_float, cpu_op, dispatch_in_place, for_chunks, map_chunks, same_shape, Elem, InPlaceKernel, Kernel,
+};
 use crate::nn::gpu_f32;
 use candle_core::backprop::GradStore;
-use candle_core::{Layout, Shape, Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Shape, Tensor, Var};
 
 /// SGD with momentum over a fixed list of parameters.
 #[derive(Debug)]
@@ -49,7 +52,24 @@ impl Sgd {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         for (var, buf) in self.vars.iter().zip(self.buffers.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else { continue };
-            let ours = cpu_float(var.as_tensor()) || gpu_f32(var.as_tensor());
+            if cpu_float(var.as_tensor()) && grad.dtype() == var.dtype() && var.as_tensor().is_contiguous() {
+                let g = grad.contiguous()?;
+                let (momentum, weight_decay) = (self.momentum, self.weight_decay);
+                let next = match buf.take() {
+                    Some(b) if momentum != 0.0 => {
+                        b.inplace_op3(var.as_tensor(), &g, &SgdBufferInPlace { momentum, weight_decay })?;
+                        b
+                    }
+                    _ => {
+                        let first = SgdBuffer { momentum, weight_decay, first: true };
+                        var.as_tensor().detach().apply_op3_no_bwd(&g, &g, &first)?
+                    }
+                };
+                var.as_tensor().inplace_op2(&next, &SgdApplyInPlace { lr: self.lr })?;
+                *buf = (momentum != 0.0).then_some(next);
+                continue;
+            }
+            let ours = gpu_f32(var.as_tensor());
             if ours && grad.dtype() == var.dtype() {
                 let (w, g) = (var.as_tensor().detach().contiguous()?, grad.detach().contiguous()?);
                 let first = buf.is_none() || self.momentum == 0.0;
@@ -124,6 +144,75 @@ impl Kernel for SgdApply {
                 *o = wv - lr * bv;
             }
         }))
+    }
+}
+
+/// `buf = momentum * buf + g + wd * w`, in place on the buffer `(buf; w, g)` (CPU).
+#[derive(Debug, Clone, Copy)]
+struct SgdBufferInPlace {
+    momentum: f64,
+    weight_decay: f64,
+}
+
+/// `w -= lr * buf`, in place on the weight `(w; buf)` (CPU).
+#[derive(Debug, Clone, Copy)]
+struct SgdApplyInPlace {
+    lr: f64,
+}
+
+impl InPlaceKernel<2> for SgdBufferInPlace {
+    const NAME: &'static str = "sgd-buffer-in-place";
+    fn run<T: Elem>(&self, buf: &mut [T], [w, g]: [&[T]; 2]) {
+        let (mom, wd) = (T::of(self.momentum), T::of(self.weight_decay));
+        for_chunks(buf, |r, part| {
+            for ((b, &gv), &wv) in part.iter_mut().zip(&g[r.clone()]).zip(&w[r]) {
+                *b = mom * *b + (gv + wd * wv);
+            }
+        });
+    }
+}
+
+impl InPlaceKernel<1> for SgdApplyInPlace {
+    const NAME: &'static str = "sgd-apply-in-place";
+    fn run<T: Elem>(&self, w: &mut [T], [buf]: [&[T]; 1]) {
+        let lr = T::of(self.lr);
+        for_chunks(w, |r, part| {
+            for (wv, &bv) in part.iter_mut().zip(&buf[r]) {
+                *wv -= lr * bv;
+            }
+        });
+    }
+}
+
+impl InplaceOp3 for SgdBufferInPlace {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn cpu_fwd(
+        &self,
+        buf: &mut CpuStorage,
+        bl: &Layout,
+        w: &CpuStorage,
+        wl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        dispatch_in_place(self, buf, bl, [(w, wl), (g, gl)])
+    }
+}
+
+impl InplaceOp2 for SgdApplyInPlace {
+    fn name(&self) -> &'static str {
+        Self::NAME
+    }
+    fn cpu_fwd(
+        &self,
+        w: &mut CpuStorage,
+        wl: &Layout,
+        buf: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<()> {
+        dispatch_in_place(self, w, wl, [(buf, bl)])
     }
 }
 

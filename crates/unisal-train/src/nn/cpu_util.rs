@@ -196,6 +196,49 @@ pub(crate) fn dispatch<K: Kernel>(
     candle_core::bail!("{}: unsupported dtypes {dtypes:?} (f32 or f64, all the same)", K::NAME)
 }
 
+/// An element-wise kernel that updates its first tensor in place from others of its shape (candle's
+/// `InplaceOpN<N>`; no backward).
+pub(crate) trait InPlaceKernel<const N: usize> {
+    /// The op's name, for errors and the op profile.
+    const NAME: &'static str;
+    /// Update `dst` from `srcs` (all of `dst`'s length).
+    fn run<T: Elem>(&self, dst: &mut [T], srcs: [&[T]; N]);
+}
+
+/// Run `kernel` in place on `dst` (f32 or f64, contiguous, like every source and of the same shape).
+pub(crate) fn dispatch_in_place<const N: usize, K: InPlaceKernel<N>>(
+    kernel: &K,
+    dst: &mut CpuStorage,
+    dst_l: &Layout,
+    srcs: [(&CpuStorage, &Layout); N],
+) -> candle_core::Result<()> {
+    use super::op_profile::timed_cpu as timed;
+    if let Some((_, l)) = srcs.iter().find(|(_, l)| l.shape() != dst_l.shape()) {
+        candle_core::bail!("{}: shapes {:?} and {:?} differ", K::NAME, dst_l.shape(), l.shape());
+    }
+    let Some((start, end)) = dst_l.contiguous_offsets() else {
+        candle_core::bail!("{}: the updated tensor must be contiguous", K::NAME)
+    };
+    match dst {
+        CpuStorage::F32(d) => {
+            if let Some(s) = typed(&srcs, K::NAME, f32s) {
+                let s: [&[f32]; N] = s?.try_into().expect("N sources");
+                timed(K::NAME, || kernel.run(&mut d[start..end], s));
+                return Ok(());
+            }
+        }
+        CpuStorage::F64(d) => {
+            if let Some(s) = typed(&srcs, K::NAME, f64s) {
+                let s: [&[f64]; N] = s?.try_into().expect("N sources");
+                timed(K::NAME, || kernel.run(&mut d[start..end], s));
+                return Ok(());
+            }
+        }
+        _ => {}
+    }
+    candle_core::bail!("{}: unsupported dtypes (f32 or f64, all the same)", K::NAME)
+}
+
 /// Threads for `work` elements cut into `items` indivisible parts.
 fn threads(work: usize, items: usize) -> usize {
     if work < MIN_PARALLEL {
@@ -235,11 +278,16 @@ pub(crate) fn for_each_item<T: Send>(out: &mut [T], item_len: usize, f: impl Fn(
 /// output's slice for `range`), threaded: the shape of every element-wise kernel.
 pub(crate) fn map_chunks<T: Elem>(n: usize, f: impl Fn(Range<usize>, &mut [T]) + Sync) -> Vec<T> {
     let mut out = vec![T::default(); n];
-    for_each_item(&mut out, CHUNK, |i, part| {
+    for_chunks(&mut out, f);
+    out
+}
+
+/// `f(range, part)` over consecutive ranges of `out`'s indices (`part` is `out[range]`), threaded.
+pub(crate) fn for_chunks<T: Send>(out: &mut [T], f: impl Fn(Range<usize>, &mut [T]) + Sync) {
+    for_each_item(out, CHUNK, |i, part| {
         let start = i * CHUNK;
         f(start..start + part.len(), part);
     });
-    out
 }
 
 /// The shape shared by all `count` inputs of an element-wise op.
