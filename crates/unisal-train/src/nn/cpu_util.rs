@@ -1,5 +1,6 @@
 //! What the CPU custom ops share: the element types (f32, f64), a dispatch from candle's storages to one generic
-//! kernel, and the split of a piece of work over candle's thread count with scoped threads.
+//! kernel, and the split of a piece of work over candle's thread count on rayon's pool (the one candle and its
+//! matrix products use; starting OS threads for every call cost a few percent of a training step).
 //!
 //! candle 0.11.1's own CPU element-wise ops run on one thread; the ops of this module use every thread candle is
 //! allowed (`RAYON_NUM_THREADS`, read through `candle_core::utils::get_num_threads`) once the work is large enough
@@ -266,10 +267,10 @@ pub(crate) fn for_each_item<T: Send>(out: &mut [T], item_len: usize, f: impl Fn(
         run(0, out);
         return;
     }
-    std::thread::scope(|s| {
+    rayon::scope(|s| {
         for (i, chunk) in out.chunks_mut(per_thread * item_len).enumerate() {
             let run = &run;
-            s.spawn(move || run(i * per_thread, chunk));
+            s.spawn(move |_| run(i * per_thread, chunk));
         }
     });
 }
@@ -310,13 +311,14 @@ pub(crate) fn map_items<R: Send>(items: usize, work: usize, f: impl Fn(usize) ->
         return (0..items).map(f).collect();
     }
     let per = items.div_ceil(t);
-    std::thread::scope(|s| {
-        let f = &f;
-        let handles: Vec<_> = (0..t)
-            .map(|i| s.spawn(move || (i * per..((i + 1) * per).min(items)).map(f).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().expect("CPU kernel worker panicked")).collect()
-    })
+    let mut parts: Vec<Vec<R>> = (0..t).map(|_| Vec::new()).collect();
+    rayon::scope(|s| {
+        for (i, part) in parts.iter_mut().enumerate() {
+            let f = &f;
+            s.spawn(move |_| *part = (i * per..((i + 1) * per).min(items)).map(f).collect());
+        }
+    });
+    parts.into_iter().flatten().collect()
 }
 
 /// `sum_i f(a[i], b[i], c[i])` (K sums at once) over equally long slices. Blocks of 1,024 elements are summed in
