@@ -193,7 +193,7 @@ pub(crate) fn backward(
         let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
         {
             let what = "convolution backward filter";
-            let choice = cached(key(&c, 2), what, |n, count, res| unsafe {
+            let choice = cached(key(c, 2), what, |n, count, res| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterAlgorithm_v7)(h, dx_d, dy_d, dc, dw_d, n, count, res)
             })?;
             let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
@@ -223,7 +223,7 @@ pub(crate) fn backward(
         }
         if op.need_dx {
             let what = "convolution backward data";
-            let choice = cached(key(&c, 1), what, |n, count, res| unsafe {
+            let choice = cached(key(c, 1), what, |n, count, res| unsafe {
                 (a.cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, dw_d, dy_d, dc, dx_d, n, count, res)
             })?;
             let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
