@@ -34,6 +34,13 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Columns `first..first + count` (the same memory).
+    pub fn columns(self, first: usize, count: usize) -> Self {
+        assert!(first + count <= self.cols, "columns {first}..{} of {}", first + count, self.cols);
+        let start = if count == 0 || self.rows == 0 { 0 } else { first * self.col_stride };
+        Self { data: &self.data[start..], cols: count, ..self }
+    }
+
     /// Whether every element lies inside `data`.
     fn in_bounds(&self) -> bool {
         self.rows == 0
@@ -46,6 +53,11 @@ impl<'a, T> MatRef<'a, T> {
 ///
 /// Panics if the shapes do not chain or a view reaches outside its slice (a bug in the caller).
 pub(crate) fn matmul<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>) {
+    matmul_on(dst, a, b, candle_core::utils::get_num_threads());
+}
+
+/// [`matmul`] on `threads` threads (1: on the calling thread, for products inside a threaded loop).
+pub(crate) fn matmul_on<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, threads: usize) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && dst.len() >= m * n, "matmul: {m}x{k} by {}x{n} into {}", b.rows, dst.len());
     assert!(a.in_bounds() && b.in_bounds(), "matmul: a view reaches outside its data");
@@ -56,7 +68,6 @@ pub(crate) fn matmul<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>)
         dst[..m * n].fill(T::zero());
         return;
     }
-    let threads = candle_core::utils::get_num_threads();
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let s = |v: usize| v as isize;
     // SAFETY: the asserts above keep every index gemm forms (row * row stride + column * column stride, within
@@ -163,6 +174,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_column_range_is_a_view_of_the_same_matrix() {
+        let m: Vec<f64> = (0..12).map(f64::from).collect();
+        let a = MatRef::row_major(&m, 3, 4);
+        let mut dst = vec![0.0; 3];
+        // a[:, 1..3] · [1, 10]^T, on the calling thread.
+        matmul_on(&mut dst, a.columns(1, 2), MatRef::row_major(&[1.0, 10.0], 2, 1), 1);
+        assert_eq!(dst, vec![1.0 + 20.0, 5.0 + 60.0, 9.0 + 100.0]);
     }
 
     #[test]
