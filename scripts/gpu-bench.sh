@@ -41,6 +41,14 @@ for t in .gpu/tests/*.xz; do
     fi
   fi
 done
+# Without cuDNN the layers quietly use candle's ops: the tests then assert that cuDNN loaded (unless
+# UNISAL_GPU_KERNELS=0), and this says so in one line, so that a bad library path cannot pass for a good run.
+cudnn_missing() {
+  if grep -qs "slower GPU ops" "$@"; then
+    echo "cuDNN NOT LOADED ($(grep -hs 'slower GPU ops' "$@" | head -n 1)): check $NV/cudnn/lib"
+  fi
+}
+[ "$DEVICE" = cuda ] && cudnn_missing "$OUT"/test-*.log
 # 2. Speed: the same model, batch and size in candle and in PyTorch.
 STEPS="${STEPS:-10}"
 results="$OUT/results.jsonl"
@@ -99,6 +107,7 @@ if [ -d .gpu/crc5/pool ] && want simulate; then
     grep -E "img/s|accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 4
   done
 fi
+[ "$DEVICE" = cuda ] && cudnn_missing "$OUT/log.txt" "$OUT"/simulate-*.log
 "$PY" - "$results" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

@@ -18,6 +18,14 @@ fn device() -> (Device, f64) {
     let choice: DeviceChoice = name.parse().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
     let device = choice.resolve().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
     eprintln!("layers on {device:?}");
+    // Without cuDNN the GPU layers quietly fall back to candle's ops: these tests would then test candle.
+    if device.is_cuda() && std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| v.trim() != "0") {
+        let described = unisal_train::device::device_name(&device);
+        assert!(
+            described.contains("cuDNN 9"),
+            "cuDNN 9 is not in use on {described}: install it or fix the library path"
+        );
+    }
     // f32 against f64; GPU reductions sum in another order than the CPU's.
     (device.clone(), if device.is_cpu() { 2e-5 } else { 2e-4 })
 }

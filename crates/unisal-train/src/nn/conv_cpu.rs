@@ -38,6 +38,16 @@ use super::gemm_cpu::{give_scratch, matmul, matmul_on, take_scratch, transpose, 
 use super::im2col::{run_col2im, run_im2col, Geometry};
 use super::op_profile::timed_cpu as timed;
 
+/// Elements (16 f32: 64 bytes) to which the backward's packed output aligns `dW` after `dx`, so that no pass writes
+/// through a pointer aligned to less than that (cuDNN's kernels may load and store in vectors).
+const ALIGN: usize = 16;
+
+/// Where `dW` starts in the backward's packed output `[dx | padding | dW]`: `dx`'s length rounded up to
+/// [`ALIGN`] elements (0 without `dx`).
+pub(crate) fn dw_offset(x_len: usize) -> usize {
+    x_len.next_multiple_of(ALIGN)
+}
+
 /// The most output channels for which the forward runs one product per sample ([`ConvOp::forward`]).
 const PER_SAMPLE_MAX_OUT: usize = 64;
 
@@ -139,7 +149,7 @@ impl ConvOp {
         y
     }
 
-    /// `(x, w, dy)` -> `[dx | dW]` (flat), or only `dW` when `need_dx` is false (the image input of a network's first layer).
+    /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the image input of a network's first layer).
     fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
@@ -148,8 +158,9 @@ impl ConvOp {
             timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, p));
             let dy_t = MatRef::row_major(&*dy_t, o, npix);
             let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
-            let mut out = vec![T::zero(); x_len + o * ckk];
-            let (dx, dw) = out.split_at_mut(x_len);
+            let mut out = vec![T::zero(); dw_offset(x_len) + o * ckk];
+            let (dx, dw) = out.split_at_mut(dw_offset(x_len));
+            let dx = &mut dx[..x_len];
             let kept = self.keep.as_ref().and_then(|k| k.take::<T>(ckk * npix));
             let mut buf = kept.unwrap_or_else(|| {
                 let mut buf = take_scratch::<T>(ckk * npix);
@@ -217,7 +228,7 @@ cpu_op!(CustomOp2 for ConvOp {
         let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
         let len = if need_dx { x.elem_count() } else { 0 };
         let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
-        let dw = packed.narrow(0, len, w.elem_count())?.reshape(w.shape())?;
+        let dw = packed.narrow(0, dw_offset(len), w.elem_count())?.reshape(w.shape())?;
         Ok((dx, Some(dw)))
     }
 
@@ -233,7 +244,8 @@ cpu_op!(CustomOp2 for ConvOp {
     }
 });
 
-/// `(x, w, dy) -> [dx | dW]` (flat; only `dW` without `need_dx`), without backward.
+/// `(x, w, dy) -> [dx | padding | dW]` (flat, `dW` at [`dw_offset`]; only `dW` without `need_dx`), without
+/// backward.
 #[derive(Debug, Clone)]
 pub(crate) struct ConvBackwardOp {
     pub conv: ConvOp,
@@ -251,7 +263,7 @@ impl Kernel for ConvBackwardOp {
             candle_core::bail!("conv2d backward: gradient {:?} does not fit {g:?}", dy.shape());
         }
         let x_len = if self.need_dx { x.shape().elem_count() } else { 0 };
-        Ok(Shape::from(x_len + w.shape().elem_count()))
+        Ok(Shape::from(dw_offset(x_len) + w.shape().elem_count()))
     }
 
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {

@@ -222,8 +222,9 @@ impl candle_core::CustomOp3 for BnCudnn {
         let grad = if self.relu { relu_mask(grad, res)? } else { grad.contiguous()? };
         let packed = x.detach().contiguous()?.apply_op3_no_bwd(&grad, &gamma.detach().contiguous()?, &op)?;
         let (len, c) = (x.elem_count(), gamma.elem_count());
+        let (g_at, b_at, _) = packed_layout(len, c);
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
-        Ok((Some(dx), Some(packed.narrow(0, len, c)?), Some(packed.narrow(0, len + c, c)?)))
+        Ok((Some(dx), Some(packed.narrow(0, g_at, c)?), Some(packed.narrow(0, b_at, c)?)))
     }
 }
 
@@ -231,7 +232,15 @@ fn lock<T>(m: &Mutex<T>) -> candle_core::Result<std::sync::MutexGuard<'_, T>> {
     m.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))
 }
 
-/// `(x, dy, gamma) -> [dx | dgamma | dbeta]` (flat), without backward.
+/// Where `dgamma` and `dbeta` start in the backward's packed output, and its length: each part starts at a multiple
+/// of 16 elements (64 bytes), so that cuDNN never writes through a less aligned pointer.
+fn packed_layout(len: usize, c: usize) -> (usize, usize, usize) {
+    let g_at = len.next_multiple_of(16);
+    let b_at = g_at + c.next_multiple_of(16);
+    (g_at, b_at, b_at + c)
+}
+
+/// `(x, dy, gamma) -> [dx | dgamma | dbeta]` (flat, at [`packed_layout`]'s offsets), without backward.
 struct BnBackwardCudnn {
     eps: f64,
     saved: Arc<Saved>,
@@ -262,10 +271,12 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
             (input(xs, xl, "batch norm")?, input(dys, dyl, "batch norm")?, input(gs, gl, "batch norm")?);
         let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
         with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
-            let mut out = output(stream, len + 2 * c)?;
+            let (g_at, b_at, total) = packed_layout(len, c);
+            let mut out = output(stream, total)?;
             {
-                let (mut dx, mut rest) = out.split_at_mut(len);
-                let (mut dg, mut db) = rest.split_at_mut(c);
+                let (mut dx, mut rest) = out.split_at_mut(g_at);
+                let (mut dg, mut db) = rest.split_at_mut(b_at - g_at);
+                let (mut dx, mut dg) = (dx.slice_mut(0..len), dg.slice_mut(0..c));
                 let ((xp, _a), (dyp, _b), (gp, _c)) = (ptr(&x, stream), ptr(&dy, stream), ptr(&g, stream));
                 let ((mp, _d), (ip, _e)) = (ptr(&self.saved.mean, stream), ptr(&self.saved.invstd, stream));
                 let (dxp, _f) = ptr_mut(&mut dx, stream);
@@ -297,7 +308,7 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
                     "batch norm backward",
                 )?;
             }
-            Ok((storage(out, &xs.device), Shape::from(len + 2 * c)))
+            Ok((storage(out, &xs.device), Shape::from(total)))
         })
     }
 }

@@ -18,7 +18,7 @@ use candle_core::{CudaStorage, Layout, Shape};
 use super::ffi::{self, AlgoPerf, Api};
 use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
 use super::tf32_allowed;
-use crate::nn::conv_cpu::{ConvBackwardOp, ConvOp};
+use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
 use crate::nn::cpu_util::Kernel;
 
 /// The four descriptors of one convolution.
@@ -185,9 +185,10 @@ pub(crate) fn backward(
     let (x, w, dy) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?, input(dys, dyl, "conv2d")?);
     let c = &op.conv;
     let (x_len, w_len) = (if op.need_dx { xl.shape().elem_count() } else { 0 }, wl.shape().elem_count());
+    let dw_at = dw_offset(x_len);
     let d = descs(c)?;
     with_handle(&xs.device, "conv-backward", |a, h, stream| {
-        let mut out = output(stream, x_len + w_len)?;
+        let mut out = output(stream, dw_at + w_len)?;
         let (dyp, _gdy) = ptr(&dy, stream);
         let (one, zero) = (scale(&ONE), scale(&ZERO));
         let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
@@ -208,7 +209,7 @@ pub(crate) fn backward(
                 )
             })?;
             let (wsp, _gs) = ptr_mut(&mut ws_buf, stream);
-            let mut dw = out.slice_mut(x_len..x_len + w_len);
+            let mut dw = out.slice_mut(dw_at..dw_at + w_len);
             let (xp, _gx) = ptr(&x, stream);
             let (dwp, _gdw) = ptr_mut(&mut dw, stream);
             let algo = choice.algo;
@@ -224,6 +225,12 @@ pub(crate) fn backward(
         if op.need_dx {
             let what = "convolution backward data";
             let choice = cached(key(c, 1), what, |n, count, res| unsafe {
+                // The descriptor holds the backward-filter pass's math type now: ask with cuDNN's default math,
+                // as the other two passes' questions do.
+                let status = (a.cudnnSetConvolutionMathType)(dc, ffi::DEFAULT_MATH);
+                if status != ffi::STATUS_SUCCESS {
+                    return status;
+                }
                 (a.cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, dw_d, dy_d, dc, dx_d, n, count, res)
             })?;
             let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
