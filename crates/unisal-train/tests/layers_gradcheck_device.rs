@@ -13,7 +13,14 @@ use unisal_train::device::DeviceChoice;
 use unisal_train::nn::{add_relu, global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear};
 use unisal_train::optim::Sgd;
 
+/// The test device and its tolerance, made once for all tests (a new CUDA device sets up its libraries again: a
+/// few seconds of a short GPU lease over the whole file).
 fn device() -> (Device, f64) {
+    static DEVICE: std::sync::OnceLock<(Device, f64)> = std::sync::OnceLock::new();
+    DEVICE.get_or_init(make_device).clone()
+}
+
+fn make_device() -> (Device, f64) {
     let name = std::env::var("UNISAL_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
     let choice: DeviceChoice = name.parse().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
     let device = choice.resolve().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
