@@ -120,12 +120,17 @@ impl Kernel for SgdBuffer {
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [w, g, prev] = inputs else { candle_core::bail!("sgd-buffer: three inputs expected") };
-        let (mom, wd) = (T::of(self.momentum), T::of(self.weight_decay));
+        if !self.first {
+            // The in-place update's arithmetic on a copy of the buffer.
+            let mut next = prev.to_vec();
+            SgdBufferInPlace { momentum: self.momentum, weight_decay: self.weight_decay }
+                .run(&mut next, [w, g]);
+            return Ok(next);
+        }
+        let wd = T::of(self.weight_decay);
         Ok(map_chunks(w.len(), |r, part| {
-            let inputs = g[r.clone()].iter().zip(&w[r.clone()]).zip(&prev[r]);
-            for (o, ((&gv, &wv), &pv)) in part.iter_mut().zip(inputs) {
-                let d = gv + wd * wv;
-                *o = if self.first { d } else { mom * pv + d };
+            for (o, (&gv, &wv)) in part.iter_mut().zip(g[r.clone()].iter().zip(&w[r])) {
+                *o = gv + wd * wv;
             }
         }))
     }
@@ -138,12 +143,10 @@ impl Kernel for SgdApply {
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [w, buf] = inputs else { candle_core::bail!("sgd-apply: two inputs expected") };
-        let lr = T::of(self.lr);
-        Ok(map_chunks(w.len(), |r, part| {
-            for ((o, &wv), &bv) in part.iter_mut().zip(&w[r.clone()]).zip(&buf[r]) {
-                *o = wv - lr * bv;
-            }
-        }))
+        // The in-place update's arithmetic on a copy of the weight.
+        let mut next = w.to_vec();
+        SgdApplyInPlace { lr: self.lr }.run(&mut next, [buf]);
+        Ok(next)
     }
 }
 
@@ -249,6 +252,22 @@ cpu_op!(CustomOp2 for SgdApply {
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn the_out_of_place_ops_compute_the_in_place_updates() {
+        // The ops the GPU path runs (here on the CPU): buffer 0.5 * 2 + (1 + 0.1 * 4) = 2.4, then 4 - 0.5 * 2.4.
+        let t = |v: f64| Tensor::from_vec(vec![v], 1, &Device::Cpu).unwrap();
+        let (w, g, prev) = (t(4.0), t(1.0), t(2.0));
+        let buf = SgdBuffer { momentum: 0.5, weight_decay: 0.1, first: false };
+        let next = w.apply_op3_no_bwd(&g, &prev, &buf).unwrap();
+        let first = SgdBuffer { first: true, ..buf };
+        let d = w.apply_op3_no_bwd(&g, &prev, &first).unwrap();
+        let w2 = w.apply_op2_no_bwd(&next, &SgdApply { lr: 0.5 }).unwrap();
+        let v = |t: &Tensor| t.to_vec1::<f64>().unwrap()[0];
+        assert!(
+            (v(&next) - 2.4).abs() < 1e-12 && (v(&d) - 1.4).abs() < 1e-12 && (v(&w2) - 2.8).abs() < 1e-12
+        );
+    }
 
     #[test]
     fn two_steps_by_hand() {
