@@ -30,7 +30,7 @@ for t in .gpu/tests/*.xz; do
   name=$(basename "$t" .xz)
   xz -dc "$t" > "/tmp/$name" && chmod +x "/tmp/$name"
   if timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name.log" 2>&1; then
-    echo "device test $name: PASS ($(grep -c '^test .* ok$' "$OUT/test-$name.log") tests)"
+    echo "device test $name: PASS at ${SECONDS}s ($(grep -c '^test .* ok$' "$OUT/test-$name.log") tests)"
   else
     echo "device test $name: FAIL (see test-$name.log)"; tail -n 20 "$OUT/test-$name.log"
     # Whose fault: the same test on candle's composed ops.
@@ -57,13 +57,13 @@ results="$OUT/results.jsonl"
 run_case() {
   local name="$1" cenv="$2" cargs="$3" targs="$4"
   want "$name" || return 0
-  echo "== $name ${cenv}" | tee -a "$OUT/log.txt"
+  echo "== $name ${cenv} (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
   local c t=""
   # shellcheck disable=SC2086
-  c=$(env $cenv timeout 240 "$bin" bench $cargs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
+  c=$(env $cenv timeout "${CASE_TIMEOUT:-240}" "$bin" bench $cargs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
   if [ "$targs" != "-" ]; then
     # shellcheck disable=SC2086
-    t=$(timeout 120 "$PY" scripts/torch_bench.py $targs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
+    t=$(timeout "${CASE_TIMEOUT:-120}" "$PY" scripts/torch_bench.py $targs --steps "$STEPS" --json 2>>"$OUT/log.txt" | tail -n 1)
   fi
   echo "candle: $c" | tee -a "$OUT/log.txt"
   echo "torch:  $t" | tee -a "$OUT/log.txt"
@@ -98,9 +98,9 @@ fi
 #    losses (gpu-sim preset: ResNet-18 at 128 px, 64 + 64), prediction of the 2,500 pool patches, selection, test.
 if [ -d .gpu/crc5/pool ] && want simulate; then
   # kernels on: two rounds; off (candle's composed ops, ~170 img/s on the H200): round 0 only, for its img/s.
-  for k in 1 0; do
+  for k in ${SIM_KERNELS:-1 0}; do
     rounds=$k; iters=$([ "$k" = 1 ] && echo "${SIM_ITERS:-100}" || echo 40)
-    echo "== simulate, UNISAL_GPU_KERNELS=$k, $iters iterations" | tee -a "$OUT/log.txt"
+    echo "== simulate, UNISAL_GPU_KERNELS=$k, $iters iterations (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
     UNISAL_GPU_KERNELS=$k timeout 240 "$bin" simulate --pool .gpu/crc5/pool --test .gpu/crc5/test --strategies unisal \
       --initial 40 --budget 40 --rounds "$rounds" --seeds 1 --preset gpu-sim --iterations "$iters" --device "$DEVICE" \
       --progress-every 5 --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
