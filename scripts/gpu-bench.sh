@@ -72,9 +72,10 @@ run_case() {
 common="--device $DEVICE"
 r18="--model resnet18 --size 224 --batch 64"
 # Our GPU kernels (cuDNN layers, element-wise kernels) are on by default; UNISAL_GPU_KERNELS=0 is candle's composed
-# ops (the engine before them), UNISAL_TF32=1 lets cuDNN use TF32 like PyTorch's --tf32.
+# ops (the engine before them), UNISAL_CUDNN_FIND=0 cuDNN's heuristic algorithm choices, UNISAL_TF32=1 lets cuDNN use TF32 like PyTorch's --tf32.
 run_case "r18-224-b64-train"          ""                     "train $common $r18" "train $common $r18"
 run_case "r18-224-b64-train-composed" "UNISAL_GPU_KERNELS=0" "train $common $r18" "-"
+run_case "r18-224-b64-train-heuristics" "UNISAL_CUDNN_FIND=0" "train $common $r18" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 run_case "r18-224-b64-train-bf16"     ""                     "train $common $r18" "train $common $r18 --amp bf16 --channels-last"
 run_case "small64-b32-train"          "" "train $common --model small --size 64 --batch 32"        "train $common --model small --size 64 --batch 32"
@@ -94,17 +95,26 @@ if want profile; then
   timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --steps 3 --profile > "$OUT/profile-torch.txt" 2>&1
   grep -E "^ *(Name|[a-z_:A-Z0-9]+.*us)" "$OUT/profile-torch.txt" | head -n 14
 fi
-# 3. One whole round of the loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL
-#    losses (gpu-sim preset: ResNet-18 at 128 px, 64 + 64), prediction of the 2,500 pool patches, selection, test.
+# 3. The loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL losses (gpu-sim
+#    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.
+#    Default: kernels on, two rounds of SIM_ITERS (100); kernels off (candle's composed ops): round 0 of 40, for its
+#    img/s. SIM_ROUNDS, SIM_STRATEGIES, SIM_SEEDS and SIM_ENV (e.g. UNISAL_TF32=1) make it a longer run of section 5;
+#    SIM_DEADLINE (seconds since the script started) ends it in time, its finished rounds kept in the log.
 if [ -d .gpu/crc5/pool ] && want simulate; then
-  # kernels on: two rounds; off (candle's composed ops, ~170 img/s on the H200): round 0 only, for its img/s.
   for k in ${SIM_KERNELS:-1 0}; do
-    rounds=$k; iters=$([ "$k" = 1 ] && echo "${SIM_ITERS:-100}" || echo 40)
-    echo "== simulate, UNISAL_GPU_KERNELS=$k, $iters iterations (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
-    UNISAL_GPU_KERNELS=$k timeout 240 "$bin" simulate --pool .gpu/crc5/pool --test .gpu/crc5/test --strategies unisal \
-      --initial 40 --budget 40 --rounds "$rounds" --seeds 1 --preset gpu-sim --iterations "$iters" --device "$DEVICE" \
-      --progress-every 5 --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
-    grep -E "img/s|accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 4
+    rounds=$([ "$k" = 1 ] && echo "${SIM_ROUNDS:-1}" || echo 0)
+    iters=$([ "$k" = 1 ] && echo "${SIM_ITERS:-100}" || echo 40)
+    limit=240
+    [ -n "${SIM_DEADLINE:-}" ] && limit=$((SIM_DEADLINE - SECONDS)) && [ "$limit" -lt 10 ] && limit=10
+    echo "== simulate ${SIM_STRATEGIES:-unisal}, UNISAL_GPU_KERNELS=$k ${SIM_ENV:-}, $rounds rounds of $iters" \
+      "iterations (at ${SECONDS}s, ${limit}s left)" | tee -a "$OUT/log.txt"
+    # shellcheck disable=SC2086
+    env UNISAL_GPU_KERNELS=$k ${SIM_ENV:-} timeout "$limit" "$bin" simulate --pool .gpu/crc5/pool \
+      --test .gpu/crc5/test --strategies "${SIM_STRATEGIES:-unisal}" --initial 40 --budget 40 --rounds "$rounds" \
+      --seeds "${SIM_SEEDS:-1}" --preset gpu-sim --iterations "$iters" --device "$DEVICE" --progress-every 50 \
+      --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
+    grep -E "accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 12
+    grep -E "img/s" "$OUT/simulate-kernels-$k.log" | tail -n 1
   done
 fi
 [ "$DEVICE" = cuda ] && cudnn_missing "$OUT/log.txt" "$OUT"/simulate-*.log

@@ -38,12 +38,14 @@ fn make_device() -> (Device, f64) {
 }
 
 /// Host values: uniform in [-1, 1), or a shuffled grid of distinct values (no max-pool ties) when `distinct`.
+/// The grid is offset by half a step so that no value is exactly 0, where ReLU has no derivative: our CUDA ReLU
+/// passes no gradient there (PyTorch's convention), candle's ReLU on the f64 reference passes all of it.
 fn host(n: usize, seed: u64, distinct: bool) -> Vec<f64> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     if !distinct {
         return (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
     }
-    let mut v: Vec<f64> = (0..n).map(|i| (i as f64 - n as f64 / 2.0) / n as f64 * 4.0).collect();
+    let mut v: Vec<f64> = (0..n).map(|i| (i as f64 + 0.5 - n as f64 / 2.0) / n as f64 * 4.0).collect();
     for i in (1..n).rev() {
         v.swap(i, rng.gen_range(0..=i));
     }

@@ -2,20 +2,21 @@
 //! backward of cuDNN's backward-data and backward-filter (candle 0.11.1 uses cuDNN for the forward only; its backward is a naive `conv_transpose2d` and
 //! a convolution per weight gradient, and fails for stride 2 on non-square inputs).
 //!
-//! The algorithms come from cuDNN's heuristics (`cudnnGetConvolution*Algorithm_v7`, what PyTorch does without
-//! `cudnn.benchmark`), once per geometry and thread. The backward returns `[dx | dW]` in one buffer, or only `dW`
+//! The algorithms are chosen once per geometry, pass and thread by cuDNN's timed search
+//! (`cudnnFindConvolution*Algorithm`, what PyTorch does with `cudnn.benchmark = True`), or by its heuristics
+//! (`cudnnGetConvolution*Algorithm_v7`) with `UNISAL_CUDNN_FIND=0` or where the search fails. On the H200 the
+//! heuristics' fp32 choices made ResNet-18's convolutions about twice as slow as PyTorch's (session 6). The backward returns `[dx | dW]` in one buffer, or only `dW`
 //! where nothing needs `dx` (the images into the first layer). The backward is not itself differentiable.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_int;
-
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream};
 use candle_core::{CudaStorage, Layout, Shape};
 
-use super::ffi::{self, AlgoPerf, Api};
+use super::ffi::{self, AlgoPerf, Api, Ptr};
 use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
 use super::tf32_allowed;
 use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
@@ -76,20 +77,55 @@ fn choose(what: &str, results: &[AlgoPerf]) -> candle_core::Result<Choice> {
         .ok_or_else(|| candle_core::Error::Msg(format!("cuDNN {what}: no usable algorithm")))
 }
 
-/// The cached choice for `key`, or the heuristics' (`query` fills up to 8 ranked results and their count).
+/// One pass's algorithm question, `(handle, in, filter or in, convolution, out, wanted, count, results)`:
+/// cuDNN's heuristics (`cudnnGetConvolution*Algorithm_v7`) and its timed search (`cudnnFindConvolution*Algorithm`)
+/// have this one signature.
+type Query = unsafe extern "C" fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> ffi::Status;
+
+/// Whether algorithms are chosen by timing them (cuDNN's `Find`, PyTorch's `cudnn.benchmark = True`): the default.
+/// `UNISAL_CUDNN_FIND=0` takes the heuristics' choice instead: no timing runs, the same choice in every run.
+fn find_allowed() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("UNISAL_CUDNN_FIND").map_or(true, |v| v.trim() != "0"))
+}
+
+/// The cached choice for `key`, else cuDNN's answer to `find` (timed) or `get` (heuristics) for the descriptors
+/// `d` = (in, filter or in, convolution, out) in the order the pass's calls take them. A failed timed search falls
+/// back to the heuristics and says so once.
 fn cached(
-    key: [usize; 10],
-    what: &str,
-    query: impl FnOnce(c_int, *mut c_int, *mut AlgoPerf) -> ffi::Status,
+    a: &Api,
+    h: Ptr,
+    (key, what): ([usize; 10], &str),
+    d: [Ptr; 4],
+    (get, find): (Query, Query),
 ) -> candle_core::Result<Choice> {
     if let Some(c) = CHOICES.with(|m| m.borrow().get(&key).copied()) {
         return Ok(c);
     }
-    const N: usize = 8;
-    let mut results = [AlgoPerf::default(); N];
-    let mut count: c_int = 0;
-    check(query(N as c_int, &mut count, results.as_mut_ptr()), what)?;
-    let choice = choose(what, &results[..count.clamp(0, N as c_int) as usize])?;
+    // Ask for what may run: FMA kernels only in strict fp32, cuDNN's default (TF32 allowed) otherwise. The
+    // descriptor may still hold another pass's math type.
+    let math = if tf32_allowed() { ffi::DEFAULT_MATH } else { ffi::FMA_MATH };
+    check(unsafe { (a.cudnnSetConvolutionMathType)(d[2], math) }, what)?;
+    let ask = |query: Query| -> candle_core::Result<Choice> {
+        const N: usize = 10;
+        let mut results = [AlgoPerf::default(); N];
+        let mut count: c_int = 0;
+        let status =
+            unsafe { query(h, d[0], d[1], d[2], d[3], N as c_int, &mut count, results.as_mut_ptr()) };
+        check(status, what)?;
+        choose(what, &results[..count.clamp(0, N as c_int) as usize])
+    };
+    let choice = if find_allowed() {
+        ask(find).or_else(|e| {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!("unisal: cuDNN's timed algorithm search failed ({e}); using its heuristics")
+            });
+            ask(get)
+        })?
+    } else {
+        ask(get)?
+    };
     CHOICES.with(|m| m.borrow_mut().insert(key, choice));
     Ok(choice)
 }
@@ -125,11 +161,8 @@ pub(crate) fn forward(
     let d = descs(op)?;
     with_handle(&xs.device, "conv-forward", |a, h, stream| {
         let what = "convolution forward";
-        let choice = cached(key(op, 0), what, |n, count, res| unsafe {
-            (a.cudnnGetConvolutionForwardAlgorithm_v7)(
-                h, d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr, n, count, res,
-            )
-        })?;
+        let queries = (a.cudnnGetConvolutionForwardAlgorithm_v7, a.cudnnFindConvolutionForwardAlgorithm);
+        let choice = cached(a, h, (key(op, 0), what), [d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr], queries)?;
         let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
             (a.cudnnGetConvolutionForwardWorkspaceSize)(
                 h,
@@ -194,9 +227,11 @@ pub(crate) fn backward(
         let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
         {
             let what = "convolution backward filter";
-            let choice = cached(key(c, 2), what, |n, count, res| unsafe {
-                (a.cudnnGetConvolutionBackwardFilterAlgorithm_v7)(h, dx_d, dy_d, dc, dw_d, n, count, res)
-            })?;
+            let queries = (
+                a.cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+                a.cudnnFindConvolutionBackwardFilterAlgorithm,
+            );
+            let choice = cached(a, h, (key(c, 2), what), [dx_d, dy_d, dc, dw_d], queries)?;
             let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
                     h,
@@ -224,15 +259,9 @@ pub(crate) fn backward(
         }
         if op.need_dx {
             let what = "convolution backward data";
-            let choice = cached(key(c, 1), what, |n, count, res| unsafe {
-                // The descriptor holds the backward-filter pass's math type now: ask with cuDNN's default math,
-                // as the other two passes' questions do.
-                let status = (a.cudnnSetConvolutionMathType)(dc, ffi::DEFAULT_MATH);
-                if status != ffi::STATUS_SUCCESS {
-                    return status;
-                }
-                (a.cudnnGetConvolutionBackwardDataAlgorithm_v7)(h, dw_d, dy_d, dc, dx_d, n, count, res)
-            })?;
+            let queries =
+                (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
+            let choice = cached(a, h, (key(c, 1), what), [dw_d, dy_d, dc, dx_d], queries)?;
             let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
             })?;

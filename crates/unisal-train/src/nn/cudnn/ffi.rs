@@ -79,6 +79,7 @@ api! {
     cudnnSetConvolutionMathType: fn(Ptr, c_int) -> Status;
     cudnnDestroyConvolutionDescriptor: fn(Ptr) -> Status;
     cudnnGetConvolutionForwardAlgorithm_v7: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
+    cudnnFindConvolutionForwardAlgorithm: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
     cudnnGetConvolutionForwardWorkspaceSize: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut usize) -> Status;
     cudnnConvolutionForward: fn(
         Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, c_int, *mut c_void, usize, *const c_void,
@@ -86,12 +87,16 @@ api! {
     ) -> Status;
     cudnnGetConvolutionBackwardDataAlgorithm_v7:
         fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
+    cudnnFindConvolutionBackwardDataAlgorithm:
+        fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
     cudnnGetConvolutionBackwardDataWorkspaceSize: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut usize) -> Status;
     cudnnConvolutionBackwardData: fn(
         Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, c_int, *mut c_void, usize, *const c_void,
         Ptr, *mut c_void
     ) -> Status;
     cudnnGetConvolutionBackwardFilterAlgorithm_v7:
+        fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
+    cudnnFindConvolutionBackwardFilterAlgorithm:
         fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> Status;
     cudnnGetConvolutionBackwardFilterWorkspaceSize: fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut usize) -> Status;
     cudnnConvolutionBackwardFilter: fn(
