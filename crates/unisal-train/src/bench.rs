@@ -205,6 +205,7 @@ fn train_step(nets: &[Network], x: &Tensor, y: &Tensor, dual: bool, opt: &mut Sg
 }
 
 fn infer_step(nets: &[Network], x: &Tensor) -> Result<()> {
+    let _no_grad = crate::nn::NoGrad::enter();
     for net in nets {
         net.forward(x, false)?;
     }

@@ -73,7 +73,7 @@ impl DeviceChoice {
                         reason: "this build has no CUDA support (rebuild with `--features cuda`)".into(),
                     });
                 }
-                Device::new_cuda(i).map_err(|e| TrainError::DeviceUnavailable {
+                new_cuda(i).map_err(|e| TrainError::DeviceUnavailable {
                     device: self.to_string(),
                     reason: format!("no usable CUDA device {i}: {e}"),
                 })
@@ -92,7 +92,7 @@ impl DeviceChoice {
             }
             Self::Auto => {
                 if candle_core::utils::cuda_is_available() {
-                    if let Ok(d) = Device::new_cuda(0) {
+                    if let Ok(d) = new_cuda(0) {
                         return Ok(d);
                     }
                 }
@@ -105,6 +105,65 @@ impl DeviceChoice {
             }
         }
     }
+}
+
+/// A new CUDA device set up for training loops (see `tune_cuda`, feature `cuda`).
+fn new_cuda(ordinal: usize) -> candle_core::Result<Device> {
+    let device = Device::new_cuda(ordinal)?;
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = &device {
+        tune_cuda(d);
+    }
+    Ok(device)
+}
+
+/// Two settings of the CUDA driver layer that cost a training step host time without doing anything for it:
+/// - cudarc creates two CUDA events with every buffer and destroys them with it (four driver calls an
+///   allocation, hundreds of allocations a step), for a synchronisation between streams that only runs with
+///   several streams; candle runs a device's ops on one stream, so the events are never used.
+/// - The stream-ordered allocator hands free memory back to the driver at every synchronisation (its release
+///   threshold is 0), so every step, which ends by reading its loss, maps its activations anew. The memory is
+///   kept instead, as PyTorch's caching allocator does; [`release_device_memory`] hands it back after a round.
+#[cfg(feature = "cuda")]
+fn tune_cuda(d: &candle_core::CudaDevice) {
+    use candle_core::cuda_backend::cudarc::driver::{result, sys};
+    // SAFETY: the events only order work between streams, and candle enqueues all of a device's work on one.
+    unsafe { d.disable_event_tracking() };
+    let stream = d.cuda_stream();
+    let mut keep = u64::MAX;
+    // SAFETY: the device is the context's own; the attribute takes a u64, as passed.
+    let set = unsafe {
+        result::device::get_mem_pool(stream.context().cu_device()).and_then(|pool| {
+            result::mem_pool::set_attribute(
+                pool,
+                sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut keep as *mut u64).cast(),
+            )
+        })
+    };
+    if let Err(e) = set {
+        // Only slower: the allocator keeps its default.
+        eprintln!("unisal: could not keep freed GPU memory for reuse ({e}); training steps allocate anew");
+    }
+}
+
+/// Hands the GPU memory that the allocator keeps for reuse back to the driver (after a round, so that an idle
+/// app does not hold a round's peak); nothing on other devices.
+pub fn release_device_memory(device: &Device) {
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        use candle_core::cuda_backend::cudarc::driver::result;
+        let stream = d.cuda_stream();
+        // Buffers freed on the stream return to the pool when their work is done.
+        let _ = stream.synchronize();
+        // SAFETY: trimming frees only memory that no buffer holds.
+        let _ = unsafe {
+            result::device::get_mem_pool(stream.context().cu_device())
+                .and_then(|pool| result::mem_pool::trim_to(pool, 0))
+        };
+    }
+    #[cfg(not(feature = "cuda"))]
+    let _ = device;
 }
 
 /// A short human-readable name of a device, recorded with each round: "CUDA 0 (NVIDIA H200, cuDNN 9.10.2)" when

@@ -36,6 +36,8 @@ pub fn predict_batch(a: &Network, b: &Network, batch: &EvalBatch) -> Result<Vec<
     }
     let s = batch.side as usize;
     let x = Tensor::from_slice(&batch.data, (n, 3, s, s), a.device())?;
+    // No autograd graph: each activation is freed once the next layer has used it.
+    let _no_grad = crate::nn::NoGrad::enter();
     let oa = a.forward(&x, false)?;
     let ob = b.forward(&x, false)?;
     let pa = softmax_rows(&oa.logits)?;

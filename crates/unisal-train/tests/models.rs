@@ -1,5 +1,6 @@
 //! Networks: torchvision key names and shapes, PyTorch parity of a (narrow) ResNet-18 forward in eval and train
-//! mode and of its gradients, deterministic initialisation, save/load, input checks.
+//! mode and of its gradients, an eval forward without a graph (`NoGrad`), deterministic initialisation, save/load,
+//! input checks.
 //!
 //! The reference data come from `scripts/torch_resnet_ref.py` (committed under `tests/data/`).
 //!
@@ -94,6 +95,24 @@ fn narrow_resnet18_matches_pytorch_in_eval_mode() {
     assert_close("eval logits", &values(&out.logits), &floats(&e["logits"]), 1e-4);
     assert_close("eval proj", &values(&out.proj), &floats(&e["proj"]), 1e-4);
     assert_close("eval feat", &values(&out.feat), &floats(&e["feat"]), 1e-4);
+}
+
+#[test]
+fn an_eval_forward_without_grad_gives_the_same_values_and_no_graph() {
+    let (net, reference) = reference_net();
+    let x = reference_input(&reference);
+    let with_graph = net.forward(&x, false).unwrap();
+    let weight = net.named_vars().into_iter().find(|v| v.name == "conv1.weight").unwrap().var;
+    let grads = with_graph.logits.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(weight.as_tensor()).is_some(), "an eval forward still has a graph by default");
+    let out = {
+        let _no_grad = unisal_train::nn::NoGrad::enter();
+        net.forward(&x, false).unwrap()
+    };
+    assert_eq!(values(&out.logits), values(&with_graph.logits));
+    assert_eq!(values(&out.proj), values(&with_graph.proj));
+    let grads = out.logits.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(weight.as_tensor()).is_none(), "no gradient reaches a weight under NoGrad");
 }
 
 #[test]

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::batchnorm_cpu::{BnEval, BnStats, BnTrain};
 use super::cpu_util::cpu_float;
 
-use super::{push_var, HasVars, Init, NamedVar, VarKind};
+use super::{param, push_var, HasVars, Init, NamedVar, VarKind};
 use crate::error::{Result, TrainError};
 
 /// Which implementation batch norm uses.
@@ -110,11 +110,11 @@ impl BatchNorm2d {
             return self.cpu(x, train, false);
         }
         let (n, c, h, w) = x.dims4()?;
-        let w4 = self.weight.as_tensor().reshape((1, c, 1, 1))?;
-        let b4 = self.bias.as_tensor().reshape((1, c, 1, 1))?;
+        let w4 = param(&self.weight).reshape((1, c, 1, 1))?;
+        let b4 = param(&self.bias).reshape((1, c, 1, 1))?;
         if !train {
-            let rm = self.running_mean.as_tensor().reshape((1, c, 1, 1))?;
-            let rv = self.running_var.as_tensor().reshape((1, c, 1, 1))?;
+            let rm = param(&self.running_mean).reshape((1, c, 1, 1))?;
+            let rv = param(&self.running_var).reshape((1, c, 1, 1))?;
             let scale = w4.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
             let shift = b4.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
             return Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?);
@@ -137,12 +137,12 @@ impl BatchNorm2d {
             let values = |v: &Var| v.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>();
             let (mean, var) = (values(&self.running_mean)?, values(&self.running_var)?);
             let op = BnEval { hw: h * w, eps: self.eps, relu, mean, var };
-            return Ok(x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?);
+            return Ok(x.contiguous()?.apply_op3(&param(&self.weight), &param(&self.bias), op)?);
         }
         check_train_input((n, c, h, w))?;
         let stats = Arc::new(Mutex::new(BnStats::default()));
         let op = BnTrain { hw: h * w, eps: self.eps, relu, stats: stats.clone() };
-        let y = x.contiguous()?.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
+        let y = x.contiguous()?.apply_op3(&param(&self.weight), &param(&self.bias), op)?;
         let st = stats.lock().map_err(|_| TrainError::InvalidModel("batch norm: poisoned".into()))?.clone();
         let mean = Tensor::from_vec(st.mean, c, &Device::Cpu)?.to_dtype(x.dtype())?;
         let var = Tensor::from_vec(st.var, c, &Device::Cpu)?.to_dtype(x.dtype())?;
@@ -154,8 +154,9 @@ impl BatchNorm2d {
     /// eval mode.
     #[cfg(feature = "cuda")]
     fn cudnn(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
-        let running = (self.running_mean.as_tensor(), self.running_var.as_tensor());
-        let (w, b) = (self.weight.as_tensor(), self.bias.as_tensor());
+        let (rm, rv) = (param(&self.running_mean), param(&self.running_var));
+        let running = (&rm, &rv);
+        let (w, b) = (&param(&self.weight), &param(&self.bias));
         if !train {
             return super::cudnn::batch_norm_eval(x, w, b, running, self.eps, relu);
         }

@@ -32,6 +32,7 @@ mod gemm_cpu;
 mod im2col;
 mod init;
 mod linear;
+mod no_grad;
 pub mod op_profile;
 mod pool;
 mod pool_cpu;
@@ -40,6 +41,8 @@ pub use batchnorm::{BatchNorm2d, BnImpl};
 pub use conv::{Conv2d, ConvImpl};
 pub use init::Init;
 pub use linear::Linear;
+pub(crate) use no_grad::param;
+pub use no_grad::NoGrad;
 pub use pool::{add_relu, global_avg_pool, max_pool2d, max_pool2d_composed, relu};
 
 use candle_core::{DType, Tensor, Var};

@@ -121,6 +121,7 @@ impl DualTrainer {
         };
         let result = run_round(&inputs, progress, cancel).map_err(|e| out_of_memory(e, &dev_name));
         crate::memory::release_memory();
+        crate::device::release_device_memory(&device);
         let result = result?;
         let mut effective = cfg.clone();
         effective.device = device_choice(&device);
