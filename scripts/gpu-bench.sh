@@ -124,11 +124,12 @@ fi
 "$PY" - "$results" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'case':28} {'candle img/s':>13} {'torch img/s':>12} {'ratio':>7}  device MB candle / torch")
+print(f"{'case':28} {'candle img/s':>13} {'torch img/s':>12} {'ratio':>7}  {'ms/step (host) candle / torch':>30}  device MB candle / torch")
 for r in rows:
     c, t = r.get("candle") or {}, r.get("torch") or {}
     ci, ti = c.get("img_per_s"), t.get("img_per_s")
     ratio = f"{ci / ti:.3f}" if ci and ti else "n/a"
     fmt = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else "n/a"
-    print(f"{r['case']:28} {fmt(ci):>13} {fmt(ti):>12} {ratio:>7}  {fmt(c.get('device_used_mb'))} / {fmt(t.get('device_used_mb'))}")
+    step = lambda d: f"{fmt(d.get('ms_per_step_median'))} ({fmt(d.get('host_ms_per_step_median'))})"
+    print(f"{r['case']:28} {fmt(ci):>13} {fmt(ti):>12} {ratio:>7}  {step(c) + ' / ' + step(t):>30}  {fmt(c.get('device_used_mb'))} / {fmt(t.get('device_used_mb'))}")
 PYEOF

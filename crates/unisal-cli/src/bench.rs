@@ -98,13 +98,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&report).context("serialising the report")?);
     } else {
         println!(
-            "{} {} on {}: {:.1} img/s, {:.1} ms/step (median {:.1}), peak RSS {} MB{}",
+            "{} {} on {}: {:.1} img/s, {:.1} ms/step (median {:.1}, host {:.1}), peak RSS {} MB{}",
             report.model,
             if report.dual { "dual" } else { "single" },
             report.device_name,
             report.img_per_s,
             report.ms_per_step,
             report.ms_per_step_median,
+            report.host_ms_per_step_median,
             report.peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0}")),
             report.device_used_mb.map_or(String::new(), |m| format!(", device memory in use {m:.0} MB")),
         );

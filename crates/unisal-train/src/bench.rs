@@ -83,6 +83,9 @@ pub struct BenchReport {
     pub ms_per_step: f64,
     /// Median milliseconds per timed step.
     pub ms_per_step_median: f64,
+    /// Median milliseconds the host took to enqueue a step's work, before waiting for the device (on the CPU the
+    /// whole step). Close to the step's time on a GPU, the step is bound by the host's work, not the kernels'.
+    pub host_ms_per_step_median: f64,
     /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is absent.
     pub peak_rss_mb: Option<f64>,
     /// On CUDA: the most device memory in use (total - free over the whole device: the CUDA context, cuDNN's and
@@ -135,34 +138,31 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 
     let mut opt = Sgd::new(nets.iter().flat_map(Network::trainable_vars).collect(), 0.01, 0.9, 5e-4);
     let mut device_used: Option<f64> = None;
-    let mut step = || -> Result<()> {
+    // One step; returns the seconds until its work was enqueued.
+    let mut step = |t0: Instant| -> Result<f64> {
         match cfg.mode {
             BenchMode::Train => train_step(&nets, &x, &y, cfg.dual, &mut opt),
             BenchMode::Infer => infer_step(&nets, &x),
         }?;
+        let enqueued = t0.elapsed().as_secs_f64();
         if let Some(mb) = device_used_mb(&device) {
             device_used = Some(device_used.map_or(mb, |m: f64| m.max(mb)));
         }
         device.synchronize()?;
-        Ok(())
+        Ok(enqueued)
     };
     for _ in 0..cfg.warmup {
-        step()?;
+        step(Instant::now())?;
     }
     crate::nn::op_profile::reset();
     let mut times = Vec::with_capacity(cfg.steps);
+    let mut host = Vec::with_capacity(cfg.steps);
     for _ in 0..cfg.steps {
         let t0 = Instant::now();
-        step()?;
+        host.push(step(t0)?);
         times.push(t0.elapsed().as_secs_f64());
     }
     let total: f64 = times.iter().sum();
-    times.sort_by(f64::total_cmp);
-    let median = if times.len() % 2 == 1 {
-        times[times.len() / 2]
-    } else {
-        (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0
-    };
     Ok(BenchReport {
         framework: "candle",
         mode: cfg.mode,
@@ -177,11 +177,23 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         params,
         img_per_s: (cfg.batch * cfg.steps) as f64 / total,
         ms_per_step: 1000.0 * total / cfg.steps as f64,
-        ms_per_step_median: 1000.0 * median,
+        ms_per_step_median: 1000.0 * median(&mut times),
+        host_ms_per_step_median: 1000.0 * median(&mut host),
         peak_rss_mb: peak_rss_mb(),
         device_used_mb: device_used,
         op_profile: op_profile(cfg.steps),
     })
+}
+
+/// The median of non-empty `v` (sorted in place).
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
 }
 
 fn train_step(nets: &[Network], x: &Tensor, y: &Tensor, dual: bool, opt: &mut Sgd) -> Result<()> {
