@@ -21,12 +21,23 @@ UNISAL_MAP(unisal_add_relu_f32, { float s = a[i] + b[i]; out[i] = s < 0.f ? 0.f 
 // dy * [y > 0]: the gradient through a ReLU with output y (a = dy, b = y; elementwise_cpu.rs ReluMask).
 UNISAL_MAP(unisal_relu_mask_f32, { out[i] = b[i] > 0.f ? a[i] : 0.f; })
 
-// SGD's momentum buffer (optim.rs SgdBuffer): a = w, b = g, c = previous buffer; p0 = momentum,
-// p1 = weight decay, p2 = 1 on a parameter's first step (the buffer is then d itself).
-UNISAL_MAP(unisal_sgd_buffer_f32, {
-  float d = b[i] + p1 * a[i];
-  out[i] = p2 != 0.f ? d : p0 * c[i] + d;
-})
+// SGD's momentum buffer on a parameter's first step (optim.rs SgdBuffer): a = w, b = g; p1 = weight decay.
+UNISAL_MAP(unisal_sgd_buffer_f32, { out[i] = b[i] + p1 * a[i]; })
 
-// SGD's update (optim.rs SgdApply): a = w, b = buffer, p0 = learning rate.
-UNISAL_MAP(unisal_sgd_apply_f32, { out[i] = a[i] - p0 * b[i]; })
+// In-place updates: t is read and written at the same index only, so it is not `__restrict__`; a and b are
+// read-only inputs of t's length.
+#define UNISAL_UPDATE(name, body)                                                                      \
+  extern "C" __global__ void name(const float* __restrict__ a, const float* __restrict__ b, float* t,  \
+                                  unsigned long long n, float p0, float p1, float p2) {               \
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;      \
+         i += (unsigned long long)blockDim.x * gridDim.x) {                                            \
+      body                                                                                             \
+    }                                                                                                  \
+  }
+
+// SGD's momentum buffer in place (optim.rs SgdBufferInPlace): t = buffer, a = w, b = g; p0 = momentum,
+// p1 = weight decay.
+UNISAL_UPDATE(unisal_sgd_buffer_in_place_f32, { t[i] = p0 * t[i] + (b[i] + p1 * a[i]); })
+
+// SGD's update in place (optim.rs SgdApplyInPlace): t = w, a = buffer; p0 = learning rate.
+UNISAL_UPDATE(unisal_sgd_apply_in_place_f32, { t[i] -= p0 * a[i]; })

@@ -2,11 +2,11 @@
 //! `g = grad + wd * w; buf = g` on a parameter's first step, else `buf = momentum * buf + g`; `w -= lr * buf`.
 //! No dampening, no Nesterov. A parameter without a gradient in a step is skipped entirely (as torch does).
 //!
-//! On the CPU (f32/f64) a parameter's update is two threaded passes in place (the momentum buffer from weight,
-//! gradient and itself; the weight from itself and the buffer), without allocations; only the first step
-//! allocates the buffer. On CUDA in f32 (feature `cuda`) the two ops make new tensors, one kernel each
-//! (`cuda/elementwise.cu`), and the weight is set from the second; elsewhere the arithmetic is composed from
-//! candle ops.
+//! On the CPU (f32/f64) and on CUDA in f32 (feature `cuda`; `cuda/elementwise.cu`) a parameter's update is two
+//! passes in place (the momentum buffer from weight, gradient and itself; the weight from itself and the buffer),
+//! without allocations; only the first step allocates the buffer. Elsewhere the arithmetic is composed from
+//! candle ops. (Until session 6 the CUDA path made two new tensors a parameter and copied the weight back: three
+//! kernels and two allocations instead of two kernels.)
 
 use crate::error::Result;
 use crate::nn::cpu_util::{
@@ -52,7 +52,8 @@ impl Sgd {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         for (var, buf) in self.vars.iter().zip(self.buffers.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else { continue };
-            if cpu_float(var.as_tensor()) && grad.dtype() == var.dtype() && var.as_tensor().is_contiguous() {
+            let ours = cpu_float(var.as_tensor()) || gpu_f32(var.as_tensor());
+            if ours && grad.dtype() == var.dtype() && var.as_tensor().is_contiguous() {
                 let g = grad.contiguous()?;
                 let (momentum, weight_decay) = (self.momentum, self.weight_decay);
                 let next = match buf.take() {
@@ -60,27 +61,10 @@ impl Sgd {
                         b.inplace_op3(var.as_tensor(), &g, &SgdBufferInPlace { momentum, weight_decay })?;
                         b
                     }
-                    _ => {
-                        let first = SgdBuffer { momentum, weight_decay, first: true };
-                        var.as_tensor().detach().apply_op3_no_bwd(&g, &g, &first)?
-                    }
+                    _ => var.as_tensor().detach().apply_op2_no_bwd(&g, &SgdFirstBuffer { weight_decay })?,
                 };
                 var.as_tensor().inplace_op2(&next, &SgdApplyInPlace { lr: self.lr })?;
                 *buf = (momentum != 0.0).then_some(next);
-                continue;
-            }
-            let ours = gpu_f32(var.as_tensor());
-            if ours && grad.dtype() == var.dtype() {
-                let (w, g) = (var.as_tensor().detach().contiguous()?, grad.detach().contiguous()?);
-                let first = buf.is_none() || self.momentum == 0.0;
-                let prev = match buf.take() {
-                    Some(prev) if !first => prev,
-                    _ => g.clone(),
-                };
-                let op = SgdBuffer { momentum: self.momentum, weight_decay: self.weight_decay, first };
-                let next = w.apply_op3_no_bwd(&g, &prev, &op)?;
-                var.set(&w.apply_op2_no_bwd(&next, &SgdApply { lr: self.lr })?)?;
-                *buf = (self.momentum != 0.0).then_some(next);
                 continue;
             }
             let w = var.as_tensor().detach();
@@ -98,35 +82,19 @@ impl Sgd {
     }
 }
 
-/// `(w, g, buf) -> buf'`: `d = g + wd * w`, `buf' = momentum * buf + d` (`d` on the first step).
+/// `(w, g) -> g + wd * w`: the momentum buffer on a parameter's first step (and every step without momentum).
 #[derive(Debug, Clone, Copy)]
-struct SgdBuffer {
-    momentum: f64,
+struct SgdFirstBuffer {
     weight_decay: f64,
-    /// No buffer yet: `buf' = d`.
-    first: bool,
 }
 
-/// `(w, buf') -> w - lr * buf'`.
-#[derive(Debug, Clone, Copy)]
-struct SgdApply {
-    lr: f64,
-}
-
-impl Kernel for SgdBuffer {
-    const NAME: &'static str = "sgd-buffer";
+impl Kernel for SgdFirstBuffer {
+    const NAME: &'static str = "sgd-first-buffer";
     fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        same_shape(inputs, 3, Self::NAME)
+        same_shape(inputs, 2, Self::NAME)
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        let [w, g, prev] = inputs else { candle_core::bail!("sgd-buffer: three inputs expected") };
-        if !self.first {
-            // The in-place update's arithmetic on a copy of the buffer.
-            let mut next = prev.to_vec();
-            SgdBufferInPlace { momentum: self.momentum, weight_decay: self.weight_decay }
-                .run(&mut next, [w, g]);
-            return Ok(next);
-        }
+        let [w, g] = inputs else { candle_core::bail!("sgd-first-buffer: two inputs expected") };
         let wd = T::of(self.weight_decay);
         Ok(map_chunks(w.len(), |r, part| {
             for (o, (&gv, &wv)) in part.iter_mut().zip(g[r.clone()].iter().zip(&w[r])) {
@@ -136,28 +104,14 @@ impl Kernel for SgdBuffer {
     }
 }
 
-impl Kernel for SgdApply {
-    const NAME: &'static str = "sgd-apply";
-    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        same_shape(inputs, 2, Self::NAME)
-    }
-    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        let [w, buf] = inputs else { candle_core::bail!("sgd-apply: two inputs expected") };
-        // The in-place update's arithmetic on a copy of the weight.
-        let mut next = w.to_vec();
-        SgdApplyInPlace { lr: self.lr }.run(&mut next, [buf]);
-        Ok(next)
-    }
-}
-
-/// `buf = momentum * buf + g + wd * w`, in place on the buffer `(buf; w, g)` (CPU).
+/// `buf = momentum * buf + g + wd * w`, in place on the buffer `(buf; w, g)`.
 #[derive(Debug, Clone, Copy)]
 struct SgdBufferInPlace {
     momentum: f64,
     weight_decay: f64,
 }
 
-/// `w -= lr * buf`, in place on the weight `(w; buf)` (CPU).
+/// `w -= lr * buf`, in place on the weight `(w; buf)`.
 #[derive(Debug, Clone, Copy)]
 struct SgdApplyInPlace {
     lr: f64,
@@ -202,6 +156,19 @@ impl InplaceOp3 for SgdBufferInPlace {
     ) -> candle_core::Result<()> {
         dispatch_in_place(self, buf, bl, [(w, wl), (g, gl)])
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        buf: &mut candle_core::CudaStorage,
+        bl: &Layout,
+        w: &candle_core::CudaStorage,
+        wl: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let p = [self.momentum as f32, self.weight_decay as f32, 0.0];
+        crate::nn::cuda_kernels::update("unisal_sgd_buffer_in_place_f32", (buf, bl), &[(w, wl), (g, gl)], p)
+    }
 }
 
 impl InplaceOp2 for SgdApplyInPlace {
@@ -217,34 +184,33 @@ impl InplaceOp2 for SgdApplyInPlace {
     ) -> candle_core::Result<()> {
         dispatch_in_place(self, w, wl, [(buf, bl)])
     }
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        w: &mut candle_core::CudaStorage,
+        wl: &Layout,
+        buf: &candle_core::CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<()> {
+        crate::nn::cuda_kernels::update(
+            "unisal_sgd_apply_in_place_f32",
+            (w, wl),
+            &[(buf, bl)],
+            [self.lr as f32, 0.0, 0.0],
+        )
+    }
 }
 
-cpu_op!(CustomOp3 for SgdBuffer {
+cpu_op!(CustomOp2 for SgdFirstBuffer {
     #[cfg(feature = "cuda")]
-    #[allow(clippy::too_many_arguments)]
     fn cuda_fwd(
         &self,
         w: &candle_core::CudaStorage,
         wl: &Layout,
         g: &candle_core::CudaStorage,
         gl: &Layout,
-        prev: &candle_core::CudaStorage,
-        pl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let p = [self.momentum as f32, self.weight_decay as f32, if self.first { 1.0 } else { 0.0 }];
-        crate::nn::cuda_kernels::map("unisal_sgd_buffer_f32", &[(w, wl), (g, gl), (prev, pl)], p)
-    }
-});
-cpu_op!(CustomOp2 for SgdApply {
-    #[cfg(feature = "cuda")]
-    fn cuda_fwd(
-        &self,
-        w: &candle_core::CudaStorage,
-        wl: &Layout,
-        buf: &candle_core::CudaStorage,
-        bl: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        crate::nn::cuda_kernels::map("unisal_sgd_apply_f32", &[(w, wl), (buf, bl)], [self.lr as f32, 0.0, 0.0])
+        crate::nn::cuda_kernels::map("unisal_sgd_buffer_f32", &[(w, wl), (g, gl)], [0.0, self.weight_decay as f32, 0.0])
     }
 });
 
@@ -254,19 +220,18 @@ mod tests {
     use candle_core::Device;
 
     #[test]
-    fn the_out_of_place_ops_compute_the_in_place_updates() {
-        // The ops the GPU path runs (here on the CPU): buffer 0.5 * 2 + (1 + 0.1 * 4) = 2.4, then 4 - 0.5 * 2.4.
+    fn the_update_ops_compute_torchs_arithmetic() {
+        // The ops both devices run (here on the CPU): first buffer 1 + 0.1 * 4 = 1.4; then buffer
+        // 0.5 * 2 + (1 + 0.1 * 4) = 2.4 in place; then the weight 4 - 0.5 * 2.4 = 2.8 in place.
         let t = |v: f64| Tensor::from_vec(vec![v], 1, &Device::Cpu).unwrap();
-        let (w, g, prev) = (t(4.0), t(1.0), t(2.0));
-        let buf = SgdBuffer { momentum: 0.5, weight_decay: 0.1, first: false };
-        let next = w.apply_op3_no_bwd(&g, &prev, &buf).unwrap();
-        let first = SgdBuffer { first: true, ..buf };
-        let d = w.apply_op3_no_bwd(&g, &prev, &first).unwrap();
-        let w2 = w.apply_op2_no_bwd(&next, &SgdApply { lr: 0.5 }).unwrap();
+        let (w, g, buf) = (t(4.0), t(1.0), t(2.0));
+        let d = w.apply_op2_no_bwd(&g, &SgdFirstBuffer { weight_decay: 0.1 }).unwrap();
+        buf.inplace_op3(&w, &g, &SgdBufferInPlace { momentum: 0.5, weight_decay: 0.1 }).unwrap();
+        w.inplace_op2(&buf, &SgdApplyInPlace { lr: 0.5 }).unwrap();
         let v = |t: &Tensor| t.to_vec1::<f64>().unwrap()[0];
-        assert!(
-            (v(&next) - 2.4).abs() < 1e-12 && (v(&d) - 1.4).abs() < 1e-12 && (v(&w2) - 2.8).abs() < 1e-12
-        );
+        assert!((v(&d) - 1.4).abs() < 1e-12, "{}", v(&d));
+        assert!((v(&buf) - 2.4).abs() < 1e-12, "{}", v(&buf));
+        assert!((v(&w) - 2.8).abs() < 1e-12, "{}", v(&w));
     }
 
     #[test]

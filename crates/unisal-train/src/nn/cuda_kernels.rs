@@ -1,6 +1,6 @@
 //! The element-wise CUDA kernels of `cuda/elementwise.cu` (PTX built by `build.rs`, feature `cuda`) and their
-//! launch: ReLU, the residual join `relu(a + b)`, the ReLU gradient mask and the two SGD passes, each one kernel
-//! where candle needs two to six (plus their allocations). The ops that use them (`elementwise.rs`, `optim.rs`)
+//! launch: ReLU, the residual join `relu(a + b)`, the ReLU gradient mask and the SGD passes (in place on the
+//! momentum buffer and the weight), each one kernel where candle needs two to six (plus their allocations). The ops that use them (`elementwise.rs`, `optim.rs`)
 //! compute the same on the CPU in Rust.
 
 use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
@@ -55,4 +55,54 @@ pub(crate) fn map(
         })?;
     }
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), shape))
+}
+
+/// Runs the in-place kernel `name` of `cuda/elementwise.cu` on the contiguous f32 `target`, with one or two
+/// contiguous f32 inputs of its shape (a missing second slot gets the first; the kernels do not read it) and the
+/// scalars `p`.
+pub(crate) fn update(
+    name: &'static str,
+    (target, tl): (&mut CudaStorage, &Layout),
+    inputs: &[(&CudaStorage, &Layout)],
+    p: [f32; 3],
+) -> candle_core::Result<()> {
+    let shape = tl.shape();
+    let n = shape.elem_count();
+    if !tl.is_contiguous() || inputs.is_empty() {
+        candle_core::bail!("{name}: a contiguous target and at least one input expected");
+    }
+    let mut views = Vec::with_capacity(2);
+    for &(s, l) in inputs {
+        if l.shape() != shape || !l.is_contiguous() {
+            candle_core::bail!(
+                "{name}: inputs must be contiguous and of the target's shape {shape:?}, got {:?}",
+                l.shape()
+            );
+        }
+        views.push(s.as_cuda_slice::<f32>()?.slice(l.start_offset()..l.start_offset() + n));
+    }
+    let dev = target.device.clone();
+    let start = tl.start_offset();
+    let mut t = target.as_cuda_slice_mut::<f32>()?.slice_mut(start..start + n);
+    if n == 0 {
+        return Ok(());
+    }
+    let func = dev.get_or_load_custom_func(name, "unisal_elementwise", PTX)?;
+    let mut b = func.builder();
+    b.arg(&views[0]);
+    b.arg(&views[views.len().min(2) - 1]);
+    b.arg(&mut t);
+    let count = n as u64;
+    b.arg(&count);
+    for v in &p {
+        b.arg(v);
+    }
+    let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
+    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+    super::op_profile::timed(name, &dev.cuda_stream(), || {
+        // SAFETY: the kernel's signature is the one pushed above; it reads and writes n values of the target and
+        // reads n of each input.
+        unsafe { b.launch(cfg) }.map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
+        Ok(())
+    })
 }
