@@ -88,6 +88,9 @@ run_case "r50-224-dual-train"         "" "train $common --model resnet50 --size 
 run_case "r50-224-dual-train-tf32"    "UNISAL_TF32=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual --tf32"
 run_case "r50-256-infer"              "" "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
 run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"
+# Eval-mode conv + batch norm + ReLU / residual join as one cuDNN call (nn::fused; off by default until checked).
+run_case "r50-256-infer-fused"        "UNISAL_FUSED_EVAL=1" "infer $common --model resnet50 --size 256 --batch 128" "-"
+run_case "r18-150-infer-fused"        "UNISAL_FUSED_EVAL=1" "infer $common --model resnet18 --size 150 --batch 256" "-"
 # Where the time goes: our GPU ops' share of a ResNet-18 step (synchronised per op) and PyTorch's top kernels.
 if want profile; then
   echo "== profile r18-224-b64-train" | tee -a "$OUT/log.txt"

@@ -3,14 +3,15 @@
 //! `layers_gradcheck.rs` checks against finite differences: forward values, gradients with respect to every
 //! input and parameter, and BatchNorm's running statistics. This is what shows that the layers are correct on a
 //! GPU backend too (candle's own max-pool and stride-2 convolution backward are not), and, on CUDA, that our cuDNN
-//! layers and element-wise kernels (ReLU, the residual join, SGD) are (`UNISAL_GPU_KERNELS=0` checks candle's
-//! composed ops instead).
+//! layers and element-wise kernels (ReLU, the residual join, SGD) and the fused eval convolution are
+//! (`UNISAL_GPU_KERNELS=0` checks candle's composed ops instead).
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use unisal_train::device::DeviceChoice;
-use unisal_train::nn::{add_relu, global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear};
+use unisal_train::nn::fused::{conv_bn_eval, conv_bn_eval_fused, Epilogue};
+use unisal_train::nn::{add_relu, global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear, NoGrad};
 use unisal_train::optim::Sgd;
 
 /// The test device and its tolerance, made once for all tests (a new CUDA device sets up its libraries again: a
@@ -198,6 +199,66 @@ fn resnet_sized_layers_match_the_cpu_reference() {
     check("max pool 3x3/2 on 4x16x28x28", &xp, |v| max_pool2d(v[0].as_tensor(), 3, 2, 1).unwrap());
     let y = pair(&[8, 32, 14, 14], 404, false, &dev);
     check("add + relu", &[x, y], |v| add_relu(v[0].as_tensor(), v[1].as_tensor()).unwrap());
+}
+
+#[test]
+fn fused_eval_convolutions_match_the_cpu_reference() {
+    // Eval-mode conv + batch norm + ReLU / residual join / nothing, as ResNet's layers use them: on CUDA the fused
+    // cuDNN op (`nn::fused`, whatever UNISAL_FUSED_EVAL says), elsewhere the layers one by one; against the f64
+    // layers one by one on the CPU.
+    let (dev, tol) = device();
+    let fused_expected =
+        dev.is_cuda() && std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| v.trim() != "0");
+    let cases = [
+        (16, 32, 14, 3, 1, 1, 0),
+        (16, 32, 14, 3, 2, 1, 1),
+        (32, 64, 14, 1, 2, 0, 2),
+        (3, 16, 32, 7, 2, 3, 0),
+    ];
+    for (i, (c_in, c_out, size, k, s, p, kind)) in cases.into_iter().enumerate() {
+        let seed = 600 + 10 * i as u64;
+        let x = pair(&[4, c_in, size, size], seed, false, &dev);
+        let w = pair(&[c_out, c_in, k, k], seed + 1, false, &dev);
+        let (gamma, beta, mean) = (
+            pair(&[c_out], seed + 2, false, &dev),
+            pair(&[c_out], seed + 3, false, &dev),
+            pair(&[c_out], seed + 4, false, &dev),
+        );
+        let var_host: Vec<f64> = host(c_out, seed + 5, false).iter().map(|v| v.abs() + 0.5).collect();
+        let var_c = Var::from_vec(var_host, c_out, &Device::Cpu).unwrap();
+        let var_d =
+            Var::from_tensor(&var_c.as_tensor().to_dtype(DType::F32).unwrap().to_device(&dev).unwrap())
+                .unwrap();
+        let out = (size + 2 * p - k) / s + 1;
+        let residual = pair(&[4, c_out, out, out], seed + 6, false, &dev);
+        let run = |pick: fn(&(Var, Var)) -> &Var, var: &Var, fused: bool| {
+            let conv = Conv2d::from_vars(pick(&w).clone(), None, s, p);
+            let bn = BatchNorm2d::from_vars(
+                pick(&gamma).clone(),
+                pick(&beta).clone(),
+                pick(&mean).clone(),
+                var.clone(),
+            );
+            let r = pick(&residual).as_tensor();
+            let epilogue = [Epilogue::Relu, Epilogue::AddRelu(r), Epilogue::Identity][kind];
+            let _no_grad = NoGrad::enter();
+            let x = pick(&x).as_tensor();
+            if fused {
+                conv_bn_eval_fused(&conv, &bn, x, epilogue).unwrap()
+            } else {
+                Some(conv_bn_eval(&conv, &bn, x, epilogue).unwrap())
+            }
+        };
+        let expected = run(|p| &p.0, &var_c, false).unwrap();
+        let name = format!("fused eval conv{k}x{k}/{s} {c_in}->{c_out}, epilogue {kind}");
+        match run(|p| &p.1, &var_d, true) {
+            Some(got) => close(&name, &got, &expected, tol),
+            None => {
+                assert!(!fused_expected, "{name}: the fused op did not run on {dev:?}");
+                close(&name, &run(|p| &p.1, &var_d, false).unwrap(), &expected, tol);
+            }
+        }
+    }
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! ResNet-18 and ResNet-50 in torchvision's exact layout and state-dict names (`conv1`, `bn1`, `layer1.0.conv1`,
 //! ..., `layerN.0.downsample.0/1`), ResNet v1.5 (stride in the bottleneck's 3x3 convolution), with a base width
-//! (64 in torchvision; smaller for tests) scaling every stage.
+//! (64 in torchvision; smaller for tests) scaling every stage. In eval mode each convolution, its batch norm and
+//! what follows (ReLU, or the residual join) go through `nn::fused` together.
 
 use candle_core::Tensor;
 
 use crate::error::Result;
+use crate::nn::fused::{conv_bn_eval, Epilogue};
 use crate::nn::{
     add_relu, global_avg_pool, join_name, max_pool2d, BatchNorm2d, Conv2d, HasVars, Init, NamedVar,
 };
@@ -71,6 +73,9 @@ impl Block {
     }
 
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train {
+            return self.forward_eval(x);
+        }
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
@@ -82,6 +87,22 @@ impl Block {
             None => x.clone(),
         };
         add_relu(&y, &identity)
+    }
+
+    /// Eval mode: each convolution with its batch norm and what follows it as one step (`nn::fused`: one cuDNN
+    /// call where enabled), the residual join in the last one.
+    fn forward_eval(&self, x: &Tensor) -> Result<Tensor> {
+        let identity = match &self.downsample {
+            Some((conv, bn)) => conv_bn_eval(conv, bn, x, Epilogue::Identity)?,
+            None => x.clone(),
+        };
+        let mut y = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            let epilogue = if i == last { Epilogue::AddRelu(&identity) } else { Epilogue::Relu };
+            y = conv_bn_eval(conv, bn, &y, epilogue)?;
+        }
+        Ok(y)
     }
 }
 
@@ -136,7 +157,11 @@ impl ResNet {
 
     /// `[N, 3, S, S]` -> pooled features `[N, h]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_relu(&self.conv1.forward_t(x, train)?, train)?;
+        let x = if train {
+            self.bn1.forward_relu(&self.conv1.forward_t(x, train)?, train)?
+        } else {
+            conv_bn_eval(&self.conv1, &self.bn1, x, Epilogue::Relu)?
+        };
         let mut x = max_pool2d(&x, 3, 2, 1)?;
         for blocks in &self.layers {
             for block in blocks {

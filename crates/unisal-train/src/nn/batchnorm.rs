@@ -78,6 +78,11 @@ impl BatchNorm2d {
         &self.running_var
     }
 
+    /// The epsilon added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
     /// Normalise `x: [N, C, H, W]`. In train mode this also updates the running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_with(x, train, BnImpl::Auto)

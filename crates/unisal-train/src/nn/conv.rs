@@ -129,6 +129,13 @@ impl Conv2d {
         }
     }
 
+    /// The op of an eval-mode forward on `x` (the fused convolution's geometry).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn eval_op(&self, x: &Tensor) -> Result<ConvOp> {
+        let (out, _, k, _) = self.weight.as_tensor().dims4()?;
+        Ok(ConvOp { g: self.geometry(x, k)?, out, keep: None })
+    }
+
     /// The geometry of this convolution on `x`, checked to fit.
     fn geometry(&self, x: &Tensor, k: usize) -> Result<Geometry> {
         let (n, c, h, w) = x.dims4()?;

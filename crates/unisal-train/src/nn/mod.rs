@@ -28,6 +28,7 @@ mod cudnn;
 #[cfg(feature = "cuda")]
 pub(crate) use cudnn::version as cudnn_version;
 mod elementwise;
+pub mod fused;
 mod gemm_cpu;
 mod im2col;
 mod init;

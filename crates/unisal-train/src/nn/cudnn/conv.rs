@@ -23,14 +23,14 @@ use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
 use crate::nn::cpu_util::Kernel;
 
 /// The four descriptors of one convolution.
-struct Descs {
-    x: Desc,
-    w: Desc,
-    conv: Desc,
-    y: Desc,
+pub(super) struct Descs {
+    pub x: Desc,
+    pub w: Desc,
+    pub conv: Desc,
+    pub y: Desc,
 }
 
-fn descs(op: &ConvOp) -> candle_core::Result<Descs> {
+pub(super) fn descs(op: &ConvOp) -> candle_core::Result<Descs> {
     let (g, out) = (op.g, op.out);
     Ok(Descs {
         x: Desc::nchw([g.n, g.c, g.h, g.w])?,
@@ -49,9 +49,9 @@ fn key(op: &ConvOp, pass: u8) -> [usize; 10] {
 /// An algorithm choice of one pass: cuDNN's algorithm number and its math type (the workspace is asked for at each
 /// call).
 #[derive(Debug, Clone, Copy)]
-struct Choice {
-    algo: c_int,
-    math: c_int,
+pub(super) struct Choice {
+    pub algo: c_int,
+    pub math: c_int,
 }
 
 thread_local! {
@@ -132,7 +132,7 @@ fn cached(
 
 /// Sets the descriptor's math type for `choice`, asks cuDNN (`size`) for the workspace its algorithm needs and
 /// allocates it: `(bytes, workspace)`; the workspace has at least one byte, so that its address is never null.
-fn prepare(
+pub(super) fn prepare(
     a: &Api,
     d: &Descs,
     stream: &Arc<CudaStream>,
@@ -148,6 +148,34 @@ fn prepare(
     Ok((bytes, ws))
 }
 
+/// The forward pass's algorithm for `op` (cached; see [`cached`]).
+pub(super) fn forward_choice(a: &Api, h: Ptr, op: &ConvOp, d: &Descs) -> candle_core::Result<Choice> {
+    let what = "convolution forward";
+    let queries = (a.cudnnGetConvolutionForwardAlgorithm_v7, a.cudnnFindConvolutionForwardAlgorithm);
+    cached(a, h, (key(op, 0), what), [d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr], queries)
+}
+
+/// The forward's workspace for `choice`: see [`prepare`].
+pub(super) fn forward_workspace(
+    a: &Api,
+    h: Ptr,
+    d: &Descs,
+    stream: &Arc<CudaStream>,
+    (choice, what): (Choice, &str),
+) -> candle_core::Result<(usize, CudaSlice<u8>)> {
+    prepare(a, d, stream, (choice, what), |bytes| unsafe {
+        (a.cudnnGetConvolutionForwardWorkspaceSize)(
+            h,
+            d.x.ptr,
+            d.w.ptr,
+            d.conv.ptr,
+            d.y.ptr,
+            choice.algo,
+            bytes,
+        )
+    })
+}
+
 /// The CUDA forward of [`ConvOp`]: `y = conv(x, w)` through cuDNN.
 pub(crate) fn forward(
     op: &ConvOp,
@@ -161,19 +189,8 @@ pub(crate) fn forward(
     let d = descs(op)?;
     with_handle(&xs.device, "conv-forward", |a, h, stream| {
         let what = "convolution forward";
-        let queries = (a.cudnnGetConvolutionForwardAlgorithm_v7, a.cudnnFindConvolutionForwardAlgorithm);
-        let choice = cached(a, h, (key(op, 0), what), [d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr], queries)?;
-        let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
-            (a.cudnnGetConvolutionForwardWorkspaceSize)(
-                h,
-                d.x.ptr,
-                d.w.ptr,
-                d.conv.ptr,
-                d.y.ptr,
-                choice.algo,
-                bytes,
-            )
-        })?;
+        let choice = forward_choice(a, h, op, &d)?;
+        let (bytes, mut ws_buf) = forward_workspace(a, h, &d, stream, (choice, what))?;
         let mut y = output(stream, shape.elem_count())?;
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));

@@ -22,6 +22,11 @@ pub(crate) const FMA_MATH: c_int = 3;
 pub(crate) const BATCHNORM_SPATIAL: c_int = 1;
 pub(crate) const POOLING_MAX: c_int = 0;
 pub(crate) const PROPAGATE_NAN: c_int = 1;
+pub(crate) const ACTIVATION_RELU: c_int = 1;
+pub(crate) const ACTIVATION_IDENTITY: c_int = 5;
+/// `CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM`: the one algorithm the fused convolution takes with an
+/// identity activation.
+pub(crate) const FWD_ALGO_IMPLICIT_PRECOMP_GEMM: c_int = 1;
 
 /// `cudnnConvolution{Fwd,BwdData,BwdFilter}AlgoPerf_t`: the three have this one layout.
 #[repr(C)]
@@ -102,6 +107,13 @@ api! {
     cudnnConvolutionBackwardFilter: fn(
         Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, c_int, *mut c_void, usize, *const c_void,
         Ptr, *mut c_void
+    ) -> Status;
+    cudnnCreateActivationDescriptor: fn(*mut Ptr) -> Status;
+    cudnnSetActivationDescriptor: fn(Ptr, c_int, c_int, f64) -> Status;
+    cudnnDestroyActivationDescriptor: fn(Ptr) -> Status;
+    cudnnConvolutionBiasActivationForward: fn(
+        Ptr, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, c_int, *mut c_void, usize, *const c_void,
+        Ptr, *const c_void, Ptr, *const c_void, Ptr, Ptr, *mut c_void
     ) -> Status;
     cudnnBatchNormalizationForwardTraining: fn(
         Ptr, c_int, *const c_void, *const c_void, Ptr, *const c_void, Ptr, *mut c_void, Ptr, *const c_void,
@@ -209,6 +221,8 @@ mod tests {
         Desc::filter([128, 64, 3, 3]).unwrap();
         Desc::conv(1, 2).unwrap();
         Desc::max_pool(3, 2, 1).unwrap();
+        Desc::activation(true).unwrap();
+        Desc::activation(false).unwrap();
         // A bad descriptor is refused with cuDNN's words (cuDNN 9 numbers its statuses anew; only success is 0).
         let err = Desc::nchw([0, 64, 56, 56]).err().expect("a zero batch is refused").to_string();
         assert!(err.contains("BAD_PARAM"), "{err}");

@@ -164,6 +164,16 @@ impl Desc {
         Ok(d)
     }
 
+    /// The activation of the fused convolution: ReLU (NaN propagates, as in our ReLU kernel) or identity.
+    pub fn activation(relu: bool) -> candle_core::Result<Self> {
+        let a = lib()?;
+        let what = "activation descriptor";
+        let d = Self::new(what, a.cudnnCreateActivationDescriptor, a.cudnnDestroyActivationDescriptor)?;
+        let mode = if relu { ffi::ACTIVATION_RELU } else { ffi::ACTIVATION_IDENTITY };
+        check(unsafe { (a.cudnnSetActivationDescriptor)(d.ptr, mode, ffi::PROPAGATE_NAN, 0.0) }, what)?;
+        Ok(d)
+    }
+
     /// A square max-pooling window; padded cells never win (cuDNN's `CUDNN_POOLING_MAX`), NaN propagates (torch).
     pub fn max_pool(kernel: usize, stride: usize, pad: usize) -> candle_core::Result<Self> {
         let a = lib()?;

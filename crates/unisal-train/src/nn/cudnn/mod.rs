@@ -28,6 +28,7 @@ pub(crate) use cuda_only_cpu_fwd;
 mod batchnorm;
 mod conv;
 mod ffi;
+mod fused;
 pub(crate) mod handle;
 mod pool;
 
@@ -37,6 +38,7 @@ use candle_core::Tensor;
 
 pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
 pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
+pub(crate) use fused::conv_bias_act;
 pub(crate) use pool::{backward as pool_backward, forward as pool_forward};
 
 /// Whether the cuDNN layers take `x` (see [`super::gpu_f32`]) and cuDNN could be loaded. Where it could not, the
