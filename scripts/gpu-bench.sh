@@ -77,7 +77,10 @@ run_case "r18-224-b64-train"          ""                     "train $common $r18
 run_case "r18-224-b64-train-composed" "UNISAL_GPU_KERNELS=0" "train $common $r18" "-"
 run_case "r18-224-b64-train-heuristics" "UNISAL_CUDNN_FIND=0" "train $common $r18" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
-run_case "r18-224-b64-train-bf16"     ""                     "train $common $r18" "train $common $r18 --amp bf16 --channels-last"
+# bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
+# without channels-last (ours is NCHW).
+run_case "r18-224-b64-train-bf16"     ""                     "train $common $r18 --amp bf16" "train $common $r18 --amp bf16 --channels-last"
+run_case "r18-224-b64-train-bf16-nchw" ""                    "train $common $r18 --amp bf16" "train $common $r18 --amp bf16"
 # The part of a step that does not grow with the batch (session 6: ~18 ms for candle, ~4 for PyTorch).
 run_case "r18-224-b32-train"          "" "train $common --model resnet18 --size 224 --batch 32"  "train $common --model resnet18 --size 224 --batch 32"
 run_case "r18-224-b128-train"         "" "train $common --model resnet18 --size 224 --batch 128" "train $common --model resnet18 --size 224 --batch 128"
@@ -85,6 +88,7 @@ run_case "small64-b32-train"          "" "train $common --model small --size 64 
 run_case "small64-dual-train"         "" "train $common --model small --size 64 --batch 64 --dual" "train $common --model small --size 64 --batch 64 --dual"
 run_case "r18-128-dual-train"         "" "train $common --model resnet18 --size 128 --batch 128 --dual" "train $common --model resnet18 --size 128 --batch 128 --dual"
 run_case "r50-224-dual-train"         "" "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual"
+run_case "r50-224-dual-train-bf16"    "" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16 --channels-last"
 run_case "r50-224-dual-train-tf32"    "UNISAL_TF32=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "train $common --model resnet50 --size 224 --batch 128 --dual --tf32"
 run_case "r50-256-infer"              "" "infer $common --model resnet50 --size 256 --batch 128"   "infer $common --model resnet50 --size 256 --batch 128"
 run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 150 --batch 256"   "infer $common --model resnet18 --size 150 --batch 256"

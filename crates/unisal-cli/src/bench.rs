@@ -49,6 +49,9 @@ pub struct Opts {
     /// Seed of the network initialisation.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Mixed precision: none, or bf16 (CUDA only: bf16 activations, f32 weights; like PyTorch's autocast).
+    #[arg(long, default_value = "none", value_parser = ["none", "bf16"])]
+    amp: String,
     /// Print one JSON object.
     #[arg(long)]
     json: bool,
@@ -73,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         warmup: o.warmup,
         classes: o.classes,
         seed: o.seed,
+        bf16: o.amp == "bf16",
     };
     let what = format!(
         "{} benchmark of {}{} at {} px, batch {} on {}",

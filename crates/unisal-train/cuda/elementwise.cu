@@ -1,6 +1,9 @@
 // Element-wise kernels of the GPU engine (feature `cuda`), compiled to PTX by build.rs and loaded by
 // src/nn/cuda_kernels.rs. One signature for all: up to three inputs, one output, n values, three scalars; grid-stride
-// loops over contiguous f32 buffers. Each mirrors a CPU kernel in Rust (same NaN behaviour).
+// loops over contiguous f32 (or, the `_bf16` ones, bf16) buffers. Each mirrors a CPU kernel in Rust (same NaN
+// behaviour).
+
+#include <cuda_bf16.h>
 
 #define UNISAL_MAP(name, body)                                                                        \
   extern "C" __global__ void name(const float* __restrict__ a, const float* __restrict__ b,          \
@@ -20,6 +23,24 @@ UNISAL_MAP(unisal_add_relu_f32, { float s = a[i] + b[i]; out[i] = s < 0.f ? 0.f 
 
 // dy * [y > 0]: the gradient through a ReLU with output y (a = dy, b = y; elementwise_cpu.rs ReluMask).
 UNISAL_MAP(unisal_relu_mask_f32, { out[i] = b[i] > 0.f ? a[i] : 0.f; })
+
+// The same three in bf16 (mixed precision: bf16 activations), computed in f32 and rounded once.
+#define UNISAL_MAP_BF16(name, body)                                                                   \
+  extern "C" __global__ void name(const __nv_bfloat16* __restrict__ a, const __nv_bfloat16* __restrict__ b, \
+                                  const __nv_bfloat16* __restrict__ c, __nv_bfloat16* __restrict__ out, \
+                                  unsigned long long n, float p0, float p1, float p2) {              \
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;     \
+         i += (unsigned long long)blockDim.x * gridDim.x) {                                           \
+      body                                                                                            \
+    }                                                                                                 \
+  }
+
+UNISAL_MAP_BF16(unisal_relu_bf16, { out[i] = __bfloat162float(a[i]) < 0.f ? __float2bfloat16(0.f) : a[i]; })
+UNISAL_MAP_BF16(unisal_add_relu_bf16, {
+  float s = __bfloat162float(a[i]) + __bfloat162float(b[i]);
+  out[i] = __float2bfloat16(s < 0.f ? 0.f : s);
+})
+UNISAL_MAP_BF16(unisal_relu_mask_bf16, { out[i] = __bfloat162float(b[i]) > 0.f ? a[i] : __float2bfloat16(0.f); })
 
 // SGD's momentum buffer on a parameter's first step (optim.rs SgdBuffer): a = w, b = g; p1 = weight decay.
 UNISAL_MAP(unisal_sgd_buffer_f32, { out[i] = b[i] + p1 * a[i]; })

@@ -50,6 +50,8 @@ pub struct BenchConfig {
     pub classes: usize,
     /// Seed of the network initialisation.
     pub seed: u64,
+    /// bf16 mixed precision (CUDA only; [`crate::models::NetConfig::bf16`]).
+    pub bf16: bool,
 }
 
 /// The measured result, printed as JSON by `unisal bench --json`.
@@ -129,6 +131,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         .map(|i| {
             let mut nc = NetConfig::new(cfg.arch, cfg.classes, cfg.seed);
             nc.seed = cfg.seed.wrapping_add(i);
+            nc.bf16 = cfg.bf16;
             Network::new(&nc, &device)
         })
         .collect::<Result<Vec<_>>>()?;
@@ -276,6 +279,7 @@ mod tests {
             warmup: 1,
             classes: 3,
             seed: 0,
+            bf16: false,
         }
     }
 
@@ -303,6 +307,11 @@ mod tests {
         c = cfg(BenchMode::Train, false);
         c.steps = 0;
         assert!(matches!(run_bench(&c), Err(TrainError::InvalidBench(_))));
+        // Mixed precision is for CUDA devices.
+        c = cfg(BenchMode::Train, false);
+        c.bf16 = true;
+        let err = run_bench(&c).unwrap_err();
+        assert!(matches!(err, TrainError::InvalidModel(_)) && err.to_string().contains("CUDA"), "{err}");
     }
 
     #[test]

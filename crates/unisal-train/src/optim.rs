@@ -210,7 +210,11 @@ cpu_op!(CustomOp2 for SgdFirstBuffer {
         g: &candle_core::CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        crate::nn::cuda_kernels::map("unisal_sgd_buffer_f32", &[(w, wl), (g, gl)], [0.0, self.weight_decay as f32, 0.0])
+        crate::nn::cuda_kernels::map(
+            crate::nn::cuda_kernels::Map::SgdFirstBuffer,
+            &[(w, wl), (g, gl)],
+            [0.0, self.weight_decay as f32, 0.0],
+        )
     }
 });
 

@@ -3,8 +3,8 @@
 //! `layers_gradcheck.rs` checks against finite differences: forward values, gradients with respect to every
 //! input and parameter, and BatchNorm's running statistics. This is what shows that the layers are correct on a
 //! GPU backend too (candle's own max-pool and stride-2 convolution backward are not), and, on CUDA, that our cuDNN
-//! layers and element-wise kernels (ReLU, the residual join, SGD) and the fused eval convolution are
-//! (`UNISAL_GPU_KERNELS=0` checks candle's composed ops instead).
+//! layers and element-wise kernels (ReLU, the residual join, SGD), the fused eval convolution and the bf16 (mixed
+//! precision) layers are (`UNISAL_GPU_KERNELS=0` checks candle's composed ops instead).
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -75,13 +75,17 @@ fn close(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
 
 /// Run `f` on the CPU f64 vars and on the device f32 vars; compare outputs and the gradients of sum(out * R).
 fn check(name: &str, vars: &[(Var, Var)], f: impl Fn(&[&Var]) -> Tensor) {
-    let (_, tol) = device();
+    check_within(name, vars, device().1, f)
+}
+
+/// [`check`] with the tolerance `tol`.
+fn check_within(name: &str, vars: &[(Var, Var)], tol: f64, f: impl Fn(&[&Var]) -> Tensor) {
     let cpu_vars: Vec<&Var> = vars.iter().map(|p| &p.0).collect();
     let dev_vars: Vec<&Var> = vars.iter().map(|p| &p.1).collect();
     let (out_c, out_d) = (f(&cpu_vars), f(&dev_vars));
     close(&format!("{name} forward"), &out_d, &out_c, tol);
     let r = Tensor::from_vec(host(out_c.elem_count(), 4242, false), out_c.shape(), &Device::Cpu).unwrap();
-    let r_d = r.to_dtype(DType::F32).unwrap().to_device(out_d.device()).unwrap();
+    let r_d = r.to_dtype(out_d.dtype()).unwrap().to_device(out_d.device()).unwrap();
     let g_c = (&out_c * &r).unwrap().sum_all().unwrap().backward().unwrap();
     let g_d = (&out_d * &r_d).unwrap().sum_all().unwrap().backward().unwrap();
     for (k, (vc, vd)) in vars.iter().enumerate() {
@@ -259,6 +263,47 @@ fn fused_eval_convolutions_match_the_cpu_reference() {
             }
         }
     }
+}
+
+#[test]
+fn bf16_layers_match_the_cpu_reference() {
+    // Mixed precision on CUDA: the layers take bf16 activations (cast from the f32 input var) and f32 parameters
+    // (cast inside the layers); outputs and the f32 gradients against the f64 CPU layers. bf16 keeps 8 bits of
+    // mantissa, so the tolerance is 3e-2 of the largest value.
+    let (dev, _) = device();
+    if !dev.is_cuda() {
+        eprintln!("skipped: bf16 mixed precision is for CUDA devices (UNISAL_TEST_DEVICE=cuda)");
+        return;
+    }
+    let tol = 3e-2;
+    let bf16 = |v: &Var| {
+        let t = v.as_tensor();
+        if t.device().is_cuda() {
+            t.to_dtype(DType::BF16).unwrap()
+        } else {
+            t.clone()
+        }
+    };
+    let vars = [pair(&[4, 16, 14, 14], 700, false, &dev), pair(&[32, 16, 3, 3], 701, false, &dev)];
+    check_within("bf16 conv3x3/2 16->32", &vars, tol, |v| {
+        Conv2d::from_vars(v[1].clone(), None, 2, 1).forward(&bf16(v[0])).unwrap()
+    });
+    let x = pair(&[8, 32, 14, 14], 702, false, &dev);
+    let (w, b) = (pair(&[32], 703, false, &dev), pair(&[32], 704, false, &dev));
+    check_within("bf16 batchnorm + relu, train", &[x.clone(), w, b], tol, |v| {
+        let (d, dt) = (v[1].device(), v[1].dtype());
+        let (rm, rv) = (Var::zeros(32, dt, d).unwrap(), Var::ones(32, dt, d).unwrap());
+        BatchNorm2d::from_vars(v[1].clone(), v[2].clone(), rm, rv).forward_relu(&bf16(v[0]), true).unwrap()
+    });
+    let xp = [pair(&[4, 16, 28, 28], 705, true, &dev)];
+    check_within("bf16 max pool 3x3/2", &xp, tol, |v| max_pool2d(&bf16(v[0]), 3, 2, 1).unwrap());
+    let y = pair(&[8, 32, 14, 14], 706, false, &dev);
+    check_within("bf16 add + relu", &[x, y], tol, |v| add_relu(&bf16(v[0]), &bf16(v[1])).unwrap());
+    let lin =
+        [pair(&[6, 10], 707, false, &dev), pair(&[4, 10], 708, false, &dev), pair(&[4], 709, false, &dev)];
+    check_within("bf16 linear", &lin, tol, |v| {
+        Linear::from_vars(v[1].clone(), Some(v[2].clone())).forward(&bf16(v[0])).unwrap()
+    });
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! Networks: torchvision key names and shapes, PyTorch parity of a (narrow) ResNet-18 forward in eval and train
-//! mode and of its gradients, an eval forward without a graph (`NoGrad`), deterministic initialisation, save/load,
-//! input checks.
+//! mode and of its gradients (and, on CUDA, in bf16 mixed precision), an eval forward without a graph (`NoGrad`),
+//! deterministic initialisation, save/load, input checks.
 //!
 //! The reference data come from `scripts/torch_resnet_ref.py` (committed under `tests/data/`).
 //!
@@ -380,5 +380,37 @@ fn narrow_resnet18_matches_pytorch_on_the_test_device() {
     for (name, expected) in reference["grads"].as_object().unwrap() {
         let got = grads.get(vars[name].as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
         assert_close(&format!("grad {name}"), &values(got), &floats(expected), tol);
+    }
+}
+
+#[test]
+fn narrow_resnet18_in_bf16_is_close_to_pytorch_fp32_on_cuda() {
+    // Mixed precision (bf16 activations, f32 weights): eval logits and train-mode gradients within a few percent of
+    // PyTorch's fp32 numbers (bf16 keeps 8 bits of mantissa; 18 layers deep the error grows past it).
+    let (device, _) = device();
+    if !device.is_cuda() {
+        eprintln!("skipped: bf16 mixed precision is for CUDA devices (UNISAL_TEST_DEVICE=cuda)");
+        return;
+    }
+    let reference = json("resnet18_w8_ref.json");
+    let mut cfg = NetConfig::new(Arch::ResNet18, 5, 1);
+    cfg.width = 8;
+    cfg.bf16 = true;
+    let net = Network::new(&cfg, &device).unwrap();
+    load_pretrained(&net, &data("resnet18_w8.safetensors")).unwrap();
+    let x32 = Tensor::from_vec(floats(&reference["input"]), (2, 3, 32, 32), &device).unwrap();
+    let out = net.forward(&x32, false).unwrap();
+    assert_eq!(out.logits.dtype(), candle_core::DType::F32);
+    assert_close("bf16 eval logits", &values(&out.logits), &floats(&reference["eval"]["logits"]), 5e-2);
+    let input = candle_core::safetensors::load(data("resnet18_w8_train_input.safetensors"), &device).unwrap();
+    let out = net.forward(&input["input"], true).unwrap();
+    assert_close("bf16 train logits", &values(&out.logits), &floats(&reference["train"]["logits"]), 5e-2);
+    let g = Tensor::from_vec(floats(&reference["grad_weights"]), (2, 5), &device).unwrap();
+    let grads = (&out.logits * g).unwrap().sum_all().unwrap().backward().unwrap();
+    let vars: HashMap<String, _> = net.named_vars().into_iter().map(|v| (v.name, v.var)).collect();
+    for name in ["fc.weight", "layer1.0.conv1.weight", "bn1.weight", "conv1.weight"] {
+        let got = grads.get(vars[name].as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+        assert_eq!(got.dtype(), candle_core::DType::F32, "{name}: the weights' gradients stay f32");
+        assert_close(&format!("bf16 grad {name}"), &values(got), &floats(&reference["grads"][name]), 1e-1);
     }
 }

@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::error::{Result, TrainError};
 use crate::nn::{HasVars, Init, Linear, NamedVar, VarKind};
@@ -94,12 +94,15 @@ pub struct NetConfig {
     /// Seed of the heads (`fc`, `proj`); `None` uses `seed`. Two networks that share a pretrained backbone
     /// differ only in their heads.
     pub head_seed: Option<u64>,
+    /// Mixed precision (CUDA only): the activations in bf16, the weights, their gradients and the outputs in f32
+    /// (PyTorch's bf16 autocast). Written in session 6 without a GPU; off unless asked for.
+    pub bf16: bool,
 }
 
 impl NetConfig {
-    /// Default width, heads seeded like the backbone.
+    /// Default width, heads seeded like the backbone, f32.
     pub fn new(arch: Arch, num_classes: usize, seed: u64) -> Self {
-        Self { arch, num_classes, width: arch.default_width(), seed, head_seed: None }
+        Self { arch, num_classes, width: arch.default_width(), seed, head_seed: None, bf16: false }
     }
 }
 
@@ -149,6 +152,11 @@ impl Network {
         }
         if config.width == 0 {
             return Err(TrainError::InvalidModel("width must be positive".into()));
+        }
+        if config.bf16 && !device.is_cuda() {
+            return Err(TrainError::InvalidModel(format!(
+                "bf16 mixed precision needs a CUDA device, not {device:?}"
+            )));
         }
         let init = Init::new(config.seed, device);
         let backbone = match config.arch {
@@ -201,12 +209,17 @@ impl Network {
                 "train-mode input {h}x{w} is not square: training crops must be square"
             )));
         }
+        let x = if self.config.bf16 { x.to_dtype(DType::BF16)? } else { x.clone() };
         let feat = match &self.backbone {
-            Backbone::Small(b) => b.forward(x, train)?,
-            Backbone::ResNet(b) => b.forward(x, train)?,
+            Backbone::Small(b) => b.forward(&x, train)?,
+            Backbone::ResNet(b) => b.forward(&x, train)?,
         };
         let logits = self.fc.forward(&feat)?;
         let proj = self.proj.forward(&feat)?;
+        if self.config.bf16 {
+            let f32 = |t: Tensor| t.to_dtype(DType::F32);
+            return Ok(NetOutput { logits: f32(logits)?, proj: f32(proj)?, feat: f32(feat)? });
+        }
         Ok(NetOutput { logits, proj, feat })
     }
 

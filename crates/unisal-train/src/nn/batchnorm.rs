@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use super::batchnorm_cpu::{BnEval, BnStats, BnTrain};
 use super::cpu_util::cpu_float;
 
-use super::{param, push_var, HasVars, Init, NamedVar, VarKind};
+use super::{param, param_as, push_var, HasVars, Init, NamedVar, VarKind};
 use crate::error::{Result, TrainError};
 
 /// Which implementation batch norm uses.
@@ -115,11 +115,12 @@ impl BatchNorm2d {
             return self.cpu(x, train, false);
         }
         let (n, c, h, w) = x.dims4()?;
-        let w4 = param(&self.weight).reshape((1, c, 1, 1))?;
-        let b4 = param(&self.bias).reshape((1, c, 1, 1))?;
+        let dt = x.dtype();
+        let w4 = param_as(&self.weight, dt)?.reshape((1, c, 1, 1))?;
+        let b4 = param_as(&self.bias, dt)?.reshape((1, c, 1, 1))?;
         if !train {
-            let rm = param(&self.running_mean).reshape((1, c, 1, 1))?;
-            let rv = param(&self.running_var).reshape((1, c, 1, 1))?;
+            let rm = param_as(&self.running_mean, dt)?.reshape((1, c, 1, 1))?;
+            let rv = param_as(&self.running_var, dt)?.reshape((1, c, 1, 1))?;
             let scale = w4.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
             let shift = b4.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
             return Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?);
@@ -161,7 +162,7 @@ impl BatchNorm2d {
     fn cudnn(&self, x: &Tensor, train: bool, relu: bool) -> Result<Tensor> {
         let (rm, rv) = (param(&self.running_mean), param(&self.running_var));
         let running = (&rm, &rv);
-        let (w, b) = (&param(&self.weight), &param(&self.bias));
+        let (w, b) = (&param_as(&self.weight, x.dtype())?, &param_as(&self.bias, x.dtype())?);
         if !train {
             return super::cudnn::batch_norm_eval(x, w, b, running, self.eps, relu);
         }
@@ -172,6 +173,9 @@ impl BatchNorm2d {
     /// `running = (1 - m) * running + m * batch`, the variance unbiased; outside the autograd graph.
     fn update_running(&self, batch_mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
         let m = self.momentum;
+        // Under mixed precision the batch statistics are bf16, the running ones f32.
+        let dt = self.running_mean.dtype();
+        let (batch_mean, var) = (&batch_mean.to_dtype(dt)?, &var.to_dtype(dt)?);
         let unbiased = var.affine(count as f64 / (count - 1) as f64, 0.0)?;
         let new_mean =
             (self.running_mean.as_tensor().detach().affine(1.0 - m, 0.0)? + batch_mean.affine(m, 0.0)?)?;

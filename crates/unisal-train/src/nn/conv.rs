@@ -11,7 +11,7 @@ use super::conv_cpu::{ConvOp, KeptCols};
 use super::cpu_util::cpu_float;
 use super::im2col::Geometry;
 use super::pool::strided;
-use super::{param, push_var, HasVars, Init, NamedVar, VarKind};
+use super::{param, param_as, push_var, HasVars, Init, NamedVar, VarKind};
 use crate::error::{Result, TrainError};
 
 /// The largest im2col patch matrix built at once; a batch whose matrix is larger is split.
@@ -101,7 +101,7 @@ impl Conv2d {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
         if imp == ConvImpl::Auto && super::cudnn_usable(x) {
             let op = ConvOp { g: self.geometry(x, k)?, out, keep: None };
-            let y = x.contiguous()?.apply_op2(&param(&self.weight).contiguous()?, op)?;
+            let y = x.contiguous()?.apply_op2(&param_as(&self.weight, x.dtype())?.contiguous()?, op)?;
             return self.with_bias(y);
         }
         let im2col = match imp {
@@ -114,7 +114,7 @@ impl Conv2d {
         } else if k == 1 && self.padding == 0 {
             self.pointwise(x, out)?
         } else {
-            x.conv2d(&param(&self.weight), self.padding, self.stride, 1, 1)?
+            x.conv2d(&param_as(&self.weight, x.dtype())?, self.padding, self.stride, 1, 1)?
         };
         self.with_bias(y)
     }
@@ -123,7 +123,7 @@ impl Conv2d {
         match &self.bias {
             Some(b) => {
                 let c = b.as_tensor().dim(0)?;
-                Ok(y.broadcast_add(&param(b).reshape((1, c, 1, 1))?)?)
+                Ok(y.broadcast_add(&param_as(b, y.dtype())?.reshape((1, c, 1, 1))?)?)
             }
             None => Ok(y),
         }
@@ -166,7 +166,7 @@ impl Conv2d {
         };
         let (n, c, h, w) = x.dims4()?;
         let rows = x.permute((0, 2, 3, 1))?.reshape((n * h * w, c))?;
-        let wm = param(&self.weight).reshape((out, c))?;
+        let wm = param_as(&self.weight, x.dtype())?.reshape((out, c))?;
         let y = rows.matmul(&wm.t()?)?;
         Ok(y.reshape((n, h, w, out))?.permute((0, 3, 1, 2))?.contiguous()?)
     }

@@ -1,17 +1,62 @@
 //! The element-wise CUDA kernels of `cuda/elementwise.cu` (PTX built by `build.rs`, feature `cuda`) and their
 //! launch: ReLU, the residual join `relu(a + b)`, the ReLU gradient mask and the SGD passes (in place on the
-//! momentum buffer and the weight), each one kernel where candle needs two to six (plus their allocations). The ops that use them (`elementwise.rs`, `optim.rs`)
-//! compute the same on the CPU in Rust.
+//! momentum buffer and the weight), each one kernel where candle needs two to six (plus their allocations); the
+//! first three also in bf16. The ops that use them (`elementwise.rs`, `optim.rs`) compute the same on the CPU in
+//! Rust.
 
-use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
-use candle_core::{CudaStorage, Layout, Shape};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::CudaDType;
+use candle_core::{CudaStorage, DType, Layout, Shape};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/unisal_kernels.ptx"));
 const THREADS: u32 = 256;
 
-/// Runs the kernel `name` of `cuda/elementwise.cu` over 1-3 contiguous f32 inputs of one shape (a missing input
-/// slot gets the first; the kernels do not read it) with the scalars `p`; returns a new buffer of that shape.
+/// The out-of-place kernels of `cuda/elementwise.cu`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Map {
+    /// `max(a, 0)`.
+    Relu,
+    /// `max(a + b, 0)`.
+    AddRelu,
+    /// `a * [b > 0]`.
+    ReluMask,
+    /// `b + p1 * a` (SGD's first momentum buffer; f32 only).
+    SgdFirstBuffer,
+}
+
+impl Map {
+    /// The kernel's name for elements of `dtype` (f32, or bf16 for all but SGD's).
+    fn name(self, dtype: DType) -> candle_core::Result<&'static str> {
+        Ok(match (self, dtype) {
+            (Map::Relu, DType::F32) => "unisal_relu_f32",
+            (Map::AddRelu, DType::F32) => "unisal_add_relu_f32",
+            (Map::ReluMask, DType::F32) => "unisal_relu_mask_f32",
+            (Map::SgdFirstBuffer, DType::F32) => "unisal_sgd_buffer_f32",
+            (Map::Relu, DType::BF16) => "unisal_relu_bf16",
+            (Map::AddRelu, DType::BF16) => "unisal_add_relu_bf16",
+            (Map::ReluMask, DType::BF16) => "unisal_relu_mask_bf16",
+            (k, dt) => candle_core::bail!("{k:?}: no CUDA kernel for {dt:?}"),
+        })
+    }
+}
+
+/// Runs `kernel` over 1-3 contiguous inputs of one shape and element type (f32 or bf16; a missing input slot gets
+/// the first; the kernels do not read it) with the scalars `p`; returns a new buffer of that shape.
 pub(crate) fn map(
+    kernel: Map,
+    inputs: &[(&CudaStorage, &Layout)],
+    p: [f32; 3],
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    let Some(&(first, _)) = inputs.first() else { candle_core::bail!("{kernel:?}: no input") };
+    match first.dtype() {
+        DType::F32 => map_as::<f32>(kernel.name(DType::F32)?, inputs, p),
+        DType::BF16 => map_as::<half::bf16>(kernel.name(DType::BF16)?, inputs, p),
+        dt => candle_core::bail!("{kernel:?}: no CUDA kernel for {dt:?}"),
+    }
+}
+
+fn map_as<T: CudaDType + DeviceRepr>(
     name: &'static str,
     inputs: &[(&CudaStorage, &Layout)],
     p: [f32; 3],
@@ -28,11 +73,11 @@ pub(crate) fn map(
                 l.shape()
             );
         }
-        views.push(s.as_cuda_slice::<f32>()?.slice(l.start_offset()..l.start_offset() + n));
+        views.push(s.as_cuda_slice::<T>()?.slice(l.start_offset()..l.start_offset() + n));
     }
     let dev = &first.device;
     // SAFETY: every element is written by the kernel below before anything reads it.
-    let out = unsafe { dev.alloc::<f32>(n.max(1)) }?;
+    let out = unsafe { dev.alloc::<T>(n.max(1)) }?;
     if n > 0 {
         let func = dev.get_or_load_custom_func(name, "unisal_elementwise", PTX)?;
         let mut b = func.builder();

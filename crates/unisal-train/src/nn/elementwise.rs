@@ -50,7 +50,7 @@ cpu_op!(CustomOp2 for AddRelu {
         b: &candle_core::CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        super::cuda_kernels::map("unisal_add_relu_f32", &[(a, al), (b, bl)], [0.0; 3])
+        super::cuda_kernels::map(super::cuda_kernels::Map::AddRelu, &[(a, al), (b, bl)], [0.0; 3])
     }
 
     fn bwd(
@@ -94,7 +94,7 @@ cpu_op!(CustomOp2 for ReluMask {
         y: &candle_core::CudaStorage,
         yl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        super::cuda_kernels::map("unisal_relu_mask_f32", &[(dy, dyl), (y, yl)], [0.0; 3])
+        super::cuda_kernels::map(super::cuda_kernels::Map::ReluMask, &[(dy, dyl), (y, yl)], [0.0; 3])
     }
 });
 
@@ -120,7 +120,7 @@ cpu_op!(CustomOp1 for Relu {
         x: &candle_core::CudaStorage,
         xl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        super::cuda_kernels::map("unisal_relu_f32", &[(x, xl)], [0.0; 3])
+        super::cuda_kernels::map(super::cuda_kernels::Map::Relu, &[(x, xl)], [0.0; 3])
     }
 
     fn bwd(&self, _x: &Tensor, res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {

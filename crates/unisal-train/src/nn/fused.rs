@@ -45,14 +45,14 @@ pub fn conv_bn_eval(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, epilogue: Epilo
     }
 }
 
-/// The fused op, where it can run (CUDA, f32, cuDNN loaded, under [`NoGrad`]); `None` elsewhere.
+/// The fused op, where it can run (CUDA, f32 (not bf16), cuDNN loaded, under [`NoGrad`]); `None` elsewhere.
 pub fn conv_bn_eval_fused(
     conv: &Conv2d,
     bn: &BatchNorm2d,
     x: &Tensor,
     epilogue: Epilogue<'_>,
 ) -> Result<Option<Tensor>> {
-    if !NoGrad::active() || !super::cudnn_usable(x) {
+    if !NoGrad::active() || x.dtype() != candle_core::DType::F32 || !super::cudnn_usable(x) {
         return Ok(None);
     }
     #[cfg(feature = "cuda")]

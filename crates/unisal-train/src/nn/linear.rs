@@ -2,7 +2,7 @@
 
 use candle_core::{Tensor, Var};
 
-use super::{param, push_var, HasVars, Init, NamedVar, VarKind};
+use super::{param_as, push_var, HasVars, Init, NamedVar, VarKind};
 use crate::error::Result;
 
 /// A linear layer with optional bias.
@@ -42,9 +42,9 @@ impl Linear {
 
     /// `x: [N, in]` -> `[N, out]`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&param(&self.weight).t()?)?;
+        let y = x.matmul(&param_as(&self.weight, x.dtype())?.t()?)?;
         match &self.bias {
-            Some(b) => Ok(y.broadcast_add(&param(b))?),
+            Some(b) => Ok(y.broadcast_add(&param_as(b, x.dtype())?)?),
             None => Ok(y),
         }
     }

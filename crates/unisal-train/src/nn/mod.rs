@@ -42,8 +42,8 @@ pub use batchnorm::{BatchNorm2d, BnImpl};
 pub use conv::{Conv2d, ConvImpl};
 pub use init::Init;
 pub use linear::Linear;
-pub(crate) use no_grad::param;
 pub use no_grad::NoGrad;
+pub(crate) use no_grad::{param, param_as};
 pub use pool::{add_relu, global_avg_pool, max_pool2d, max_pool2d_composed, relu};
 
 use candle_core::{DType, Tensor, Var};
@@ -52,16 +52,22 @@ use candle_core::{DType, Tensor, Var};
 /// layers) take `x`: f32 on a CUDA device, unless `UNISAL_GPU_KERNELS=0` turns them off (candle's composed ops then
 /// run, as in a build without the features: for comparisons and as a way around a faulty kernel).
 pub(crate) fn gpu_f32(x: &Tensor) -> bool {
+    x.dtype() == DType::F32 && gpu_float(x)
+}
+
+/// [`gpu_f32`] for f32 or bf16 (the activations of mixed precision): what the layers' kernels take; SGD, whose
+/// weights stay f32, takes only f32.
+pub(crate) fn gpu_float(x: &Tensor) -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     cfg!(feature = "cuda")
         && x.device().is_cuda()
-        && x.dtype() == DType::F32
+        && matches!(x.dtype(), DType::F32 | DType::BF16)
         && *ON.get_or_init(|| {
             std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| !matches!(v.trim(), "0" | "false" | "off"))
         })
 }
 
-/// Whether the cuDNN layers take `x`: [`gpu_f32`] and cuDNN loaded (always false without the `cuda` feature).
+/// Whether the cuDNN layers take `x`: [`gpu_float`] and cuDNN loaded (always false without the `cuda` feature).
 pub(crate) fn cudnn_usable(x: &Tensor) -> bool {
     #[cfg(feature = "cuda")]
     return cudnn::usable(x);

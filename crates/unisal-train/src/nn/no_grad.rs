@@ -8,7 +8,7 @@
 use std::cell::Cell;
 use std::marker::PhantomData;
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
@@ -45,6 +45,17 @@ pub(crate) fn param(v: &Var) -> Tensor {
         v.as_tensor().detach()
     } else {
         v.as_tensor().clone()
+    }
+}
+
+/// [`param`] in the element type of the activations it meets: under mixed precision (bf16 activations, f32
+/// variables) a cast, whose backward casts the gradient back to the variable's f32.
+pub(crate) fn param_as(v: &Var, dtype: DType) -> candle_core::Result<Tensor> {
+    let p = param(v);
+    if p.dtype() == dtype {
+        Ok(p)
+    } else {
+        p.to_dtype(dtype)
     }
 }
 

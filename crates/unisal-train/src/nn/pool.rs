@@ -17,7 +17,7 @@ use crate::error::{Result, TrainError};
 
 /// max(x, 0); on CUDA in f32 one kernel each way (candle's ReLU backward is four).
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if super::gpu_f32(x) {
+    if super::gpu_float(x) {
         return Ok(x.contiguous()?.apply_op1(Relu)?);
     }
     Ok(x.relu()?)
@@ -25,7 +25,7 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 
 /// `max(a + b, 0)`, the join of a residual block (same shapes).
 pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let ours = cpu_float(a) || super::gpu_f32(a);
+    let ours = cpu_float(a) || super::gpu_float(a);
     if ours && a.dtype() == b.dtype() && a.shape() == b.shape() {
         return Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)?);
     }

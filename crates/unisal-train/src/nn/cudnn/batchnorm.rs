@@ -12,12 +12,15 @@
 use std::ffi::{c_int, c_void};
 use std::sync::{Arc, Mutex};
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaView};
-use candle_core::{CudaStorage, Layout, Shape, Storage, Tensor};
+use candle_core::{CudaStorage, DType, Layout, Shape, Storage, Tensor};
 
 use crate::nn::elementwise::relu_mask;
 
-use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
+use super::handle::{
+    check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
+};
 
 const MODE: c_int = super::ffi::BATCHNORM_SPATIAL;
 
@@ -86,7 +89,25 @@ fn with_relu(y: CudaStorage, shape: &Shape, relu: bool) -> candle_core::Result<(
     if !relu {
         return Ok((y, shape.clone()));
     }
-    crate::nn::cuda_kernels::map("unisal_relu_f32", &[(&y, &Layout::contiguous(shape.clone()))], [0.0; 3])
+    crate::nn::cuda_kernels::map(
+        crate::nn::cuda_kernels::Map::Relu,
+        &[(&y, &Layout::contiguous(shape.clone()))],
+        [0.0; 3],
+    )
+}
+
+/// A per-channel parameter as f32 (cuDNN's batch norm takes its parameters and statistics in f32 for bf16 data
+/// too): the storage itself, or an f32 copy.
+fn params_f32<'a>(
+    s: &'a CudaStorage,
+    l: &'a Layout,
+    copy: &'a mut Option<(CudaStorage, Layout)>,
+) -> candle_core::Result<(&'a CudaStorage, &'a Layout)> {
+    if s.dtype() == DType::F32 {
+        return Ok((s, l));
+    }
+    let (c, cl) = copy.insert((s.to_dtype(l, DType::F32)?, Layout::contiguous(l.shape().clone())));
+    Ok((&*c, &*cl))
 }
 
 /// `[N, C, H, W]` of `x`, checked against `[C]` parameters (and, in train mode, more than one value a channel).
@@ -114,37 +135,28 @@ fn running_view<'a>(
     Ok(s.as_cuda_slice::<f32>()?.slice(layout.start_offset()..layout.start_offset() + c))
 }
 
-impl candle_core::CustomOp3 for BnCudnn {
-    fn name(&self) -> &'static str {
-        if self.mode.is_some() {
-            "batch-norm-train-cudnn"
-        } else {
-            "batch-norm-eval-cudnn"
-        }
-    }
-
-    super::cuda_only_cpu_fwd!(CustomOp3);
-
-    fn cuda_fwd(
+impl BnCudnn {
+    /// [`candle_core::CustomOp3::cuda_fwd`] for activations of type `T` (f32 or bf16; the parameters are
+    /// converted to f32 where they are not).
+    fn fwd_as<T: CudnnElem>(
         &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        gs: &CudaStorage,
-        gl: &Layout,
-        bs: &CudaStorage,
-        bl: &Layout,
+        (xs, xl): (&CudaStorage, &Layout),
+        (gs, gl): (&CudaStorage, &Layout),
+        (bs, bl): (&CudaStorage, &Layout),
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let dims = dims(xl, &[gl, bl], self.mode.is_some())?;
         let c = dims[1];
-        let (x, g, b) =
-            (input(xs, xl, "batch norm")?, input(gs, gl, "batch norm")?, input(bs, bl, "batch norm")?);
+        let (mut g_copy, mut b_copy) = (None, None);
+        let ((gs, gl), (bs, bl)) = (params_f32(gs, gl, &mut g_copy)?, params_f32(bs, bl, &mut b_copy)?);
+        let what = "batch norm";
+        let (x, g, b) = (input::<T>(xs, xl, what)?, input::<f32>(gs, gl, what)?, input::<f32>(bs, bl, what)?);
         let (rm_guard, rv_guard) =
             (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
         let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
-        let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
+        let (xd, pd) = (Desc::nchw_of(dims, T::DATA)?, Desc::channels(c)?);
         let what = if self.mode.is_some() { "batch-norm-train" } else { "batch-norm-eval" };
         let y = with_handle(&xs.device, what, |a, h, stream| {
-            let mut y = output(stream, xl.shape().elem_count())?;
+            let mut y = output::<T>(stream, xl.shape().elem_count())?;
             let saved = {
                 let ((xp, _a), (gp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&g, stream), ptr(&b, stream));
                 // In train mode written by cuDNN in place: see the module's note on the running statistics.
@@ -154,7 +166,7 @@ impl candle_core::CustomOp3 for BnCudnn {
                 let (xd, pd) = (xd.ptr, pd.ptr);
                 match &self.mode {
                     Some(train) => {
-                        let (mut mean, mut invstd) = (output(stream, c)?, output(stream, c)?);
+                        let (mut mean, mut invstd) = (output::<f32>(stream, c)?, output::<f32>(stream, c)?);
                         {
                             let ((mp, _g), (ip, _h)) =
                                 (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
@@ -191,6 +203,34 @@ impl candle_core::CustomOp3 for BnCudnn {
         })?;
         // After the cuDNN call, so that the GPU profile times the ReLU once, under its own name.
         with_relu(y, xl.shape(), self.relu)
+    }
+}
+
+impl candle_core::CustomOp3 for BnCudnn {
+    fn name(&self) -> &'static str {
+        if self.mode.is_some() {
+            "batch-norm-train-cudnn"
+        } else {
+            "batch-norm-eval-cudnn"
+        }
+    }
+
+    super::cuda_only_cpu_fwd!(CustomOp3);
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        match xs.dtype() {
+            DType::F32 => self.fwd_as::<f32>((xs, xl), (gs, gl), (bs, bl)),
+            DType::BF16 => self.fwd_as::<half::bf16>((xs, xl), (gs, gl), (bs, bl)),
+            dt => candle_core::bail!("cuDNN batch norm: {dt:?} is not supported"),
+        }
     }
 
     fn bwd(
@@ -262,17 +302,41 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
         gs: &CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
+        match xs.dtype() {
+            DType::F32 => self.bwd_as::<f32>((xs, xl), (dys, dyl), (gs, gl)),
+            DType::BF16 => self.bwd_as::<half::bf16>((xs, xl), (dys, dyl), (gs, gl)),
+            dt => candle_core::bail!("cuDNN batch norm backward: {dt:?} is not supported"),
+        }
+    }
+}
+
+impl BnBackwardCudnn {
+    /// The backward for activations of type `T`. cuDNN computes `dgamma` and `dbeta` in f32: straight into the
+    /// packed output for f32, else into f32 buffers converted into it.
+    fn bwd_as<T: CudnnElem>(
+        &self,
+        (xs, xl): (&CudaStorage, &Layout),
+        (dys, dyl): (&CudaStorage, &Layout),
+        (gs, gl): (&CudaStorage, &Layout),
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
         let dims = dims(xl, &[gl], true)?;
         if dyl.shape() != xl.shape() {
             candle_core::bail!("batch norm backward: gradient {:?} for input {:?}", dyl.shape(), xl.shape());
         }
         let (c, len) = (dims[1], xl.shape().elem_count());
+        let mut g_copy = None;
+        let (gs, gl) = params_f32(gs, gl, &mut g_copy)?;
+        let what = "batch norm";
         let (x, dy, g) =
-            (input(xs, xl, "batch norm")?, input(dys, dyl, "batch norm")?, input(gs, gl, "batch norm")?);
-        let (xd, pd) = (Desc::nchw(dims)?, Desc::channels(c)?);
+            (input::<T>(xs, xl, what)?, input::<T>(dys, dyl, what)?, input::<f32>(gs, gl, what)?);
+        let (xd, pd) = (Desc::nchw_of(dims, T::DATA)?, Desc::channels(c)?);
+        let direct = T::DATA == super::ffi::DATA_FLOAT;
         with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
             let (g_at, b_at, total) = packed_layout(len, c);
-            let mut out = output(stream, total)?;
+            let mut out = output::<T>(stream, total)?;
+            // Unused (one value) for f32.
+            let n32 = if direct { 1 } else { c };
+            let (mut dg32, mut db32) = (output::<f32>(stream, n32)?, output::<f32>(stream, n32)?);
             {
                 let (mut dx, mut rest) = out.split_at_mut(g_at);
                 let (mut dg, mut db) = rest.split_at_mut(b_at - g_at);
@@ -281,6 +345,8 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
                 let ((mp, _d), (ip, _e)) = (ptr(&self.saved.mean, stream), ptr(&self.saved.invstd, stream));
                 let (dxp, _f) = ptr_mut(&mut dx, stream);
                 let ((dgp, _g), (dbp, _h)) = (ptr_mut(&mut dg, stream), ptr_mut(&mut db, stream));
+                let ((dgp32, _i), (dbp32, _j)) = (ptr_mut(&mut dg32, stream), ptr_mut(&mut db32, stream));
+                let (dgp, dbp) = if direct { (dgp, dbp) } else { (dgp32, dbp32) };
                 check(
                     unsafe {
                         (a.cudnnBatchNormalizationBackward)(
@@ -307,6 +373,15 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
                     },
                     "batch norm backward",
                 )?;
+            }
+            if !direct {
+                for (part, at) in [(dg32, g_at), (db32, b_at)] {
+                    let converted = storage(part, &xs.device).to_dtype(&Layout::contiguous(c), T::DTYPE)?;
+                    let src = converted.as_cuda_slice::<T>()?;
+                    stream
+                        .memcpy_dtod(src, &mut out.slice_mut(at..at + c))
+                        .map_err(|e| candle_core::Error::Msg(format!("batch norm backward: copy: {e:?}")))?;
+                }
             }
             Ok((storage(out, &xs.device), Shape::from(total)))
         })

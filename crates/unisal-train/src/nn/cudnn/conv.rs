@@ -13,11 +13,14 @@ use std::collections::HashMap;
 use std::ffi::c_int;
 use std::sync::{Arc, OnceLock};
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream};
-use candle_core::{CudaStorage, Layout, Shape};
+use candle_core::{CudaStorage, DType, Layout, Shape};
 
 use super::ffi::{self, AlgoPerf, Api, Ptr};
-use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
+use super::handle::{
+    check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
+};
 use super::tf32_allowed;
 use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
 use crate::nn::cpu_util::Kernel;
@@ -28,22 +31,31 @@ pub(super) struct Descs {
     pub w: Desc,
     pub conv: Desc,
     pub y: Desc,
+    /// cuDNN's data type of the tensors (the convolution accumulates in f32).
+    pub data: c_int,
 }
 
-pub(super) fn descs(op: &ConvOp) -> candle_core::Result<Descs> {
+pub(super) fn descs(op: &ConvOp, data: c_int) -> candle_core::Result<Descs> {
     let (g, out) = (op.g, op.out);
     Ok(Descs {
-        x: Desc::nchw([g.n, g.c, g.h, g.w])?,
-        w: Desc::filter([out, g.c, g.k, g.k])?,
+        x: Desc::nchw_of([g.n, g.c, g.h, g.w], data)?,
+        w: Desc::filter([out, g.c, g.k, g.k], data)?,
         conv: Desc::conv(g.pad, g.stride)?,
-        y: Desc::nchw([g.n, out, g.ho(), g.wo()])?,
+        y: Desc::nchw_of([g.n, out, g.ho(), g.wo()], data)?,
+        data,
     })
 }
 
-/// Cache key of an algorithm choice: the geometry, the pass and whether TF32 was allowed.
-fn key(op: &ConvOp, pass: u8) -> [usize; 10] {
+/// Cache key of an algorithm choice: the geometry, the pass, the data type and whether TF32 was allowed.
+fn key(op: &ConvOp, pass: u8, data: c_int) -> [usize; 11] {
     let g = op.g;
-    [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out, pass as usize, tf32_allowed() as usize]
+    let t = [pass as usize, data as usize, tf32_allowed() as usize];
+    [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out, t[0], t[1], t[2]]
+}
+
+/// Whether tensor-core math may run: always for bf16 data, for f32 only with TF32 allowed.
+fn tensor_ops(data: c_int) -> bool {
+    data == ffi::DATA_BFLOAT16 || tf32_allowed()
 }
 
 /// An algorithm choice of one pass: cuDNN's algorithm number and its math type (the workspace is asked for at each
@@ -55,25 +67,26 @@ pub(super) struct Choice {
 }
 
 thread_local! {
-    static CHOICES: RefCell<HashMap<[usize; 10], Choice>> = RefCell::new(HashMap::new());
+    static CHOICES: RefCell<HashMap<[usize; 11], Choice>> = RefCell::new(HashMap::new());
 }
 
 /// The most workspace one convolution may take.
 const MAX_WORKSPACE: usize = 2 << 30;
 
-/// The first of cuDNN's ranked results that ran, fits [`MAX_WORKSPACE`] and keeps to the allowed math.
-fn choose(what: &str, results: &[AlgoPerf]) -> candle_core::Result<Choice> {
-    let tf32 = tf32_allowed();
+/// The first of cuDNN's ranked results that ran, fits [`MAX_WORKSPACE`] and keeps to the allowed math (for data of
+/// type `data`).
+fn choose(what: &str, results: &[AlgoPerf], data: c_int) -> candle_core::Result<Choice> {
+    let tensor = tensor_ops(data);
     results
         .iter()
         .find(|p| {
             p.status == ffi::STATUS_SUCCESS
                 && p.memory <= MAX_WORKSPACE
-                && (tf32
+                && (tensor
                     || !matches!(p.math_type, ffi::TENSOR_OP_MATH | ffi::TENSOR_OP_MATH_ALLOW_CONVERSION))
         })
-        // Without TF32 the descriptor keeps FMA math: cuDNN's default math would allow TF32 on Ampere and later.
-        .map(|p| Choice { algo: p.algo, math: if tf32 { p.math_type } else { ffi::FMA_MATH } })
+        // In strict fp32 the descriptor keeps FMA math: cuDNN's default math would allow TF32 on Ampere and later.
+        .map(|p| Choice { algo: p.algo, math: if tensor { p.math_type } else { ffi::FMA_MATH } })
         .ok_or_else(|| candle_core::Error::Msg(format!("cuDNN {what}: no usable algorithm")))
 }
 
@@ -95,16 +108,20 @@ fn find_allowed() -> bool {
 fn cached(
     a: &Api,
     h: Ptr,
-    (key, what): ([usize; 10], &str),
+    (key, what, data): ([usize; 11], &str, c_int),
     d: [Ptr; 4],
     (get, find): (Query, Query),
 ) -> candle_core::Result<Choice> {
     if let Some(c) = CHOICES.with(|m| m.borrow().get(&key).copied()) {
         return Ok(c);
     }
-    // Ask for what may run: FMA kernels only in strict fp32, cuDNN's default (TF32 allowed) otherwise. The
-    // descriptor may still hold another pass's math type.
-    let math = if tf32_allowed() { ffi::DEFAULT_MATH } else { ffi::FMA_MATH };
+    // Ask for what may run: FMA kernels only in strict fp32, tensor cores for bf16, cuDNN's default (TF32 allowed)
+    // otherwise. The descriptor may still hold another pass's math type.
+    let math = match (data == ffi::DATA_BFLOAT16, tf32_allowed()) {
+        (true, _) => ffi::TENSOR_OP_MATH,
+        (false, true) => ffi::DEFAULT_MATH,
+        (false, false) => ffi::FMA_MATH,
+    };
     check(unsafe { (a.cudnnSetConvolutionMathType)(d[2], math) }, what)?;
     let ask = |query: Query| -> candle_core::Result<Choice> {
         const N: usize = 10;
@@ -113,7 +130,7 @@ fn cached(
         let status =
             unsafe { query(h, d[0], d[1], d[2], d[3], N as c_int, &mut count, results.as_mut_ptr()) };
         check(status, what)?;
-        choose(what, &results[..count.clamp(0, N as c_int) as usize])
+        choose(what, &results[..count.clamp(0, N as c_int) as usize], data)
     };
     let choice = if find_allowed() {
         ask(find).or_else(|e| {
@@ -152,7 +169,7 @@ pub(super) fn prepare(
 pub(super) fn forward_choice(a: &Api, h: Ptr, op: &ConvOp, d: &Descs) -> candle_core::Result<Choice> {
     let what = "convolution forward";
     let queries = (a.cudnnGetConvolutionForwardAlgorithm_v7, a.cudnnFindConvolutionForwardAlgorithm);
-    cached(a, h, (key(op, 0), what), [d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr], queries)
+    cached(a, h, (key(op, 0, d.data), what, d.data), [d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr], queries)
 }
 
 /// The forward's workspace for `choice`: see [`prepare`].
@@ -176,7 +193,7 @@ pub(super) fn forward_workspace(
     })
 }
 
-/// The CUDA forward of [`ConvOp`]: `y = conv(x, w)` through cuDNN.
+/// The CUDA forward of [`ConvOp`]: `y = conv(x, w)` through cuDNN, in f32 or bf16 (accumulating in f32).
 pub(crate) fn forward(
     op: &ConvOp,
     xs: &CudaStorage,
@@ -184,14 +201,26 @@ pub(crate) fn forward(
     ws: &CudaStorage,
     wl: &Layout,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
+    match xs.dtype() {
+        DType::F32 => forward_as::<f32>(op, (xs, xl), (ws, wl)),
+        DType::BF16 => forward_as::<half::bf16>(op, (xs, xl), (ws, wl)),
+        dt => candle_core::bail!("cuDNN convolution: {dt:?} is not supported"),
+    }
+}
+
+fn forward_as<T: CudnnElem>(
+    op: &ConvOp,
+    (xs, xl): (&CudaStorage, &Layout),
+    (ws, wl): (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
     let shape = Kernel::shape(op, &[xl, wl])?;
-    let (x, w) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?);
-    let d = descs(op)?;
+    let (x, w) = (input::<T>(xs, xl, "conv2d")?, input::<T>(ws, wl, "conv2d")?);
+    let d = descs(op, T::DATA)?;
     with_handle(&xs.device, "conv-forward", |a, h, stream| {
         let what = "convolution forward";
         let choice = forward_choice(a, h, op, &d)?;
         let (bytes, mut ws_buf) = forward_workspace(a, h, &d, stream, (choice, what))?;
-        let mut y = output(stream, shape.elem_count())?;
+        let mut y = output::<T>(stream, shape.elem_count())?;
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
             let (yp, _gy) = ptr_mut(&mut y, stream);
@@ -227,18 +256,32 @@ pub(crate) fn forward(
 /// backward-data and backward-filter passes.
 pub(crate) fn backward(
     op: &ConvBackwardOp,
+    x: (&CudaStorage, &Layout),
+    w: (&CudaStorage, &Layout),
+    dy: (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    match x.0.dtype() {
+        DType::F32 => backward_as::<f32>(op, x, w, dy),
+        DType::BF16 => backward_as::<half::bf16>(op, x, w, dy),
+        dt => candle_core::bail!("cuDNN convolution backward: {dt:?} is not supported"),
+    }
+}
+
+fn backward_as<T: CudnnElem>(
+    op: &ConvBackwardOp,
     (xs, xl): (&CudaStorage, &Layout),
     (ws, wl): (&CudaStorage, &Layout),
     (dys, dyl): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let shape = Kernel::shape(op, &[xl, wl, dyl])?;
-    let (x, w, dy) = (input(xs, xl, "conv2d")?, input(ws, wl, "conv2d")?, input(dys, dyl, "conv2d")?);
+    let what = "conv2d";
+    let (x, w, dy) = (input::<T>(xs, xl, what)?, input::<T>(ws, wl, what)?, input::<T>(dys, dyl, what)?);
     let c = &op.conv;
     let (x_len, w_len) = (if op.need_dx { xl.shape().elem_count() } else { 0 }, wl.shape().elem_count());
     let dw_at = dw_offset(x_len);
-    let d = descs(c)?;
+    let d = descs(c, T::DATA)?;
     with_handle(&xs.device, "conv-backward", |a, h, stream| {
-        let mut out = output(stream, dw_at + w_len)?;
+        let mut out = output::<T>(stream, dw_at + w_len)?;
         let (dyp, _gdy) = ptr(&dy, stream);
         let (one, zero) = (scale(&ONE), scale(&ZERO));
         let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
@@ -248,7 +291,7 @@ pub(crate) fn backward(
                 a.cudnnGetConvolutionBackwardFilterAlgorithm_v7,
                 a.cudnnFindConvolutionBackwardFilterAlgorithm,
             );
-            let choice = cached(a, h, (key(c, 2), what), [dx_d, dy_d, dc, dw_d], queries)?;
+            let choice = cached(a, h, (key(c, 2, d.data), what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
             let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
                     h,
@@ -278,7 +321,7 @@ pub(crate) fn backward(
             let what = "convolution backward data";
             let queries =
                 (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
-            let choice = cached(a, h, (key(c, 1), what), [dw_d, dy_d, dc, dx_d], queries)?;
+            let choice = cached(a, h, (key(c, 1, d.data), what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
             let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
             })?;
@@ -318,9 +361,12 @@ mod tests {
             perf(1, ffi::STATUS_SUCCESS, 1 << 20, ffi::DEFAULT_MATH),
             perf(0, ffi::STATUS_SUCCESS, 0, ffi::FMA_MATH),
         ];
-        let c = choose("test", &ranked).unwrap();
+        let c = choose("test", &ranked, ffi::DATA_FLOAT).unwrap();
         assert_eq!((c.algo, c.math), (1, ffi::FMA_MATH));
-        let err = choose("test", &ranked[..3]).unwrap_err().to_string();
+        // bf16 takes tensor cores: the first that ran.
+        let c = choose("test", &ranked, ffi::DATA_BFLOAT16).unwrap();
+        assert_eq!((c.algo, c.math), (5, ffi::TENSOR_OP_MATH));
+        let err = choose("test", &ranked[..3], ffi::DATA_FLOAT).unwrap_err().to_string();
         assert!(err.contains("no usable algorithm"), "{err}");
     }
 }

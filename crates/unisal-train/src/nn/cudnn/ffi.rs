@@ -13,6 +13,7 @@ pub(crate) type Status = c_int;
 
 pub(crate) const STATUS_SUCCESS: Status = 0;
 pub(crate) const DATA_FLOAT: c_int = 0;
+pub(crate) const DATA_BFLOAT16: c_int = 9;
 pub(crate) const TENSOR_NCHW: c_int = 0;
 pub(crate) const CROSS_CORRELATION: c_int = 1;
 pub(crate) const DEFAULT_MATH: c_int = 0;
@@ -218,7 +219,8 @@ mod tests {
         assert_eq!(status_text(a, STATUS_SUCCESS), "CUDNN_STATUS_SUCCESS");
         Desc::nchw([8, 64, 56, 56]).unwrap();
         Desc::channels(64).unwrap();
-        Desc::filter([128, 64, 3, 3]).unwrap();
+        Desc::filter([128, 64, 3, 3], DATA_FLOAT).unwrap();
+        Desc::nchw_of([8, 64, 56, 56], DATA_BFLOAT16).unwrap();
         Desc::conv(1, 2).unwrap();
         Desc::max_pool(3, 2, 1).unwrap();
         Desc::activation(true).unwrap();

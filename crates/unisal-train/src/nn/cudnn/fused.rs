@@ -60,7 +60,8 @@ impl candle_core::CustomOp3 for ConvBiasAct {
             candle_core::bail!("fused convolution: bias {:?} for {out} output channels", bl.shape());
         }
         let what = "fused convolution";
-        let (x, w, b) = (input(xs, xl, what)?, input(ws, wl, what)?, input(bs, bl, what)?);
+        let (x, w, b) =
+            (input::<f32>(xs, xl, what)?, input::<f32>(ws, wl, what)?, input::<f32>(bs, bl, what)?);
         let res_guard = self.residual.as_ref().map(Tensor::storage_and_layout);
         let res = match &res_guard {
             Some((guard, layout)) => {
@@ -73,11 +74,12 @@ impl candle_core::CustomOp3 for ConvBiasAct {
                         layout.shape()
                     );
                 }
-                Some(input(s, layout, what)?)
+                Some(input::<f32>(s, layout, what)?)
             }
             None => None,
         };
-        let (d, bias_d, act) = (descs(&self.op)?, Desc::channels(out)?, Desc::activation(self.relu)?);
+        let (d, bias_d, act) =
+            (descs(&self.op, ffi::DATA_FLOAT)?, Desc::channels(out)?, Desc::activation(self.relu)?);
         with_handle(&xs.device, "conv-bias-act", |a, h, stream| {
             let choice = if self.relu {
                 forward_choice(a, h, &self.op, &d)?
@@ -86,7 +88,7 @@ impl candle_core::CustomOp3 for ConvBiasAct {
                 Choice { algo: ffi::FWD_ALGO_IMPLICIT_PRECOMP_GEMM, math }
             };
             let (bytes, mut ws_buf) = forward_workspace(a, h, &d, stream, (choice, what))?;
-            let mut y = output(stream, shape.elem_count())?;
+            let mut y = output::<f32>(stream, shape.elem_count())?;
             {
                 let ((xp, _a), (wp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&w, stream), ptr(&b, stream));
                 let (yp, _d) = ptr_mut(&mut y, stream);

@@ -11,12 +11,31 @@ use std::ffi::c_int;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut};
-use candle_core::cuda_backend::DeviceId;
+use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
+use candle_core::cuda_backend::{CudaDType, DeviceId};
 use candle_core::{CudaDevice, CudaStorage, Layout};
 
 use super::ffi::{self, api, status_text, Api, Ptr, Status};
 use super::tf32_allowed;
+
+/// The element types of the cuDNN layers' activations: f32, and bf16 for mixed precision (the per-channel
+/// parameters and statistics of batch norm stay f32).
+pub(crate) trait CudnnElem: CudaDType + DeviceRepr {
+    /// cuDNN's `cudnnDataType_t`.
+    const DATA: c_int;
+    /// candle's.
+    const DTYPE: candle_core::DType;
+}
+
+impl CudnnElem for f32 {
+    const DATA: c_int = ffi::DATA_FLOAT;
+    const DTYPE: candle_core::DType = candle_core::DType::F32;
+}
+
+impl CudnnElem for half::bf16 {
+    const DATA: c_int = ffi::DATA_BFLOAT16;
+    const DTYPE: candle_core::DType = candle_core::DType::BF16;
+}
 
 /// cuDNN's scaling factors: `out = ONE * op + ZERO * out`.
 pub(crate) const ONE: f32 = 1.0;
@@ -118,14 +137,16 @@ impl Desc {
 
     /// A contiguous `[n, c, h, w]` f32 tensor.
     pub fn nchw(dims: [usize; 4]) -> candle_core::Result<Self> {
+        Self::nchw_of(dims, ffi::DATA_FLOAT)
+    }
+
+    /// A contiguous `[n, c, h, w]` tensor of cuDNN's data type `data`.
+    pub fn nchw_of(dims: [usize; 4], data: c_int) -> candle_core::Result<Self> {
         let a = lib()?;
         let what = "tensor descriptor";
         let d = Self::new(what, a.cudnnCreateTensorDescriptor, a.cudnnDestroyTensorDescriptor)?;
         let [n, c, h, w] = dims_i32(dims, what)?;
-        check(
-            unsafe { (a.cudnnSetTensor4dDescriptor)(d.ptr, ffi::TENSOR_NCHW, ffi::DATA_FLOAT, n, c, h, w) },
-            what,
-        )?;
+        check(unsafe { (a.cudnnSetTensor4dDescriptor)(d.ptr, ffi::TENSOR_NCHW, data, n, c, h, w) }, what)?;
         Ok(d)
     }
 
@@ -134,16 +155,13 @@ impl Desc {
         Self::nchw([1, c, 1, 1])
     }
 
-    /// An f32 `[out, in, k, k]` filter.
-    pub fn filter(dims: [usize; 4]) -> candle_core::Result<Self> {
+    /// An `[out, in, k, k]` filter of cuDNN's data type `data`.
+    pub fn filter(dims: [usize; 4], data: c_int) -> candle_core::Result<Self> {
         let a = lib()?;
         let what = "filter descriptor";
         let d = Self::new(what, a.cudnnCreateFilterDescriptor, a.cudnnDestroyFilterDescriptor)?;
         let [k, c, h, w] = dims_i32(dims, what)?;
-        check(
-            unsafe { (a.cudnnSetFilter4dDescriptor)(d.ptr, ffi::DATA_FLOAT, ffi::TENSOR_NCHW, k, c, h, w) },
-            what,
-        )?;
+        check(unsafe { (a.cudnnSetFilter4dDescriptor)(d.ptr, data, ffi::TENSOR_NCHW, k, c, h, w) }, what)?;
         Ok(d)
     }
 
@@ -186,12 +204,12 @@ impl Desc {
     }
 }
 
-/// The f32 slice of a storage, checked to be contiguous, from the layout's offset.
-pub(crate) fn input<'a>(
+/// The `T` slice of a storage, checked to be contiguous, from the layout's offset.
+pub(crate) fn input<'a, T: CudnnElem>(
     s: &'a CudaStorage,
     l: &Layout,
     what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, f32>> {
+) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaView<'a, T>> {
     if !l.is_contiguous() {
         candle_core::bail!(
             "{what}: the cuDNN layer expects a contiguous input, got strides {:?}",
@@ -199,13 +217,13 @@ pub(crate) fn input<'a>(
         );
     }
     let n = l.shape().elem_count();
-    Ok(s.as_cuda_slice::<f32>()?.slice(l.start_offset()..l.start_offset() + n))
+    Ok(s.as_cuda_slice::<T>()?.slice(l.start_offset()..l.start_offset() + n))
 }
 
-/// An uninitialised f32 buffer of `n` values on `stream` (every cuDNN call here writes all of its output).
-pub(crate) fn output(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<CudaSlice<f32>> {
+/// An uninitialised buffer of `n` values on `stream` (every cuDNN call here writes all of its output).
+pub(crate) fn output<T: CudnnElem>(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<CudaSlice<T>> {
     // SAFETY: the buffer is fully written by the cuDNN call it is made for before anything reads it.
-    unsafe { stream.alloc::<f32>(n.max(1)) }
+    unsafe { stream.alloc::<T>(n.max(1)) }
         .map_err(|e| candle_core::Error::Msg(format!("cuDNN: allocate: {e:?}")))
 }
 
@@ -228,6 +246,6 @@ pub(crate) fn ptr_mut<'a, T>(
 }
 
 /// Wraps a finished output as candle storage.
-pub(crate) fn storage(slice: CudaSlice<f32>, dev: &CudaDevice) -> CudaStorage {
+pub(crate) fn storage<T: CudnnElem>(slice: CudaSlice<T>, dev: &CudaDevice) -> CudaStorage {
     CudaStorage::wrap_cuda_slice(slice, dev.clone())
 }

@@ -41,10 +41,10 @@ pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
 pub(crate) use fused::conv_bias_act;
 pub(crate) use pool::{backward as pool_backward, forward as pool_forward};
 
-/// Whether the cuDNN layers take `x` (see [`super::gpu_f32`]) and cuDNN could be loaded. Where it could not, the
+/// Whether the cuDNN layers take `x` (see [`super::gpu_float`]) and cuDNN could be loaded. Where it could not, the
 /// layers use candle's ops, and the first such call says so once on stderr.
 pub(crate) fn usable(x: &Tensor) -> bool {
-    if !super::gpu_f32(x) {
+    if !super::gpu_float(x) {
         return false;
     }
     match ffi::api() {

@@ -2,32 +2,54 @@
 //! and backward (padded cells never win), with the ops' own shape checks. Composed from candle ops a 3x3 stride-2
 //! pool is about 30 graph nodes of padding, strided views and maxima.
 
-use candle_core::{CudaStorage, Layout, Shape};
+use candle_core::backend::BackendStorage;
+use candle_core::{CudaStorage, DType, Layout, Shape};
 
-use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
+use super::handle::{
+    check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
+};
 use crate::nn::cpu_util::Kernel;
 use crate::nn::pool_cpu::{MaxPool, MaxPoolBackward};
 
-/// The input, output and pooling descriptors of `op` on an input of layout `x` (already checked).
-fn descs(op: &MaxPool, x: &Layout, out: &Shape) -> candle_core::Result<(Desc, Desc, Desc)> {
+/// The input, output and pooling descriptors of `op` on an input of layout `x` (already checked), of cuDNN's data
+/// type `data`.
+fn descs(
+    op: &MaxPool,
+    x: &Layout,
+    out: &Shape,
+    data: std::ffi::c_int,
+) -> candle_core::Result<(Desc, Desc, Desc)> {
     let dims4 = |s: &Shape| -> candle_core::Result<[usize; 4]> {
         let (n, c, h, w) = s.dims4()?;
         Ok([n, c, h, w])
     };
-    Ok((Desc::nchw(dims4(x.shape())?)?, Desc::nchw(dims4(out)?)?, Desc::max_pool(op.k, op.stride, op.pad)?))
+    let (xd, yd) = (Desc::nchw_of(dims4(x.shape())?, data)?, Desc::nchw_of(dims4(out)?, data)?);
+    Ok((xd, yd, Desc::max_pool(op.k, op.stride, op.pad)?))
 }
 
-/// The CUDA forward of [`MaxPool`].
+/// The CUDA forward of [`MaxPool`] (f32 or bf16).
 pub(crate) fn forward(
     op: &MaxPool,
     xs: &CudaStorage,
     xl: &Layout,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
+    match xs.dtype() {
+        DType::F32 => forward_as::<f32>(op, xs, xl),
+        DType::BF16 => forward_as::<half::bf16>(op, xs, xl),
+        dt => candle_core::bail!("cuDNN max pool: {dt:?} is not supported"),
+    }
+}
+
+fn forward_as<T: CudnnElem>(
+    op: &MaxPool,
+    xs: &CudaStorage,
+    xl: &Layout,
+) -> candle_core::Result<(CudaStorage, Shape)> {
     let shape = Kernel::shape(op, &[xl])?;
-    let x = input(xs, xl, "max pool")?;
-    let (xd, yd, pool) = descs(op, xl, &shape)?;
+    let x = input::<T>(xs, xl, "max pool")?;
+    let (xd, yd, pool) = descs(op, xl, &shape, T::DATA)?;
     with_handle(&xs.device, "max-pool-forward", |a, h, stream| {
-        let mut y = output(stream, shape.elem_count())?;
+        let mut y = output::<T>(stream, shape.elem_count())?;
         {
             let ((xp, _a), (yp, _b)) = (ptr(&x, stream), ptr_mut(&mut y, stream));
             let (one, zero) = (scale(&ONE), scale(&ZERO));
@@ -40,18 +62,32 @@ pub(crate) fn forward(
     })
 }
 
-/// The CUDA forward of [`MaxPoolBackward`]: `dx` from `(x, y, dy)`.
+/// The CUDA forward of [`MaxPoolBackward`]: `dx` from `(x, y, dy)` (f32 or bf16).
 pub(crate) fn backward(
+    op: &MaxPoolBackward,
+    x: (&CudaStorage, &Layout),
+    y: (&CudaStorage, &Layout),
+    dy: (&CudaStorage, &Layout),
+) -> candle_core::Result<(CudaStorage, Shape)> {
+    match x.0.dtype() {
+        DType::F32 => backward_as::<f32>(op, x, y, dy),
+        DType::BF16 => backward_as::<half::bf16>(op, x, y, dy),
+        dt => candle_core::bail!("cuDNN max pool backward: {dt:?} is not supported"),
+    }
+}
+
+fn backward_as<T: CudnnElem>(
     op: &MaxPoolBackward,
     (xs, xl): (&CudaStorage, &Layout),
     (ys, yl): (&CudaStorage, &Layout),
     (dys, dyl): (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let shape = Kernel::shape(op, &[xl, yl, dyl])?;
-    let (x, y, dy) = (input(xs, xl, "max pool")?, input(ys, yl, "max pool")?, input(dys, dyl, "max pool")?);
-    let (xd, yd, pool) = descs(&op.0, xl, yl.shape())?;
+    let what = "max pool";
+    let (x, y, dy) = (input::<T>(xs, xl, what)?, input::<T>(ys, yl, what)?, input::<T>(dys, dyl, what)?);
+    let (xd, yd, pool) = descs(&op.0, xl, yl.shape(), T::DATA)?;
     with_handle(&xs.device, "max-pool-backward", |a, h, stream| {
-        let mut dx = output(stream, shape.elem_count())?;
+        let mut dx = output::<T>(stream, shape.elem_count())?;
         {
             let ((xp, _a), (yp, _b), (dyp, _c)) = (ptr(&x, stream), ptr(&y, stream), ptr(&dy, stream));
             let (dxp, _d) = ptr_mut(&mut dx, stream);
