@@ -108,7 +108,8 @@ fi
 # 3. The loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL losses (gpu-sim
 #    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.
 #    Default: kernels on, two rounds of SIM_ITERS (100); kernels off (candle's composed ops): round 0 of 40, for its
-#    img/s. SIM_ROUNDS, SIM_STRATEGIES, SIM_SEEDS and SIM_ENV (e.g. UNISAL_TF32=1) make it a longer run of section 5;
+#    img/s. SIM_ROUNDS, SIM_STRATEGIES, SIM_SEEDS, SIM_ENV (e.g. UNISAL_TF32=1) and SIM_ARGS (e.g. --amp bf16) make
+#    it a longer run of section 5;
 #    SIM_DEADLINE (seconds since the script started) ends it in time, its finished rounds kept in the log.
 if [ -d .gpu/crc5/pool ] && want simulate; then
   for k in ${SIM_KERNELS:-1 0}; do
@@ -122,7 +123,7 @@ if [ -d .gpu/crc5/pool ] && want simulate; then
     env UNISAL_GPU_KERNELS=$k ${SIM_ENV:-} timeout "$limit" "$bin" simulate --pool .gpu/crc5/pool \
       --test .gpu/crc5/test --strategies "${SIM_STRATEGIES:-unisal}" --initial 40 --budget 40 --rounds "$rounds" \
       --seeds "${SIM_SEEDS:-1}" --preset gpu-sim --iterations "$iters" --device "$DEVICE" --progress-every 50 \
-      --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
+      ${SIM_ARGS:-} --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
     grep -E "accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 12
     grep -E "img/s" "$OUT/simulate-kernels-$k.log" | tail -n 1
   done

@@ -40,6 +40,9 @@ pub struct TrainOpts {
     /// auto, cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Mixed precision: none, or bf16 (with --device cuda: bf16 activations, f32 weights).
+    #[arg(long, default_value = "none", value_parser = ["none", "bf16"])]
+    pub amp: String,
     /// Local safetensors file with backbone weights (torchvision/timm names).
     #[arg(long)]
     pub pretrained: Option<PathBuf>,
@@ -73,6 +76,7 @@ impl TrainOpts {
             c.lr = lr;
         }
         c.device = self.device.clone();
+        c.bf16 = self.amp == "bf16";
         c.pretrained = self.pretrained.clone();
         c.validate().map_err(UsageError)?;
         Ok(c)

@@ -100,6 +100,8 @@ pub struct TrainConfig {
     pub seed: u64,
     /// `auto`, `cpu`, `cuda`, `cuda:N` or `metal`.
     pub device: String,
+    /// bf16 mixed precision on CUDA (bf16 activations, f32 weights; PyTorch's bf16 autocast). Off by default.
+    pub bf16: bool,
     /// Local safetensors file with backbone weights (torchvision/timm names); `None` = random init.
     pub pretrained: Option<PathBuf>,
     /// Fraction of the labeled set held out to choose the checkpoint; `None` = keep the last iteration.
@@ -140,6 +142,7 @@ impl Default for TrainConfig {
             faithful: false,
             seed: 0,
             device: "auto".into(),
+            bf16: false,
             pretrained: None,
             validation_fraction: None,
             validation_every: 50,
@@ -244,6 +247,9 @@ impl TrainConfig {
         if self.iterations == Some(0) {
             return Err("training config: `iterations` must be at least 1".into());
         }
+        if self.bf16 && !self.device.starts_with("cuda") {
+            return Err(format!("training config: `bf16` needs a CUDA device, got device {:?}", self.device));
+        }
         if let Some(f) = self.validation_fraction {
             if !(f > 0.0 && f < 1.0) {
                 return Err(format!("training config: `validation_fraction` must be in (0, 1), got {f}"));
@@ -303,6 +309,11 @@ mod tests {
     fn validation_names_the_field() {
         let bad = TrainConfig { crop: 300, ..TrainConfig::default() };
         assert!(bad.validate().unwrap_err().contains("`crop`"));
+        let bad = TrainConfig { bf16: true, device: "cpu".into(), ..TrainConfig::default() };
+        assert!(bad.validate().unwrap_err().contains("`bf16`"));
+        assert!(TrainConfig { bf16: true, device: "cuda:0".into(), ..TrainConfig::default() }
+            .validate()
+            .is_ok());
         let bad = TrainConfig { tau: 1.5, ..TrainConfig::default() };
         assert!(bad.validate().unwrap_err().contains("`tau`"));
         let bad = TrainConfig { batch_labeled: 0, ..TrainConfig::default() };

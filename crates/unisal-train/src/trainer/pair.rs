@@ -39,7 +39,8 @@ impl Pair {
         let arch = arch_of(config.arch);
         let build = |seed: u64| -> Result<Network> {
             let base = NetConfig::new(arch, num_classes, seed);
-            let nc = NetConfig { head_seed: Some(seed), width: config.width.unwrap_or(base.width), ..base };
+            let width = config.width.unwrap_or(base.width);
+            let nc = NetConfig { head_seed: Some(seed), width, bf16: config.bf16, ..base };
             let net = Network::new(&nc, device)?;
             if let Some(path) = &config.pretrained {
                 crate::weights::load_pretrained(&net, path)?;

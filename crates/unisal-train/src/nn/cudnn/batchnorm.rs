@@ -243,7 +243,8 @@ impl candle_core::CustomOp3 for BnCudnn {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let Some(train) = &self.mode else {
             let c = gamma.elem_count();
-            let column = |t: &Tensor| t.detach().reshape((1, c, 1, 1));
+            // The running statistics are f32; under mixed precision the activations are bf16.
+            let column = |t: &Tensor| t.detach().to_dtype(x.dtype())?.reshape((1, c, 1, 1));
             let (mean, var) = (column(&self.running_mean)?, column(&self.running_var)?);
             return crate::nn::batchnorm::eval_backward(
                 x,
