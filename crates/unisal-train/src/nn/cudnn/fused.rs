@@ -88,13 +88,19 @@ impl candle_core::CustomOp3 for ConvBiasAct {
                 Choice { algo: ffi::FWD_ALGO_IMPLICIT_PRECOMP_GEMM, math }
             };
             let (bytes, mut ws_buf) = forward_workspace(a, h, &d, stream, (choice, what))?;
-            let mut y = output::<f32>(stream, shape.elem_count())?;
+            // Without a residual, z is y itself scaled by 0: zeroed first, so that no leftover NaN in fresh memory
+            // can come through (0 * NaN).
+            let mut y = match &res {
+                Some(_) => output::<f32>(stream, shape.elem_count())?,
+                None => stream
+                    .alloc_zeros::<f32>(shape.elem_count().max(1))
+                    .map_err(|e| candle_core::Error::Msg(format!("{what}: allocate: {e:?}")))?,
+            };
             {
                 let ((xp, _a), (wp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&w, stream), ptr(&b, stream));
                 let (yp, _d) = ptr_mut(&mut y, stream);
                 let (wsp, _e) = ptr_mut(&mut ws_buf, stream);
                 let res_ptr = res.as_ref().map(|r| ptr(r, stream));
-                // Without a residual, z is y itself scaled by 0 (cuDNN reads it; its values do not matter).
                 let (zp, alpha2) = match &res_ptr {
                     Some((p, _)) => (*p, scale(&ONE)),
                     None => (yp as *const c_void, scale(&ZERO)),
