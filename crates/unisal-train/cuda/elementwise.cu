@@ -5,15 +5,16 @@
 
 #include <cuda_bf16.h>
 
-#define UNISAL_MAP(name, body)                                                                        \
-  extern "C" __global__ void name(const float* __restrict__ a, const float* __restrict__ b,          \
-                                  const float* __restrict__ c, float* __restrict__ out,              \
+#define UNISAL_MAP_T(name, T, body)                                                                   \
+  extern "C" __global__ void name(const T* __restrict__ a, const T* __restrict__ b,                  \
+                                  const T* __restrict__ c, T* __restrict__ out,                      \
                                   unsigned long long n, float p0, float p1, float p2) {              \
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;     \
          i += (unsigned long long)blockDim.x * gridDim.x) {                                           \
       body                                                                                            \
     }                                                                                                 \
   }
+#define UNISAL_MAP(name, body) UNISAL_MAP_T(name, float, body)
 
 // relu(a): as the CPU's `max(x, 0)` (NaN stays NaN).
 UNISAL_MAP(unisal_relu_f32, { float x = a[i]; out[i] = x < 0.f ? 0.f : x; })
@@ -25,15 +26,7 @@ UNISAL_MAP(unisal_add_relu_f32, { float s = a[i] + b[i]; out[i] = s < 0.f ? 0.f 
 UNISAL_MAP(unisal_relu_mask_f32, { out[i] = b[i] > 0.f ? a[i] : 0.f; })
 
 // The same three in bf16 (mixed precision: bf16 activations), computed in f32 and rounded once.
-#define UNISAL_MAP_BF16(name, body)                                                                   \
-  extern "C" __global__ void name(const __nv_bfloat16* __restrict__ a, const __nv_bfloat16* __restrict__ b, \
-                                  const __nv_bfloat16* __restrict__ c, __nv_bfloat16* __restrict__ out, \
-                                  unsigned long long n, float p0, float p1, float p2) {              \
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;     \
-         i += (unsigned long long)blockDim.x * gridDim.x) {                                           \
-      body                                                                                            \
-    }                                                                                                 \
-  }
+#define UNISAL_MAP_BF16(name, body) UNISAL_MAP_T(name, __nv_bfloat16, body)
 
 UNISAL_MAP_BF16(unisal_relu_bf16, { out[i] = __bfloat162float(a[i]) < 0.f ? __float2bfloat16(0.f) : a[i]; })
 UNISAL_MAP_BF16(unisal_add_relu_bf16, {
@@ -42,7 +35,7 @@ UNISAL_MAP_BF16(unisal_add_relu_bf16, {
 })
 UNISAL_MAP_BF16(unisal_relu_mask_bf16, { out[i] = __bfloat162float(b[i]) > 0.f ? a[i] : __float2bfloat16(0.f); })
 
-// SGD's momentum buffer on a parameter's first step (optim.rs SgdBuffer): a = w, b = g; p1 = weight decay.
+// SGD's momentum buffer on a parameter's first step (optim.rs SgdFirstBuffer): a = w, b = g; p1 = weight decay.
 UNISAL_MAP(unisal_sgd_buffer_f32, { out[i] = b[i] + p1 * a[i]; })
 
 // In-place updates: t is read and written at the same index only, so it is not `__restrict__`; a and b are

@@ -5,9 +5,11 @@
 //! Rust.
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg,
+};
 use candle_core::cuda_backend::CudaDType;
-use candle_core::{CudaStorage, DType, Layout, Shape};
+use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/unisal_kernels.ptx"));
 const THREADS: u32 = 256;
@@ -64,17 +66,7 @@ fn map_as<T: CudaDType + DeviceRepr>(
     let Some(&(first, first_l)) = inputs.first() else { candle_core::bail!("{name}: no input") };
     let shape = first_l.shape().clone();
     let n = shape.elem_count();
-    let mut views = Vec::with_capacity(3);
-    for &(s, l) in inputs {
-        if l.shape() != &shape || !l.is_contiguous() {
-            candle_core::bail!(
-                "{name}: inputs must be contiguous and of one shape, got {:?} and {:?}",
-                shape,
-                l.shape()
-            );
-        }
-        views.push(s.as_cuda_slice::<T>()?.slice(l.start_offset()..l.start_offset() + n));
-    }
+    let views = views::<T>(name, inputs, &shape)?;
     let dev = &first.device;
     // SAFETY: every element is written by the kernel below before anything reads it.
     let out = unsafe { dev.alloc::<T>(n.max(1)) }?;
@@ -90,16 +82,50 @@ fn map_as<T: CudaDType + DeviceRepr>(
         for v in &p {
             b.arg(v);
         }
-        let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
-        let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-        super::op_profile::timed(name, &dev.cuda_stream(), || {
-            // SAFETY: the kernel's signature is the one pushed above; it reads n values of each input, writes n.
-            unsafe { b.launch(cfg) }
-                .map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
-            Ok(())
-        })?;
+        // SAFETY: the kernel's signature is the one pushed above; it reads n values of each input, writes n.
+        unsafe { launch(name, dev, n, b) }?;
     }
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), shape))
+}
+
+/// The contiguous `T` views of `inputs`, each checked to be contiguous and of `shape`.
+fn views<'a, T: CudaDType>(
+    name: &str,
+    inputs: &[(&'a CudaStorage, &Layout)],
+    shape: &Shape,
+) -> candle_core::Result<Vec<CudaView<'a, T>>> {
+    let n = shape.elem_count();
+    inputs
+        .iter()
+        .map(|&(s, l)| {
+            if l.shape() != shape || !l.is_contiguous() {
+                candle_core::bail!(
+                    "{name}: inputs must be contiguous and of shape {shape:?}, got {:?}",
+                    l.shape()
+                );
+            }
+            Ok(s.as_cuda_slice::<T>()?.slice(l.start_offset()..l.start_offset() + n))
+        })
+        .collect()
+}
+
+/// Launches `b` over `n` values (grid-stride loops), timed by the op profile under `name`.
+///
+/// # Safety
+/// `b` must hold the kernel's arguments, with buffers of at least `n` values.
+unsafe fn launch(
+    name: &'static str,
+    dev: &CudaDevice,
+    n: usize,
+    mut b: LaunchArgs<'_>,
+) -> candle_core::Result<()> {
+    let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
+    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
+    super::op_profile::timed(name, &dev.cuda_stream(), || {
+        // SAFETY: see the function's contract.
+        unsafe { b.launch(cfg) }.map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
+        Ok(())
+    })
 }
 
 /// Runs the in-place kernel `name` of `cuda/elementwise.cu` on the contiguous f32 `target`, with one or two
@@ -116,16 +142,7 @@ pub(crate) fn update(
     if !tl.is_contiguous() || inputs.is_empty() {
         candle_core::bail!("{name}: a contiguous target and at least one input expected");
     }
-    let mut views = Vec::with_capacity(2);
-    for &(s, l) in inputs {
-        if l.shape() != shape || !l.is_contiguous() {
-            candle_core::bail!(
-                "{name}: inputs must be contiguous and of the target's shape {shape:?}, got {:?}",
-                l.shape()
-            );
-        }
-        views.push(s.as_cuda_slice::<f32>()?.slice(l.start_offset()..l.start_offset() + n));
-    }
+    let views = views::<f32>(name, inputs, shape)?;
     let dev = target.device.clone();
     let start = tl.start_offset();
     let mut t = target.as_cuda_slice_mut::<f32>()?.slice_mut(start..start + n);
@@ -142,12 +159,7 @@ pub(crate) fn update(
     for v in &p {
         b.arg(v);
     }
-    let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
-    let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-    super::op_profile::timed(name, &dev.cuda_stream(), || {
-        // SAFETY: the kernel's signature is the one pushed above; it reads and writes n values of the target and
-        // reads n of each input.
-        unsafe { b.launch(cfg) }.map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
-        Ok(())
-    })
+    // SAFETY: the kernel's signature is the one pushed above; it reads and writes n values of the target and reads
+    // n of each input.
+    unsafe { launch(name, &dev, n, b) }
 }
