@@ -78,11 +78,6 @@ impl BatchNorm2d {
         &self.running_var
     }
 
-    /// The epsilon added to the variance.
-    pub fn eps(&self) -> f64 {
-        self.eps
-    }
-
     /// Normalise `x: [N, C, H, W]`. In train mode this also updates the running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward_with(x, train, BnImpl::Auto)
@@ -105,6 +100,15 @@ impl BatchNorm2d {
         Ok(self.forward_with(x, train, imp)?.relu()?)
     }
 
+    /// Eval mode as a per-channel affine map `y = x * scale + shift` (`[C]` each, in `dtype`):
+    /// `scale = gamma / sqrt(running_var + eps)`, `shift = beta - running_mean * scale`.
+    pub fn eval_affine(&self, dtype: DType) -> Result<(Tensor, Tensor)> {
+        let rv = param_as(&self.running_var, dtype)?;
+        let scale = (param_as(&self.weight, dtype)? / (rv + self.eps)?.sqrt()?)?;
+        let shift = (param_as(&self.bias, dtype)? - (param_as(&self.running_mean, dtype)? * &scale)?)?;
+        Ok((scale, shift))
+    }
+
     /// [`BatchNorm2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
@@ -116,15 +120,13 @@ impl BatchNorm2d {
         }
         let (n, c, h, w) = x.dims4()?;
         let dt = x.dtype();
-        let w4 = param_as(&self.weight, dt)?.reshape((1, c, 1, 1))?;
-        let b4 = param_as(&self.bias, dt)?.reshape((1, c, 1, 1))?;
         if !train {
-            let rm = param_as(&self.running_mean, dt)?.reshape((1, c, 1, 1))?;
-            let rv = param_as(&self.running_var, dt)?.reshape((1, c, 1, 1))?;
-            let scale = w4.broadcast_div(&(rv + self.eps)?.sqrt()?)?;
-            let shift = b4.broadcast_sub(&rm.broadcast_mul(&scale)?)?;
+            let (scale, shift) = self.eval_affine(dt)?;
+            let (scale, shift) = (scale.reshape((1, c, 1, 1))?, shift.reshape((1, c, 1, 1))?);
             return Ok(x.broadcast_mul(&scale)?.broadcast_add(&shift)?);
         }
+        let w4 = param_as(&self.weight, dt)?.reshape((1, c, 1, 1))?;
+        let b4 = param_as(&self.bias, dt)?.reshape((1, c, 1, 1))?;
         check_train_input((n, c, h, w))?;
         let count = n * h * w;
         let mean = x.mean_keepdim((0, 2, 3))?;

@@ -64,28 +64,28 @@ pub fn conv_bn_eval_fused(
             Epilogue::Relu => (true, None),
             Epilogue::AddRelu(r) => (true, Some(r)),
         };
-        return Ok(Some(super::cudnn::conv_bias_act(x, (&w, &b), op, relu, residual)?));
+        Ok(Some(super::cudnn::conv_bias_act(x, (&w, &b), op, relu, residual)?))
     }
-    #[allow(unreachable_code)]
+    #[cfg(not(feature = "cuda"))]
     {
         let _ = (conv, bn, epilogue);
         Ok(None)
     }
 }
 
-/// The eval-mode batch norm folded into the convolution before it: `(w * s, beta + (bias - mean) * s)` per output
-/// channel, `s = gamma / sqrt(running_var + eps)` (`bias` the convolution's, else 0). Detached: no gradient.
+/// The eval-mode batch norm folded into the convolution before it: with the batch norm's
+/// [`BatchNorm2d::eval_affine`] `(scale, shift)`, `(w * scale, shift + bias * scale)` per output channel (`bias` the
+/// convolution's, else 0). Detached: no gradient.
 pub fn fold_bn(conv: &Conv2d, bn: &BatchNorm2d) -> Result<(Tensor, Tensor)> {
-    let v = |var: &candle_core::Var| var.as_tensor().detach();
-    let s = (v(bn.weight()) / (v(bn.running_var()) + bn.eps())?.sqrt()?)?;
-    let c = s.dim(0)?;
-    let w = v(conv.weight()).broadcast_mul(&s.reshape((c, 1, 1, 1))?)?;
-    let centred = match conv.bias() {
-        Some(b) => (v(b) - v(bn.running_mean()))?,
-        None => v(bn.running_mean()).neg()?,
+    let w = conv.weight().as_tensor().detach();
+    let (scale, shift) = bn.eval_affine(w.dtype())?;
+    let c = scale.dim(0)?;
+    let folded = w.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
+    let bias = match conv.bias() {
+        Some(b) => (shift + (b.as_tensor() * &scale)?)?,
+        None => shift,
     };
-    let b = (v(bn.bias()) + (centred * s)?)?;
-    Ok((w, b))
+    Ok((folded, bias.detach()))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::ffi::{self, AlgoPerf, Api, Ptr};
 use super::handle::{
     check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
-use super::tf32_allowed;
+use super::{allowed_math, tf32_allowed};
 use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
 use crate::nn::cpu_util::Kernel;
 
@@ -115,14 +115,8 @@ fn cached(
     if let Some(c) = CHOICES.with(|m| m.borrow().get(&key).copied()) {
         return Ok(c);
     }
-    // Ask for what may run: FMA kernels only in strict fp32, tensor cores for bf16, cuDNN's default (TF32 allowed)
-    // otherwise. The descriptor may still hold another pass's math type.
-    let math = match (data == ffi::DATA_BFLOAT16, tf32_allowed()) {
-        (true, _) => ffi::TENSOR_OP_MATH,
-        (false, true) => ffi::DEFAULT_MATH,
-        (false, false) => ffi::FMA_MATH,
-    };
-    check(unsafe { (a.cudnnSetConvolutionMathType)(d[2], math) }, what)?;
+    // Ask for what may run; the descriptor may still hold another pass's math type.
+    check(unsafe { (a.cudnnSetConvolutionMathType)(d[2], allowed_math(data)) }, what)?;
     let ask = |query: Query| -> candle_core::Result<Choice> {
         const N: usize = 10;
         let mut results = [AlgoPerf::default(); N];

@@ -10,10 +10,10 @@ use std::ffi::c_void;
 
 use candle_core::{CudaStorage, Layout, Shape, Storage, Tensor};
 
+use super::allowed_math;
 use super::conv::{descs, forward_choice, forward_workspace, Choice};
 use super::ffi;
 use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
-use super::tf32_allowed;
 use crate::nn::conv_cpu::ConvOp;
 use crate::nn::cpu_util::Kernel;
 
@@ -84,8 +84,7 @@ impl candle_core::CustomOp3 for ConvBiasAct {
             let choice = if self.relu {
                 forward_choice(a, h, &self.op, &d)?
             } else {
-                let math = if tf32_allowed() { ffi::DEFAULT_MATH } else { ffi::FMA_MATH };
-                Choice { algo: ffi::FWD_ALGO_IMPLICIT_PRECOMP_GEMM, math }
+                Choice { algo: ffi::FWD_ALGO_IMPLICIT_PRECOMP_GEMM, math: allowed_math(ffi::DATA_FLOAT) }
             };
             let (bytes, mut ws_buf) = forward_workspace(a, h, &d, stream, (choice, what))?;
             // Without a residual, z is y itself scaled by 0: zeroed first, so that no leftover NaN in fresh memory

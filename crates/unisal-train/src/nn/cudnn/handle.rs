@@ -16,7 +16,6 @@ use candle_core::cuda_backend::{CudaDType, DeviceId};
 use candle_core::{CudaDevice, CudaStorage, Layout};
 
 use super::ffi::{self, api, status_text, Api, Ptr, Status};
-use super::tf32_allowed;
 
 /// The element types of the cuDNN layers' activations: f32, and bf16 for mixed precision (the per-channel
 /// parameters and statistics of batch norm stay f32).
@@ -177,8 +176,7 @@ impl Desc {
             unsafe { (a.cudnnSetConvolution2dDescriptor)(d.ptr, p, p, s, s, 1, 1, mode, ffi::DATA_FLOAT) },
             what,
         )?;
-        let math = if tf32_allowed() { ffi::DEFAULT_MATH } else { ffi::FMA_MATH };
-        check(unsafe { (a.cudnnSetConvolutionMathType)(d.ptr, math) }, what)?;
+        check(unsafe { (a.cudnnSetConvolutionMathType)(d.ptr, super::allowed_math(ffi::DATA_FLOAT)) }, what)?;
         Ok(d)
     }
 

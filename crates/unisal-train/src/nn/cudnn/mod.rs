@@ -67,6 +67,16 @@ pub(crate) fn version() -> Option<String> {
     Some(format!("cuDNN {}.{}.{}", v / 10_000, v / 100 % 100, v % 100))
 }
 
+/// The math type a convolution on data of cuDNN's type `data` may use: tensor cores for bf16, cuDNN's default
+/// (TF32 allowed) for f32 with `UNISAL_TF32=1`, FMA kernels only (strict fp32) otherwise.
+pub(crate) fn allowed_math(data: std::ffi::c_int) -> std::ffi::c_int {
+    match (data == ffi::DATA_BFLOAT16, tf32_allowed()) {
+        (true, _) => ffi::TENSOR_OP_MATH,
+        (false, true) => ffi::DEFAULT_MATH,
+        (false, false) => ffi::FMA_MATH,
+    }
+}
+
 /// Whether convolutions may use TF32 tensor cores (`UNISAL_TF32=1`); strict fp32 otherwise.
 pub(crate) fn tf32_allowed() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
