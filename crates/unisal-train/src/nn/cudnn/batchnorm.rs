@@ -335,9 +335,9 @@ impl BnBackwardCudnn {
         with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
             let (g_at, b_at, total) = packed_layout(len, c);
             let mut out = output::<T>(stream, total)?;
-            // Unused (one value) for f32.
-            let n32 = if direct { 1 } else { c };
-            let (mut dg32, mut db32) = (output::<f32>(stream, n32)?, output::<f32>(stream, n32)?);
+            // For bf16: cuDNN's f32 dgamma and dbeta, converted into `out` below.
+            let mut temps =
+                if direct { None } else { Some((output::<f32>(stream, c)?, output::<f32>(stream, c)?)) };
             {
                 let (mut dx, mut rest) = out.split_at_mut(g_at);
                 let (mut dg, mut db) = rest.split_at_mut(b_at - g_at);
@@ -346,8 +346,11 @@ impl BnBackwardCudnn {
                 let ((mp, _d), (ip, _e)) = (ptr(&self.saved.mean, stream), ptr(&self.saved.invstd, stream));
                 let (dxp, _f) = ptr_mut(&mut dx, stream);
                 let ((dgp, _g), (dbp, _h)) = (ptr_mut(&mut dg, stream), ptr_mut(&mut db, stream));
-                let ((dgp32, _i), (dbp32, _j)) = (ptr_mut(&mut dg32, stream), ptr_mut(&mut db32, stream));
-                let (dgp, dbp) = if direct { (dgp, dbp) } else { (dgp32, dbp32) };
+                let temp_ptrs = temps.as_mut().map(|(g, b)| (ptr_mut(g, stream), ptr_mut(b, stream)));
+                let (dgp, dbp) = match &temp_ptrs {
+                    Some(((g32, _), (b32, _))) => (*g32, *b32),
+                    None => (dgp, dbp),
+                };
                 check(
                     unsafe {
                         (a.cudnnBatchNormalizationBackward)(
@@ -375,7 +378,7 @@ impl BnBackwardCudnn {
                     "batch norm backward",
                 )?;
             }
-            if !direct {
+            if let Some((dg32, db32)) = temps {
                 for (part, at) in [(dg32, g_at), (db32, b_at)] {
                     let converted = storage(part, &xs.device).to_dtype(&Layout::contiguous(c), T::DTYPE)?;
                     let src = converted.as_cuda_slice::<T>()?;
