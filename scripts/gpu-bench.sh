@@ -95,12 +95,17 @@ run_case "r18-150-infer"              "" "infer $common --model resnet18 --size 
 # Eval-mode conv + batch norm + ReLU / residual join as one cuDNN call (nn::fused; off by default until checked).
 run_case "r50-256-infer-fused"        "UNISAL_FUSED_EVAL=1" "infer $common --model resnet50 --size 256 --batch 128" "-"
 run_case "r18-150-infer-fused"        "UNISAL_FUSED_EVAL=1" "infer $common --model resnet18 --size 150 --batch 256" "-"
-# Where the time goes: our GPU ops' share of a ResNet-18 step (synchronised per op) and PyTorch's top kernels.
+# Where the time goes: our GPU ops' share of a ResNet-18 step (synchronised per op), the host's time to enqueue
+# each op (unsynchronised), and PyTorch's top kernels.
 if want profile; then
   echo "== profile r18-224-b64-train" | tee -a "$OUT/log.txt"
   # shellcheck disable=SC2086
   UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common $r18 --steps 3 > "$OUT/profile-candle.txt" 2>&1
   tail -n 20 "$OUT/profile-candle.txt"
+  # The host's side of the same step, unsynchronised: each op's time to enqueue, and the step's phases.
+  # shellcheck disable=SC2086
+  UNISAL_OP_PROFILE=host timeout 120 "$bin" bench train $common $r18 --steps 5 > "$OUT/profile-host-candle.txt" 2>&1
+  tail -n 20 "$OUT/profile-host-candle.txt"
   # shellcheck disable=SC2086
   timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --steps 3 --profile > "$OUT/profile-torch.txt" 2>&1
   grep -E "^ *(Name|[a-z_:A-Z0-9]+.*us)" "$OUT/profile-torch.txt" | head -n 14
@@ -132,12 +137,12 @@ fi
 "$PY" - "$results" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"{'case':28} {'candle img/s':>13} {'torch img/s':>12} {'ratio':>7}  {'ms/step (host) candle / torch':>30}  device MB candle / torch")
+print(f"{'case':28} {'candle img/s':>13} {'torch img/s':>12} {'ratio':>7}  {'ms/step (host) candle / torch':>30}  {'tensors':>7}  device MB candle / torch")
 for r in rows:
     c, t = r.get("candle") or {}, r.get("torch") or {}
     ci, ti = c.get("img_per_s"), t.get("img_per_s")
     ratio = f"{ci / ti:.3f}" if ci and ti else "n/a"
     fmt = lambda v: f"{v:.1f}" if isinstance(v, (int, float)) else "n/a"
     step = lambda d: f"{fmt(d.get('ms_per_step_median'))} ({fmt(d.get('host_ms_per_step_median'))})"
-    print(f"{r['case']:28} {fmt(ci):>13} {fmt(ti):>12} {ratio:>7}  {step(c) + ' / ' + step(t):>30}  {fmt(c.get('device_used_mb'))} / {fmt(t.get('device_used_mb'))}")
+    print(f"{r['case']:28} {fmt(ci):>13} {fmt(ti):>12} {ratio:>7}  {step(c) + ' / ' + step(t):>30}  {fmt(c.get('tensors_per_step')):>7}  {fmt(c.get('device_used_mb'))} / {fmt(t.get('device_used_mb'))}")
 PYEOF

@@ -102,7 +102,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&report).context("serialising the report")?);
     } else {
         println!(
-            "{} {} on {}: {:.1} img/s, {:.1} ms/step (median {:.1}, host {:.1}), peak RSS {} MB{}",
+            "{} {} on {}: {:.1} img/s, {:.1} ms/step (median {:.1}, host {:.1}: forward {:.1}, backward {:.1}, \
+             update {:.1}), {:.0} tensors/step, peak RSS {} MB{}",
             report.model,
             if report.dual { "dual" } else { "single" },
             report.device_name,
@@ -110,6 +111,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             report.ms_per_step,
             report.ms_per_step_median,
             report.host_ms_per_step_median,
+            report.host_phase_ms_median.forward,
+            report.host_phase_ms_median.backward,
+            report.host_phase_ms_median.update,
+            report.tensors_per_step,
             report.peak_rss_mb.map_or("n/a".to_string(), |m| format!("{m:.0}")),
             report.device_used_mb.map_or(String::new(), |m| format!(", device memory in use {m:.0} MB")),
         );
@@ -121,7 +126,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .map(|r| r.ms_per_step)
                 .sum();
             println!(
-                "op profile (ms a step; on a GPU synchronised, so the step above is slower than unprofiled):"
+                "op profile (ms a step; {}):",
+                if unisal_train::nn::op_profile::host_only() {
+                    "host time only: on a GPU the time to enqueue each op"
+                } else {
+                    "on a GPU synchronised, so the step above is slower than unprofiled"
+                }
             );
             for r in &report.op_profile {
                 let indent = if unisal_train::nn::op_profile::is_part(&r.op) { "    " } else { "" };

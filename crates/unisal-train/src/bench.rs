@@ -88,6 +88,14 @@ pub struct BenchReport {
     /// Median milliseconds the host took to enqueue a step's work, before waiting for the device (on the CPU the
     /// whole step). Close to the step's time on a GPU, the step is bound by the host's work, not the kernels'.
     pub host_ms_per_step_median: f64,
+    /// Median milliseconds of host time in each phase of a step: on a GPU the time to enqueue it (the kernels run
+    /// behind), which tells whether the host's work is in the forward, in candle's graph walk and gradient
+    /// accumulation (backward) or in the optimiser; on the CPU each phase's whole time.
+    pub host_phase_ms_median: PhaseMs,
+    /// Tensors created per timed step (candle's tensor-id counter; views and the optimiser's in-place updates
+    /// included). On a GPU nearly each is a buffer allocation and a kernel launch: with the step's time this
+    /// tells how much of it is per-op host work, and it can be counted on the CPU, where the graph is the same.
+    pub tensors_per_step: f64,
     /// Peak resident memory of the process (VmHWM), MiB; `None` where /proc is absent.
     pub peak_rss_mb: Option<f64>,
     /// On CUDA: the most device memory in use (total - free over the whole device: the CUDA context, cuDNN's and
@@ -99,6 +107,17 @@ pub struct BenchReport {
     /// on CUDA the steps were slowed by its synchronisations); empty otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub op_profile: Vec<OpTime>,
+}
+
+/// Host milliseconds of one step's phases (inference: all in `forward`).
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct PhaseMs {
+    /// Forward passes and the loss.
+    pub forward: f64,
+    /// `loss.backward()`.
+    pub backward: f64,
+    /// The SGD update.
+    pub update: f64,
 }
 
 /// One op's share of the timed steps in [`BenchReport::op_profile`].
@@ -141,9 +160,9 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
 
     let mut opt = Sgd::new(nets.iter().flat_map(Network::trainable_vars).collect(), 0.01, 0.9, 5e-4);
     let mut device_used: Option<f64> = None;
-    // One step; returns the seconds until its work was enqueued.
-    let mut step = |t0: Instant| -> Result<f64> {
-        match cfg.mode {
+    // One step; returns the seconds until its work was enqueued and its phases' host seconds.
+    let mut step = |t0: Instant| -> Result<(f64, [f64; 3])> {
+        let phases = match cfg.mode {
             BenchMode::Train => train_step(&nets, &x, &y, cfg.dual, &mut opt),
             BenchMode::Infer => infer_step(&nets, &x),
         }?;
@@ -152,7 +171,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
             device_used = Some(device_used.map_or(mb, |m: f64| m.max(mb)));
         }
         device.synchronize()?;
-        Ok(enqueued)
+        Ok((enqueued, phases))
     };
     for _ in 0..cfg.warmup {
         step(Instant::now())?;
@@ -160,11 +179,19 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     crate::nn::op_profile::reset();
     let mut times = Vec::with_capacity(cfg.steps);
     let mut host = Vec::with_capacity(cfg.steps);
+    let mut phases: [Vec<f64>; 3] = Default::default();
+    let first_id = tensor_counter()?;
     for _ in 0..cfg.steps {
         let t0 = Instant::now();
-        host.push(step(t0)?);
+        let (enqueued, p) = step(t0)?;
+        host.push(enqueued);
+        for (all, v) in phases.iter_mut().zip(p) {
+            all.push(1000.0 * v);
+        }
         times.push(t0.elapsed().as_secs_f64());
     }
+    // Minus the counter's own probes (one at each end).
+    let tensors = tensor_counter()?.saturating_sub(first_id + 1);
     let total: f64 = times.iter().sum();
     Ok(BenchReport {
         framework: "candle",
@@ -182,10 +209,26 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         ms_per_step: 1000.0 * total / cfg.steps as f64,
         ms_per_step_median: 1000.0 * median(&mut times),
         host_ms_per_step_median: 1000.0 * median(&mut host),
+        host_phase_ms_median: {
+            let [f, b, u] = &mut phases;
+            PhaseMs { forward: median(f), backward: median(b), update: median(u) }
+        },
+        tensors_per_step: tensors as f64 / cfg.steps as f64,
         peak_rss_mb: peak_rss_mb(),
         device_used_mb: device_used,
         op_profile: op_profile(cfg.steps),
     })
+}
+
+/// The id candle gives the next tensor, less one: its ids count up from 1 in creation order (read from the id's
+/// `Debug` form, `TensorId(n)`, the only way candle exposes it).
+fn tensor_counter() -> Result<usize> {
+    let probe = Tensor::zeros((), DType::F32, &Device::Cpu)?;
+    let id = format!("{:?}", probe.id());
+    id.trim_start_matches("TensorId(")
+        .trim_end_matches(')')
+        .parse()
+        .map_err(|_| TrainError::InvalidBench(format!("unexpected tensor id form {id}")))
 }
 
 /// The median of non-empty `v` (sorted in place).
@@ -199,7 +242,9 @@ fn median(v: &mut [f64]) -> f64 {
     }
 }
 
-fn train_step(nets: &[Network], x: &Tensor, y: &Tensor, dual: bool, opt: &mut Sgd) -> Result<()> {
+/// One training step; the host seconds of its forward (with the loss), backward and update.
+fn train_step(nets: &[Network], x: &Tensor, y: &Tensor, dual: bool, opt: &mut Sgd) -> Result<[f64; 3]> {
+    let t0 = Instant::now();
     let mut loss: Option<Tensor> = None;
     for net in nets {
         let logits = net.forward(x, true)?.logits;
@@ -215,16 +260,21 @@ fn train_step(nets: &[Network], x: &Tensor, y: &Tensor, dual: bool, opt: &mut Sg
         });
     }
     let loss = loss.ok_or_else(|| TrainError::InvalidBench("no network".into()))?;
+    let t1 = Instant::now();
     let grads = loss.backward()?;
-    opt.step(&grads)
+    let t2 = Instant::now();
+    opt.step(&grads)?;
+    Ok([t1 - t0, t2 - t1, t2.elapsed()].map(|d| d.as_secs_f64()))
 }
 
-fn infer_step(nets: &[Network], x: &Tensor) -> Result<()> {
+/// One inference step; its host seconds as the forward phase.
+fn infer_step(nets: &[Network], x: &Tensor) -> Result<[f64; 3]> {
+    let t0 = Instant::now();
     let _no_grad = crate::nn::NoGrad::enter();
     for net in nets {
         net.forward(x, false)?;
     }
-    Ok(())
+    Ok([t0.elapsed().as_secs_f64(), 0.0, 0.0])
 }
 
 /// Uniform labels in 0..classes, generated on the device.
@@ -290,6 +340,9 @@ mod tests {
             assert!(r.img_per_s.is_finite() && r.img_per_s > 0.0, "{r:?}");
             assert!((r.img_per_s - 4.0 * 1000.0 / r.ms_per_step).abs() < 1e-6 * r.img_per_s);
             assert!(r.peak_rss_mb.unwrap() > 1.0);
+            // A small CNN's step makes dozens of tensors (other tests' tensors may count too: the counter is
+            // the process's).
+            assert!(r.tensors_per_step >= 10.0, "{r:?}");
             let one = Network::new(&NetConfig::new(Arch::SmallCnn, 3, 0), &Device::Cpu).unwrap().num_params();
             assert_eq!(r.params, if dual { 2 * one } else { one });
             let json = serde_json::to_value(&r).unwrap();

@@ -1,12 +1,15 @@
 //! A per-op time profile of our custom ops, for finding where a training step's time goes without a profiler (on
-//! when `UNISAL_OP_PROFILE=1`; `UNISAL_GPU_PROFILE=1` is the same switch). Each timed op adds its wall time to
+//! when `UNISAL_OP_PROFILE=1`, or `=host`; `UNISAL_GPU_PROFILE` is the same switch). Each timed op adds its wall time to
 //! its name's total, so what a step takes beyond their sum is everything else (candle's own ops: gradient
 //! accumulation, losses, casts, the graph walk).
 //!
 //! - CPU: every op of `cpu_util::dispatch` (the kernels run synchronously, so no wait is needed; the cost is two
 //!   clock reads a call).
 //! - CUDA (feature `cuda`): [`timed`] synchronises the stream before and after the op, so the totals are the ops'
-//!   device time (plus a launch each). The synchronisations slow the step down: read shares, not speeds.
+//!   device time (plus a launch each). The synchronisations slow the step down: read shares, not speeds. With
+//!   `=host` it does not synchronise: the totals are then the host's time to enqueue each op (descriptors,
+//!   allocations, launches), the step runs at its normal pace, and what the step's host time has beyond their
+//!   sum is candle's own ops and graph walk.
 //!
 //! A name with a colon (`conv2d: product`) is a part of the op before the colon, timed inside it: it counts in
 //! that op's total, not again. `unisal bench` prints the table after its timed steps.
@@ -15,14 +18,39 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// Whether `UNISAL_OP_PROFILE=1` (or `UNISAL_GPU_PROFILE=1`) asked for the profile.
-pub fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| {
-        ["UNISAL_OP_PROFILE", "UNISAL_GPU_PROFILE"]
-            .iter()
-            .any(|k| std::env::var(k).is_ok_and(|v| matches!(v.trim(), "1" | "true" | "on")))
+/// What the environment asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    /// Device time: synchronised around each op on a GPU.
+    Synced,
+    /// Host time only: no synchronisation.
+    Host,
+}
+
+fn mode() -> Mode {
+    static MODE: OnceLock<Mode> = OnceLock::new();
+    *MODE.get_or_init(|| {
+        let values =
+            ["UNISAL_OP_PROFILE", "UNISAL_GPU_PROFILE"].map(|k| std::env::var(k).unwrap_or_default());
+        if values.iter().any(|v| v.trim() == "host") {
+            Mode::Host
+        } else if values.iter().any(|v| matches!(v.trim(), "1" | "true" | "on")) {
+            Mode::Synced
+        } else {
+            Mode::Off
+        }
     })
+}
+
+/// Whether `UNISAL_OP_PROFILE` (or `UNISAL_GPU_PROFILE`) is `1` or `host`.
+pub fn enabled() -> bool {
+    mode() != Mode::Off
+}
+
+/// Whether the profile times the host's work only (`=host`: GPU ops are not waited for).
+pub fn host_only() -> bool {
+    mode() == Mode::Host
 }
 
 fn totals() -> &'static Mutex<HashMap<&'static str, (u64, Duration)>> {
@@ -58,6 +86,12 @@ pub(crate) fn timed<R>(
 ) -> candle_core::Result<R> {
     if !enabled() {
         return f();
+    }
+    if host_only() {
+        let t0 = Instant::now();
+        let out = f()?;
+        add(name, t0.elapsed());
+        return Ok(out);
     }
     let sync = |s: &candle_core::cuda_backend::cudarc::driver::CudaStream| {
         s.synchronize().map_err(|e| candle_core::Error::Msg(format!("{name}: sync: {e:?}")))
