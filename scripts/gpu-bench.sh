@@ -114,7 +114,7 @@ fi
 #    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.
 #    Default: kernels on, two rounds of SIM_ITERS (100); kernels off (candle's composed ops): round 0 of 40, for its
 #    img/s. SIM_ROUNDS, SIM_STRATEGIES, SIM_SEEDS, SIM_ENV (e.g. UNISAL_TF32=1) and SIM_ARGS (e.g. --amp bf16) make
-#    it a longer run of section 5;
+#    it a longer run of section 5; SIM_PARALLEL=1 runs each (strategy, seed) as its own process, all at once;
 #    SIM_DEADLINE (seconds since the script started) ends it in time, its finished rounds kept in the log.
 if [ -d .gpu/crc5/pool ] && want simulate; then
   for k in ${SIM_KERNELS:-1 0}; do
@@ -124,11 +124,32 @@ if [ -d .gpu/crc5/pool ] && want simulate; then
     [ -n "${SIM_DEADLINE:-}" ] && limit=$((SIM_DEADLINE - SECONDS)) && [ "$limit" -lt 10 ] && limit=10
     echo "== simulate ${SIM_STRATEGIES:-unisal}, UNISAL_GPU_KERNELS=$k ${SIM_ENV:-}, $rounds rounds of $iters" \
       "iterations (at ${SECONDS}s, ${limit}s left)" | tee -a "$OUT/log.txt"
-    # shellcheck disable=SC2086
-    env UNISAL_GPU_KERNELS=$k ${SIM_ENV:-} timeout "$limit" "$bin" simulate --pool .gpu/crc5/pool \
-      --test .gpu/crc5/test --strategies "${SIM_STRATEGIES:-unisal}" --initial 40 --budget 40 --rounds "$rounds" \
-      --seeds "${SIM_SEEDS:-1}" --preset gpu-sim --iterations "$iters" --device "$DEVICE" --progress-every 50 \
-      ${SIM_ARGS:-} --out "$OUT/sim-kernels-$k" > "$OUT/simulate-kernels-$k.log" 2>&1
+    sim() {  # strategies, seeds, first seed, output folder, log
+      # shellcheck disable=SC2086
+      env UNISAL_GPU_KERNELS=$k ${SIM_ENV:-} timeout "$limit" "$bin" simulate --pool .gpu/crc5/pool \
+        --test .gpu/crc5/test --strategies "$1" --initial 40 --budget 40 --rounds "$rounds" --seeds "$2" \
+        --seed-base "$3" --preset gpu-sim --iterations "$iters" --device "$DEVICE" --progress-every 50 \
+        ${SIM_ARGS:-} --out "$4" > "$5" 2>&1
+    }
+    if [ "${SIM_PARALLEL:-0}" = 1 ] && [ "$k" = 1 ]; then
+      # One process per (strategy, seed), all at once on the one GPU (the step is partly bound by the host's
+      # work, so they overlap), then one results.csv and the table of scripts/results_table.py.
+      strategies="${SIM_STRATEGIES:-unisal}"
+      for s in ${strategies//,/ }; do
+        for ((seed = 0; seed < ${SIM_SEEDS:-1}; seed++)); do
+          sim "$s" 1 "$seed" "$OUT/sim-kernels-1/$s-$seed" "$OUT/simulate-kernels-1-$s-$seed.log" &
+        done
+      done
+      wait
+      csvs=("$OUT"/sim-kernels-1/*/results.csv)
+      if [ -e "${csvs[0]}" ]; then
+        { head -n 1 "${csvs[0]}"; for f in "${csvs[@]}"; do tail -n +2 "$f"; done; } > "$OUT/sim-kernels-1/results.csv"
+        "$PY" scripts/results_table.py "$OUT/sim-kernels-1/results.csv" | tee "$OUT/sim-kernels-1/table.md"
+      fi
+      grep -hE "img/s" "$OUT"/simulate-kernels-1-*.log | tail -n 4
+      continue
+    fi
+    sim "${SIM_STRATEGIES:-unisal}" "${SIM_SEEDS:-1}" 0 "$OUT/sim-kernels-$k" "$OUT/simulate-kernels-$k.log"
     grep -E "accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 12
     grep -E "img/s" "$OUT/simulate-kernels-$k.log" | tail -n 1
   done
