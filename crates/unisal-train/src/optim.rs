@@ -167,7 +167,8 @@ impl InplaceOp3 for SgdBufferInPlace {
         gl: &Layout,
     ) -> candle_core::Result<()> {
         let p = [self.momentum as f32, self.weight_decay as f32, 0.0];
-        crate::nn::cuda_kernels::update("unisal_sgd_buffer_in_place_f32", (buf, bl), &[(w, wl), (g, gl)], p)
+        use crate::nn::cuda_kernels::{update, Update};
+        update(Update::SgdBuffer, (buf, bl), &[(w, wl), (g, gl)], p)
     }
 }
 
@@ -192,12 +193,8 @@ impl InplaceOp2 for SgdApplyInPlace {
         buf: &candle_core::CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<()> {
-        crate::nn::cuda_kernels::update(
-            "unisal_sgd_apply_in_place_f32",
-            (w, wl),
-            &[(buf, bl)],
-            [self.lr as f32, 0.0, 0.0],
-        )
+        use crate::nn::cuda_kernels::{update, Update};
+        update(Update::SgdApply, (w, wl), &[(buf, bl)], [self.lr as f32, 0.0, 0.0])
     }
 }
 

@@ -43,6 +43,24 @@ impl Map {
     }
 }
 
+/// The in-place kernels of `cuda/elementwise.cu` (f32 only).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Update {
+    /// SGD's momentum buffer: `buf = p0 * buf + (g + p1 * w)` (inputs `w`, `g`).
+    SgdBuffer,
+    /// SGD's weight: `w -= p0 * buf` (input `buf`).
+    SgdApply,
+}
+
+impl Update {
+    fn name(self) -> &'static str {
+        match self {
+            Update::SgdBuffer => "unisal_sgd_buffer_in_place_f32",
+            Update::SgdApply => "unisal_sgd_apply_in_place_f32",
+        }
+    }
+}
+
 /// Runs `kernel` over 1-3 contiguous inputs of one shape and element type (f32 or bf16; a missing input slot gets
 /// the first; the kernels do not read it) with the scalars `p`; returns a new buffer of that shape.
 pub(crate) fn map(
@@ -128,15 +146,15 @@ unsafe fn launch(
     })
 }
 
-/// Runs the in-place kernel `name` of `cuda/elementwise.cu` on the contiguous f32 `target`, with one or two
-/// contiguous f32 inputs of its shape (a missing second slot gets the first; the kernels do not read it) and the
-/// scalars `p`.
+/// Runs the in-place `kernel` on the contiguous f32 `target`, with one or two contiguous f32 inputs of its shape
+/// (a missing second slot gets the first; the kernels do not read it) and the scalars `p`.
 pub(crate) fn update(
-    name: &'static str,
+    kernel: Update,
     (target, tl): (&mut CudaStorage, &Layout),
     inputs: &[(&CudaStorage, &Layout)],
     p: [f32; 3],
 ) -> candle_core::Result<()> {
+    let name = kernel.name();
     let shape = tl.shape();
     let n = shape.elem_count();
     if !tl.is_contiguous() || inputs.is_empty() {

@@ -19,7 +19,7 @@ use candle_core::{CudaStorage, DType, Layout, Shape, Storage, Tensor};
 use crate::nn::elementwise::relu_mask;
 
 use super::handle::{
-    check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
+    by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
 
 const MODE: c_int = super::ffi::BATCHNORM_SPATIAL;
@@ -226,11 +226,7 @@ impl candle_core::CustomOp3 for BnCudnn {
         bs: &CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        match xs.dtype() {
-            DType::F32 => self.fwd_as::<f32>((xs, xl), (gs, gl), (bs, bl)),
-            DType::BF16 => self.fwd_as::<half::bf16>((xs, xl), (gs, gl), (bs, bl)),
-            dt => candle_core::bail!("cuDNN batch norm: {dt:?} is not supported"),
-        }
+        by_elem!(xs.dtype(), "batch norm", T => self.fwd_as::<T>((xs, xl), (gs, gl), (bs, bl)))
     }
 
     fn bwd(
@@ -303,11 +299,7 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
         gs: &CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        match xs.dtype() {
-            DType::F32 => self.bwd_as::<f32>((xs, xl), (dys, dyl), (gs, gl)),
-            DType::BF16 => self.bwd_as::<half::bf16>((xs, xl), (dys, dyl), (gs, gl)),
-            dt => candle_core::bail!("cuDNN batch norm backward: {dt:?} is not supported"),
-        }
+        by_elem!(xs.dtype(), "batch norm backward", T => self.bwd_as::<T>((xs, xl), (dys, dyl), (gs, gl)))
     }
 }
 

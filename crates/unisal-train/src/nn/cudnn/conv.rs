@@ -15,11 +15,11 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream};
-use candle_core::{CudaStorage, DType, Layout, Shape};
+use candle_core::{CudaStorage, Layout, Shape};
 
 use super::ffi::{self, AlgoPerf, Api, Ptr};
 use super::handle::{
-    check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
+    by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
 use super::{allowed_math, tf32_allowed};
 use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
@@ -195,11 +195,7 @@ pub(crate) fn forward(
     ws: &CudaStorage,
     wl: &Layout,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    match xs.dtype() {
-        DType::F32 => forward_as::<f32>(op, (xs, xl), (ws, wl)),
-        DType::BF16 => forward_as::<half::bf16>(op, (xs, xl), (ws, wl)),
-        dt => candle_core::bail!("cuDNN convolution: {dt:?} is not supported"),
-    }
+    by_elem!(xs.dtype(), "convolution", T => forward_as::<T>(op, (xs, xl), (ws, wl)))
 }
 
 fn forward_as<T: CudnnElem>(
@@ -254,11 +250,7 @@ pub(crate) fn backward(
     w: (&CudaStorage, &Layout),
     dy: (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    match x.0.dtype() {
-        DType::F32 => backward_as::<f32>(op, x, w, dy),
-        DType::BF16 => backward_as::<half::bf16>(op, x, w, dy),
-        dt => candle_core::bail!("cuDNN convolution backward: {dt:?} is not supported"),
-    }
+    by_elem!(x.0.dtype(), "convolution backward", T => backward_as::<T>(op, x, w, dy))
 }
 
 fn backward_as<T: CudnnElem>(

@@ -36,6 +36,25 @@ impl CudnnElem for half::bf16 {
     const DTYPE: candle_core::DType = candle_core::DType::BF16;
 }
 
+/// `$body` with the type `$t` standing for the [`CudnnElem`] of `$dtype` (f32 or bf16); any other element type is
+/// an error naming `$what`.
+macro_rules! by_elem {
+    ($dtype:expr, $what:literal, $t:ident => $body:expr) => {
+        match $dtype {
+            candle_core::DType::F32 => {
+                type $t = f32;
+                $body
+            }
+            candle_core::DType::BF16 => {
+                type $t = half::bf16;
+                $body
+            }
+            dt => candle_core::bail!(concat!("cuDNN ", $what, ": {:?} is not supported"), dt),
+        }
+    };
+}
+pub(crate) use by_elem;
+
 /// cuDNN's scaling factors: `out = ONE * op + ZERO * out`.
 pub(crate) const ONE: f32 = 1.0;
 pub(crate) const ZERO: f32 = 0.0;

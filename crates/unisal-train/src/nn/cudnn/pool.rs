@@ -3,10 +3,10 @@
 //! pool is about 30 graph nodes of padding, strided views and maxima.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CudaStorage, DType, Layout, Shape};
+use candle_core::{CudaStorage, Layout, Shape};
 
 use super::handle::{
-    check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
+    by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
 use crate::nn::cpu_util::Kernel;
 use crate::nn::pool_cpu::{MaxPool, MaxPoolBackward};
@@ -33,11 +33,7 @@ pub(crate) fn forward(
     xs: &CudaStorage,
     xl: &Layout,
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    match xs.dtype() {
-        DType::F32 => forward_as::<f32>(op, xs, xl),
-        DType::BF16 => forward_as::<half::bf16>(op, xs, xl),
-        dt => candle_core::bail!("cuDNN max pool: {dt:?} is not supported"),
-    }
+    by_elem!(xs.dtype(), "max pool", T => forward_as::<T>(op, xs, xl))
 }
 
 fn forward_as<T: CudnnElem>(
@@ -69,11 +65,7 @@ pub(crate) fn backward(
     y: (&CudaStorage, &Layout),
     dy: (&CudaStorage, &Layout),
 ) -> candle_core::Result<(CudaStorage, Shape)> {
-    match x.0.dtype() {
-        DType::F32 => backward_as::<f32>(op, x, y, dy),
-        DType::BF16 => backward_as::<half::bf16>(op, x, y, dy),
-        dt => candle_core::bail!("cuDNN max pool backward: {dt:?} is not supported"),
-    }
+    by_elem!(x.0.dtype(), "max pool backward", T => backward_as::<T>(op, x, y, dy))
 }
 
 fn backward_as<T: CudnnElem>(
