@@ -4,6 +4,8 @@
 #
 # Prepared here with `scripts/gpu-pack.sh` (builds the CUDA binary, compresses it into .gpu/), then run there as
 #   bash scripts/gpu-bench.sh            (with the device tool: carry [".gpu"])
+# or, for the whole section-5 simulation on crc5's full pool and devtest (gpu-pack.sh's .gpu-sim, no test binaries):
+#   GPU_PACK=.gpu-sim CASES='^simulate$' SIM_KERNELS=1 SIM_PARALLEL=1 ... bash scripts/gpu-bench.sh  (carry [".gpu-sim"])
 # Writes logs and results.json under $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 OUT="${OUT:-$PWD/gpu-out}"
@@ -16,8 +18,9 @@ export LD_LIBRARY_PATH="$NV/cu13/lib:$NV/cudnn/lib:${LD_LIBRARY_PATH:-}"
 PY="${PYTHON:-$([ -x /opt/torch/.venv/bin/python ] && echo /opt/torch/.venv/bin/python || echo python3)}"
 # A dry run of this script elsewhere: UNISAL_BIN=<a unisal binary> BENCH_DEVICE=cpu CASES=<regex> (tests skipped).
 DEVICE="${BENCH_DEVICE:-cuda}"
+PACK="${GPU_PACK:-.gpu}"
 bin="${UNISAL_BIN:-/tmp/unisal}"
-if [ -z "${UNISAL_BIN:-}" ]; then xz -dc .gpu/unisal.xz > "$bin" && chmod +x "$bin"; fi
+if [ -z "${UNISAL_BIN:-}" ]; then xz -dc "$PACK/unisal.xz" > "$bin" && chmod +x "$bin"; fi
 want() { [[ "$1" =~ ${CASES:-.} ]]; }
 if command -v nvidia-smi > /dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -25,7 +28,7 @@ fi
 # 1. Correctness on the GPU first: the device test binaries packed by gpu-pack.sh (PyTorch parity of the narrow
 #    ResNet-18, every layer's gradient against the f64 CPU reference), with UNISAL_TEST_DEVICE=cuda.
 export UNISAL_TEST_DEVICE=cuda UNISAL_TRAIN_TEST_DATA="$here/crates/unisal-train/tests/data"
-for t in .gpu/tests/*.xz; do
+for t in "$PACK"/tests/*.xz; do
   [ -e "$t" ] && [ "$DEVICE" = cuda ] || continue
   name=$(basename "$t" .xz)
   xz -dc "$t" > "/tmp/$name" && chmod +x "/tmp/$name"
@@ -116,7 +119,7 @@ fi
 #    img/s. SIM_ROUNDS, SIM_STRATEGIES, SIM_SEEDS, SIM_ENV (e.g. UNISAL_TF32=1) and SIM_ARGS (e.g. --amp bf16) make
 #    it a longer run of section 5; SIM_PARALLEL=1 runs each (strategy, seed) as its own process, all at once;
 #    SIM_DEADLINE (seconds since the script started) ends it in time, its finished rounds kept in the log.
-if [ -d .gpu/crc5/pool ] && want simulate; then
+if [ -d "$PACK/crc5/pool" ] && want simulate; then
   for k in ${SIM_KERNELS:-1 0}; do
     rounds=$([ "$k" = 1 ] && echo "${SIM_ROUNDS:-1}" || echo 0)
     iters=$([ "$k" = 1 ] && echo "${SIM_ITERS:-100}" || echo 40)
@@ -126,8 +129,8 @@ if [ -d .gpu/crc5/pool ] && want simulate; then
       "iterations (at ${SECONDS}s, ${limit}s left)" | tee -a "$OUT/log.txt"
     sim() {  # strategies, seeds, first seed, output folder, log
       # shellcheck disable=SC2086
-      env UNISAL_GPU_KERNELS=$k ${SIM_ENV:-} timeout "$limit" "$bin" simulate --pool .gpu/crc5/pool \
-        --test .gpu/crc5/test --strategies "$1" --initial 40 --budget 40 --rounds "$rounds" --seeds "$2" \
+      env UNISAL_GPU_KERNELS=$k ${SIM_ENV:-} timeout "$limit" "$bin" simulate --pool "$PACK/crc5/pool" \
+        --test "$PACK/crc5/test" --strategies "$1" --initial 40 --budget 40 --rounds "$rounds" --seeds "$2" \
         --seed-base "$3" --preset gpu-sim --iterations "$iters" --device "$DEVICE" --progress-every 50 \
         ${SIM_ARGS:-} --out "$4" > "$5" 2>&1
     }

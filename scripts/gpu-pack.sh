@@ -39,3 +39,13 @@ if [ -d "$data/pool" ] && [ "${WITH_POOL:-1}" = 1 ]; then
   for d in "$data"/devtest/*/; do copy_first "$d" 60 ".gpu/crc5/test/$(basename "$d")"; done
 fi
 du -sh .gpu
+# The whole section-5 data for a simulation-only call (carry [".gpu-sim"], GPU_PACK=.gpu-sim): the binary with all
+# of crc5's pool (4,000) and devtest (1,000), as in ../shared/method/UNISAL.md section 5 (~48 MB; with the tracked
+# files under the 64 MiB a call may carry, which .gpu's test binaries would not leave room for).
+if [ -d "$data/pool" ] && [ "${WITH_SIM_PACK:-1}" = 1 ]; then
+  rm -rf .gpu-sim && mkdir -p .gpu-sim/crc5
+  cp .gpu/unisal.xz .gpu-sim/
+  cp -r "$data/pool" .gpu-sim/crc5/pool
+  cp -r "$data/devtest" .gpu-sim/crc5/test
+  du -sh .gpu-sim
+fi
