@@ -31,16 +31,19 @@ enum Mode {
 fn mode() -> Mode {
     static MODE: OnceLock<Mode> = OnceLock::new();
     *MODE.get_or_init(|| {
-        let values =
-            ["UNISAL_OP_PROFILE", "UNISAL_GPU_PROFILE"].map(|k| std::env::var(k).unwrap_or_default());
-        if values.iter().any(|v| v.trim() == "host") {
-            Mode::Host
-        } else if values.iter().any(|v| matches!(v.trim(), "1" | "true" | "on")) {
-            Mode::Synced
-        } else {
-            Mode::Off
-        }
+        parse_mode(&["UNISAL_OP_PROFILE", "UNISAL_GPU_PROFILE"].map(|k| std::env::var(k).unwrap_or_default()))
     })
+}
+
+/// The mode the switches' values ask for: `host` wins over `1`/`true`/`on`; anything else is off.
+fn parse_mode(values: &[String]) -> Mode {
+    if values.iter().any(|v| v.trim() == "host") {
+        Mode::Host
+    } else if values.iter().any(|v| matches!(v.trim(), "1" | "true" | "on")) {
+        Mode::Synced
+    } else {
+        Mode::Off
+    }
 }
 
 /// Whether `UNISAL_OP_PROFILE` (or `UNISAL_GPU_PROFILE`) is `1` or `host`.
@@ -122,4 +125,20 @@ pub fn report() -> Vec<(String, u64, f64)> {
     let mut rows: Vec<_> = m.into_iter().map(|(k, (n, d))| (k.to_string(), n, d.as_secs_f64())).collect();
     rows.sort_by(|a, b| b.2.total_cmp(&a.2));
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switch_values_map_to_modes() {
+        let m = |v: &[&str]| parse_mode(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(m(&["", ""]), Mode::Off);
+        assert_eq!(m(&["0", "off"]), Mode::Off);
+        assert_eq!(m(&["1", ""]), Mode::Synced);
+        assert_eq!(m(&["", " on "]), Mode::Synced);
+        assert_eq!(m(&[" host", ""]), Mode::Host);
+        assert_eq!(m(&["1", "host"]), Mode::Host);
+    }
 }
