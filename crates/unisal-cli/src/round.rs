@@ -142,15 +142,38 @@ impl RoundProgress {
     }
 }
 
+/// At the end of training, where the iterations' time went (the trainer's `ms_*` metrics), as one line.
+fn phase_line(p: &Progress) -> Option<String> {
+    if p.stage != "train" || p.total != Some(p.done) {
+        return None;
+    }
+    let get = |k: &str| p.metrics.iter().find(|(name, _)| name == k).map(|&(_, v)| v);
+    let parts = [
+        ("upload", "ms_upload"),
+        ("forward", "ms_forward"),
+        ("losses", "ms_losses"),
+        ("backward", "ms_backward"),
+        ("update", "ms_update"),
+        ("data and the rest", "ms_rest"),
+    ]
+    .map(|(label, k)| get(k).map(|v| format!("{label} {v:.1}")));
+    let parts: Option<Vec<String>> = parts.into_iter().collect();
+    Some(format!("train: ms an iteration (host): {}", parts?.join(", ")))
+}
+
 impl ProgressSink for RoundProgress {
     fn report(&self, p: &Progress) {
         let detail = p.message.clone().unwrap_or_default();
+        let phases = phase_line(p);
         if let Some(bar) = &self.bar {
             bar.set_message(format!("{} {detail}", p.stage));
             if let Some(total) = p.total {
                 bar.set_length(total);
             }
             bar.set_position(p.done);
+            if let Some(line) = phases {
+                bar.println(format!("{}{line}", self.prefix));
+            }
             return;
         }
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
@@ -163,6 +186,9 @@ impl ProgressSink for RoundProgress {
             let count = p.total.map_or(format!("{}", p.done), |t| format!("{}/{t}", p.done));
             eprintln!("{}{} {count} {detail}", self.prefix, p.stage);
             *last = Some((Instant::now(), p.stage.clone()));
+        }
+        if let Some(line) = phases {
+            eprintln!("{}{line}", self.prefix);
         }
     }
 }

@@ -85,6 +85,17 @@ fn a_round_trains_reports_and_predicts() {
     for k in ["loss", "supervised", "pseudo_a", "pseudo_b", "contrastive", "images_per_s", "eta_s"] {
         assert!(names.contains(&k), "progress lacks {k}");
     }
+    // Where the iterations' time went: every part reported, none negative, and together no more than the
+    // round's wall time per iteration.
+    let last = train[train.len() - 1];
+    let phases = ["ms_upload", "ms_forward", "ms_losses", "ms_backward", "ms_update", "ms_rest"];
+    let ms: Vec<f64> = phases
+        .iter()
+        .map(|k| last.metrics.iter().find(|(n, _)| n == k).unwrap_or_else(|| panic!("progress lacks {k}")).1)
+        .collect();
+    assert!(ms.iter().all(|&v| v >= 0.0) && ms[1] > 0.0 && ms[3] > 0.0, "{ms:?}");
+    let per_iteration_ms = 1000.0 * outcome.seconds / outcome.iterations as f64;
+    assert!(ms.iter().sum::<f64>() <= per_iteration_ms + 1e-6, "{ms:?} against {per_iteration_ms} ms");
 
     let ids: Vec<i64> = s.unlabeled.iter().map(|x| x.id).collect();
     let preds = learner.predict(&ids, &s.images, &NoProgress, &CancelToken::new()).unwrap();

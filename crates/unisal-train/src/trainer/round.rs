@@ -41,6 +41,36 @@ pub struct RoundResult {
     pub chosen_iteration: u64,
 }
 
+/// Host seconds spent in each part of the iterations so far. On a GPU a part is the time to enqueue its work,
+/// except that the losses wait for the forward passes (they read the pseudo-labels back to the host).
+#[derive(Debug, Default)]
+struct PhaseClock {
+    upload: f64,
+    forward: f64,
+    losses: f64,
+    backward: f64,
+    update: f64,
+}
+
+impl PhaseClock {
+    /// Milliseconds an iteration of each part over `done` iterations, and of the rest of `elapsed` (waiting for
+    /// the data workers, progress, validation), as progress metrics.
+    fn metrics(&self, done: u64, elapsed: f64) -> Vec<(String, f64)> {
+        let parts = [
+            ("ms_upload", self.upload),
+            ("ms_forward", self.forward),
+            ("ms_losses", self.losses),
+            ("ms_backward", self.backward),
+            ("ms_update", self.update),
+        ];
+        let busy: f64 = parts.iter().map(|(_, s)| s).sum();
+        let per = |s: f64| 1000.0 * s / done.max(1) as f64;
+        let mut m: Vec<(String, f64)> = parts.iter().map(|&(k, s)| (k.to_string(), per(s))).collect();
+        m.push(("ms_rest".into(), per((elapsed - busy).max(0.0))));
+        m
+    }
+}
+
 struct Best {
     accuracy: f64,
     iteration: u64,
@@ -80,6 +110,7 @@ pub fn run_round(
     let mut best = Best { accuracy: f64::NEG_INFINITY, iteration: 0, snapshot: None };
     let mut last_terms = LossTerms::default();
     let mut images = 0u64;
+    let mut clock = PhaseClock::default();
     let start = Instant::now();
 
     let produce = |it: u64| {
@@ -92,21 +123,32 @@ pub fn run_round(
             return Err(TrainError::Cancelled);
         }
         let n = batch.len;
+        let mut lap = Instant::now();
+        let mut tick = |part: &mut f64| {
+            let now = Instant::now();
+            *part += (now - lap).as_secs_f64();
+            lap = now;
+        };
         let xa = Tensor::from_vec(batch.view_a, (n, 3, crop, crop), inp.device)?;
         let xb = Tensor::from_vec(batch.view_b, (n, 3, crop, crop), inp.device)?;
+        tick(&mut clock.upload);
         let oa = pair.a.forward(&xa, true)?;
         let ob = pair.b.forward(&xb, true)?;
+        tick(&mut clock.forward);
         let out =
             DualOutputs { logits_a: &oa.logits, logits_b: &ob.logits, proj_a: &oa.proj, proj_b: &ob.proj };
         let parts = dual_losses(out, &batch.labels, &loss_cfg)?;
         let lambda = schedule.lambda_at(it);
         let loss = parts.total(lambda, cfg.contrastive_weight)?;
+        tick(&mut clock.losses);
         let grads = loss.backward()?;
+        tick(&mut clock.backward);
         let lr = schedule.lr_at(it);
         opt_a.set_lr(lr);
         opt_b.set_lr(lr);
         opt_a.step(&grads)?;
         opt_b.step(&grads)?;
+        tick(&mut clock.update);
         images += n as u64;
         let done = it + 1;
         if done % cfg.progress_every == 0 || done == total {
@@ -139,6 +181,7 @@ pub fn run_round(
                 ("images_per_s".into(), ips),
                 ("eta_s".into(), eta),
             ];
+            p.metrics.extend(clock.metrics(done, secs));
             progress.report(&p);
         }
         if validate && (done % cfg.validation_every == 0 || done == total) {
