@@ -150,11 +150,13 @@ if [ -d "$PACK/crc5/pool" ] && want simulate; then
         "$PY" scripts/results_table.py "$OUT/sim-kernels-1/results.csv" | tee "$OUT/sim-kernels-1/table.md"
       fi
       grep -hE "img/s" "$OUT"/simulate-kernels-1-*.log | tail -n 4
+      grep -hE "ms an iteration" "$OUT"/simulate-kernels-1-*.log | tail -n 4
       continue
     fi
     sim "${SIM_STRATEGIES:-unisal}" "${SIM_SEEDS:-1}" 0 "$OUT/sim-kernels-$k" "$OUT/simulate-kernels-$k.log"
     grep -E "accuracy" "$OUT/simulate-kernels-$k.log" | tail -n 12
     grep -E "img/s" "$OUT/simulate-kernels-$k.log" | tail -n 1
+    grep -E "ms an iteration" "$OUT/simulate-kernels-$k.log" | tail -n 1
   done
 fi
 [ "$DEVICE" = cuda ] && cudnn_missing "$OUT/log.txt" "$OUT"/simulate-*.log
