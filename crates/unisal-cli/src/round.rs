@@ -14,7 +14,7 @@ use unisal_core::events::{Progress, ProgressSink};
 use unisal_core::learner::{ModelArch, TrainConfig, PRESETS};
 use unisal_core::round::{run_round, InitialSet, RoundSpec, RoundSummary};
 use unisal_core::CoreError;
-use unisal_train::trainer::DualTrainer;
+use unisal_train::trainer::{DualTrainer, PHASE_METRICS};
 
 /// The training options shared by `round` and `simulate`.
 #[derive(clap::Args, Clone, Debug)]
@@ -142,23 +142,17 @@ impl RoundProgress {
     }
 }
 
-/// At the end of training, where the iterations' time went (the trainer's `ms_*` metrics), as one line.
+/// At the end of training, where the iterations' time went (the trainer's [`PHASE_METRICS`]), as one line.
 fn phase_line(p: &Progress) -> Option<String> {
     if p.stage != "train" || p.total != Some(p.done) {
         return None;
     }
     let get = |k: &str| p.metrics.iter().find(|(name, _)| name == k).map(|&(_, v)| v);
-    let parts = [
-        ("upload", "ms_upload"),
-        ("forward", "ms_forward"),
-        ("losses", "ms_losses"),
-        ("backward", "ms_backward"),
-        ("update", "ms_update"),
-        ("data and the rest", "ms_rest"),
-    ]
-    .map(|(label, k)| get(k).map(|v| format!("{label} {v:.1}")));
-    let parts: Option<Vec<String>> = parts.into_iter().collect();
-    Some(format!("train: ms an iteration (host): {}", parts?.join(", ")))
+    let parts = PHASE_METRICS
+        .iter()
+        .map(|&(k, part)| get(k).map(|v| format!("{part} {v:.1}")))
+        .collect::<Option<Vec<String>>>()?;
+    Some(format!("train: ms an iteration (host): {}", parts.join(", ")))
 }
 
 impl ProgressSink for RoundProgress {

@@ -220,8 +220,9 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
     })
 }
 
-/// The id candle gives the next tensor, less one: its ids count up from 1 in creation order (read from the id's
-/// `Debug` form, `TensorId(n)`, the only way candle exposes it).
+/// The id of a new probe tensor. candle numbers tensors from 1 in creation order, so two readings, less one,
+/// count the tensors made between them (read from the id's `Debug` form, `TensorId(n)`, the only way candle
+/// exposes it).
 fn tensor_counter() -> Result<usize> {
     let probe = Tensor::zeros((), DType::F32, &Device::Cpu)?;
     let id = format!("{:?}", probe.id());

@@ -12,6 +12,8 @@ use crate::error::Result;
 use crate::nn::cpu_util::{
     cpu_float, cpu_op, dispatch_in_place, for_chunks, map_chunks, same_shape, Elem, InPlaceKernel, Kernel,
 };
+#[cfg(feature = "cuda")]
+use crate::nn::cuda_kernels::{update, Map, Update};
 use crate::nn::gpu_f32;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Shape, Tensor, Var};
@@ -167,7 +169,6 @@ impl InplaceOp3 for SgdBufferInPlace {
         gl: &Layout,
     ) -> candle_core::Result<()> {
         let p = [self.momentum as f32, self.weight_decay as f32, 0.0];
-        use crate::nn::cuda_kernels::{update, Update};
         update(Update::SgdBuffer, (buf, bl), &[(w, wl), (g, gl)], p)
     }
 }
@@ -193,7 +194,6 @@ impl InplaceOp2 for SgdApplyInPlace {
         buf: &candle_core::CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<()> {
-        use crate::nn::cuda_kernels::{update, Update};
         update(Update::SgdApply, (w, wl), &[(buf, bl)], [self.lr as f32, 0.0, 0.0])
     }
 }
@@ -208,7 +208,7 @@ cpu_op!(CustomOp2 for SgdFirstBuffer {
         gl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         crate::nn::cuda_kernels::map(
-            crate::nn::cuda_kernels::Map::SgdFirstBuffer,
+            Map::SgdFirstBuffer,
             &[(w, wl), (g, gl)],
             [0.0, self.weight_decay as f32, 0.0],
         )

@@ -14,7 +14,7 @@ mod pair;
 mod round;
 
 pub use pair::{arch_of, Pair, PairSnapshot};
-pub use round::{run_round, validation_accuracy, RoundInputs, RoundResult};
+pub use round::{run_round, validation_accuracy, RoundInputs, RoundResult, PHASE_METRICS};
 
 use crate::checkpoint::{self, CardInputs};
 use crate::device::{device_name, DeviceChoice};

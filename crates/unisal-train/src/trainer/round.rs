@@ -41,6 +41,17 @@ pub struct RoundResult {
     pub chosen_iteration: u64,
 }
 
+/// The per-iteration time metrics of a training progress event, `(metric, the part it times)`, in the order the
+/// parts run; the last is what the others leave of the round's time (data waits, progress, validation).
+pub const PHASE_METRICS: [(&str, &str); 6] = [
+    ("ms_upload", "upload"),
+    ("ms_forward", "forward"),
+    ("ms_losses", "losses"),
+    ("ms_backward", "backward"),
+    ("ms_update", "update"),
+    ("ms_rest", "data and the rest"),
+];
+
 /// Host seconds spent in each part of the iterations so far. On a GPU a part is the time to enqueue its work,
 /// except that the losses wait for the forward passes (they read the pseudo-labels back to the host).
 #[derive(Debug, Default)]
@@ -53,21 +64,18 @@ struct PhaseClock {
 }
 
 impl PhaseClock {
-    /// Milliseconds an iteration of each part over `done` iterations, and of the rest of `elapsed` (waiting for
-    /// the data workers, progress, validation), as progress metrics.
+    /// Milliseconds an iteration of each part over `done` iterations, and of the rest of `elapsed`, as the
+    /// [`PHASE_METRICS`].
     fn metrics(&self, done: u64, elapsed: f64) -> Vec<(String, f64)> {
-        let parts = [
-            ("ms_upload", self.upload),
-            ("ms_forward", self.forward),
-            ("ms_losses", self.losses),
-            ("ms_backward", self.backward),
-            ("ms_update", self.update),
-        ];
-        let busy: f64 = parts.iter().map(|(_, s)| s).sum();
+        let parts = [self.upload, self.forward, self.losses, self.backward, self.update];
+        let rest = (elapsed - parts.iter().sum::<f64>()).max(0.0);
         let per = |s: f64| 1000.0 * s / done.max(1) as f64;
-        let mut m: Vec<(String, f64)> = parts.iter().map(|&(k, s)| (k.to_string(), per(s))).collect();
-        m.push(("ms_rest".into(), per((elapsed - busy).max(0.0))));
-        m
+        parts
+            .into_iter()
+            .chain([rest])
+            .zip(PHASE_METRICS)
+            .map(|(s, (k, _))| (k.to_string(), per(s)))
+            .collect()
     }
 }
 
