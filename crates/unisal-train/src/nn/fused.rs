@@ -108,26 +108,33 @@ mod tests {
         Var::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// A 4-channel batch norm with distinct parameters and a positive running variance.
+    fn bn4() -> BatchNorm2d {
+        BatchNorm2d::from_vars(
+            var(&[4], 3, false),
+            var(&[4], 4, false),
+            var(&[4], 5, false),
+            var(&[4], 6, true),
+        )
+    }
+
+    fn max_diff(a: Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap()
+    }
+
     #[test]
     fn the_folded_convolution_is_conv_then_batch_norm() {
         for bias in [false, true] {
             let w = var(&[4, 3, 3, 3], 1, false);
             let b = bias.then(|| var(&[4], 2, false));
             let conv = Conv2d::from_vars(w, b, 2, 1);
-            let bn = BatchNorm2d::from_vars(
-                var(&[4], 3, false),
-                var(&[4], 4, false),
-                var(&[4], 5, false),
-                var(&[4], 6, true),
-            );
+            let bn = bn4();
             let x = var(&[2, 3, 9, 9], 7, false);
             let expected = bn.forward(&conv.forward(x.as_tensor()).unwrap(), false).unwrap();
             let (wf, bf) = fold_bn(&conv, &bn).unwrap();
             let folded =
                 Conv2d::from_vars(Var::from_tensor(&wf).unwrap(), Some(Var::from_tensor(&bf).unwrap()), 2, 1);
-            let got = folded.forward(x.as_tensor()).unwrap();
-            let diff =
-                (got - &expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            let diff = max_diff(folded.forward(x.as_tensor()).unwrap(), &expected);
             assert!(diff < 1e-12, "bias {bias}: {diff}");
             assert_eq!(wf.dtype(), DType::F64);
         }
@@ -136,12 +143,7 @@ mod tests {
     #[test]
     fn without_cuda_the_layers_run_one_by_one() {
         let conv = Conv2d::from_vars(var(&[4, 3, 1, 1], 1, false), None, 1, 0);
-        let bn = BatchNorm2d::from_vars(
-            var(&[4], 3, false),
-            var(&[4], 4, false),
-            var(&[4], 5, false),
-            var(&[4], 6, true),
-        );
+        let bn = bn4();
         let x = var(&[2, 3, 5, 5], 7, false);
         let r = var(&[2, 4, 5, 5], 8, false);
         let _g = NoGrad::enter();
@@ -153,9 +155,7 @@ mod tests {
             (Epilogue::AddRelu(r.as_tensor()), (&z + r.as_tensor()).unwrap().relu().unwrap()),
         ];
         for (epilogue, expected) in cases {
-            let got = conv_bn_eval(&conv, &bn, x.as_tensor(), epilogue).unwrap();
-            let diff =
-                (got - &expected).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f64>().unwrap();
+            let diff = max_diff(conv_bn_eval(&conv, &bn, x.as_tensor(), epilogue).unwrap(), &expected);
             assert!(diff < 1e-12, "{epilogue:?}: {diff}");
         }
     }
