@@ -109,6 +109,23 @@ impl BatchNorm2d {
         Ok((scale, shift))
     }
 
+    /// [`BatchNorm2d::eval_affine`] computed on the host in f64 from the parameters read as they are (no new
+    /// tensors; for the CPU's fused eval convolution).
+    pub fn eval_affine_host(&self) -> Result<(Vec<f64>, Vec<f64>)> {
+        let read = |v: &Var| -> Result<Vec<f64>> {
+            let t = v.as_tensor();
+            Ok(match t.dtype() {
+                DType::F64 => t.to_vec1::<f64>()?,
+                _ => t.to_dtype(DType::F32)?.to_vec1::<f32>()?.into_iter().map(f64::from).collect(),
+            })
+        };
+        let (gamma, beta) = (read(&self.weight)?, read(&self.bias)?);
+        let (mean, var) = (read(&self.running_mean)?, read(&self.running_var)?);
+        let scale: Vec<f64> = gamma.iter().zip(&var).map(|(g, v)| g / (v + self.eps).sqrt()).collect();
+        let shift = beta.iter().zip(&mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        Ok((scale, shift))
+    }
+
     /// [`BatchNorm2d::forward`] with a chosen implementation.
     pub fn forward_with(&self, x: &Tensor, train: bool, imp: BnImpl) -> Result<Tensor> {
         #[cfg(feature = "cuda")]

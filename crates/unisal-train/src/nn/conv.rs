@@ -5,9 +5,10 @@
 //! `conv_transpose2d`. On a CUDA device (f32, feature `cuda`, cuDNN installed) it is one op of cuDNN's forward and
 //! backward passes (`cudnn/conv.rs`); elsewhere candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 use super::conv_cpu::{ConvOp, KeptCols};
+use super::conv_eval_cpu::ConvEvalOp;
 use super::cpu_util::cpu_float;
 use super::im2col::Geometry;
 use super::pool::strided;
@@ -175,20 +176,74 @@ impl Conv2d {
 impl Conv2d {
     /// The im2col custom op (`conv_cpu.rs`); batches whose patch matrix exceeds `limit` bytes run in parts.
     fn im2col(&self, x: &Tensor, out: usize, k: usize, limit: usize, keep: bool) -> Result<Tensor> {
+        let w = param(&self.weight).contiguous()?;
+        self.in_parts(x, k, limit, &|x: &Tensor, _| {
+            let op = ConvOp { g: self.geometry(x, k)?, out, keep: keep.then(KeptCols::default) };
+            Ok(x.contiguous()?.apply_op2(&w, op)?)
+        })
+    }
+
+    /// `f(part, first sample)` over parts of the batch whose patch matrix fits in `limit` bytes, concatenated.
+    fn in_parts(
+        &self,
+        x: &Tensor,
+        k: usize,
+        limit: usize,
+        f: &dyn Fn(&Tensor, usize) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let g = self.geometry(x, k)?;
-        let (n, ho, wo) = (g.n, g.ho(), g.wo());
         // Bound the patch matrix (a ResNet's first layer at 224 px is ~7 MB a sample): larger batches go in parts.
-        let per_sample = ho * wo * g.ckk() * x.dtype().size_in_bytes();
+        let per_sample = g.ho() * g.wo() * g.ckk() * x.dtype().size_in_bytes();
         let max_n = (limit / per_sample.max(1)).max(1);
-        if n > max_n {
-            let parts = (0..n)
-                .step_by(max_n)
-                .map(|start| self.im2col(&x.narrow(0, start, max_n.min(n - start))?, out, k, limit, keep))
-                .collect::<Result<Vec<_>>>()?;
-            return Ok(Tensor::cat(&parts, 0)?);
+        if g.n <= max_n {
+            return f(x, 0);
         }
-        let op = ConvOp { g, out, keep: keep.then(KeptCols::default) };
-        Ok(x.contiguous()?.apply_op2(&param(&self.weight).contiguous()?, op)?)
+        let parts = (0..g.n)
+            .step_by(max_n)
+            .map(|start| f(&x.narrow(0, start, max_n.min(g.n - start))?, start))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Eval mode on the CPU: `act(conv(x) * scale + shift [+ residual])` as one op (`conv_eval_cpu.rs`), the
+    /// convolution's bias folded into `shift`; no autograd graph (the weight is read detached).
+    pub(crate) fn eval_affine_cpu(
+        &self,
+        x: &Tensor,
+        (scale, shift): (Vec<f64>, Vec<f64>),
+        relu: bool,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        self.eval_affine_cpu_in_parts(x, (scale, shift), relu, residual, COLS_BYTES)
+    }
+
+    /// [`Conv2d::eval_affine_cpu`] in parts of the batch whose patch matrix fits in `limit` bytes.
+    fn eval_affine_cpu_in_parts(
+        &self,
+        x: &Tensor,
+        (scale, shift): (Vec<f64>, Vec<f64>),
+        relu: bool,
+        residual: Option<&Tensor>,
+        limit: usize,
+    ) -> Result<Tensor> {
+        let (out, _, k, _) = self.weight.as_tensor().dims4()?;
+        let shift = match &self.bias {
+            Some(b) => {
+                let b = b.as_tensor().to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                shift.iter().zip(&scale).zip(&b).map(|((t, s), b)| t + b * s).collect()
+            }
+            None => shift,
+        };
+        let w = self.weight.as_tensor().detach().to_dtype(x.dtype())?.contiguous()?;
+        self.in_parts(x, k, limit, &|x: &Tensor, start| {
+            let conv = ConvOp { g: self.geometry(x, k)?, out, keep: None };
+            let op = ConvEvalOp { conv, scale: scale.clone(), shift: shift.clone(), relu };
+            let x = x.contiguous()?;
+            Ok(match residual {
+                Some(r) => x.apply_op3(&w, &r.narrow(0, start, x.dim(0)?)?.contiguous()?, op)?,
+                None => x.apply_op2(&w, op)?,
+            })
+        })
     }
 }
 
@@ -249,6 +304,30 @@ mod tests {
                 assert_eq!(a.len(), b.len());
                 assert!(a.iter().zip(b).all(|(p, q)| (p - q).abs() < 1e-12));
             }
+        }
+    }
+
+    #[test]
+    fn the_eval_op_in_parts_takes_each_part_of_the_residual() {
+        let dev = Device::Cpu;
+        let x = Tensor::randn(0f64, 1.0, (5, 3, 6, 6), &dev).unwrap();
+        let w = Var::from_tensor(&Tensor::randn(0f64, 1.0, (4, 3, 3, 3), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f64, 1.0, 4, &dev).unwrap()).unwrap();
+        let conv = Conv2d::from_vars(w, Some(b.clone()), 2, 1);
+        let r = Tensor::randn(0f64, 1.0, (5, 4, 3, 3), &dev).unwrap();
+        let (scale, shift) = (vec![0.5, -1.0, 2.0, 1.5], vec![0.1, 0.2, -0.3, 0.0]);
+        let s4 = Tensor::from_vec(scale.clone(), (1, 4, 1, 1), &dev).unwrap();
+        let t4 = Tensor::from_vec(shift.clone(), (1, 4, 1, 1), &dev).unwrap();
+        // conv includes its bias: (conv + b) * s + t.
+        let z = conv.forward(&x).unwrap().broadcast_mul(&s4).unwrap().broadcast_add(&t4).unwrap();
+        let want = (z + &r).unwrap().relu().unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        // Parts of 2, 2, 1 samples (9 x 27 x 8 bytes a sample), and the whole batch at once.
+        for limit in [2 * 9 * 27 * 8, usize::MAX] {
+            let y = conv
+                .eval_affine_cpu_in_parts(&x, (scale.clone(), shift.clone()), true, Some(&r), limit)
+                .unwrap();
+            let got = y.flatten_all().unwrap().to_vec1::<f64>().unwrap();
+            assert!(got.iter().zip(&want).all(|(p, q)| (p - q).abs() < 1e-12), "limit {limit}");
         }
     }
 }

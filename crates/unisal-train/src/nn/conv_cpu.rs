@@ -33,9 +33,10 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Layout, Shape, Tensor};
 
+use super::conv_eval_cpu::Epilogue;
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 use super::gemm_cpu::{give_scratch, matmul, matmul_on, take_scratch, transpose, with_scratch, MatRef};
-use super::im2col::{run_col2im, run_im2col, Geometry};
+use super::im2col::{im2col_samples, run_col2im, run_im2col, with_phases, Geometry};
 use super::op_profile::timed_cpu as timed;
 
 /// Elements (16 f32: 64 bytes) to which the backward's packed output aligns `dW` after `dx`, so that no pass writes
@@ -118,27 +119,64 @@ impl ConvOp {
         Ok(())
     }
 
-    fn forward<T: Elem>(&self, x: &[T], w: &[T]) -> Vec<T> {
+    /// `y = W · cols` per sample, then `epi` on each output run `y[n, o]` while it is in cache.
+    pub(super) fn forward<T: Elem>(&self, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
+        let finish = |n: usize, y_n: &mut [T]| {
+            if let Some(epi) = epi {
+                for (oi, run) in y_n.chunks_mut(p).enumerate() {
+                    epi.apply(n, oi, run);
+                }
+            }
+        };
+        let wm = MatRef::row_major(w, o, ckk);
+        let per_sample = o <= PER_SAMPLE_MAX_OUT && g.n >= 2;
+        if per_sample && self.keep.is_none() {
+            // Nothing to keep: each thread builds one sample's patch matrix in its own scratch buffer and
+            // multiplies it while it is still in cache, instead of writing the whole batch's out and reading it back.
+            let mut y = vec![T::zero(); g.n * o * p];
+            timed("conv2d: im2col + product", || {
+                with_phases(&g, x, |xs| {
+                    for_each_item(&mut y, o * p, |n, y_n| {
+                        with_scratch(ckk * p, |cols: &mut [T]| {
+                            im2col_samples(&g, xs, n, 1, cols);
+                            matmul_on(y_n, wm, MatRef::row_major(&*cols, ckk, p), 1);
+                        });
+                        finish(n, y_n);
+                    })
+                })
+            });
+            return y;
+        }
         let mut buf = take_scratch::<T>(ckk * npix);
         let cols = &mut buf[..ckk * npix];
         timed("conv2d: im2col", || run_im2col(&g, x, cols));
-        let (w, cols) = (MatRef::row_major(w, o, ckk), MatRef::row_major(&*cols, ckk, npix));
-        let y = if o <= PER_SAMPLE_MAX_OUT && g.n >= 2 {
+        let cols = MatRef::row_major(&*cols, ckk, npix);
+        let y = if per_sample {
             // One product per sample straight into y[n] = W · cols[:, n * P..(n + 1) * P], the samples split over
             // threads (each product on its thread): no product buffer and no layout copy.
             let mut y = vec![T::zero(); g.n * o * p];
             timed("conv2d: product", || {
-                for_each_item(&mut y, o * p, |n, out| matmul_on(out, w, cols.columns(n * p, p), 1))
+                for_each_item(&mut y, o * p, |n, y_n| {
+                    matmul_on(y_n, wm, cols.columns(n * p, p), 1);
+                    finish(n, y_n);
+                })
             });
             y
         } else {
             with_scratch(o * npix, |prod: &mut [T]| {
                 // prod[o][n][p] = W · cols -> y[n][o][p].
-                timed("conv2d: product", || matmul(prod, w, cols));
+                timed("conv2d: product", || matmul(prod, wm, cols));
                 let mut y = vec![T::zero(); g.n * o * p];
-                timed("conv2d: layout", || swap_outer(prod, &mut y, o, g.n, p));
+                timed("conv2d: layout", || {
+                    for_each_item(&mut y, o * p, |n, y_n| {
+                        for (oi, run) in y_n.chunks_mut(p).enumerate() {
+                            run.copy_from_slice(&prod[(oi * g.n + n) * p..][..p]);
+                        }
+                        finish(n, y_n);
+                    })
+                });
                 y
             })
         };
@@ -209,7 +247,7 @@ impl Kernel for ConvOp {
 
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, w] = inputs else { candle_core::bail!("conv2d: two inputs expected") };
-        Ok(self.forward(x, w))
+        Ok(self.forward(x, w, None))
     }
 }
 

@@ -1,13 +1,18 @@
 //! Eval-mode convolution + batch norm + ReLU, optionally joined with a residual: every layer of a ResNet at
-//! prediction time. With `UNISAL_FUSED_EVAL=1`, under [`NoGrad`], on CUDA in f32 with cuDNN, it is one cuDNN call
-//! (`nn/cudnn/fused.rs`): the batch norm is folded into the convolution ([`fold_bn`]), so
-//! `y = act(conv(x, w * s) + (beta - mean * s) [+ residual])` with `s = gamma / sqrt(var + eps)` replaces three
-//! kernels (convolution, batch norm, ReLU or the residual join) and two more passes over the activation. PyTorch's
-//! eval runs them one by one. Elsewhere, and by default until a GPU run has checked it (session 6 wrote it
-//! without one), the same layers run one after the other.
+//! prediction time, fused under [`NoGrad`] where a fused op exists:
+//! - on the CPU (f32/f64), by default: one op that applies the batch norm's affine map, the ReLU and the residual to
+//!   each output run right after its matrix product, while it is in cache (`nn/conv_eval_cpu.rs`);
+//! - on CUDA in f32 with cuDNN, with `UNISAL_FUSED_EVAL=1` (session 6 wrote it without a GPU; off until a GPU run
+//!   has checked it): one cuDNN call (`nn/cudnn/fused.rs`) on the folded weights ([`fold_bn`]),
+//!   `y = act(conv(x, w * s) + (beta - mean * s) [+ residual])` with `s = gamma / sqrt(var + eps)`.
+//!
+//! Either replaces three ops (convolution, batch norm, ReLU or the residual join) and two more passes over the
+//! activation; PyTorch's eval runs them one by one. `UNISAL_FUSED_EVAL=0` runs the layers one after the other
+//! everywhere, as do bf16 and training.
 
 use candle_core::Tensor;
 
+use super::cpu_util::cpu_float;
 use super::{add_relu, BatchNorm2d, Conv2d, NoGrad};
 use crate::error::Result;
 
@@ -22,27 +27,78 @@ pub enum Epilogue<'a> {
     AddRelu(&'a Tensor),
 }
 
-/// Whether `UNISAL_FUSED_EVAL=1` asks for the fused op where it can run.
-fn fused_enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var("UNISAL_FUSED_EVAL").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "on"))
-    })
+/// `UNISAL_FUSED_EVAL`: unset fuses on the CPU only, `1` (`true`, `on`) on CUDA too, `0` (`false`, `off`) nowhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FusedMode {
+    CpuOnly,
+    All,
+    Off,
+}
+
+impl FusedMode {
+    /// The mode a value of `UNISAL_FUSED_EVAL` asks for (unknown values: the default).
+    pub fn parse(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some("1" | "true" | "on") => Self::All,
+            Some("0" | "false" | "off") => Self::Off,
+            _ => Self::CpuOnly,
+        }
+    }
+
+    fn current() -> Self {
+        static MODE: std::sync::OnceLock<FusedMode> = std::sync::OnceLock::new();
+        *MODE.get_or_init(|| Self::parse(std::env::var("UNISAL_FUSED_EVAL").ok().as_deref()))
+    }
 }
 
 /// Eval-mode `epilogue(bn(conv(x)))`: fused where enabled and possible, else layer by layer.
 pub fn conv_bn_eval(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
-    if fused_enabled() {
+    let mode = FusedMode::current();
+    if mode != FusedMode::Off {
+        if let Some(y) = conv_bn_eval_cpu(conv, bn, x, epilogue)? {
+            return Ok(y);
+        }
+    }
+    if mode == FusedMode::All {
         if let Some(y) = conv_bn_eval_fused(conv, bn, x, epilogue)? {
             return Ok(y);
         }
     }
+    conv_bn_eval_layers(conv, bn, x, epilogue)
+}
+
+/// The same, one layer after the other.
+pub fn conv_bn_eval_layers(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    epilogue: Epilogue<'_>,
+) -> Result<Tensor> {
     let z = conv.forward_t(x, false)?;
     match epilogue {
         Epilogue::Identity => bn.forward(&z, false),
         Epilogue::Relu => bn.forward_relu(&z, false),
         Epilogue::AddRelu(residual) => add_relu(&bn.forward(&z, false)?, residual),
     }
+}
+
+/// The fused CPU op (`nn/conv_eval_cpu.rs`), where it can run (CPU, f32/f64, under [`NoGrad`]); `None` elsewhere.
+pub fn conv_bn_eval_cpu(
+    conv: &Conv2d,
+    bn: &BatchNorm2d,
+    x: &Tensor,
+    epilogue: Epilogue<'_>,
+) -> Result<Option<Tensor>> {
+    if !NoGrad::active() || !cpu_float(x) {
+        return Ok(None);
+    }
+    let affine = bn.eval_affine_host()?;
+    let y = match epilogue {
+        Epilogue::Identity => conv.eval_affine_cpu(x, affine, false, None)?,
+        Epilogue::Relu => conv.eval_affine_cpu(x, affine, true, None)?,
+        Epilogue::AddRelu(r) => conv.eval_affine_cpu(x, affine, true, Some(r))?,
+    };
+    Ok(Some(y))
 }
 
 /// The fused op, where it can run (CUDA, f32 (not bf16), cuDNN loaded, under [`NoGrad`]); `None` elsewhere.
@@ -141,7 +197,7 @@ mod tests {
     }
 
     #[test]
-    fn without_cuda_the_layers_run_one_by_one() {
+    fn on_the_cpu_the_cudnn_op_is_unused_and_every_epilogue_matches() {
         let conv = Conv2d::from_vars(var(&[4, 3, 1, 1], 1, false), None, 1, 0);
         let bn = bn4();
         let x = var(&[2, 3, 5, 5], 7, false);
@@ -158,5 +214,70 @@ mod tests {
             let diff = max_diff(conv_bn_eval(&conv, &bn, x.as_tensor(), epilogue).unwrap(), &expected);
             assert!(diff < 1e-12, "{epilogue:?}: {diff}");
         }
+    }
+
+    /// [`var`] in `dtype`.
+    fn var_as(shape: &[usize], seed: u64, positive: bool, dtype: DType) -> Var {
+        Var::from_tensor(&var(shape, seed, positive).as_tensor().to_dtype(dtype).unwrap()).unwrap()
+    }
+
+    /// A `c`-channel batch norm in `dtype` with distinct parameters and a positive running variance.
+    fn bn(c: usize, dtype: DType) -> BatchNorm2d {
+        BatchNorm2d::from_vars(
+            var_as(&[c], 3, false, dtype),
+            var_as(&[c], 4, false, dtype),
+            var_as(&[c], 5, false, dtype),
+            var_as(&[c], 6, true, dtype),
+        )
+    }
+
+    #[test]
+    fn the_cpu_fused_op_matches_the_layers_in_every_path() {
+        // (batch, in, out, kernel, stride): per-sample products (out <= 64, batch >= 2), one batch-wide product
+        // (out > 64, or a batch of one), 1x1 and 3x3, stride 1 and 2.
+        let cases = [(3, 3, 4, 3, 1), (2, 5, 8, 3, 2), (1, 3, 4, 3, 1), (2, 6, 80, 1, 1), (3, 4, 72, 3, 2)];
+        for (n, c, o, k, s) in cases {
+            for dtype in [DType::F64, DType::F32] {
+                let (w, b) = (var_as(&[o, c, k, k], 1, false, dtype), var_as(&[o], 2, false, dtype));
+                let conv = Conv2d::from_vars(w, Some(b), s, k / 2);
+                let bn = bn(o, dtype);
+                let x = var(&[n, c, 9, 9], 7, false).as_tensor().to_dtype(dtype).unwrap();
+                let ho = (9 + 2 * (k / 2) - k) / s + 1;
+                let r = var(&[n, o, ho, ho], 8, false).as_tensor().to_dtype(dtype).unwrap();
+                let _g = NoGrad::enter();
+                for epilogue in [Epilogue::Identity, Epilogue::Relu, Epilogue::AddRelu(&r)] {
+                    let fused =
+                        conv_bn_eval_cpu(&conv, &bn, &x, epilogue).unwrap().expect("fused on the CPU");
+                    let layers = conv_bn_eval_layers(&conv, &bn, &x, epilogue).unwrap();
+                    assert_eq!(fused.dims(), layers.dims());
+                    assert_eq!(fused.dtype(), dtype);
+                    let scale = layers.abs().unwrap().max_all().unwrap().to_dtype(DType::F64).unwrap();
+                    let scale = scale.to_scalar::<f64>().unwrap();
+                    let diff =
+                        max_diff(fused.to_dtype(DType::F64).unwrap(), &layers.to_dtype(DType::F64).unwrap());
+                    let tol = if dtype == DType::F64 { 1e-12 } else { 1e-5 } * scale.max(1.0);
+                    assert!(diff < tol, "{:?} {dtype:?} {epilogue:?}: {diff}", (n, c, o, k, s));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fused_mode_follows_the_environment_value() {
+        assert_eq!(FusedMode::parse(None), FusedMode::CpuOnly);
+        assert_eq!(FusedMode::parse(Some("1")), FusedMode::All);
+        assert_eq!(FusedMode::parse(Some(" on ")), FusedMode::All);
+        assert_eq!(FusedMode::parse(Some("0")), FusedMode::Off);
+        assert_eq!(FusedMode::parse(Some("off")), FusedMode::Off);
+        assert_eq!(FusedMode::parse(Some("maybe")), FusedMode::CpuOnly);
+    }
+
+    #[test]
+    fn outside_no_grad_the_cpu_op_is_not_used() {
+        let conv = Conv2d::from_vars(var(&[4, 3, 3, 3], 1, false), None, 1, 1);
+        let x = var(&[2, 3, 5, 5], 7, false);
+        assert!(conv_bn_eval_cpu(&conv, &bn(4, DType::F64), x.as_tensor(), Epilogue::Relu)
+            .unwrap()
+            .is_none());
     }
 }

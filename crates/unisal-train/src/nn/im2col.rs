@@ -126,37 +126,57 @@ fn merge_phases<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
 /// `x: [N, C, H, W]` -> `out: [C * k * k, N * Ho * Wo]` (every element written, the padding as 0). With stride
 /// above 1 the columns are first split by phase, so that each run is a copy.
 pub(super) fn run_im2col<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
+    with_phases(g, x, |xs| gather(g, xs, out));
+}
+
+/// `f` on the layout im2col reads: `x` itself with stride 1, else its phase-split copy (in a scratch buffer).
+pub(super) fn with_phases<T: Elem, R>(g: &Geometry, x: &[T], f: impl FnOnce(&[T]) -> R) -> R {
     if g.stride == 1 {
-        return gather(g, x, out);
+        return f(x);
     }
     with_scratch(split_len(g), |xs: &mut [T]| {
         split_phases(g, x, xs);
-        gather(g, xs, out);
-    });
+        f(xs)
+    })
 }
 
 /// im2col from the phase-split layout (`x` itself when the stride is 1).
 fn gather<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
-    let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
-    let npix = g.npix();
+    let (p, npix) = (g.ho() * g.wo(), g.npix());
     for_each_item(&mut out[..g.ckk() * npix], npix, |r, row| {
-        let (c, ki, kj, lo, hi) = row_parts(g, r);
-        let phase = phase_of(g, kj);
         for n in 0..g.n {
-            let plane = &xs[(n * g.c + c) * g.h * s * wp..][..g.h * s * wp];
-            for oh in 0..ho {
-                let dst = &mut row[(n * ho + oh) * wo..][..wo];
-                let Some(ih) = input_row(g, oh, ki).filter(|_| lo < hi) else {
-                    dst.fill(T::zero());
-                    continue;
-                };
-                dst[..lo].fill(T::zero());
-                dst[hi..].fill(T::zero());
-                let src0 = run_offset(g, ih, phase, lo);
-                dst[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
-            }
+            gather_run(g, xs, n, r, &mut row[n * p..][..p]);
         }
     });
+}
+
+/// The patch matrix of samples `first..first + count`, `out: [C * k * k, count * Ho * Wo]`, on the calling thread,
+/// from the layout of [`with_phases`]: the columns `first * Ho * Wo..` of [`run_im2col`]'s output.
+pub(super) fn im2col_samples<T: Elem>(g: &Geometry, xs: &[T], first: usize, count: usize, out: &mut [T]) {
+    let p = g.ho() * g.wo();
+    for (r, row) in out[..g.ckk() * count * p].chunks_mut(count * p).enumerate() {
+        for (j, run) in row.chunks_mut(p).enumerate() {
+            gather_run(g, xs, first + j, r, run);
+        }
+    }
+}
+
+/// Patch row `r` of sample `n` (`Ho * Wo` values) into `dst`.
+fn gather_run<T: Elem>(g: &Geometry, xs: &[T], n: usize, r: usize, dst: &mut [T]) {
+    let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
+    let (c, ki, kj, lo, hi) = row_parts(g, r);
+    let phase = phase_of(g, kj);
+    let plane = &xs[(n * g.c + c) * g.h * s * wp..][..g.h * s * wp];
+    for (oh, dst) in dst.chunks_mut(wo).take(ho).enumerate() {
+        let Some(ih) = input_row(g, oh, ki).filter(|_| lo < hi) else {
+            dst.fill(T::zero());
+            continue;
+        };
+        dst[..lo].fill(T::zero());
+        dst[hi..].fill(T::zero());
+        let src0 = run_offset(g, ih, phase, lo);
+        dst[lo..hi].copy_from_slice(&plane[src0..src0 + (hi - lo)]);
+    }
 }
 
 /// `cols: [C * k * k, N * Ho * Wo]` -> `out: [N, C, H, W]` (zeroed by the caller), summing the entries that map

@@ -20,6 +20,7 @@ mod batchnorm;
 mod batchnorm_cpu;
 mod conv;
 mod conv_cpu;
+mod conv_eval_cpu;
 pub(crate) mod cpu_util;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_kernels;
