@@ -208,6 +208,26 @@ fn initialisation_follows_torchvision() {
 }
 
 #[test]
+fn every_network_predicts_the_same_through_the_fused_eval_ops() {
+    // Under NoGrad the CPU runs each convolution with its batch norm, ReLU and residual join as one op
+    // (`nn::fused`); with a graph, layer by layer. Running statistics moved away from 0/1 first.
+    for (arch, width) in [(Arch::SmallCnn, 8), (Arch::ResNet18, 4), (Arch::ResNet50, 4)] {
+        let mut cfg = NetConfig::new(arch, 3, 1);
+        cfg.width = width;
+        let net = Network::new(&cfg, &Device::Cpu).unwrap();
+        let x = Tensor::randn(0f32, 1f32, (3, 3, 40, 40), &Device::Cpu).unwrap();
+        net.forward(&x, true).unwrap();
+        let layers = net.forward(&x, false).unwrap();
+        let fused = {
+            let _no_grad = unisal_train::nn::NoGrad::enter();
+            net.forward(&x, false).unwrap()
+        };
+        assert_close(&format!("{arch} logits"), &values(&fused.logits), &values(&layers.logits), 1e-5);
+        assert_close(&format!("{arch} features"), &values(&fused.feat), &values(&layers.feat), 1e-5);
+    }
+}
+
+#[test]
 fn outputs_have_the_documented_shapes_and_bn_buffers_move_only_in_train_mode() {
     for (arch, width, h) in [(Arch::SmallCnn, 8, 64), (Arch::ResNet18, 4, 32), (Arch::ResNet50, 4, 128)] {
         let mut cfg = NetConfig::new(arch, 3, 0);

@@ -1,10 +1,12 @@
 //! A small CNN for CPU-only machines and tests: four conv3x3-BN-ReLU blocks (w, 2w, 4w, 8w channels; default
 //! w = 32, so 32-64-128-256) with stride-2 downsampling in blocks 1-3, then global average pooling: h = 8w.
+//! In eval mode each block goes through `nn::fused` (one op on the CPU).
 //! Names: `block{i}.conv.weight`, `block{i}.bn.{weight,bias,running_mean,running_var}`.
 
 use candle_core::Tensor;
 
 use crate::error::Result;
+use crate::nn::fused::{conv_bn_eval, Epilogue};
 use crate::nn::{global_avg_pool, join_name, BatchNorm2d, Conv2d, HasVars, Init, NamedVar};
 
 /// The small CNN backbone.
@@ -40,7 +42,12 @@ impl SmallCnn {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
         for (conv, bn) in &self.blocks {
-            x = bn.forward_relu(&conv.forward_t(&x, train)?, train)?;
+            x = if train {
+                bn.forward_relu(&conv.forward_t(&x, train)?, train)?
+            } else {
+                // Eval: each block one op where fused (`nn::fused`).
+                conv_bn_eval(conv, bn, &x, Epilogue::Relu)?
+            };
         }
         global_avg_pool(&x)
     }
