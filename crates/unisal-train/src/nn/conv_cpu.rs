@@ -35,10 +35,8 @@ use candle_core::{Layout, Shape, Tensor};
 
 use super::conv_eval_cpu::Epilogue;
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
-use super::gemm_cpu::{
-    give_scratch, matmul, matmul_on, take_scratch, transpose, with_scratch, ColumnBlocks, MatRef,
-};
-use super::im2col::{gather_run, im2col_samples, run_col2im, run_im2col, with_phases, Geometry};
+use super::gemm_cpu::{give_scratch, matmul, matmul_on, take_scratch, transpose, with_scratch, MatRef};
+use super::im2col::{im2col_samples, run_col2im, run_im2col, with_phases, Geometry};
 use super::op_profile::timed_cpu as timed;
 
 /// Elements (16 f32: 64 bytes) to which the backward's packed output aligns `dW` after `dx`, so that no pass writes
@@ -134,10 +132,10 @@ impl ConvOp {
         };
         let wm = MatRef::row_major(w, o, ckk);
         let per_sample = o <= PER_SAMPLE_MAX_OUT && g.n >= 2;
-        let mut y = vec![T::zero(); g.n * o * p];
         if per_sample && self.keep.is_none() {
             // Nothing to keep: each thread builds one sample's patch matrix in its own scratch buffer and
             // multiplies it while it is still in cache, instead of writing the whole batch's out and reading it back.
+            let mut y = vec![T::zero(); g.n * o * p];
             timed("conv2d: im2col + product", || {
                 with_phases(&g, x, |xs| {
                     for_each_item(&mut y, o * p, |n, y_n| {
@@ -152,31 +150,25 @@ impl ConvOp {
             return y;
         }
         let mut buf = take_scratch::<T>(ckk * npix);
-        if per_sample {
-            // Kept for the backward: each thread fills its samples' columns of the batch's patch matrix and
-            // multiplies them while they are in cache, straight into y[n] = W · cols[:, n * P..(n + 1) * P].
-            timed("conv2d: im2col + product", || {
-                with_phases(&g, x, |xs| {
-                    let cols = ColumnBlocks::new(&mut buf[..ckk * npix], ckk, p, g.n);
-                    for_each_item(&mut y, o * p, |n, y_n| {
-                        // SAFETY: for_each_item hands each sample n (the column block n) to exactly one thread.
-                        unsafe {
-                            for r in 0..ckk {
-                                gather_run(&g, xs, n, r, cols.run(n, r));
-                            }
-                            cols.matmul(y_n, wm, n);
-                        }
-                        finish(n, y_n);
-                    })
+        let cols = &mut buf[..ckk * npix];
+        timed("conv2d: im2col", || run_im2col(&g, x, cols));
+        let cols = MatRef::row_major(&*cols, ckk, npix);
+        let y = if per_sample {
+            // One product per sample straight into y[n] = W · cols[:, n * P..(n + 1) * P], the samples split over
+            // threads (each product on its thread): no product buffer and no layout copy.
+            let mut y = vec![T::zero(); g.n * o * p];
+            timed("conv2d: product", || {
+                for_each_item(&mut y, o * p, |n, y_n| {
+                    matmul_on(y_n, wm, cols.columns(n * p, p), 1);
+                    finish(n, y_n);
                 })
             });
+            y
         } else {
-            let cols = &mut buf[..ckk * npix];
-            timed("conv2d: im2col", || run_im2col(&g, x, cols));
-            let cols = MatRef::row_major(&*cols, ckk, npix);
             with_scratch(o * npix, |prod: &mut [T]| {
                 // prod[o][n][p] = W · cols -> y[n][o][p].
                 timed("conv2d: product", || matmul(prod, wm, cols));
+                let mut y = vec![T::zero(); g.n * o * p];
                 timed("conv2d: layout", || {
                     for_each_item(&mut y, o * p, |n, y_n| {
                         for (oi, run) in y_n.chunks_mut(p).enumerate() {
@@ -185,8 +177,9 @@ impl ConvOp {
                         finish(n, y_n);
                     })
                 });
+                y
             })
-        }
+        };
         match &self.keep {
             Some(keep) => keep.put(buf).unwrap_or_else(give_scratch),
             None => give_scratch(buf),

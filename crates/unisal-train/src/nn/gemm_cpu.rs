@@ -34,6 +34,13 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
+    /// Columns `first..first + count` (the same memory).
+    pub fn columns(self, first: usize, count: usize) -> Self {
+        assert!(first + count <= self.cols, "columns {first}..{} of {}", first + count, self.cols);
+        let start = if count == 0 || self.rows == 0 { 0 } else { first * self.col_stride };
+        Self { data: &self.data[start..], cols: count, ..self }
+    }
+
     /// Whether every element lies inside `data`.
     fn in_bounds(&self) -> bool {
         self.rows == 0
@@ -61,29 +68,14 @@ pub(crate) fn matmul_on<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, 
         dst[..m * n].fill(T::zero());
         return;
     }
-    // SAFETY: the asserts above keep every index gemm forms (row * row stride + column * column stride, within
-    // the given sizes) inside `dst`, `a.data` and `b.data`; `dst` is exclusively borrowed and does not overlap
-    // the inputs.
-    unsafe { gemm_raw(dst, a, (b.data.as_ptr(), b.rows, b.cols, b.row_stride, b.col_stride), threads) }
-}
-
-/// `dst = a · b` with `b` given as `(pointer, rows, cols, row stride, column stride)`.
-///
-/// # Safety
-/// `dst` holds `a.rows * cols` elements, `a` lies inside its data, every element `b` addresses is readable, and no
-/// thread writes them while this runs.
-unsafe fn gemm_raw<T: Elem>(
-    dst: &mut [T],
-    a: MatRef<'_, T>,
-    (b, k, n, b_rs, b_cs): (*const T, usize, usize, usize, usize),
-    threads: usize,
-) {
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let s = |v: usize| v as isize;
-    // SAFETY: the caller's contract; with `read_dst` false gemm writes `dst = 1 * a · b` without reading it.
+    // SAFETY: the asserts above keep every index gemm forms (row * row stride + column * column stride, within
+    // the given sizes) inside `dst`, `a.data` and `b.data`; `dst` is exclusively borrowed and does not overlap
+    // the inputs. With `read_dst` false gemm writes `dst = 1 * a · b` without reading it.
     unsafe {
         gemm::gemm(
-            a.rows,
+            m,
             n,
             k,
             dst.as_mut_ptr(),
@@ -93,9 +85,9 @@ unsafe fn gemm_raw<T: Elem>(
             a.data.as_ptr(),
             s(a.col_stride),
             s(a.row_stride),
-            b,
-            s(b_cs),
-            s(b_rs),
+            b.data.as_ptr(),
+            s(b.col_stride),
+            s(b.row_stride),
             T::zero(),
             T::one(),
             false,
@@ -103,56 +95,6 @@ unsafe fn gemm_raw<T: Elem>(
             false,
             parallelism,
         );
-    }
-}
-
-/// A row-major `rows x (blocks * width)` matrix (the convolution's patch matrix of a batch: a block of `width`
-/// columns a sample) whose column blocks different threads fill and multiply at the same time, each its own.
-pub(crate) struct ColumnBlocks<'a, T> {
-    ptr: *mut T,
-    rows: usize,
-    width: usize,
-    blocks: usize,
-    _buf: std::marker::PhantomData<&'a mut [T]>,
-}
-
-// SAFETY: a `ColumnBlocks` is a `&mut [T]` handed out in disjoint column blocks (see its methods' contracts).
-unsafe impl<T: Send> Send for ColumnBlocks<'_, T> {}
-unsafe impl<T: Send> Sync for ColumnBlocks<'_, T> {}
-
-impl<'a, T: Elem> ColumnBlocks<'a, T> {
-    /// Over the first `rows * blocks * width` elements of `buf`.
-    pub fn new(buf: &'a mut [T], rows: usize, width: usize, blocks: usize) -> Self {
-        assert!(buf.len() >= rows * width * blocks, "column blocks: {rows}x{blocks}x{width} do not fit");
-        Self { ptr: buf.as_mut_ptr(), rows, width, blocks, _buf: std::marker::PhantomData }
-    }
-
-    /// Row `r` of block `b` (`width` values).
-    ///
-    /// # Safety
-    /// While the returned slice lives, no other thread uses block `b`.
-    #[allow(clippy::mut_from_ref)]
-    pub unsafe fn run(&self, b: usize, r: usize) -> &mut [T] {
-        assert!(b < self.blocks && r < self.rows, "column blocks: block {b} row {r} out of range");
-        // SAFETY: inside the buffer (assert above, `new`); disjoint from every other block's runs, which the
-        // caller keeps to other threads.
-        unsafe {
-            std::slice::from_raw_parts_mut(self.ptr.add((r * self.blocks + b) * self.width), self.width)
-        }
-    }
-
-    /// `dst = a · block b` on the calling thread.
-    ///
-    /// # Safety
-    /// No other thread uses block `b` meanwhile.
-    pub unsafe fn matmul(&self, dst: &mut [T], a: MatRef<'_, T>, b: usize) {
-        let (k, n) = (self.rows, self.width);
-        assert!(
-            b < self.blocks && a.cols == k && dst.len() >= a.rows * n && a.in_bounds(),
-            "column blocks: matmul"
-        );
-        // SAFETY: block b's elements lie inside the buffer, and only this thread uses them (the caller's contract).
-        unsafe { gemm_raw(dst, a, (self.ptr.add(b * n).cast_const(), k, n, self.blocks * n, 1), 1) }
     }
 }
 
@@ -235,43 +177,13 @@ mod tests {
     }
 
     #[test]
-    fn column_blocks_filled_and_multiplied_on_threads_are_the_whole_product() {
-        // A 3 x (4 blocks * 5,000) matrix filled one block per item on the pool's threads (the output is large
-        // enough to be split), each block multiplied by a 2 x 3 matrix as soon as it is filled; the same as one
-        // product over the whole matrix.
-        let (rows, width, blocks) = (3, 5000, 4);
-        let value = |r: usize, c: usize| (r * 31 + c * 7) as f64 % 11.0 - 5.0;
-        let a: Vec<f64> = (0..6).map(|i| i as f64 - 2.5).collect();
-        let a = MatRef::row_major(&a, 2, rows);
-        let mut buf = vec![0.0; rows * width * blocks];
-        let mut y = vec![0.0; blocks * 2 * width];
-        {
-            let cols = ColumnBlocks::new(&mut buf, rows, width, blocks);
-            super::super::cpu_util::for_each_item(&mut y, 2 * width, |b, y_b| unsafe {
-                for r in 0..rows {
-                    for (j, v) in cols.run(b, r).iter_mut().enumerate() {
-                        *v = value(r, b * width + j);
-                    }
-                }
-                cols.matmul(y_b, a, b);
-            });
-        }
-        let whole: Vec<f64> =
-            (0..rows * width * blocks).map(|i| value(i / (width * blocks), i % (width * blocks))).collect();
-        assert_eq!(buf, whole);
-        let mut want = vec![0.0; 2 * width * blocks];
-        matmul(&mut want, a, MatRef::row_major(&whole, rows, width * blocks));
-        for b in 0..blocks {
-            for i in 0..2 {
-                for j in 0..width {
-                    assert_eq!(
-                        y[(b * 2 + i) * width + j],
-                        want[i * width * blocks + b * width + j],
-                        "block {b}"
-                    );
-                }
-            }
-        }
+    fn a_column_range_is_a_view_of_the_same_matrix() {
+        let m: Vec<f64> = (0..12).map(f64::from).collect();
+        let a = MatRef::row_major(&m, 3, 4);
+        let mut dst = vec![0.0; 3];
+        // a[:, 1..3] · [1, 10]^T, on the calling thread.
+        matmul_on(&mut dst, a.columns(1, 2), MatRef::row_major(&[1.0, 10.0], 2, 1), 1);
+        assert_eq!(dst, vec![1.0 + 20.0, 5.0 + 60.0, 9.0 + 100.0]);
     }
 
     #[test]

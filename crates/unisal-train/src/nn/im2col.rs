@@ -162,7 +162,7 @@ pub(super) fn im2col_samples<T: Elem>(g: &Geometry, xs: &[T], first: usize, coun
 }
 
 /// Patch row `r` of sample `n` (`Ho * Wo` values) into `dst`.
-pub(super) fn gather_run<T: Elem>(g: &Geometry, xs: &[T], n: usize, r: usize, dst: &mut [T]) {
+fn gather_run<T: Elem>(g: &Geometry, xs: &[T], n: usize, r: usize, dst: &mut [T]) {
     let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
     let (c, ki, kj, lo, hi) = row_parts(g, r);
     let phase = phase_of(g, kj);
