@@ -30,8 +30,11 @@ pub enum Epilogue<'a> {
 /// `UNISAL_FUSED_EVAL`: unset fuses on the CPU only, `1` (`true`, `on`) on CUDA too, `0` (`false`, `off`) nowhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FusedMode {
+    /// The CPU's fused op; on CUDA the layers one by one (the default).
     CpuOnly,
+    /// The fused ops on the CPU and on CUDA.
     All,
+    /// The layers one by one everywhere.
     Off,
 }
 

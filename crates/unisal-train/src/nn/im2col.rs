@@ -150,14 +150,12 @@ fn gather<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
     });
 }
 
-/// The patch matrix of samples `first..first + count`, `out: [C * k * k, count * Ho * Wo]`, on the calling thread,
-/// from the layout of [`with_phases`]: the columns `first * Ho * Wo..` of [`run_im2col`]'s output.
-pub(super) fn im2col_samples<T: Elem>(g: &Geometry, xs: &[T], first: usize, count: usize, out: &mut [T]) {
+/// Sample `n`'s patch matrix `out: [C * k * k, Ho * Wo]`, on the calling thread, from the layout of
+/// [`with_phases`]: the columns `n * Ho * Wo..` of [`run_im2col`]'s output.
+pub(super) fn im2col_sample<T: Elem>(g: &Geometry, xs: &[T], n: usize, out: &mut [T]) {
     let p = g.ho() * g.wo();
-    for (r, row) in out[..g.ckk() * count * p].chunks_mut(count * p).enumerate() {
-        for (j, run) in row.chunks_mut(p).enumerate() {
-            gather_run(g, xs, first + j, r, run);
-        }
+    for (r, run) in out[..g.ckk() * p].chunks_mut(p).enumerate() {
+        gather_run(g, xs, n, r, run);
     }
 }
 
