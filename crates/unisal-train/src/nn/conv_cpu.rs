@@ -38,7 +38,7 @@ use candle_core::{Layout, Shape, Tensor};
 use super::conv_eval_cpu::Epilogue;
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 use super::gemm_cpu::{give_scratch, matmul, matmul_on, take_scratch, transpose, with_scratch, MatRef};
-use super::im2col::{im2col_sample, run_col2im, run_im2col, with_phases, Geometry};
+use super::im2col::{im2col_sample, run_col2im, run_im2col, with_source, Geometry};
 use super::op_profile::timed_cpu as timed;
 
 /// Elements (16 f32: 64 bytes) to which the backward's packed output aligns `dW` after `dx`, so that no pass writes
@@ -139,7 +139,7 @@ impl ConvOp {
             // multiplies it while it is still in cache, instead of writing the whole batch's out and reading it back.
             let mut y = vec![T::zero(); g.n * o * p];
             timed("conv2d: im2col + product", || {
-                with_phases(&g, x, |xs| {
+                with_source(&g, x, |xs| {
                     for_each_item(&mut y, o * p, |n, y_n| {
                         with_scratch(ckk * p, |cols: &mut [T]| {
                             im2col_sample(&g, xs, n, cols);
