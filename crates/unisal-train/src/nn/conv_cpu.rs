@@ -171,14 +171,7 @@ impl ConvOp {
                 // prod[o][n][p] = W · cols -> y[n][o][p].
                 timed("conv2d: product", || matmul(prod, wm, cols));
                 let mut y = vec![T::zero(); g.n * o * p];
-                timed("conv2d: layout", || {
-                    for_each_item(&mut y, o * p, |n, y_n| {
-                        for (oi, run) in y_n.chunks_mut(p).enumerate() {
-                            run.copy_from_slice(&prod[(oi * g.n + n) * p..][..p]);
-                        }
-                        finish(n, y_n);
-                    })
-                });
+                timed("conv2d: layout", || swap_outer(prod, &mut y, o, g.n, p, finish));
                 y
             })
         };
@@ -195,7 +188,7 @@ impl ConvOp {
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
         with_scratch(o * npix, |dy_t: &mut [T]| {
             // dy [N, O, P] -> [O, N, P] = [O, N * P].
-            timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, p));
+            timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, p, |_, _| {}));
             let dy_t = MatRef::row_major(&*dy_t, o, npix);
             let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
             let mut out = vec![T::zero(); dw_offset(x_len) + o * ckk];
@@ -229,12 +222,21 @@ impl ConvOp {
     }
 }
 
-/// `[a, b, inner]` -> `dst: [b, a, inner]`, runs of `inner` copied, split over threads by output row.
-fn swap_outer<T: Elem>(x: &[T], dst: &mut [T], a: usize, b: usize, inner: usize) {
+/// `[a, b, inner]` -> `dst: [b, a, inner]`, runs of `inner` copied, split over threads by output row; then
+/// `then(row index, row)` on each output row while it is in cache.
+fn swap_outer<T: Elem>(
+    x: &[T],
+    dst: &mut [T],
+    a: usize,
+    b: usize,
+    inner: usize,
+    then: impl Fn(usize, &mut [T]) + Sync,
+) {
     for_each_item(&mut dst[..a * b * inner], a * inner, |bi, out| {
         for (ai, run) in out.chunks_mut(inner).enumerate() {
             run.copy_from_slice(&x[(ai * b + bi) * inner..][..inner]);
         }
+        then(bi, out);
     });
 }
 

@@ -2,8 +2,8 @@
 //! the batch norm's per-channel affine map and the ReLU are applied to each output run `y[n, o]` right after its
 //! product, while it is in cache (`ConvOp::forward`), instead of two more passes over the activation and two more
 //! tensors. The weights are not folded (that would rewrite every weight at every call); the map is
-//! `y = act(conv(x) * scale + shift [+ residual])`, `(scale, shift)` from [`super::BatchNorm2d::eval_affine`] with
-//! the convolution's bias folded into `shift`. Only for prediction (under `NoGrad`): it has no backward.
+//! `y = act(conv(x) * scale + shift [+ residual])`, `(scale, shift)` from [`super::BatchNorm2d::eval_affine_host`]
+//! with the convolution's bias folded into `shift`. Only for prediction (under `NoGrad`): it has no backward.
 
 use candle_core::{Layout, Shape};
 

@@ -61,10 +61,15 @@ impl Geometry {
 
 /// `(ki, kj, first ow, end ow)` of patch row `r % (k * k)`, with the channel `r / (k * k)`.
 fn row_parts(g: &Geometry, r: usize) -> (usize, usize, usize, usize, usize) {
-    let (c, kk) = (r / (g.k * g.k), r % (g.k * g.k));
-    let (ki, kj) = (kk / g.k, kk % g.k);
+    let (c, ki, kj) = row_offset(g, r);
     let (lo, hi) = g.ow_range(kj);
     (c, ki, kj, lo, hi)
+}
+
+/// The channel `c` and kernel offset `(ki, kj)` of patch row `r`.
+fn row_offset(g: &Geometry, r: usize) -> (usize, usize, usize) {
+    let (c, kk) = (r / (g.k * g.k), r % (g.k * g.k));
+    (c, kk / g.k, kk % g.k)
 }
 
 /// The input row of output row `oh` for kernel row `ki`, if inside the image.
@@ -195,8 +200,7 @@ fn gather_run<T: Elem>(g: &Geometry, xs: &[T], n: usize, r: usize, dst: &mut [T]
     let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
     if s == 1 {
         // Padded planes: output row oh of kernel offset (ki, kj) is padded row oh + ki from column kj.
-        let (c, kk) = (r / (g.k * g.k), r % (g.k * g.k));
-        let (ki, kj) = (kk / g.k, kk % g.k);
+        let (c, ki, kj) = row_offset(g, r);
         let (hp, wpad) = padded_dims(g);
         let plane = &xs[(n * g.c + c) * hp * wpad..][..hp * wpad];
         for (oh, dst) in dst.chunks_mut(wo).take(ho).enumerate() {
@@ -244,8 +248,7 @@ fn scatter_padded<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
         with_scratch(g.c * hp * wp, |xp: &mut [T]| {
             xp.fill(T::zero());
             for (r, row) in cols.chunks(npix).enumerate() {
-                let (c, kk) = (r / (g.k * g.k), r % (g.k * g.k));
-                let (ki, kj) = (kk / g.k, kk % g.k);
+                let (c, ki, kj) = row_offset(g, r);
                 let plane = &mut xp[c * hp * wp..][..hp * wp];
                 for (oh, src) in row[n * ho * wo..][..ho * wo].chunks(wo).enumerate() {
                     for (d, v) in plane[(oh + ki) * wp + kj..][..wo].iter_mut().zip(src) {
