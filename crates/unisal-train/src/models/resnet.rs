@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::fused::{conv_bn_eval, Epilogue};
+use crate::nn::fused::{conv_bn_eval, conv_bn_train, Epilogue};
 use crate::nn::{
     add_relu, global_avg_pool, join_name, max_pool2d, BatchNorm2d, Conv2d, HasVars, Init, NamedVar,
 };
@@ -79,11 +79,10 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward_t(&y, train)?;
-            y = if i != last { bn.forward_relu(&z, train)? } else { bn.forward(&z, train)? };
+            y = conv_bn_train(conv, bn, &y, i != last)?;
         }
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward_t(x, train)?, train)?,
+            Some((conv, bn)) => conv_bn_train(conv, bn, x, false)?,
             None => x.clone(),
         };
         add_relu(&y, &identity)
@@ -158,7 +157,7 @@ impl ResNet {
     /// `[N, 3, S, S]` -> pooled features `[N, h]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = if train {
-            self.bn1.forward_relu(&self.conv1.forward_t(x, train)?, train)?
+            conv_bn_train(&self.conv1, &self.bn1, x, true)?
         } else {
             conv_bn_eval(&self.conv1, &self.bn1, x, Epilogue::Relu)?
         };

@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::fused::{conv_bn_eval, Epilogue};
+use crate::nn::fused::{conv_bn_eval, conv_bn_train, Epilogue};
 use crate::nn::{global_avg_pool, join_name, BatchNorm2d, Conv2d, HasVars, Init, NamedVar};
 
 /// The small CNN backbone.
@@ -43,7 +43,7 @@ impl SmallCnn {
         let mut x = x.clone();
         for (conv, bn) in &self.blocks {
             x = if train {
-                bn.forward_relu(&conv.forward_t(&x, train)?, train)?
+                conv_bn_train(conv, bn, &x, true)?
             } else {
                 // Eval: each block one op where fused (`nn::fused`).
                 conv_bn_eval(conv, bn, &x, Epilogue::Relu)?

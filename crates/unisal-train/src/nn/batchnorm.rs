@@ -175,6 +175,30 @@ impl BatchNorm2d {
         Ok(y)
     }
 
+    /// The scale and shift parameters as they enter an op (the graph's variables).
+    pub(crate) fn params(&self) -> (Tensor, Tensor) {
+        (param(&self.weight), param(&self.bias))
+    }
+
+    /// `eps`.
+    pub(crate) fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// Checks a train-mode input, then updates the running statistics from batch statistics computed on the host
+    /// over `count` values a channel (`conv_bn_cpu.rs`).
+    pub(crate) fn update_running_host(&self, stats: &BnStats, count: usize) -> Result<()> {
+        if count < 2 {
+            return Err(TrainError::InvalidModel(format!(
+                "batch norm in train mode needs more than one value per channel (got {count})"
+            )));
+        }
+        let dt = self.running_mean.dtype();
+        let mean = Tensor::from_slice(&stats.mean, stats.mean.len(), &Device::Cpu)?.to_dtype(dt)?;
+        let var = Tensor::from_slice(&stats.var, stats.var.len(), &Device::Cpu)?.to_dtype(dt)?;
+        self.update_running(&mean, &var, count)
+    }
+
     /// The cuDNN ops (with a fused ReLU when `relu`): train mode (which also updates the running statistics) or
     /// eval mode.
     #[cfg(feature = "cuda")]

@@ -10,7 +10,8 @@
 //! `dx = gamma * invstd * (dy - dbeta / M - xhat * dgamma / M)`. The batch mean and variance are kept in the op
 //! ([`BnStats`]) for the running statistics and for the backward. With `relu`, the op is `max(0, y)` and `dy` is
 //! masked where the output is 0 (torch's ReLU gradient), which saves candle's half-dozen passes of ReLU's own
-//! backward. The backward is not itself differentiable.
+//! backward. The backward is not itself differentiable. `conv_bn_cpu.rs` runs the same forward and backward
+//! inside one convolution + batch norm op.
 
 use std::sync::{Arc, Mutex};
 
@@ -73,8 +74,7 @@ fn normalise<T: Elem>(
     let mut y = vec![T::default(); x.len()];
     for_each_item(&mut y, hw, |p, out| {
         let ch = p % c;
-        let scale = g[ch].f() / (var[ch] + eps).sqrt();
-        let (scale, shift) = (T::of(scale), T::of(b[ch].f() - mean[ch] * scale));
+        let (scale, shift) = affine(g[ch].f(), b[ch].f(), mean[ch], var[ch], eps);
         for (o, &v) in out.iter_mut().zip(&x[p * hw..(p + 1) * hw]) {
             let t = v * scale + shift;
             *o = if t < floor { floor } else { t };
@@ -83,12 +83,26 @@ fn normalise<T: Elem>(
     y
 }
 
+/// A channel's output map `y = x * scale + shift` as the output pass computes it: `scale = gamma / sqrt(var + eps)`,
+/// `shift = beta - mean * scale` (in f64, then rounded to `T`).
+fn affine<T: Elem>(gamma: f64, beta: f64, mean: f64, var: f64, eps: f64) -> (T, T) {
+    let scale = gamma / (var + eps).sqrt();
+    (T::of(scale), T::of(beta - mean * scale))
+}
+
 /// The `n` planes of channel `ch`.
 fn planes<T>(x: &[T], ch: usize, c: usize, hw: usize) -> impl Iterator<Item = &[T]> {
     x.chunks(hw).skip(ch).step_by(c)
 }
 
-fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain) -> (Vec<T>, BnStats) {
+/// Train-mode output and batch statistics of `x: [N, C, hw]` (`c` channels).
+pub(super) fn forward<T: Elem>(
+    x: &[T],
+    g: &[T],
+    b: &[T],
+    (c, hw): (usize, usize),
+    (eps, relu): (f64, bool),
+) -> (Vec<T>, BnStats) {
     let m = (x.len() / c) as f64;
     // One pass: sums of (x - x0) and its square (f64 across blocks, `lane_sums`), shifted by the channel's first
     // value so that a large mean does not cancel the variance away.
@@ -106,7 +120,7 @@ fn forward<T: Elem>(x: &[T], g: &[T], b: &[T], c: usize, hw: usize, op: &BnTrain
         (x0.f() + mean, (s2 / m - mean * mean).max(0.0))
     });
     let (mean, var): (Vec<f64>, Vec<f64>) = stats.into_iter().unzip();
-    let y = normalise(x, g, b, &mean, &var, op.eps, op.relu, hw);
+    let y = normalise(x, g, b, &mean, &var, eps, relu, hw);
     (y, BnStats { mean, var })
 }
 
@@ -119,10 +133,37 @@ fn masked<T: Elem>(d: T, out: T, relu: bool) -> T {
     }
 }
 
-fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBackward) -> Vec<T> {
-    let (st, relu, g) = (&op.stats, op.relu, &op.gamma);
+/// What the train-mode backward needs of its forward: gamma (as f64, exactly the values the forward read), the
+/// batch statistics, `eps` and whether a ReLU followed.
+pub(super) struct BnGrad<'a> {
+    pub gamma: &'a [f64],
+    pub stats: &'a BnStats,
+    pub eps: f64,
+    pub relu: bool,
+}
+
+/// The order in which [`backward_into`] writes the planes of `dx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum PlaneOrder {
+    /// `[N, C, hw]`, the input's.
+    SampleMajor,
+    /// `[C, N, hw]`: the `dY` a convolution's backward multiplies by (`conv_bn_cpu.rs`).
+    ChannelMajor,
+}
+
+/// `dx` of the train-mode batch norm of `x: [N, C, hw]` with output `y` into `dx` (planes in `order`), and
+/// `(dgamma, dbeta)`. With a ReLU, `dy` counts only where the output is above 0 (torch's ReLU gradient).
+pub(super) fn backward_into<T: Elem>(
+    (dy, x, y): (&[T], &[T], &[T]),
+    (c, hw): (usize, usize),
+    p: &BnGrad<'_>,
+    dx: &mut [T],
+    order: PlaneOrder,
+) -> (Vec<f64>, Vec<f64>) {
+    let (st, relu) = (p.stats, p.relu);
+    let n = x.len() / (c * hw);
     let m = (x.len() / c) as f64;
-    let invstd: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + op.eps).sqrt()).collect();
+    let invstd: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + p.eps).sqrt()).collect();
     let sums = map_items(c, x.len(), |ch| {
         let (mut s_dy, mut s_dyx) = (0.0, 0.0);
         let mean = T::of(st.mean[ch]);
@@ -136,26 +177,23 @@ fn backward<T: Elem>(dy: &[T], x: &[T], y: &[T], c: usize, hw: usize, op: &BnBac
         }
         (s_dy, s_dyx * invstd[ch])
     });
-    let mut out = vec![T::default(); x.len() + 2 * c];
-    let (dx, dgb) = out.split_at_mut(x.len());
-    for (ch, &(s_dy, s_dyx)) in sums.iter().enumerate() {
-        dgb[ch] = T::of(s_dyx);
-        dgb[c + ch] = T::of(s_dy);
-    }
-    for_each_item(dx, hw, |p, dxp| {
-        let ch = p % c;
+    for_each_item(&mut dx[..x.len()], hw, |q, dxp| {
+        let (ch, plane) = match order {
+            PlaneOrder::SampleMajor => (q % c, q),
+            PlaneOrder::ChannelMajor => (q / n, (q % n) * c + q / n),
+        };
         let (s_dy, s_dyx) = sums[ch];
-        let k = T::of(g[ch] * invstd[ch]);
+        let k = T::of(p.gamma[ch] * invstd[ch]);
         let (mean, is) = (T::of(st.mean[ch]), T::of(invstd[ch]));
         let (mean_dy, mean_dyx) = (T::of(s_dy / m), T::of(s_dyx / m));
-        let range = p * hw..(p + 1) * hw;
+        let range = plane * hw..(plane + 1) * hw;
         let inputs = dy[range.clone()].iter().zip(&x[range.clone()]).zip(&y[range]);
         for (o, ((&d, &v), &yv)) in dxp.iter_mut().zip(inputs) {
             let xhat = (v - mean) * is;
             *o = k * (masked(d, yv, relu) - mean_dy - xhat * mean_dyx);
         }
     });
-    out
+    sums.into_iter().map(|(s_dy, s_dyx)| (s_dyx, s_dy)).unzip()
 }
 
 fn lock(stats: &Mutex<BnStats>) -> candle_core::Result<std::sync::MutexGuard<'_, BnStats>> {
@@ -180,7 +218,7 @@ impl Kernel for BnTrain {
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, g, b] = inputs else { candle_core::bail!("batch norm: three inputs expected") };
-        let (y, stats) = forward(x, g, b, g.len(), self.hw, self);
+        let (y, stats) = forward(x, g, b, (g.len(), self.hw), (self.eps, self.relu));
         *lock(&self.stats)? = stats;
         Ok(y)
     }
@@ -223,7 +261,15 @@ impl Kernel for BnBackward {
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [dy, x, y] = inputs else { candle_core::bail!("batch norm backward: three inputs expected") };
-        Ok(backward(dy, x, y, self.gamma.len(), self.hw, self))
+        let c = self.gamma.len();
+        let grad = BnGrad { gamma: &self.gamma, stats: &self.stats, eps: self.eps, relu: self.relu };
+        let mut out = vec![T::default(); x.len() + 2 * c];
+        let (dgamma, dbeta) =
+            backward_into((dy, x, y), (c, self.hw), &grad, &mut out, PlaneOrder::SampleMajor);
+        for (o, v) in out[x.len()..].iter_mut().zip(dgamma.iter().chain(&dbeta)) {
+            *o = T::of(*v);
+        }
+        Ok(out)
     }
 }
 

@@ -5,14 +5,17 @@
 //! `conv_transpose2d`. On a CUDA device (f32, feature `cuda`, cuDNN installed) it is one op of cuDNN's forward and
 //! backward passes (`cudnn/conv.rs`); elsewhere candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
 
+use std::sync::{Arc, Mutex};
+
 use candle_core::{DType, Tensor, Var};
 
+use super::conv_bn_cpu::{ConvBnTrain, Saved};
 use super::conv_cpu::{ConvOp, KeptCols};
 use super::conv_eval_cpu::ConvEvalOp;
 use super::cpu_util::cpu_float;
 use super::im2col::Geometry;
 use super::pool::strided;
-use super::{param, param_as, push_var, HasVars, Init, NamedVar, VarKind};
+use super::{param, param_as, push_var, BatchNorm2d, HasVars, Init, NamedVar, VarKind};
 use crate::error::{Result, TrainError};
 
 /// The largest im2col patch matrix built at once; a batch whose matrix is larger is split.
@@ -203,6 +206,28 @@ impl Conv2d {
             .map(|start| f(&x.narrow(0, start, max_n.min(g.n - start))?, start))
             .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    /// Train mode on the CPU: `bn(conv(x))`, with ReLU if `relu`, as one op (`conv_bn_cpu.rs`), and `bn`'s running
+    /// statistics updated; `None` where it does not apply (not the CPU in f32/f64, a convolution with a bias, or a
+    /// batch whose patch matrix must be built in parts).
+    pub(crate) fn train_bn_cpu(&self, x: &Tensor, bn: &BatchNorm2d, relu: bool) -> Result<Option<Tensor>> {
+        let (out, _, k, _) = self.weight.as_tensor().dims4()?;
+        let g = self.geometry(x, k)?;
+        let patch_bytes = g.npix() * g.ckk() * x.dtype().size_in_bytes();
+        if !cpu_float(x) || self.bias.is_some() || patch_bytes > COLS_BYTES {
+            return Ok(None);
+        }
+        let saved = Arc::new(Mutex::new(Saved::default()));
+        let conv = ConvOp { g, out, keep: Some(KeptCols::default()) };
+        let op = ConvBnTrain { conv, eps: bn.eps(), relu, saved: saved.clone() };
+        let (gamma, beta) = bn.params();
+        let gb = Tensor::cat(&[&gamma, &beta], 0)?;
+        let y = x.contiguous()?.apply_op3(&param(&self.weight).contiguous()?, &gb, op)?;
+        let stats =
+            saved.lock().map_err(|_| TrainError::InvalidModel("conv + batch norm: poisoned".into()))?;
+        bn.update_running_host(&stats.stats, g.n * g.ho() * g.wo())?;
+        Ok(Some(y))
     }
 
     /// Eval mode on the CPU: `act(conv(x) * scale + shift [+ residual])` as one op (`conv_eval_cpu.rs`), the

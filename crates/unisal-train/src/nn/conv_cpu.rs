@@ -185,40 +185,56 @@ impl ConvOp {
     /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the image input of a network's first layer).
     fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
         let g = self.g;
-        let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
+        let (p, o, npix) = (g.ho() * g.wo(), self.out, g.npix());
         with_scratch(o * npix, |dy_t: &mut [T]| {
             // dy [N, O, P] -> [O, N, P] = [O, N * P].
             timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, p, |_, _| {}));
-            let dy_t = MatRef::row_major(&*dy_t, o, npix);
-            let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
-            let mut out = vec![T::zero(); dw_offset(x_len) + o * ckk];
-            let (dx, dw) = out.split_at_mut(dw_offset(x_len));
-            let dx = &mut dx[..x_len];
-            let kept = self.keep.as_ref().and_then(|k| k.take::<T>(ckk * npix));
-            let mut buf = kept.unwrap_or_else(|| {
-                let mut buf = take_scratch::<T>(ckk * npix);
-                timed("conv2d-backward: im2col", || run_im2col(&g, x, &mut buf[..ckk * npix]));
-                buf
-            });
-            let cols = &mut buf[..ckk * npix];
-            let cols_m = MatRef::row_major(&*cols, ckk, npix);
-            if ckk >= o {
-                with_scratch(ckk * o, |dw_t: &mut [T]| {
-                    timed("conv2d-backward: product dW", || matmul(dw_t, cols_m, dy_t.t()));
-                    transpose(dw_t, ckk, o, dw);
-                });
-            } else {
-                timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
-            }
-            if need_dx {
-                // The same buffer now takes dcols = W^T · dY (cols is no longer needed).
-                let w_t = MatRef::row_major(w, o, ckk).t();
-                timed("conv2d-backward: product dx", || matmul(cols, w_t, dy_t));
-                timed("conv2d-backward: col2im", || run_col2im(&g, cols, dx));
-            }
-            give_scratch(buf);
-            out
+            self.backward_from(x, w, dy_t, need_dx, 0)
         })
+    }
+
+    /// [`ConvOp::backward`] from `dY` already laid out as `[O, N * P]` (`conv_bn_cpu.rs` writes it so), with
+    /// `tail` more elements (zero) at the end of the output for the caller.
+    pub(super) fn backward_from<T: Elem>(
+        &self,
+        x: &[T],
+        w: &[T],
+        dy_t: &[T],
+        need_dx: bool,
+        tail: usize,
+    ) -> Vec<T> {
+        let g = self.g;
+        let (o, npix, ckk) = (self.out, g.npix(), g.ckk());
+        let dy_t = MatRef::row_major(dy_t, o, npix);
+        let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
+        let mut out = vec![T::zero(); dw_offset(x_len) + o * ckk + tail];
+        let (dx, dw) = out.split_at_mut(dw_offset(x_len));
+        let dw = &mut dw[..o * ckk];
+        let dx = &mut dx[..x_len];
+        let kept = self.keep.as_ref().and_then(|k| k.take::<T>(ckk * npix));
+        let mut buf = kept.unwrap_or_else(|| {
+            let mut buf = take_scratch::<T>(ckk * npix);
+            timed("conv2d-backward: im2col", || run_im2col(&g, x, &mut buf[..ckk * npix]));
+            buf
+        });
+        let cols = &mut buf[..ckk * npix];
+        let cols_m = MatRef::row_major(&*cols, ckk, npix);
+        if ckk >= o {
+            with_scratch(ckk * o, |dw_t: &mut [T]| {
+                timed("conv2d-backward: product dW", || matmul(dw_t, cols_m, dy_t.t()));
+                transpose(dw_t, ckk, o, dw);
+            });
+        } else {
+            timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
+        }
+        if need_dx {
+            // The same buffer now takes dcols = W^T · dY (cols is no longer needed).
+            let w_t = MatRef::row_major(w, o, ckk).t();
+            timed("conv2d-backward: product dx", || matmul(cols, w_t, dy_t));
+            timed("conv2d-backward: col2im", || run_col2im(&g, cols, dx));
+        }
+        give_scratch(buf);
+        out
     }
 }
 

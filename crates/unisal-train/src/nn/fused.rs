@@ -54,6 +54,32 @@ impl FusedMode {
     }
 }
 
+/// Train-mode `bn(conv(x))`, with ReLU if `relu` (the running statistics updated): on the CPU one op
+/// (`nn/conv_bn_cpu.rs`) unless `UNISAL_FUSED_TRAIN=0`; elsewhere, or where that op does not apply, layer by layer.
+pub fn conv_bn_train(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, relu: bool) -> Result<Tensor> {
+    if fused_train() {
+        if let Some(y) = conv.train_bn_cpu(x, bn, relu)? {
+            return Ok(y);
+        }
+    }
+    let z = conv.forward_t(x, true)?;
+    if relu {
+        bn.forward_relu(&z, true)
+    } else {
+        bn.forward(&z, true)
+    }
+}
+
+/// Whether `UNISAL_FUSED_TRAIN` leaves the CPU's train-mode convolution + batch norm op on (anything but `0`,
+/// `false`, `off`).
+fn fused_train() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        let v = std::env::var("UNISAL_FUSED_TRAIN").unwrap_or_default();
+        !matches!(v.trim(), "0" | "false" | "off")
+    })
+}
+
 /// Eval-mode `epilogue(bn(conv(x)))`: fused where enabled and possible, else layer by layer.
 pub fn conv_bn_eval(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, epilogue: Epilogue<'_>) -> Result<Tensor> {
     let mode = FusedMode::current();

@@ -19,6 +19,7 @@
 mod batchnorm;
 mod batchnorm_cpu;
 mod conv;
+mod conv_bn_cpu;
 mod conv_cpu;
 mod conv_eval_cpu;
 pub(crate) mod cpu_util;
