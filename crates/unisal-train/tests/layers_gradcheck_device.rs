@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use unisal_train::device::DeviceChoice;
-use unisal_train::nn::fused::{conv_bn_eval, conv_bn_eval_fused, Epilogue};
+use unisal_train::nn::fused::{conv_bn_eval, conv_bn_eval_fused, conv_bn_train, Epilogue};
 use unisal_train::nn::{add_relu, global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear, NoGrad};
 use unisal_train::optim::Sgd;
 
@@ -295,6 +295,19 @@ fn bf16_layers_match_the_cpu_reference() {
         let (rm, rv) = (Var::zeros(32, dt, d).unwrap(), Var::ones(32, dt, d).unwrap());
         BatchNorm2d::from_vars(v[1].clone(), v[2].clone(), rm, rv).forward_relu(&bf16(v[0]), true).unwrap()
     });
+    // Eval mode (running statistics; forward only, as prediction runs it).
+    let stats = |seed: u64, floor: f64| -> Vec<f64> {
+        host(32, seed, false).iter().map(|a| a.abs() + floor).collect()
+    };
+    let eval_bn = |d: &Device, dt: DType| {
+        let v = |h: Vec<f64>| {
+            Var::from_tensor(&Tensor::from_vec(h, 32, d).unwrap().to_dtype(dt).unwrap()).unwrap()
+        };
+        BatchNorm2d::from_vars(v(stats(710, 0.5)), v(stats(711, 0.0)), v(stats(712, 0.0)), v(stats(713, 0.5)))
+    };
+    let expected = eval_bn(&Device::Cpu, DType::F64).forward_relu(x.0.as_tensor(), false).unwrap();
+    let got = eval_bn(&dev, DType::F32).forward_relu(&bf16(&x.1), false).unwrap();
+    close("bf16 batchnorm + relu, eval", &got, &expected, tol);
     let xp = [pair(&[4, 16, 28, 28], 705, true, &dev)];
     check_within("bf16 max pool 3x3/2", &xp, tol, |v| max_pool2d(&bf16(v[0]), 3, 2, 1).unwrap());
     let y = pair(&[8, 32, 14, 14], 706, false, &dev);
@@ -323,4 +336,39 @@ fn sgd_steps_match_the_cpu_reference() {
         opt_d.step(&loss(&w_d, &t_d).backward().unwrap()).unwrap();
     }
     close("weights after 3 SGD steps", w_d.as_tensor(), w_c.as_tensor(), tol);
+}
+
+#[test]
+fn sgd_steps_over_a_layers_parameters_match_the_cpu_reference() {
+    // The in-place SGD update where the gradients are views into the layers' packed backward outputs (the
+    // convolution's dW after dx, the batch norm's dgamma and dbeta after dx: non-zero offsets), as in training:
+    // three steps of a convolution + batch norm + ReLU, the weights and the running statistics against the f64
+    // CPU layers.
+    let (dev, tol) = device();
+    let x = pair(&[4, 6, 10, 10], 800, false, &dev);
+    let w = pair(&[8, 6, 3, 3], 801, false, &dev);
+    let (g, b) = (pair(&[8], 802, false, &dev), pair(&[8], 803, false, &dev));
+    let t = pair(&[4, 8, 5, 5], 804, false, &dev);
+    let run = |pick: fn(&(Var, Var)) -> &Var| {
+        let (d, dt) = (pick(&w).device().clone(), pick(&w).dtype());
+        let (rm, rv) = (Var::zeros(8, dt, &d).unwrap(), Var::ones(8, dt, &d).unwrap());
+        let conv = Conv2d::from_vars(pick(&w).clone(), None, 2, 1);
+        let bn = BatchNorm2d::from_vars(pick(&g).clone(), pick(&b).clone(), rm, rv);
+        let params = vec![pick(&x).clone(), pick(&w).clone(), pick(&g).clone(), pick(&b).clone()];
+        let mut opt = Sgd::new(params, 0.05, 0.9, 5e-4);
+        for _ in 0..3 {
+            let y = conv_bn_train(&conv, &bn, pick(&x).as_tensor(), true).unwrap();
+            let d = (y - pick(&t).as_tensor()).unwrap();
+            opt.step(&(&d * &d).unwrap().sum_all().unwrap().backward().unwrap()).unwrap();
+        }
+        [pick(&x), pick(&w), pick(&g), pick(&b)]
+            .map(|v| v.as_tensor().clone())
+            .into_iter()
+            .chain([bn.running_mean().as_tensor().clone(), bn.running_var().as_tensor().clone()])
+            .collect::<Vec<_>>()
+    };
+    let (expected, got) = (run(|p| &p.0), run(|p| &p.1));
+    for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
+        close(&format!("SGD over conv + batch norm: tensor {i} after 3 steps"), g, e, tol);
+    }
 }
