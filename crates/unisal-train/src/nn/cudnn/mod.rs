@@ -41,19 +41,35 @@ pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
 pub(crate) use fused::conv_bias_act;
 pub(crate) use pool::{backward as pool_backward, forward as pool_forward};
 
-/// Whether the cuDNN layers take `x` (see [`super::gpu_float`]) and cuDNN could be loaded. Where it could not, the
-/// layers use candle's ops, and the first such call says so once on stderr.
+/// Whether the cuDNN layers take `x` (see [`super::gpu_float`]) and cuDNN could be loaded and create a handle on
+/// the device (a library that loads but cannot run, e.g. without its engine sublibraries or for an unsupported
+/// driver, would otherwise fail every layer). Where it cannot, the layers use candle's ops, and the first such
+/// call says so once on stderr.
 pub(crate) fn usable(x: &Tensor) -> bool {
     if !super::gpu_float(x) {
         return false;
     }
-    match ffi::api() {
-        Ok(_) => true,
+    static SAID: std::sync::Once = std::sync::Once::new();
+    let say = |why: &dyn std::fmt::Display| {
+        SAID.call_once(|| {
+            eprintln!("unisal: {why}; convolution, batch norm and pooling use candle's slower GPU ops");
+        })
+    };
+    if let Err(why) = ffi::api() {
+        say(&why);
+        return false;
+    }
+    static RUNS: OnceLock<Result<(), String>> = OnceLock::new();
+    let runs = RUNS.get_or_init(|| match x.device() {
+        candle_core::Device::Cuda(dev) => {
+            handle::with_handle(dev, "cudnn-probe", |_, _, _| Ok(())).map_err(|e| e.to_string())
+        }
+        _ => Ok(()),
+    });
+    match runs {
+        Ok(()) => true,
         Err(why) => {
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                eprintln!("unisal: {why}; convolution, batch norm and pooling use candle's slower GPU ops");
-            });
+            say(&format!("cuDNN is installed but cannot run on this device ({why})"));
             false
         }
     }
