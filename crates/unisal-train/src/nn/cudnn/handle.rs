@@ -11,8 +11,10 @@ use std::ffi::c_int;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr};
-use candle_core::cuda_backend::{CudaDType, DeviceId};
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaContext, CudaSlice, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
+};
+use candle_core::cuda_backend::CudaDType;
 use candle_core::{CudaDevice, CudaStorage, Layout};
 
 use super::ffi::{self, api, status_text, Api, Ptr, Status};
@@ -78,7 +80,9 @@ pub(crate) fn check(status: Status, what: &str) -> candle_core::Result<()> {
     Err(candle_core::Error::Msg(format!("cuDNN {what}: {text}")))
 }
 
-struct Handle(Ptr);
+/// A cuDNN handle and the CUDA context it was made in, kept alive as long as the handle: a context released by
+/// every device (and destroyed) could otherwise come back at the same address with the handle no longer valid.
+struct Handle(Ptr, #[allow(dead_code)] Arc<CudaContext>);
 
 impl Drop for Handle {
     fn drop(&mut self) {
@@ -89,9 +93,15 @@ impl Drop for Handle {
     }
 }
 
+/// What a handle is bound to: the CUDA context it was made in and the stream it enqueues on (as addresses).
+/// Keyed so, every candle device of one GPU on one thread shares a handle (each training round makes a new
+/// `CudaDevice` on the same primary context and per-thread stream); keyed by candle's device id, each round left a
+/// handle behind until the thread ended.
+type Binding = (usize, usize);
+
 thread_local! {
-    // cuDNN handles are neither Send nor Sync: one per thread and device, like candle's own.
-    static HANDLES: RefCell<HashMap<DeviceId, Rc<Handle>>> = RefCell::new(HashMap::new());
+    // cuDNN handles are neither Send nor Sync: one per thread and binding.
+    static HANDLES: RefCell<HashMap<Binding, Rc<Handle>>> = RefCell::new(HashMap::new());
 }
 
 /// Runs `f` with cuDNN and this thread's handle for `dev` (created on first use, bound to the device's stream),
@@ -107,15 +117,16 @@ pub(crate) fn with_handle<R>(
         .context()
         .bind_to_thread()
         .map_err(|e| candle_core::Error::Msg(format!("cuDNN: bind the CUDA context: {e:?}")))?;
+    let binding: Binding = (stream.context().cu_ctx() as usize, stream.cu_stream() as usize);
     let handle = HANDLES.with(|map| -> candle_core::Result<Rc<Handle>> {
-        if let Some(h) = map.borrow().get(&dev.id()) {
+        if let Some(h) = map.borrow().get(&binding) {
             return Ok(h.clone());
         }
         let mut raw: Ptr = std::ptr::null_mut();
         check(unsafe { (a.cudnnCreate)(&mut raw) }, "create a handle")?;
-        let h = Rc::new(Handle(raw));
+        let h = Rc::new(Handle(raw, stream.context().clone()));
         check(unsafe { (a.cudnnSetStream)(raw, stream.cu_stream() as *mut _) }, "set the stream")?;
-        map.borrow_mut().insert(dev.id(), h.clone());
+        map.borrow_mut().insert(binding, h.clone());
         Ok(h)
     })?;
     crate::nn::op_profile::timed(what, &stream, || f(a, handle.0, &stream))
