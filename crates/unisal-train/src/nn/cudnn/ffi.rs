@@ -146,9 +146,16 @@ unsafe impl Sync for Api {}
 
 /// The library's names, tried in order.
 const NAMES: [&str; 2] = ["libcudnn.so.9", "libcudnn.so"];
-/// The parts cuDNN 9's library opens by name for the calls used here; opened first, so that an incomplete
-/// install is refused here rather than by cuDNN, which ends the process when a part is missing.
-const PARTS: [&str; 3] = ["libcudnn_graph.so.9", "libcudnn_ops.so.9", "libcudnn_cnn.so.9"];
+/// The parts cuDNN 9's library opens by name for the calls used here (the graph library in turn opens the
+/// precompiled engines and the heuristics); opened first, so that an incomplete install is refused here rather than
+/// by cuDNN, which ends the process when a part is missing.
+const PARTS: [&str; 5] = [
+    "libcudnn_graph.so.9",
+    "libcudnn_ops.so.9",
+    "libcudnn_cnn.so.9",
+    "libcudnn_engines_precompiled.so.9",
+    "libcudnn_heuristic.so.9",
+];
 
 fn open(name: &str) -> Result<libloading::Library, String> {
     // SAFETY: opening cuDNN runs only its own initialisers.
