@@ -185,8 +185,8 @@ impl BatchNorm2d {
         self.eps
     }
 
-    /// Checks a train-mode input, then updates the running statistics from batch statistics computed on the host
-    /// over `count` values a channel (`conv_bn_cpu.rs`).
+    /// Updates the running statistics from batch statistics computed on the host over `count` values a channel
+    /// (`conv_bn_cpu.rs`); `count` below 2 (no unbiased variance) is refused.
     pub(crate) fn update_running_host(&self, stats: &BnStats, count: usize) -> Result<()> {
         if count < 2 {
             return Err(TrainError::InvalidModel(format!(
@@ -253,7 +253,7 @@ pub(crate) fn eval_backward(
 }
 
 /// Train mode needs more than one value per channel for its batch statistics.
-fn check_train_input((n, c, h, w): (usize, usize, usize, usize)) -> Result<()> {
+pub(crate) fn check_train_input((n, c, h, w): (usize, usize, usize, usize)) -> Result<()> {
     if n * h * w < 2 {
         return Err(TrainError::InvalidModel(format!(
             "batch norm in train mode needs more than one value per channel (input {n}x{c}x{h}x{w})"

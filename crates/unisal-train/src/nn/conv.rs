@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Tensor, Var};
 
+use super::batchnorm::check_train_input;
 use super::conv_bn_cpu::{ConvBnTrain, Saved};
 use super::conv_cpu::{ConvOp, KeptCols};
 use super::conv_eval_cpu::ConvEvalOp;
@@ -218,6 +219,7 @@ impl Conv2d {
         if !cpu_float(x) || self.bias.is_some() || patch_bytes > COLS_BYTES {
             return Ok(None);
         }
+        check_train_input((g.n, out, g.ho(), g.wo()))?;
         let saved = Arc::new(Mutex::new(Saved::default()));
         let conv = ConvOp { g, out, keep: Some(KeptCols::default()) };
         let op = ConvBnTrain { conv, eps: bn.eps(), relu, saved: saved.clone() };

@@ -262,6 +262,17 @@ mod tests {
     }
 
     #[test]
+    fn one_value_a_channel_is_refused_before_anything_runs() {
+        let x = var(&[1, 3, 1, 1], 1.0);
+        let conv = Conv2d::from_vars(var(&[4, 3, 1, 1], 2.0), None, 1, 0);
+        let bn = BatchNorm2d::from_vars(var(&[4], 3.0), var(&[4], 4.0), var(&[4], 5.0), var(&[4], 6.0));
+        let before = flat(bn.running_mean().as_tensor());
+        let err = conv.train_bn_cpu(x.as_tensor(), &bn, true).unwrap_err().to_string();
+        assert!(err.contains("more than one value per channel"), "{err}");
+        assert_eq!(flat(bn.running_mean().as_tensor()), before);
+    }
+
+    #[test]
     fn a_second_backward_recomputes_the_convolution_output() {
         let x = var(&[2, 3, 6, 6], 1.0);
         let w = var(&[4, 3, 3, 3], 2.0);
