@@ -168,10 +168,8 @@ impl BatchNorm2d {
         let stats = Arc::new(Mutex::new(BnStats::default()));
         let op = BnTrain { hw: h * w, eps: self.eps, relu, stats: stats.clone() };
         let y = x.contiguous()?.apply_op3(&param(&self.weight), &param(&self.bias), op)?;
-        let st = stats.lock().map_err(|_| TrainError::InvalidModel("batch norm: poisoned".into()))?.clone();
-        let mean = Tensor::from_vec(st.mean, c, &Device::Cpu)?.to_dtype(x.dtype())?;
-        let var = Tensor::from_vec(st.var, c, &Device::Cpu)?.to_dtype(x.dtype())?;
-        self.update_running(&mean, &var, n * h * w)?;
+        let st = stats.lock().map_err(|_| TrainError::InvalidModel("batch norm: poisoned".into()))?;
+        self.update_running_host(&st, n * h * w)?;
         Ok(y)
     }
 
@@ -185,14 +183,10 @@ impl BatchNorm2d {
         self.eps
     }
 
-    /// Updates the running statistics from batch statistics computed on the host over `count` values a channel
-    /// (`conv_bn_cpu.rs`); `count` below 2 (no unbiased variance) is refused.
+    /// Updates the running statistics from batch statistics computed on the host (the CPU ops: this file's and
+    /// `conv_bn_cpu.rs`) over `count` values a channel; the callers have checked the input with
+    /// [`check_train_input`] (`count` at least 2).
     pub(crate) fn update_running_host(&self, stats: &BnStats, count: usize) -> Result<()> {
-        if count < 2 {
-            return Err(TrainError::InvalidModel(format!(
-                "batch norm in train mode needs more than one value per channel (got {count})"
-            )));
-        }
         let dt = self.running_mean.dtype();
         let mean = Tensor::from_slice(&stats.mean, stats.mean.len(), &Device::Cpu)?.to_dtype(dt)?;
         let var = Tensor::from_slice(&stats.var, stats.var.len(), &Device::Cpu)?.to_dtype(dt)?;

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use candle_core::{DType, Layout, Shape, Storage, Tensor};
 
 use super::batchnorm_cpu::{backward_into, forward as bn_forward, BnGrad, BnStats, PlaneOrder};
-use super::conv_cpu::{dw_offset, ConvOp};
+use super::conv_cpu::{dw_offset, unpack_grads, ConvOp};
 use super::cpu_util::{cpu_op, Elem, Kernel};
 use super::gemm_cpu::with_scratch;
 use super::op_profile::timed_cpu as timed;
@@ -96,11 +96,8 @@ cpu_op!(CustomOp3 for ConvBnTrain {
         let gb_host = gb.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let op = ConvBnBackward { fwd: self.clone(), need_dx, gb: gb_host, y: res.contiguous()? };
         let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
-        let len = if need_dx { x.elem_count() } else { 0 };
-        let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
-        let (dw_at, wl) = (dw_offset(len), w.elem_count());
-        let dw = packed.narrow(0, dw_at, wl)?.reshape(w.shape())?;
-        let dgb = packed.narrow(0, dw_at + wl, 2 * self.conv.out)?;
+        let (dx, dw, dw_end) = unpack_grads(&packed, &x, &w, need_dx)?;
+        let dgb = packed.narrow(0, dw_end, 2 * self.conv.out)?;
         Ok((dx, Some(dw), Some(dgb)))
     }
 });

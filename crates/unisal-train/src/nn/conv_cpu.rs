@@ -51,6 +51,21 @@ pub(crate) fn dw_offset(x_len: usize) -> usize {
     x_len.next_multiple_of(ALIGN)
 }
 
+/// `(dx, dW)` of a backward's packed output `[dx | padding | dW | ...]` for input `x` and weight `w` (no `dx`
+/// without `need_dx`), and where `dW` ends (what the caller packed after it starts there).
+pub(crate) fn unpack_grads(
+    packed: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    need_dx: bool,
+) -> candle_core::Result<(Option<Tensor>, Tensor, usize)> {
+    let len = if need_dx { x.elem_count() } else { 0 };
+    let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
+    let (start, wl) = (dw_offset(len), w.elem_count());
+    let dw = packed.narrow(0, start, wl)?.reshape(w.shape())?;
+    Ok((dx, dw, start + wl))
+}
+
 /// The most output channels for which the forward runs one product per sample ([`ConvOp::forward`]).
 const PER_SAMPLE_MAX_OUT: usize = 64;
 
@@ -284,9 +299,7 @@ cpu_op!(CustomOp2 for ConvOp {
         let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
         let op = ConvBackwardOp { conv: self.clone(), need_dx };
         let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
-        let len = if need_dx { x.elem_count() } else { 0 };
-        let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
-        let dw = packed.narrow(0, dw_offset(len), w.elem_count())?.reshape(w.shape())?;
+        let (dx, dw, _) = unpack_grads(&packed, &x, &w, need_dx)?;
         Ok((dx, Some(dw)))
     }
 

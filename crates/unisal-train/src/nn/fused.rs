@@ -74,10 +74,7 @@ pub fn conv_bn_train(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, relu: bool) ->
 /// `false`, `off`).
 fn fused_train() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        let v = std::env::var("UNISAL_FUSED_TRAIN").unwrap_or_default();
-        !matches!(v.trim(), "0" | "false" | "off")
-    })
+    *ON.get_or_init(|| super::env_not_off("UNISAL_FUSED_TRAIN"))
 }
 
 /// Eval-mode `epilogue(bn(conv(x)))`: fused where enabled and possible, else layer by layer.

@@ -64,9 +64,12 @@ pub(crate) fn gpu_float(x: &Tensor) -> bool {
     cfg!(feature = "cuda")
         && x.device().is_cuda()
         && matches!(x.dtype(), DType::F32 | DType::BF16)
-        && *ON.get_or_init(|| {
-            std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| !matches!(v.trim(), "0" | "false" | "off"))
-        })
+        && *ON.get_or_init(|| env_not_off("UNISAL_GPU_KERNELS"))
+}
+
+/// Whether the environment switch `name` is on: unset or anything but `0`, `false`, `off`.
+pub(crate) fn env_not_off(name: &str) -> bool {
+    std::env::var(name).map_or(true, |v| !matches!(v.trim(), "0" | "false" | "off"))
 }
 
 /// Whether the cuDNN layers take `x`: [`gpu_float`] and cuDNN loaded (always false without the `cuda` feature).
