@@ -5,7 +5,8 @@
 //! zero-filled gradient buffer and adds the batch norm's `dz` into it (three passes over the activation), before
 //! the convolution's backward copies `dz` from `[N, O, P]` into the `[O, N * P]` it multiplies by (two more).
 //! Here `z` stays inside the op (kept for the backward, or recomputed if a second backward comes), and the batch
-//! norm's backward writes `dz` straight in `[O, N * P]` for the convolution's products. Inputs:
+//! norm's backward writes `dz` straight in the layout the convolution's backward multiplies by: `[O, N * P]` for
+//! its batch path, `[N, O, P]` for its per-sample path (`conv_sample_cpu.rs`). Inputs:
 //! `(x [N, C, H, W], w [O, C, k, k], gb [2 * O])`, `gb` being gamma then beta; the backward returns
 //! `(dx, dW, dgb)`. The batch statistics are left in the op for the layer's running statistics. The backward is
 //! not itself differentiable.
@@ -160,12 +161,14 @@ impl Kernel for ConvBnBackward {
                     dy.len()
                 );
             }
-            Ok(with_scratch(dy.len(), |dz_t: &mut [T]| {
+            // dz in the layout the convolution's backward multiplies by (no copy on either path).
+            let order = if conv.per_sample() { PlaneOrder::SampleMajor } else { PlaneOrder::ChannelMajor };
+            Ok(with_scratch(dy.len(), |dz: &mut [T]| {
                 let (dgamma, dbeta) = timed("conv-bn-backward: batch norm", || {
-                    backward_into((dy, &z, y), (o, self.fwd.plane()), &grad, dz_t, PlaneOrder::ChannelMajor)
+                    backward_into((dy, &z, y), (o, self.fwd.plane()), &grad, dz, order)
                 });
                 drop(z);
-                let mut out = conv.backward_from(x, w, dz_t, self.need_dx, 2 * o);
+                let mut out = conv.backward_from(x, w, dz, order, self.need_dx, 2 * o);
                 let tail = out.len() - 2 * o;
                 for (t, v) in out[tail..].iter_mut().zip(dgamma.iter().chain(&dbeta)) {
                     *t = T::of(*v);

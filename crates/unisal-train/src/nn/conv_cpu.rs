@@ -35,10 +35,12 @@ use std::sync::{Arc, Mutex};
 
 use candle_core::{Layout, Shape, Tensor};
 
+use super::batchnorm_cpu::PlaneOrder;
 use super::conv_eval_cpu::Epilogue;
+use super::conv_sample_cpu as sample;
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
-use super::gemm_cpu::{give_scratch, matmul, matmul_on, take_scratch, transpose, with_scratch, MatRef};
-use super::im2col::{im2col_sample, run_col2im, run_im2col, with_source, Geometry};
+use super::gemm_cpu::{give_scratch, matmul, take_scratch, transpose, with_scratch, MatRef};
+use super::im2col::{run_col2im, run_im2col, Geometry};
 use super::op_profile::timed_cpu as timed;
 
 /// Elements (16 f32: 64 bytes) to which the backward's packed output aligns `dW` after `dx`, so that no pass writes
@@ -136,60 +138,38 @@ impl ConvOp {
         Ok(())
     }
 
-    /// `y = W · cols` per sample, then `epi` on each output run `y[n, o]` while it is in cache.
+    /// Whether this convolution runs one sample at a time (`conv_sample_cpu.rs`): at most
+    /// [`PER_SAMPLE_MAX_OUT`] outputs and a batch of at least two. Its backward then takes `dY` in either layout.
+    pub(super) fn per_sample(&self) -> bool {
+        self.out <= PER_SAMPLE_MAX_OUT && self.g.n >= 2
+    }
+
+    /// `y = W · cols`, then `epi` on each output run `y[n, o]` while it is in cache.
     pub(super) fn forward<T: Elem>(&self, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
-        let finish = |n: usize, y_n: &mut [T]| {
-            if let Some(epi) = epi {
-                for (oi, run) in y_n.chunks_mut(p).enumerate() {
-                    epi.apply(n, oi, run);
-                }
-            }
-        };
-        let wm = MatRef::row_major(w, o, ckk);
-        let per_sample = o <= PER_SAMPLE_MAX_OUT && g.n >= 2;
-        if per_sample && self.keep.is_none() {
-            // Nothing to keep: each thread builds one sample's patch matrix in its own scratch buffer and
-            // multiplies it while it is still in cache, instead of writing the whole batch's out and reading it back.
-            let mut y = vec![T::zero(); g.n * o * p];
-            timed("conv2d: im2col + product", || {
-                with_source(&g, x, |xs| {
-                    for_each_item(&mut y, o * p, |n, y_n| {
-                        with_scratch(ckk * p, |cols: &mut [T]| {
-                            im2col_sample(&g, xs, n, cols);
-                            matmul_on(y_n, wm, MatRef::row_major(&*cols, ckk, p), 1);
-                        });
-                        finish(n, y_n);
-                    })
-                })
-            });
-            return y;
+        if self.per_sample() {
+            return timed("conv2d: im2col + product", || sample::forward(&g, o, x, w, epi));
         }
         let mut buf = take_scratch::<T>(ckk * npix);
         let cols = &mut buf[..ckk * npix];
         timed("conv2d: im2col", || run_im2col(&g, x, cols));
         let cols = MatRef::row_major(&*cols, ckk, npix);
-        let y = if per_sample {
-            // One product per sample straight into y[n] = W · cols[:, n * P..(n + 1) * P], the samples split over
-            // threads (each product on its thread): no product buffer and no layout copy.
+        let y = with_scratch(o * npix, |prod: &mut [T]| {
+            // prod[o][n][p] = W · cols -> y[n][o][p].
+            timed("conv2d: product", || matmul(prod, MatRef::row_major(w, o, ckk), cols));
             let mut y = vec![T::zero(); g.n * o * p];
-            timed("conv2d: product", || {
-                for_each_item(&mut y, o * p, |n, y_n| {
-                    matmul_on(y_n, wm, cols.columns(n * p, p), 1);
-                    finish(n, y_n);
+            timed("conv2d: layout", || {
+                swap_outer(prod, &mut y, o, g.n, p, |n: usize, y_n: &mut [T]| {
+                    if let Some(epi) = epi {
+                        for (oi, run) in y_n.chunks_mut(p).enumerate() {
+                            epi.apply(n, oi, run);
+                        }
+                    }
                 })
             });
             y
-        } else {
-            with_scratch(o * npix, |prod: &mut [T]| {
-                // prod[o][n][p] = W · cols -> y[n][o][p].
-                timed("conv2d: product", || matmul(prod, wm, cols));
-                let mut y = vec![T::zero(); g.n * o * p];
-                timed("conv2d: layout", || swap_outer(prod, &mut y, o, g.n, p, finish));
-                y
-            })
-        };
+        });
         match &self.keep {
             Some(keep) => keep.put(buf).unwrap_or_else(give_scratch),
             None => give_scratch(buf),
@@ -197,35 +177,50 @@ impl ConvOp {
         y
     }
 
-    /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the image input of a network's first layer).
+    /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the
+    /// image input of a network's first layer).
     fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
-        let g = self.g;
-        let (p, o, npix) = (g.ho() * g.wo(), self.out, g.npix());
-        with_scratch(o * npix, |dy_t: &mut [T]| {
-            // dy [N, O, P] -> [O, N, P] = [O, N * P].
-            timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, p, |_, _| {}));
-            self.backward_from(x, w, dy_t, need_dx, 0)
-        })
+        self.backward_from(x, w, dy, PlaneOrder::SampleMajor, need_dx, 0)
     }
 
-    /// [`ConvOp::backward`] from `dY` already laid out as `[O, N * P]` (`conv_bn_cpu.rs` writes it so), with
-    /// `tail` more elements (zero) at the end of the output for the caller.
+    /// [`ConvOp::backward`] from `dY` laid out in `order`: `[N, O, P]` (the output's), or `[O, N * P]` as the
+    /// batch path multiplies it (`conv_bn_cpu.rs` writes the layout [`ConvOp::per_sample`] asks for, so that
+    /// neither path copies it), with `tail` more elements (zero) at the end of the output for the caller.
     pub(super) fn backward_from<T: Elem>(
         &self,
         x: &[T],
         w: &[T],
-        dy_t: &[T],
+        dy: &[T],
+        order: PlaneOrder,
         need_dx: bool,
         tail: usize,
     ) -> Vec<T> {
         let g = self.g;
         let (o, npix, ckk) = (self.out, g.npix(), g.ckk());
-        let dy_t = MatRef::row_major(dy_t, o, npix);
         let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
         let mut out = vec![T::zero(); dw_offset(x_len) + o * ckk + tail];
         let (dx, dw) = out.split_at_mut(dw_offset(x_len));
-        let dw = &mut dw[..o * ckk];
-        let dx = &mut dx[..x_len];
+        let (dx, dw) = (&mut dx[..x_len], &mut dw[..o * ckk]);
+        if self.per_sample() {
+            timed("conv2d-backward: per sample", || sample::backward(&g, o, x, w, dy, order, dx, dw));
+        } else if order == PlaneOrder::SampleMajor {
+            with_scratch(o * npix, |dy_t: &mut [T]| {
+                // dy [N, O, P] -> [O, N, P] = [O, N * P].
+                timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, g.ho() * g.wo(), |_, _| {}));
+                self.batch_backward(x, w, dy_t, dx, dw)
+            });
+        } else {
+            self.batch_backward(x, w, dy, dx, dw);
+        }
+        out
+    }
+
+    /// The backward over the whole batch's patch matrix (kept by the forward, or built again here): `dW` and,
+    /// when `dx` is not empty, `dx`, from `dY: [O, N * P]`.
+    fn batch_backward<T: Elem>(&self, x: &[T], w: &[T], dy_t: &[T], dx: &mut [T], dw: &mut [T]) {
+        let g = self.g;
+        let (o, npix, ckk) = (self.out, g.npix(), g.ckk());
+        let dy_t = MatRef::row_major(dy_t, o, npix);
         let kept = self.keep.as_ref().and_then(|k| k.take::<T>(ckk * npix));
         let mut buf = kept.unwrap_or_else(|| {
             let mut buf = take_scratch::<T>(ckk * npix);
@@ -242,14 +237,13 @@ impl ConvOp {
         } else {
             timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
         }
-        if need_dx {
+        if !dx.is_empty() {
             // The same buffer now takes dcols = W^T · dY (cols is no longer needed).
             let w_t = MatRef::row_major(w, o, ckk).t();
             timed("conv2d-backward: product dx", || matmul(cols, w_t, dy_t));
             timed("conv2d-backward: col2im", || run_col2im(&g, cols, dx));
         }
         give_scratch(buf);
-        out
     }
 }
 

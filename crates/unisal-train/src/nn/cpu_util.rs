@@ -275,6 +275,23 @@ pub(crate) fn for_each_item<T: Send>(out: &mut [T], item_len: usize, f: impl Fn(
     });
 }
 
+/// `f(index, part)` for every element of `parts`, split in contiguous groups over threads when `work` (elements
+/// touched over all parts) is large.
+pub(crate) fn for_each_part<P: Send>(parts: &mut [P], work: usize, f: impl Fn(usize, &mut P) + Sync) {
+    let t = threads(work, parts.len());
+    if t <= 1 {
+        parts.iter_mut().enumerate().for_each(|(i, p)| f(i, p));
+        return;
+    }
+    let per = parts.len().div_ceil(t);
+    rayon::scope(|s| {
+        for (g, chunk) in parts.chunks_mut(per).enumerate() {
+            let f = &f;
+            s.spawn(move |_| chunk.iter_mut().enumerate().for_each(|(j, p)| f(g * per + j, p)));
+        }
+    });
+}
+
 /// A new `n`-element output, filled by `f(range, part)` for consecutive ranges of the indices (`part` is the
 /// output's slice for `range`), threaded: the shape of every element-wise kernel.
 pub(crate) fn map_chunks<T: Elem>(n: usize, f: impl Fn(Range<usize>, &mut [T]) + Sync) -> Vec<T> {

@@ -34,13 +34,6 @@ impl<'a, T> MatRef<'a, T> {
         }
     }
 
-    /// Columns `first..first + count` (the same memory).
-    pub fn columns(self, first: usize, count: usize) -> Self {
-        assert!(first + count <= self.cols, "columns {first}..{} of {}", first + count, self.cols);
-        let start = if count == 0 || self.rows == 0 { 0 } else { first * self.col_stride };
-        Self { data: &self.data[start..], cols: count, ..self }
-    }
-
     /// Whether every element lies inside `data`.
     fn in_bounds(&self) -> bool {
         self.rows == 0
@@ -58,6 +51,16 @@ pub(crate) fn matmul<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>)
 
 /// [`matmul`] on `threads` threads (1: on the calling thread, for products inside a threaded loop).
 pub(crate) fn matmul_on<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, threads: usize) {
+    product(dst, a, b, threads, false);
+}
+
+/// `dst += a · b` on the calling thread (`dst` row-major `a.rows x b.cols`); with `add` false `dst = a · b`.
+pub(crate) fn matmul_add<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, add: bool) {
+    product(dst, a, b, 1, add);
+}
+
+/// `dst = a · b`, or `dst += a · b` with `add`, on `threads` threads.
+fn product<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, T>, threads: usize, add: bool) {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     assert!(b.rows == k && dst.len() >= m * n, "matmul: {m}x{k} by {}x{n} into {}", b.rows, dst.len());
     assert!(a.in_bounds() && b.in_bounds(), "matmul: a view reaches outside its data");
@@ -65,14 +68,17 @@ pub(crate) fn matmul_on<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, 
         return;
     }
     if k == 0 {
-        dst[..m * n].fill(T::zero());
+        if !add {
+            dst[..m * n].fill(T::zero());
+        }
         return;
     }
     let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
     let s = |v: usize| v as isize;
     // SAFETY: the asserts above keep every index gemm forms (row * row stride + column * column stride, within
     // the given sizes) inside `dst`, `a.data` and `b.data`; `dst` is exclusively borrowed and does not overlap
-    // the inputs. With `read_dst` false gemm writes `dst = 1 * a · b` without reading it.
+    // the inputs. With `read_dst` false gemm writes `dst = 1 * a · b` without reading it; with `add` it computes
+    // `dst = 1 * dst + 1 * a · b`.
     unsafe {
         gemm::gemm(
             m,
@@ -81,14 +87,14 @@ pub(crate) fn matmul_on<T: Elem>(dst: &mut [T], a: MatRef<'_, T>, b: MatRef<'_, 
             dst.as_mut_ptr(),
             1,
             s(n),
-            false,
+            add,
             a.data.as_ptr(),
             s(a.col_stride),
             s(a.row_stride),
             b.data.as_ptr(),
             s(b.col_stride),
             s(b.row_stride),
-            T::zero(),
+            if add { T::one() } else { T::zero() },
             T::one(),
             false,
             false,
@@ -163,6 +169,17 @@ mod tests {
     }
 
     #[test]
+    fn an_added_product_keeps_what_dst_held() {
+        let a = [1.0f64, 2.0, 3.0, 4.0];
+        let b = [5.0f64, 6.0, 7.0, 8.0];
+        let mut dst = vec![100.0; 4];
+        matmul_add(&mut dst, MatRef::row_major(&a, 2, 2), MatRef::row_major(&b, 2, 2), true);
+        assert_eq!(dst, vec![119.0, 122.0, 143.0, 150.0]);
+        matmul_add(&mut dst, MatRef::row_major(&a, 2, 2), MatRef::row_major(&b, 2, 2), false);
+        assert_eq!(dst, vec![19.0, 22.0, 43.0, 50.0]);
+    }
+
+    #[test]
     fn transpose_matches_the_definition_across_tile_edges() {
         for (r, c) in [(1usize, 1usize), (3, 40), (17, 16), (33, 5)] {
             let src: Vec<usize> = (0..r * c).collect();
@@ -174,16 +191,6 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn a_column_range_is_a_view_of_the_same_matrix() {
-        let m: Vec<f64> = (0..12).map(f64::from).collect();
-        let a = MatRef::row_major(&m, 3, 4);
-        let mut dst = vec![0.0; 3];
-        // a[:, 1..3] · [1, 10]^T, on the calling thread.
-        matmul_on(&mut dst, a.columns(1, 2), MatRef::row_major(&[1.0, 10.0], 2, 1), 1);
-        assert_eq!(dst, vec![1.0 + 20.0, 5.0 + 60.0, 9.0 + 100.0]);
     }
 
     #[test]

@@ -107,6 +107,17 @@ fn split_phases<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
     let (s, wp) = (g.stride, phase_width(g));
     for_each_item(&mut out[..split_len(g)], s * wp, |row, dst| {
         let src = &x[row * g.w..][..g.w];
+        if s == 2 {
+            // The common case as one pass of pairs (which the compiler turns into vector shuffles).
+            let (even, odd) = dst.split_at_mut(wp);
+            for ((pair, e), o) in src.chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+                (*e, *o) = (pair[0], pair[1]);
+            }
+            if g.w % 2 == 1 {
+                (even[wp - 1], odd[wp - 1]) = (src[g.w - 1], T::zero());
+            }
+            return;
+        }
         for (ph, d) in dst.chunks_mut(wp).enumerate() {
             let mut filled = 0;
             for (o, v) in d.iter_mut().zip(src[ph.min(g.w)..].iter().step_by(s)) {
@@ -118,17 +129,26 @@ fn split_phases<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
     });
 }
 
-/// The inverse of [`split_phases`] into `out: [N, C, H, W]`.
-fn merge_phases<T: Elem>(g: &Geometry, xs: &[T], out: &mut [T]) {
+/// The inverse of [`split_phases`] for one sample: `xs: [C, H, s, ceil(W / s)]` -> `img: [C, H, W]`.
+fn merge_sample<T: Elem>(g: &Geometry, xs: &[T], img: &mut [T]) {
     let (s, wp) = (g.stride, phase_width(g));
-    for_each_item(&mut out[..g.n * g.c * g.h * g.w], g.w, |row, dst| {
-        let src = &xs[row * s * wp..][..s * wp];
+    for (dst, src) in img[..g.c * g.h * g.w].chunks_mut(g.w).zip(xs.chunks(s * wp)) {
+        if s == 2 {
+            let (even, odd) = src.split_at(wp);
+            for ((pair, e), o) in dst.chunks_exact_mut(2).zip(even).zip(odd) {
+                (pair[0], pair[1]) = (*e, *o);
+            }
+            if g.w % 2 == 1 {
+                dst[g.w - 1] = even[wp - 1];
+            }
+            continue;
+        }
         for (ph, phase) in src.chunks(wp).enumerate().take(g.w) {
             for (o, v) in dst[ph..].iter_mut().step_by(s).zip(phase) {
                 *o = *v;
             }
         }
-    });
+    }
 }
 
 /// `x: [N, C, H, W]` -> `out: [C * k * k, N * Ho * Wo]` (every element written, the padding as 0). With stride
@@ -223,68 +243,79 @@ fn gather_run<T: Elem>(g: &Geometry, xs: &[T], n: usize, r: usize, dst: &mut [T]
     }
 }
 
-/// `cols: [C * k * k, N * Ho * Wo]` -> `out: [N, C, H, W]` (zeroed by the caller), summing the entries that map
-/// to the same pixel; with stride above 1 through the phase-split layout.
+/// `cols: [C * k * k, N * Ho * Wo]` -> `out: [N, C, H, W]` (every element written), summing the entries that
+/// map to the same pixel: [`col2im_sample`] for each sample, the samples split over threads.
 pub(super) fn run_col2im<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
+    let (p, npix) = (g.ho() * g.wo(), g.npix());
+    for_each_item(&mut out[..g.n * g.c * g.h * g.w], g.c * g.h * g.w, |n, img| {
+        col2im_sample(g, cols, npix, n * p, img)
+    });
+}
+
+/// One sample's col2im on the calling thread: row `r` of its patch-matrix gradient is
+/// `cols[r * row_len + first..][..Ho * Wo]` (the whole batch's matrix with `row_len = N * Ho * Wo`, or a
+/// sample's own with `row_len = Ho * Wo`), summed into `img: [C, H, W]` (every element written). With stride 1
+/// through a zero-padded plane (every run a plain addition), else through the phase-split layout; either lives
+/// in the thread's scratch buffer.
+pub(super) fn col2im_sample<T: Elem>(g: &Geometry, cols: &[T], row_len: usize, first: usize, img: &mut [T]) {
+    let img = &mut img[..g.c * g.h * g.w];
     if g.stride == 1 && g.pad > 0 {
-        return scatter_padded(g, cols, out);
+        return add_padded(g, cols, row_len, first, img);
     }
     if g.stride == 1 {
-        return scatter(g, cols, out);
+        img.fill(T::zero());
+        return add_split(g, cols, row_len, first, img);
     }
-    with_scratch(split_len(g), |xs: &mut [T]| {
+    with_scratch(g.c * g.h * g.stride * phase_width(g), |xs: &mut [T]| {
         xs.fill(T::zero());
-        scatter(g, cols, xs);
-        merge_phases(g, xs, out);
+        add_split(g, cols, row_len, first, xs);
+        merge_sample(g, xs, img);
     });
 }
 
-/// col2im with stride 1 through a padded plane per sample (on its thread): every run a plain addition, then the
-/// interior copied out (over `out`'s values, like [`merge_phases`]).
-fn scatter_padded<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
-    let (ho, wo, npix) = (g.ho(), g.wo(), g.npix());
+/// [`col2im_sample`] with stride 1 and padding: every run added into a padded plane, then the interior copied
+/// out.
+fn add_padded<T: Elem>(g: &Geometry, cols: &[T], row_len: usize, first: usize, img: &mut [T]) {
+    let (ho, wo) = (g.ho(), g.wo());
     let (p, (hp, wp)) = (g.pad, padded_dims(g));
-    for_each_item(&mut out[..g.n * g.c * g.h * g.w], g.c * g.h * g.w, |n, img| {
-        with_scratch(g.c * hp * wp, |xp: &mut [T]| {
-            xp.fill(T::zero());
-            for (r, row) in cols.chunks(npix).enumerate() {
-                let (c, ki, kj) = row_offset(g, r);
-                let plane = &mut xp[c * hp * wp..][..hp * wp];
-                for (oh, src) in row[n * ho * wo..][..ho * wo].chunks(wo).enumerate() {
-                    for (d, v) in plane[(oh + ki) * wp + kj..][..wo].iter_mut().zip(src) {
-                        *d += *v;
-                    }
-                }
-            }
-            for (dst, plane) in img.chunks_mut(g.h * g.w).zip(xp.chunks(hp * wp)) {
-                for (d, s) in dst.chunks_mut(g.w).zip(plane[p * wp..].chunks(wp)) {
-                    d.copy_from_slice(&s[p..p + g.w]);
-                }
-            }
-        })
-    });
-}
-
-/// col2im into the phase-split layout (`out` itself when the stride is 1), adding.
-fn scatter<T: Elem>(g: &Geometry, cols: &[T], out: &mut [T]) {
-    let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
-    let (npix, image) = (g.npix(), g.c * g.h * s * wp);
-    for_each_item(&mut out[..g.n * image], image, |n, img| {
-        for (r, row) in cols.chunks(npix).enumerate() {
-            let (c, ki, kj, lo, hi) = row_parts(g, r);
-            if lo >= hi {
-                continue;
-            }
-            let phase = phase_of(g, kj);
-            let plane = &mut img[c * g.h * s * wp..][..g.h * s * wp];
-            for oh in 0..ho {
-                let Some(ih) = input_row(g, oh, ki) else { continue };
-                let src = &row[(n * ho + oh) * wo..][lo..hi];
-                let dst0 = run_offset(g, ih, phase, lo);
-                for (d, v) in plane[dst0..dst0 + src.len()].iter_mut().zip(src) {
+    with_scratch(g.c * hp * wp, |xp: &mut [T]| {
+        xp.fill(T::zero());
+        for r in 0..g.ckk() {
+            let (c, ki, kj) = row_offset(g, r);
+            let plane = &mut xp[c * hp * wp..][..hp * wp];
+            for (oh, src) in cols[r * row_len + first..][..ho * wo].chunks(wo).enumerate() {
+                for (d, v) in plane[(oh + ki) * wp + kj..][..wo].iter_mut().zip(src) {
                     *d += *v;
                 }
             }
         }
-    });
+        for (dst, plane) in img.chunks_mut(g.h * g.w).zip(xp.chunks(hp * wp)) {
+            for (d, s) in dst.chunks_mut(g.w).zip(plane[p * wp..].chunks(wp)) {
+                d.copy_from_slice(&s[p..p + g.w]);
+            }
+        }
+    })
+}
+
+/// [`col2im_sample`] into one sample's phase-split layout `[C, H, s, ceil(W / s)]` (its plain layout when the
+/// stride is 1), adding.
+fn add_split<T: Elem>(g: &Geometry, cols: &[T], row_len: usize, first: usize, img: &mut [T]) {
+    let (ho, wo, s, wp) = (g.ho(), g.wo(), g.stride, phase_width(g));
+    for r in 0..g.ckk() {
+        let (c, ki, kj, lo, hi) = row_parts(g, r);
+        if lo >= hi {
+            continue;
+        }
+        let phase = phase_of(g, kj);
+        let plane = &mut img[c * g.h * s * wp..][..g.h * s * wp];
+        let row = &cols[r * row_len + first..][..ho * wo];
+        for oh in 0..ho {
+            let Some(ih) = input_row(g, oh, ki) else { continue };
+            let src = &row[oh * wo..][lo..hi];
+            let dst0 = run_offset(g, ih, phase, lo);
+            for (d, v) in plane[dst0..dst0 + src.len()].iter_mut().zip(src) {
+                *d += *v;
+            }
+        }
+    }
 }

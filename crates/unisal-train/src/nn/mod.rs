@@ -22,6 +22,7 @@ mod conv;
 mod conv_bn_cpu;
 mod conv_cpu;
 mod conv_eval_cpu;
+mod conv_sample_cpu;
 pub(crate) mod cpu_util;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_kernels;

@@ -1,0 +1,114 @@
+//! The per-sample path of the CPU convolution (`conv_cpu.rs`), for layers with few output channels: the stem and
+//! first stage of a ResNet and the small CNN's first two blocks, whose patch matrices (`C k k` rows by `Ho Wo`
+//! columns a sample) are the largest. Each thread builds one sample's patch matrix in its own scratch buffer and
+//! uses it while it is in cache, instead of writing the whole batch's matrix out and reading it back:
+//! - forward: `y[n] = W · cols_n`, then the epilogue (`conv_eval_cpu.rs`) on each output run;
+//! - backward: `cols_n` built again from `x`, `dW += dY_n · cols_n^T` (as `dW^T += cols_n · dY_n^T` where
+//!   `C k k >= O`, the rule of the batch path), then `dcols_n = W^T · dY_n` in the same buffer and its col2im
+//!   into `dx[n]`.
+//!
+//! Nothing is kept from the forward for the backward: building a sample's matrix again in cache costs less than
+//! writing the batch's out and reading it back (`docs/performance.md`, session 10). The weight gradient is summed
+//! in at most [`PARTS`] partial sums over fixed groups of consecutive samples, then added in order, so that the
+//! result depends on the batch size only, not on the thread count.
+
+use super::batchnorm_cpu::PlaneOrder;
+use super::conv_eval_cpu::Epilogue;
+use super::cpu_util::{for_each_item, for_each_part, Elem};
+use super::gemm_cpu::{matmul_add, matmul_on, transpose, with_scratch, MatRef};
+use super::im2col::{col2im_sample, im2col_sample, with_source, Geometry};
+
+/// The most partial weight gradients of a backward (groups of samples worked on in parallel).
+const PARTS: usize = 8;
+
+/// `y: [N, O, Ho, Wo]` of `x: [N, C, H, W]` and `w: [O, C k k]`, one sample per product, the samples split over
+/// threads; `epi` on each output run `y[n, o]` right after its product.
+pub(super) fn forward<T: Elem>(g: &Geometry, o: usize, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
+    let (p, ckk) = (g.ho() * g.wo(), g.ckk());
+    let wm = MatRef::row_major(w, o, ckk);
+    let mut y = vec![T::zero(); g.n * o * p];
+    with_source(g, x, |xs| {
+        for_each_item(&mut y, o * p, |n, y_n| {
+            with_scratch(ckk * p, |cols: &mut [T]| {
+                im2col_sample(g, xs, n, cols);
+                matmul_on(y_n, wm, MatRef::row_major(&*cols, ckk, p), 1);
+            });
+            if let Some(epi) = epi {
+                for (oi, run) in y_n.chunks_mut(p).enumerate() {
+                    epi.apply(n, oi, run);
+                }
+            }
+        })
+    });
+    y
+}
+
+/// One group of consecutive samples of a backward: the first, its share of `dx` (empty without `dx`) and its
+/// partial weight gradient.
+struct Part<'a, T> {
+    first: usize,
+    dx: &'a mut [T],
+    dw: Vec<T>,
+}
+
+/// The gradients of [`forward`]: `dx: [N, C, H, W]` (every element written; pass it empty where no input gradient
+/// is needed) and `dw: [O, C k k]`, from `dy` laid out in `order` (`[N, O, P]` or `[O, N, P]`).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<T: Elem>(
+    g: &Geometry,
+    o: usize,
+    x: &[T],
+    w: &[T],
+    dy: &[T],
+    order: PlaneOrder,
+    dx: &mut [T],
+    dw: &mut [T],
+) {
+    let (p, ckk, chw) = (g.ho() * g.wo(), g.ckk(), g.c * g.h * g.w);
+    assert!(g.n > 0 && dy.len() >= g.n * o * p && dw.len() >= o * ckk, "conv2d backward: buffers do not fit {g:?}");
+    let need_dx = !dx.is_empty();
+    let per = g.n.div_ceil(PARTS);
+    let mut dx_groups = dx.chunks_mut(per * chw);
+    let mut parts: Vec<Part<'_, T>> = (0..g.n.div_ceil(per))
+        .map(|i| Part { first: i * per, dx: dx_groups.next().unwrap_or_default(), dw: vec![T::zero(); o * ckk] })
+        .collect();
+    // dY_n: [O, P], a view of either layout.
+    let dy_of = |n: usize| match order {
+        PlaneOrder::SampleMajor => MatRef::row_major(&dy[n * o * p..], o, p),
+        PlaneOrder::ChannelMajor => MatRef { data: &dy[n * p..], rows: o, cols: p, row_stride: g.n * p, col_stride: 1 },
+    };
+    let transposed = ckk >= o;
+    let w_t = MatRef::row_major(w, o, ckk).t();
+    with_source(g, x, |xs| {
+        for_each_part(&mut parts, g.n * ckk * p, |_, part| {
+            with_scratch(ckk * p, |cols: &mut [T]| {
+                for j in 0..per.min(g.n - part.first) {
+                    let n = part.first + j;
+                    im2col_sample(g, xs, n, cols);
+                    let (c, d) = (MatRef::row_major(&*cols, ckk, p), dy_of(n));
+                    if transposed {
+                        matmul_add(&mut part.dw, c, d.t(), j > 0);
+                    } else {
+                        matmul_add(&mut part.dw, d, c.t(), j > 0);
+                    }
+                    if need_dx {
+                        // The same buffer now takes dcols_n = W^T · dY_n.
+                        matmul_on(cols, w_t, d, 1);
+                        col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);
+                    }
+                }
+            })
+        })
+    });
+    let (sum, rest) = parts.split_first_mut().expect("at least one group");
+    for part in rest {
+        for (a, b) in sum.dw.iter_mut().zip(&part.dw) {
+            *a += *b;
+        }
+    }
+    if transposed {
+        transpose(&sum.dw, ckk, o, dw);
+    } else {
+        dw[..o * ckk].copy_from_slice(&sum.dw);
+    }
+}
