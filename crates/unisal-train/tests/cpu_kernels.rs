@@ -52,8 +52,9 @@ fn im2col_conv_gradients_match_finite_differences() {
 #[test]
 fn im2col_conv_matches_candle_conv_forward_and_backward() {
     // Square inputs: candle's own stride-2 backward is only right on square inputs. Both weight-gradient layouts
-    // `conv_cpu.rs` chooses: `C * k * k` at least / below `O`.
-    let cases: [Case; 8] = [
+    // `conv_cpu.rs` chooses: `C * k * k` at least / below `O`. Batches of 9-17 put several samples in each
+    // partial weight gradient of the per-sample path (`conv_sample_cpu.rs`), the last group shorter.
+    let cases: [Case; 11] = [
         ([4, 3, 16, 16], 8, 3, 1, 1, false),
         ([4, 8, 16, 16], 16, 3, 2, 1, false),
         ([2, 3, 23, 23], 8, 7, 2, 3, false),
@@ -62,6 +63,9 @@ fn im2col_conv_matches_candle_conv_forward_and_backward() {
         ([2, 16, 4, 4], 8, 3, 1, 1, false),
         ([2, 4, 6, 6], 4, 3, 1, 0, true),
         ([2, 5, 6, 6], 72, 3, 2, 1, true),
+        ([9, 3, 8, 8], 16, 3, 1, 1, true),
+        ([10, 4, 9, 9], 8, 3, 2, 1, false),
+        ([17, 2, 7, 7], 40, 3, 2, 1, false),
     ];
     for (i, (xs, out, k, s, p, bias)) in cases.into_iter().enumerate() {
         let seed = 1000 + 10 * i as u64;

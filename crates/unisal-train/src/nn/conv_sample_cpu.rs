@@ -23,7 +23,13 @@ const PARTS: usize = 8;
 
 /// `y: [N, O, Ho, Wo]` of `x: [N, C, H, W]` and `w: [O, C k k]`, one sample per product, the samples split over
 /// threads; `epi` on each output run `y[n, o]` right after its product.
-pub(super) fn forward<T: Elem>(g: &Geometry, o: usize, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
+pub(super) fn forward<T: Elem>(
+    g: &Geometry,
+    o: usize,
+    x: &[T],
+    w: &[T],
+    epi: Option<&Epilogue<'_, T>>,
+) -> Vec<T> {
     let (p, ckk) = (g.ho() * g.wo(), g.ckk());
     let wm = MatRef::row_major(w, o, ckk);
     let mut y = vec![T::zero(); g.n * o * p];
@@ -65,17 +71,26 @@ pub(super) fn backward<T: Elem>(
     dw: &mut [T],
 ) {
     let (p, ckk, chw) = (g.ho() * g.wo(), g.ckk(), g.c * g.h * g.w);
-    assert!(g.n > 0 && dy.len() >= g.n * o * p && dw.len() >= o * ckk, "conv2d backward: buffers do not fit {g:?}");
+    assert!(
+        g.n > 0 && dy.len() >= g.n * o * p && dw.len() >= o * ckk,
+        "conv2d backward: buffers do not fit {g:?}"
+    );
     let need_dx = !dx.is_empty();
     let per = g.n.div_ceil(PARTS);
     let mut dx_groups = dx.chunks_mut(per * chw);
     let mut parts: Vec<Part<'_, T>> = (0..g.n.div_ceil(per))
-        .map(|i| Part { first: i * per, dx: dx_groups.next().unwrap_or_default(), dw: vec![T::zero(); o * ckk] })
+        .map(|i| Part {
+            first: i * per,
+            dx: dx_groups.next().unwrap_or_default(),
+            dw: vec![T::zero(); o * ckk],
+        })
         .collect();
     // dY_n: [O, P], a view of either layout.
     let dy_of = |n: usize| match order {
         PlaneOrder::SampleMajor => MatRef::row_major(&dy[n * o * p..], o, p),
-        PlaneOrder::ChannelMajor => MatRef { data: &dy[n * p..], rows: o, cols: p, row_stride: g.n * p, col_stride: 1 },
+        PlaneOrder::ChannelMajor => {
+            MatRef { data: &dy[n * p..], rows: o, cols: p, row_stride: g.n * p, col_stride: 1 }
+        }
     };
     let transposed = ckk >= o;
     let w_t = MatRef::row_major(w, o, ckk).t();
@@ -110,5 +125,50 @@ pub(super) fn backward<T: Elem>(
         transpose(&sum.dw, ckk, o, dw);
     } else {
         dw[..o * ckk].copy_from_slice(&sum.dw);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: f64) -> Vec<f64> {
+        (0..len).map(|i| ((i as f64 + seed) * 0.731).sin()).collect()
+    }
+
+    #[test]
+    fn both_layouts_of_dy_give_the_same_gradients() {
+        let g = Geometry { n: 11, c: 3, h: 7, w: 6, k: 3, stride: 2, pad: 1 };
+        let (o, p) = (5, g.ho() * g.wo());
+        let (x, w) = (values(g.n * g.c * g.h * g.w, 1.0), values(o * g.ckk(), 2.0));
+        let dy = values(g.n * o * p, 3.0);
+        // The same dY as [O, N, P].
+        let mut dy_t = vec![0.0; dy.len()];
+        for n in 0..g.n {
+            for oi in 0..o {
+                dy_t[(oi * g.n + n) * p..][..p].copy_from_slice(&dy[(n * o + oi) * p..][..p]);
+            }
+        }
+        let run = |dy: &[f64], order| {
+            let (mut dx, mut dw) = (vec![f64::NAN; x.len()], vec![f64::NAN; w.len()]);
+            backward(&g, o, &x, &w, dy, order, &mut dx, &mut dw);
+            (dx, dw)
+        };
+        let (a, b) = (run(&dy, PlaneOrder::SampleMajor), run(&dy_t, PlaneOrder::ChannelMajor));
+        assert!(a.0.iter().chain(&a.1).all(|v| v.is_finite()), "every element written");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn without_dx_only_the_weight_gradient_is_computed() {
+        let g = Geometry { n: 3, c: 2, h: 5, w: 5, k: 3, stride: 1, pad: 1 };
+        let (o, p) = (4, 25);
+        let (x, w, dy) = (values(g.n * 50, 1.0), values(o * g.ckk(), 2.0), values(g.n * o * p, 3.0));
+        let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
+        backward(&g, o, &x, &w, &dy, PlaneOrder::SampleMajor, &mut dx, &mut dw);
+        let mut dw_only = vec![0.0; w.len()];
+        backward(&g, o, &x, &w, &dy, PlaneOrder::SampleMajor, &mut [], &mut dw_only);
+        assert_eq!(dw, dw_only);
+        assert!(dx.iter().any(|v| *v != 0.0));
     }
 }
