@@ -6,25 +6,27 @@
 //! among them one of the size of the patch matrix (`k * k` times the input). As one node, only `dx` and `dW` are
 //! handed back. With `cols = im2col(x): [C * k * k, N * P]` (`P = Ho * Wo`, see `im2col.rs`) and
 //! `W: [O, C * k * k]`:
-//! - forward: `Y = W · cols: [O, N * P]`, copied into `y: [N, O, P]` (runs of `P`), or one product per sample
-//!   (below);
-//! - backward: `dY = dy` as `[O, N * P]` (one copy), `dW = dY · cols^T`, `dx = col2im(W^T · dY)`. In training
-//!   (`Conv2d::forward_t`) the forward keeps `cols` for its backward ([`KeptCols`], up to [`KEEP_BYTES`] over
-//!   all layers at once); otherwise, or past that, the backward recomputes it from `x`.
+//! - forward: `Y = W · cols: [O, N * P]`, copied into `y: [N, O, P]` (runs of `P`);
+//! - backward: `dY = dy` as `[O, N * P]` (one copy, none when `conv_bn_cpu.rs` writes it so), `dW = dY · cols^T`,
+//!   `dx = col2im(W^T · dY)`. In training (`Conv2d::forward_t`) the forward keeps `cols` for its backward
+//!   ([`KeptCols`], up to [`KEEP_BYTES`] over all layers at once); otherwise, or past that, the backward
+//!   recomputes it from `x`.
 //!
 //! The matrix products call the gemm crate directly on strided views (`gemm_cpu.rs`; `cols^T` and `W^T` are never
-//! copied), most of them one large product over the whole batch, and the patch matrix, its gradient and the products live
+//! copied), one large product over the whole batch, and the patch matrix, its gradient and the products live
 //! in the thread's scratch buffers. The backward is not itself differentiable.
 //!
 //! Where `C * k * k >= O` the weight gradient is computed as `dW^T = cols · dY^T` (`[C * k * k, O]`) and
 //! transposed: the gemm crate runs those shapes 1.2-2.4x faster that way (measured on the small CNN's and
 //! ResNet-18's shapes, `docs/performance.md`; the choice depends on the shape only, so results stay
-//! deterministic). The same trick for the forward (`Y^T = cols^T · W^T`) measured slower in whole steps; instead,
-//! with at most [`PER_SAMPLE_MAX_OUT`] output channels the forward runs one product per sample, straight into
-//! `y[n]`, the samples split over threads (the forward's products 10-25% faster in interleaved ResNet-18 runs,
-//! and no layout copy). Where nothing is kept (prediction), each thread also builds its sample's patch matrix in its
-//! own scratch buffer, multiplied while it is in cache (ResNet-18 inference 6-10% faster), and an epilogue
-//! (`conv_eval_cpu.rs`: the eval batch norm, ReLU, residual join) runs on each output run right after its product.
+//! deterministic). The same trick for the forward (`Y^T = cols^T · W^T`) measured slower in whole steps.
+//!
+//! Layers with at most [`PER_SAMPLE_MAX_OUT`] output channels (and a batch of at least two) take the per-sample
+//! path instead (`conv_sample_cpu.rs`), in training and prediction alike: one sample's patch matrix at a time,
+//! built in the thread's cache and used there, forward and backward, nothing kept between them. These layers have
+//! the largest patch matrices; the whole batch's would be written out and read back (small CNN dual training
+//! 14-26% faster, `docs/performance.md` session 10). An epilogue (`conv_eval_cpu.rs`: the eval batch norm, ReLU,
+//! residual join) runs on each output run right after its product, on either path.
 //!
 //! On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead (`cudnn/conv.rs`), with the same shape
 //! checks ([`Kernel::shape`]) and the same backward.

@@ -9,7 +9,8 @@
 //! planes (`[N, C, H + 2p, W + 2p]`), so that each output row `oh` of a sample is one plain copy (im2col) or
 //! addition (col2im) without edge cases: 25-30% faster than clipping each run at the border, most on the short
 //! rows of a ResNet's later stages. With a larger stride they go through the phase-split layout below. Both run on
-//! the CPU (f32 and f64), split over candle's thread count (`cpu_util.rs`).
+//! the CPU (f32 and f64), split over candle's thread count (`cpu_util.rs`); [`im2col_sample`] and
+//! [`col2im_sample`] do one sample's on the calling thread, for the per-sample convolution (`conv_sample_cpu.rs`).
 
 use super::cpu_util::{for_each_item, Elem};
 use super::gemm_cpu::with_scratch;
