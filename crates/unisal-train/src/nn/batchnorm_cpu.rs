@@ -59,7 +59,7 @@ fn dims(layout: &Layout) -> candle_core::Result<(usize, usize, usize)> {
 /// `y = gamma * (x - mean) / sqrt(var + eps) + beta` per channel, `max(0, y)` with `relu`: the output pass of train
 /// mode (batch statistics) and eval mode (running statistics).
 #[allow(clippy::too_many_arguments)]
-fn normalise<T: Elem>(
+pub(super) fn normalise<T: Elem>(
     x: &[T],
     g: &[T],
     b: &[T],
@@ -124,6 +124,40 @@ pub(super) fn forward<T: Elem>(
     (y, BnStats { mean, var })
 }
 
+/// One plane's shifted sums `[x0, sum(v - x0), sum((v - x0)^2)]`, `x0` its first value: what the per-sample
+/// convolution (`conv_sample_cpu.rs`) computes of each output plane while it is in cache.
+pub(super) fn plane_sums<T: Elem>(plane: &[T]) -> [f64; 3] {
+    let x0 = plane.first().copied().unwrap_or(T::zero());
+    let [s1, s2] = lane_sums(plane, plane, plane, |v, _, _| {
+        let d = v - x0;
+        [d, d * d]
+    });
+    [x0.f(), s1, s2]
+}
+
+/// The batch statistics of `[N, C, hw]` from the [`plane_sums`] of its `N * C` planes (in that order): each
+/// plane's mean and sum of squared deviations, combined over the samples (Chan et al.'s pairwise update, in f64).
+pub(super) fn stats_of_planes(sums: &[[f64; 3]], c: usize, hw: usize) -> BnStats {
+    let n = sums.len() / c;
+    let hwf = hw as f64;
+    let (mut mean, mut var) = (vec![0.0; c], vec![0.0; c]);
+    for ch in 0..c {
+        let plane = |i: usize| {
+            let [x0, s1, s2] = sums[i * c + ch];
+            (x0 + s1 / hwf, (s2 - s1 * s1 / hwf).max(0.0))
+        };
+        let mu = (0..n).map(|i| plane(i).0).sum::<f64>() / n as f64;
+        let m2: f64 = (0..n)
+            .map(|i| {
+                let (m, dev) = plane(i);
+                dev + hwf * (m - mu) * (m - mu)
+            })
+            .sum();
+        (mean[ch], var[ch]) = (mu, m2 / (n as f64 * hwf));
+    }
+    BnStats { mean, var }
+}
+
 /// `dy`, zero where the ReLU output is 0.
 fn masked<T: Elem>(d: T, out: T, relu: bool) -> T {
     if relu && out <= T::zero() {
@@ -160,8 +194,27 @@ pub(super) fn backward_into<T: Elem>(
     dx: &mut [T],
     order: PlaneOrder,
 ) -> (Vec<f64>, Vec<f64>) {
-    let (st, relu) = (p.stats, p.relu);
     let n = x.len() / (c * hw);
+    let (planes, dgamma, dbeta) = backward_sums((dy, x, y), (c, hw), p);
+    for_each_item(&mut dx[..x.len()], hw, |q, dxp| {
+        let plane = match order {
+            PlaneOrder::SampleMajor => q,
+            PlaneOrder::ChannelMajor => (q % n) * c + q / n,
+        };
+        let range = plane * hw..(plane + 1) * hw;
+        planes.write(plane % c, (&dy[range.clone()], &x[range.clone()], &y[range]), dxp);
+    });
+    (dgamma, dbeta)
+}
+
+/// The first pass of the train-mode backward of `x: [N, C, hw]`: its per-channel sums, as what turns one plane
+/// of `(dy, x, y)` into `dx` ([`DxPlanes::write`]), and `(dgamma, dbeta)`.
+pub(super) fn backward_sums<T: Elem>(
+    (dy, x, y): (&[T], &[T], &[T]),
+    (c, hw): (usize, usize),
+    p: &BnGrad<'_>,
+) -> (DxPlanes<T>, Vec<f64>, Vec<f64>) {
+    let (st, relu) = (p.stats, p.relu);
     let m = (x.len() / c) as f64;
     let invstd: Vec<f64> = st.var.iter().map(|v| 1.0 / (v + p.eps).sqrt()).collect();
     let sums = map_items(c, x.len(), |ch| {
@@ -177,23 +230,33 @@ pub(super) fn backward_into<T: Elem>(
         }
         (s_dy, s_dyx * invstd[ch])
     });
-    for_each_item(&mut dx[..x.len()], hw, |q, dxp| {
-        let (ch, plane) = match order {
-            PlaneOrder::SampleMajor => (q % c, q),
-            PlaneOrder::ChannelMajor => (q / n, (q % n) * c + q / n),
-        };
-        let (s_dy, s_dyx) = sums[ch];
-        let k = T::of(p.gamma[ch] * invstd[ch]);
-        let (mean, is) = (T::of(st.mean[ch]), T::of(invstd[ch]));
-        let (mean_dy, mean_dyx) = (T::of(s_dy / m), T::of(s_dyx / m));
-        let range = plane * hw..(plane + 1) * hw;
-        let inputs = dy[range.clone()].iter().zip(&x[range.clone()]).zip(&y[range]);
-        for (o, ((&d, &v), &yv)) in dxp.iter_mut().zip(inputs) {
+    let coef = (0..c)
+        .map(|ch| {
+            let (s_dy, s_dyx) = sums[ch];
+            let k = T::of(p.gamma[ch] * invstd[ch]);
+            [k, T::of(st.mean[ch]), T::of(invstd[ch]), T::of(s_dy / m), T::of(s_dyx / m)]
+        })
+        .collect();
+    let (dgamma, dbeta) = sums.into_iter().map(|(s_dy, s_dyx)| (s_dyx, s_dy)).unzip();
+    (DxPlanes { coef, relu }, dgamma, dbeta)
+}
+
+/// Per channel `[gamma * invstd, mean, invstd, mean(dy), mean(dy * xhat)]` in `T`: the second pass of the
+/// train-mode backward, one plane at a time.
+pub(super) struct DxPlanes<T> {
+    coef: Vec<[T; 5]>,
+    relu: bool,
+}
+
+impl<T: Elem> DxPlanes<T> {
+    /// `dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))` for one plane of channel `ch`.
+    pub(super) fn write(&self, ch: usize, (dy, x, y): (&[T], &[T], &[T]), dx: &mut [T]) {
+        let [k, mean, is, mean_dy, mean_dyx] = self.coef[ch];
+        for (o, ((&d, &v), &yv)) in dx.iter_mut().zip(dy.iter().zip(x).zip(y)) {
             let xhat = (v - mean) * is;
-            *o = k * (masked(d, yv, relu) - mean_dy - xhat * mean_dyx);
+            *o = k * (masked(d, yv, self.relu) - mean_dy - xhat * mean_dyx);
         }
-    });
-    sums.into_iter().map(|(s_dy, s_dyx)| (s_dyx, s_dy)).unzip()
+    }
 }
 
 fn lock(stats: &Mutex<BnStats>) -> candle_core::Result<std::sync::MutexGuard<'_, BnStats>> {

@@ -1,10 +1,9 @@
 //! A CPU convolution as one candle custom op: im2col + one matrix product forward, and a backward of one
 //! transposing copy of `dY`, two matrix products and a col2im, all threaded.
 //!
-//! Composed from candle ops (im2col op, matmul, reshape, permute, copy), the same convolution leaves five nodes in
-//! the autograd graph, and candle 0.11.1's backward allocates a zeroed gradient and adds into it at every edge:
-//! among them one of the size of the patch matrix (`k * k` times the input). As one node, only `dx` and `dW` are
-//! handed back. With `cols = im2col(x): [C * k * k, N * P]` (`P = Ho * Wo`, see `im2col.rs`) and
+//! Composed from candle ops, the same convolution leaves five nodes in the autograd graph, and candle 0.11.1's
+//! backward allocates a zeroed gradient and adds into it at every edge, one of them the size of the patch matrix
+//! (`k * k` times the input). As one node, only `dx` and `dW` are handed back. With `cols = im2col(x): [C * k * k, N * P]` (`P = Ho * Wo`, see `im2col.rs`) and
 //! `W: [O, C * k * k]`:
 //! - forward: `Y = W · cols: [O, N * P]`, copied into `y: [N, O, P]` (runs of `P`);
 //! - backward: `dY = dy` as `[O, N * P]` (one copy, none when `conv_bn_cpu.rs` writes it so), `dW = dY · cols^T`,
@@ -151,7 +150,7 @@ impl ConvOp {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
         if self.per_sample() {
-            return timed("conv2d: im2col + product", || sample::forward(&g, o, x, w, epi));
+            return timed("conv2d: im2col + product", || sample::forward(&g, o, (x, w), epi, false).0);
         }
         let mut buf = take_scratch::<T>(ckk * npix);
         let cols = &mut buf[..ckk * npix];
@@ -179,6 +178,17 @@ impl ConvOp {
         y
     }
 
+    /// [`ConvOp::forward`] without epilogue, and on the per-sample path each output plane's
+    /// `batchnorm_cpu::plane_sums` as well (for `conv_bn_cpu.rs`), taken while the plane is in cache.
+    pub(super) fn forward_with_sums<T: Elem>(&self, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<[f64; 3]>>) {
+        if !self.per_sample() {
+            return (self.forward(x, w, None), None);
+        }
+        let (y, sums) =
+            timed("conv2d: im2col + product", || sample::forward(&self.g, self.out, (x, w), None, true));
+        (y, Some(sums))
+    }
+
     /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the
     /// image input of a network's first layer).
     fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
@@ -197,23 +207,57 @@ impl ConvOp {
         need_dx: bool,
         tail: usize,
     ) -> Vec<T> {
-        let g = self.g;
-        let (o, npix, ckk) = (self.out, g.npix(), g.ckk());
-        let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
-        let mut out = vec![T::zero(); dw_offset(x_len) + o * ckk + tail];
-        let (dx, dw) = out.split_at_mut(dw_offset(x_len));
-        let (dx, dw) = (&mut dx[..x_len], &mut dw[..o * ckk]);
-        if self.per_sample() {
-            timed("conv2d-backward: per sample", || sample::backward(&g, o, x, w, dy, order, dx, dw));
-        } else if order == PlaneOrder::SampleMajor {
-            with_scratch(o * npix, |dy_t: &mut [T]| {
-                // dy [N, O, P] -> [O, N, P] = [O, N * P].
-                timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, g.ho() * g.wo(), |_, _| {}));
-                self.batch_backward(x, w, dy_t, dx, dw)
+        let (g, o) = (self.g, self.out);
+        self.packed_grads(need_dx, tail, |dx, dw| {
+            if self.per_sample() {
+                let dy = sample::Dy::Slice(dy, order);
+                timed("conv2d-backward: per sample", || sample::backward(&g, o, (x, w), dy, (dx, dw)));
+            } else if order == PlaneOrder::SampleMajor {
+                with_scratch(o * g.npix(), |dy_t: &mut [T]| {
+                    // dy [N, O, P] -> [O, N, P] = [O, N * P].
+                    timed("conv2d-backward: layout", || {
+                        swap_outer(dy, dy_t, g.n, o, g.ho() * g.wo(), |_, _| {})
+                    });
+                    self.batch_backward(x, w, dy_t, dx, dw)
+                });
+            } else {
+                self.batch_backward(x, w, dy, dx, dw);
+            }
+        })
+    }
+
+    /// [`ConvOp::backward_from`] on the per-sample path, with `fill(n, dY_n)` writing sample `n`'s `dY: [O, P]`
+    /// where it is used (`conv_bn_cpu.rs`: the batch norm's `dz`). Panics off that path (a bug in the caller).
+    pub(super) fn backward_filled<T: Elem>(
+        &self,
+        (x, w): (&[T], &[T]),
+        fill: &(dyn Fn(usize, &mut [T]) + Sync),
+        need_dx: bool,
+        tail: usize,
+    ) -> Vec<T> {
+        assert!(self.per_sample(), "conv2d backward: dY on demand on the batch path");
+        self.packed_grads(need_dx, tail, |dx, dw| {
+            let dy = sample::Dy::Fill(fill);
+            timed("conv2d-backward: per sample", || {
+                sample::backward(&self.g, self.out, (x, w), dy, (dx, dw))
             });
-        } else {
-            self.batch_backward(x, w, dy, dx, dw);
-        }
+        })
+    }
+
+    /// A backward's packed output `[dx | padding | dW | tail]`, `f(dx, dW)` writing the gradients (`dx` empty
+    /// without `need_dx`; the tail zero).
+    fn packed_grads<T: Elem>(
+        &self,
+        need_dx: bool,
+        tail: usize,
+        f: impl FnOnce(&mut [T], &mut [T]),
+    ) -> Vec<T> {
+        let g = self.g;
+        let x_len = if need_dx { g.n * g.c * g.h * g.w } else { 0 };
+        let dw_len = self.out * g.ckk();
+        let mut out = vec![T::zero(); dw_offset(x_len) + dw_len + tail];
+        let (dx, dw) = out.split_at_mut(dw_offset(x_len));
+        f(&mut dx[..x_len], &mut dw[..dw_len]);
         out
     }
 

@@ -12,7 +12,9 @@
 //! in at most [`PARTS`] partial sums over fixed groups of consecutive samples, then added in order, so that the
 //! result depends on the batch size only, not on the thread count.
 
-use super::batchnorm_cpu::PlaneOrder;
+use std::sync::Mutex;
+
+use super::batchnorm_cpu::{plane_sums, PlaneOrder};
 use super::conv_eval_cpu::Epilogue;
 use super::cpu_util::{for_each_item, for_each_part, Elem};
 use super::gemm_cpu::{matmul_add, matmul_on, transpose, with_scratch, MatRef};
@@ -22,17 +24,20 @@ use super::im2col::{col2im_sample, im2col_sample, with_source, Geometry};
 const PARTS: usize = 8;
 
 /// `y: [N, O, Ho, Wo]` of `x: [N, C, H, W]` and `w: [O, C k k]`, one sample per product, the samples split over
-/// threads; `epi` on each output run `y[n, o]` right after its product.
+/// threads; `epi` on each output run `y[n, o]` right after its product. With `sums`, also each output plane's
+/// [`plane_sums`] (`[N * O]`, for the batch norm that follows in training: `conv_bn_cpu.rs`), taken while the
+/// plane is in cache; else the second value is empty.
 pub(super) fn forward<T: Elem>(
     g: &Geometry,
     o: usize,
-    x: &[T],
-    w: &[T],
+    (x, w): (&[T], &[T]),
     epi: Option<&Epilogue<'_, T>>,
-) -> Vec<T> {
+    sums: bool,
+) -> (Vec<T>, Vec<[f64; 3]>) {
     let (p, ckk) = (g.ho() * g.wo(), g.ckk());
     let wm = MatRef::row_major(w, o, ckk);
     let mut y = vec![T::zero(); g.n * o * p];
+    let plane_stats = Mutex::new(vec![[0.0; 3]; if sums { g.n * o } else { 0 }]);
     with_source(g, x, |xs| {
         for_each_item(&mut y, o * p, |n, y_n| {
             with_scratch(ckk * p, |cols: &mut [T]| {
@@ -44,9 +49,43 @@ pub(super) fn forward<T: Elem>(
                     epi.apply(n, oi, run);
                 }
             }
+            if sums {
+                let mine: Vec<[f64; 3]> = y_n.chunks(p).map(plane_sums).collect();
+                let mut all = plane_stats.lock().unwrap_or_else(|e| e.into_inner());
+                all[n * o..(n + 1) * o].copy_from_slice(&mine);
+            }
         })
     });
-    y
+    (y, plane_stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Where the backward finds `dY_n: [O, P]`.
+#[derive(Clone, Copy)]
+pub(super) enum Dy<'a, T> {
+    /// In a slice, laid out in the given order (`[N, O, P]` or `[O, N, P]`).
+    Slice(&'a [T], PlaneOrder),
+    /// Written on demand by `f(n, dY_n)` into the thread's scratch buffer (`conv_bn_cpu.rs`: the batch norm's
+    /// `dz` of sample `n`, computed where it is used instead of written out for the whole batch).
+    Fill(&'a (dyn Fn(usize, &mut [T]) + Sync)),
+}
+
+/// `dY_n: [O, P]` of `dy` for a batch of `nb`: a view of either layout, or what [`Dy::Fill`] writes into `dz`.
+fn dy_view<'b, T: Elem>(
+    dy: Dy<'b, T>,
+    n: usize,
+    (o, p, nb): (usize, usize, usize),
+    dz: &'b mut [T],
+) -> MatRef<'b, T> {
+    match dy {
+        Dy::Slice(d, PlaneOrder::SampleMajor) => MatRef::row_major(&d[n * o * p..], o, p),
+        Dy::Slice(d, PlaneOrder::ChannelMajor) => {
+            MatRef { data: &d[n * p..], rows: o, cols: p, row_stride: nb * p, col_stride: 1 }
+        }
+        Dy::Fill(fill) => {
+            fill(n, &mut dz[..o * p]);
+            MatRef::row_major(&*dz, o, p)
+        }
+    }
 }
 
 /// One group of consecutive samples of a backward: the first, its share of `dx` (empty without `dx`) and its
@@ -58,23 +97,20 @@ struct Part<'a, T> {
 }
 
 /// The gradients of [`forward`]: `dx: [N, C, H, W]` (every element written; pass it empty where no input gradient
-/// is needed) and `dw: [O, C k k]`, from `dy` laid out in `order` (`[N, O, P]` or `[O, N, P]`).
-#[allow(clippy::too_many_arguments)]
+/// is needed) and `dw: [O, C k k]`, from `dy`.
 pub(super) fn backward<T: Elem>(
     g: &Geometry,
     o: usize,
-    x: &[T],
-    w: &[T],
-    dy: &[T],
-    order: PlaneOrder,
-    dx: &mut [T],
-    dw: &mut [T],
+    (x, w): (&[T], &[T]),
+    dy: Dy<'_, T>,
+    (dx, dw): (&mut [T], &mut [T]),
 ) {
     let (p, ckk, chw) = (g.ho() * g.wo(), g.ckk(), g.c * g.h * g.w);
-    assert!(
-        g.n > 0 && dy.len() >= g.n * o * p && dw.len() >= o * ckk,
-        "conv2d backward: buffers do not fit {g:?}"
-    );
+    let dy_fits = match dy {
+        Dy::Slice(d, _) => d.len() >= g.n * o * p,
+        Dy::Fill(_) => true,
+    };
+    assert!(g.n > 0 && dy_fits && dw.len() >= o * ckk, "conv2d backward: buffers do not fit {g:?}");
     let need_dx = !dx.is_empty();
     let per = g.n.div_ceil(PARTS);
     let mut dx_groups = dx.chunks_mut(per * chw);
@@ -85,33 +121,29 @@ pub(super) fn backward<T: Elem>(
             dw: vec![T::zero(); o * ckk],
         })
         .collect();
-    // dY_n: [O, P], a view of either layout.
-    let dy_of = |n: usize| match order {
-        PlaneOrder::SampleMajor => MatRef::row_major(&dy[n * o * p..], o, p),
-        PlaneOrder::ChannelMajor => {
-            MatRef { data: &dy[n * p..], rows: o, cols: p, row_stride: g.n * p, col_stride: 1 }
-        }
-    };
+    let dz_len = if matches!(dy, Dy::Fill(_)) { o * p } else { 0 };
     let transposed = ckk >= o;
     let w_t = MatRef::row_major(w, o, ckk).t();
     with_source(g, x, |xs| {
         for_each_part(&mut parts, g.n * ckk * p, |_, part| {
             with_scratch(ckk * p, |cols: &mut [T]| {
-                for j in 0..per.min(g.n - part.first) {
-                    let n = part.first + j;
-                    im2col_sample(g, xs, n, cols);
-                    let (c, d) = (MatRef::row_major(&*cols, ckk, p), dy_of(n));
-                    if transposed {
-                        matmul_add(&mut part.dw, c, d.t(), j > 0);
-                    } else {
-                        matmul_add(&mut part.dw, d, c.t(), j > 0);
+                with_scratch(dz_len, |dz: &mut [T]| {
+                    for j in 0..per.min(g.n - part.first) {
+                        let n = part.first + j;
+                        im2col_sample(g, xs, n, cols);
+                        let (c, d) = (MatRef::row_major(&*cols, ckk, p), dy_view(dy, n, (o, p, g.n), dz));
+                        if transposed {
+                            matmul_add(&mut part.dw, c, d.t(), j > 0);
+                        } else {
+                            matmul_add(&mut part.dw, d, c.t(), j > 0);
+                        }
+                        if need_dx {
+                            // The same buffer now takes dcols_n = W^T · dY_n.
+                            matmul_on(cols, w_t, d, 1);
+                            col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);
+                        }
                     }
-                    if need_dx {
-                        // The same buffer now takes dcols_n = W^T · dY_n.
-                        matmul_on(cols, w_t, d, 1);
-                        col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);
-                    }
-                }
+                })
             })
         })
     });
@@ -149,14 +181,16 @@ mod tests {
                 dy_t[(oi * g.n + n) * p..][..p].copy_from_slice(&dy[(n * o + oi) * p..][..p]);
             }
         }
-        let run = |dy: &[f64], order| {
+        let run = |dy: Dy<'_, f64>| {
             let (mut dx, mut dw) = (vec![f64::NAN; x.len()], vec![f64::NAN; w.len()]);
-            backward(&g, o, &x, &w, dy, order, &mut dx, &mut dw);
+            backward(&g, o, (&x, &w), dy, (&mut dx, &mut dw));
             (dx, dw)
         };
-        let (a, b) = (run(&dy, PlaneOrder::SampleMajor), run(&dy_t, PlaneOrder::ChannelMajor));
+        let a = run(Dy::Slice(&dy, PlaneOrder::SampleMajor));
         assert!(a.0.iter().chain(&a.1).all(|v| v.is_finite()), "every element written");
-        assert_eq!(a, b);
+        assert_eq!(a, run(Dy::Slice(&dy_t, PlaneOrder::ChannelMajor)));
+        let fill = |n: usize, dst: &mut [f64]| dst.copy_from_slice(&dy[n * o * p..][..o * p]);
+        assert_eq!(a, run(Dy::Fill(&fill)));
     }
 
     #[test]
@@ -165,9 +199,10 @@ mod tests {
         let (o, p) = (4, 25);
         let (x, w, dy) = (values(g.n * 50, 1.0), values(o * g.ckk(), 2.0), values(g.n * o * p, 3.0));
         let (mut dx, mut dw) = (vec![0.0; x.len()], vec![0.0; w.len()]);
-        backward(&g, o, &x, &w, &dy, PlaneOrder::SampleMajor, &mut dx, &mut dw);
+        let dy = Dy::Slice(&dy, PlaneOrder::SampleMajor);
+        backward(&g, o, (&x, &w), dy, (&mut dx, &mut dw));
         let mut dw_only = vec![0.0; w.len()];
-        backward(&g, o, &x, &w, &dy, PlaneOrder::SampleMajor, &mut [], &mut dw_only);
+        backward(&g, o, (&x, &w), dy, (&mut [], &mut dw_only));
         assert_eq!(dw, dw_only);
         assert!(dx.iter().any(|v| *v != 0.0));
     }
