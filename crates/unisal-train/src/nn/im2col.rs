@@ -267,11 +267,54 @@ pub(super) fn col2im_sample<T: Elem>(g: &Geometry, cols: &[T], row_len: usize, f
         img.fill(T::zero());
         return add_split(g, cols, row_len, first, img);
     }
+    if (g.k, g.stride, g.pad) == (3, 2, 1) {
+        return gather_s2k3(g, cols, row_len, first, img);
+    }
     with_scratch(g.c * g.h * g.stride * phase_width(g), |xs: &mut [T]| {
         xs.fill(T::zero());
         add_split(g, cols, row_len, first, xs);
         merge_sample(g, xs, img);
     });
+}
+
+/// [`col2im_sample`] of a 3x3 convolution with stride 2 and padding 1 (every stride-2 convolution the models
+/// backpropagate into) as a gather: each pixel written once, as the sum of the one to four entries that read it.
+/// Output column `ow` reads input columns `2 ow - 1`, `2 ow` and `2 ow + 1` (kernel columns 0, 1, 2), and output
+/// rows read input rows likewise: an even input row is read by kernel row 1 of output row `ih / 2`, an odd one by
+/// kernel row 2 of `ih / 2` and kernel row 0 of `ih / 2 + 1` (if there is one).
+fn gather_s2k3<T: Elem>(g: &Geometry, cols: &[T], row_len: usize, first: usize, img: &mut [T]) {
+    let (ho, wo) = (g.ho(), g.wo());
+    let run = |c: usize, ki: usize, kj: usize, oh: usize| {
+        &cols[((c * 3 + ki) * 3 + kj) * row_len + first + oh * wo..][..wo]
+    };
+    for (c, plane) in img.chunks_mut(g.h * g.w).enumerate() {
+        for (ih, row) in plane.chunks_mut(g.w).enumerate() {
+            let (oh, odd) = (ih / 2, ih % 2 == 1);
+            let ki = if odd { 2 } else { 1 };
+            input_row_of(row, [run(c, ki, 0, oh), run(c, ki, 1, oh), run(c, ki, 2, oh)], false);
+            if odd && oh + 1 < ho {
+                input_row_of(row, [run(c, 0, 0, oh + 1), run(c, 0, 1, oh + 1), run(c, 0, 2, oh + 1)], true);
+            }
+        }
+    }
+}
+
+/// One input row of [`gather_s2k3`] from the output runs `[a, b, c]` of kernel columns 0, 1, 2 of one kernel row:
+/// `row[2 j] = b[j]`, `row[2 j + 1] = c[j] + a[j + 1]` (without `a` past the last output column), or added to
+/// `row` with `add`. The row has `2 Wo` or `2 Wo - 1` values.
+fn input_row_of<T: Elem>(row: &mut [T], [a, b, c]: [&[T]; 3], add: bool) {
+    let wo = b.len();
+    let pairs = (row.len() / 2).min(wo - 1);
+    let (head, tail) = row.split_at_mut(2 * pairs);
+    let terms = head.chunks_exact_mut(2).zip(b.iter().zip(c).zip(&a[1..]));
+    if add {
+        terms.for_each(|(p, ((&bj, &cj), &aj))| (p[0], p[1]) = (p[0] + bj, p[1] + (cj + aj)));
+    } else {
+        terms.for_each(|(p, ((&bj, &cj), &aj))| (p[0], p[1]) = (bj, cj + aj));
+    }
+    for (v, t) in tail.iter_mut().zip([b[wo - 1], c[wo - 1]]) {
+        *v = if add { *v + t } else { t };
+    }
 }
 
 /// [`col2im_sample`] with stride 1 and padding: every run added into a padded plane, then the interior copied
@@ -316,6 +359,37 @@ fn add_split<T: Elem>(g: &Geometry, cols: &[T], row_len: usize, first: usize, im
             let dst0 = run_offset(g, ih, phase, lo);
             for (d, v) in plane[dst0..dst0 + src.len()].iter_mut().zip(src) {
                 *d += *v;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The phase-split col2im (zeroed layout, additions, merge) that [`gather_s2k3`] stands in for.
+    fn through_phases(g: &Geometry, cols: &[f64], row_len: usize, first: usize) -> Vec<f64> {
+        let mut xs = vec![0.0; g.c * g.h * g.stride * phase_width(g)];
+        add_split(g, cols, row_len, first, &mut xs);
+        let mut img = vec![f64::NAN; g.c * g.h * g.w];
+        merge_sample(g, &xs, &mut img);
+        img
+    }
+
+    #[test]
+    fn the_stride_2_gather_matches_the_phase_split_col2im() {
+        for (h, w) in [(6, 6), (7, 6), (6, 7), (9, 9), (2, 3), (1, 1)] {
+            let g = Geometry { n: 3, c: 2, h, w, k: 3, stride: 2, pad: 1 };
+            let cols: Vec<f64> = (0..g.ckk() * g.npix()).map(|i| (i as f64 * 0.377).sin()).collect();
+            let p = g.ho() * g.wo();
+            for n in 0..g.n {
+                let want = through_phases(&g, &cols, g.npix(), n * p);
+                let mut got = vec![f64::NAN; want.len()];
+                gather_s2k3(&g, &cols, g.npix(), n * p, &mut got);
+                assert!(got.iter().all(|v| v.is_finite()), "{h}x{w}: every pixel written");
+                let worst = want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+                assert!(worst < 1e-12, "{h}x{w} sample {n}: differs by {worst}");
             }
         }
     }
