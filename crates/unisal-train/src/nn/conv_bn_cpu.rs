@@ -21,6 +21,7 @@ use super::batchnorm_cpu::{
     PlaneOrder,
 };
 use super::conv_cpu::{dw_offset, unpack_grads, ConvOp};
+use super::conv_sample_cpu::Dy;
 use super::cpu_util::{cpu_op, Elem, Kernel};
 use super::gemm_cpu::with_scratch;
 use super::op_profile::timed_cpu as timed;
@@ -183,14 +184,15 @@ impl Kernel for ConvBnBackward {
                         planes.write(oi, (&dy[r.clone()], &z[r.clone()], &y[r]), dz);
                     }
                 };
-                (conv.backward_filled((x, w), &fill, self.need_dx, 2 * o), dgamma, dbeta)
+                (conv.backward_from((x, w), Dy::Fill(&fill), self.need_dx, 2 * o), dgamma, dbeta)
             } else {
                 with_scratch(dy.len(), |dz: &mut [T]| {
                     // dz in [O, N * P], the layout the convolution's products take.
                     let (dgamma, dbeta) = timed("conv-bn-backward: batch norm", || {
                         backward_into((dy, &z, y), (o, hw), &grad, dz, PlaneOrder::ChannelMajor)
                     });
-                    let out = conv.backward_from(x, w, dz, PlaneOrder::ChannelMajor, self.need_dx, 2 * o);
+                    let dz = Dy::Slice(dz, PlaneOrder::ChannelMajor);
+                    let out = conv.backward_from((x, w), dz, self.need_dx, 2 * o);
                     (out, dgamma, dbeta)
                 })
             };
@@ -268,7 +270,7 @@ mod tests {
     fn the_fused_op_matches_the_convolution_then_the_batch_norm() {
         // (input shape, (out channels, kernel, stride, padding), relu, x a variable). Up to 64 outputs and a
         // batch of two or more: the per-sample convolution (with the plane sums and dz on demand, several samples
-        // a partial sum at a batch of 10); a batch of one or more outputs: the batch path.
+        // a partial sum at a batch of 10); a batch of one or more than 64 outputs: the batch path.
         let cases: [(&[usize], _, bool, bool); 7] = [
             (&[2, 3, 7, 6], (4, 3, 1, 1), true, true),
             (&[10, 3, 6, 6], (6, 3, 2, 1), true, true),

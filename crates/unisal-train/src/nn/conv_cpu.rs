@@ -3,8 +3,8 @@
 //!
 //! Composed from candle ops, the same convolution leaves five nodes in the autograd graph, and candle 0.11.1's
 //! backward allocates a zeroed gradient and adds into it at every edge, one of them the size of the patch matrix
-//! (`k * k` times the input). As one node, only `dx` and `dW` are handed back. With `cols = im2col(x): [C * k * k, N * P]` (`P = Ho * Wo`, see `im2col.rs`) and
-//! `W: [O, C * k * k]`:
+//! (`k * k` times the input). As one node, only `dx` and `dW` are handed back. With
+//! `cols = im2col(x): [C * k * k, N * P]` (`P = Ho * Wo`, see `im2col.rs`) and `W: [O, C * k * k]`:
 //! - forward: `Y = W · cols: [O, N * P]`, copied into `y: [N, O, P]` (runs of `P`);
 //! - backward: `dY = dy` as `[O, N * P]` (one copy, none when `conv_bn_cpu.rs` writes it so), `dW = dY · cols^T`,
 //!   `dx = col2im(W^T · dY)`. In training (`Conv2d::forward_t`) the forward keeps `cols` for its backward
@@ -38,7 +38,7 @@ use candle_core::{Layout, Shape, Tensor};
 
 use super::batchnorm_cpu::PlaneOrder;
 use super::conv_eval_cpu::Epilogue;
-use super::conv_sample_cpu as sample;
+use super::conv_sample_cpu::{self as sample, Dy};
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 use super::gemm_cpu::{give_scratch, matmul, take_scratch, transpose, with_scratch, MatRef};
 use super::im2col::{run_col2im, run_im2col, Geometry};
@@ -150,7 +150,7 @@ impl ConvOp {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
         if self.per_sample() {
-            return timed("conv2d: im2col + product", || sample::forward(&g, o, (x, w), epi, false).0);
+            return self.sample_forward(x, w, epi, false).0;
         }
         let mut buf = take_scratch::<T>(ckk * npix);
         let cols = &mut buf[..ckk * npix];
@@ -184,63 +184,51 @@ impl ConvOp {
         if !self.per_sample() {
             return (self.forward(x, w, None), None);
         }
-        let (y, sums) =
-            timed("conv2d: im2col + product", || sample::forward(&self.g, self.out, (x, w), None, true));
+        let (y, sums) = self.sample_forward(x, w, None, true);
         (y, Some(sums))
+    }
+
+    /// The per-sample path's forward (`conv_sample_cpu::forward`), timed.
+    fn sample_forward<T: Elem>(
+        &self,
+        x: &[T],
+        w: &[T],
+        epi: Option<&Epilogue<'_, T>>,
+        sums: bool,
+    ) -> (Vec<T>, Vec<[f64; 3]>) {
+        timed("conv2d: im2col + product", || sample::forward(&self.g, self.out, (x, w), epi, sums))
     }
 
     /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the
     /// image input of a network's first layer).
     fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
-        self.backward_from(x, w, dy, PlaneOrder::SampleMajor, need_dx, 0)
+        self.backward_from((x, w), Dy::Slice(dy, PlaneOrder::SampleMajor), need_dx, 0)
     }
 
-    /// [`ConvOp::backward`] from `dY` laid out in `order`: `[N, O, P]` (the output's), or `[O, N * P]` as the
-    /// batch path multiplies it (`conv_bn_cpu.rs` writes the layout [`ConvOp::per_sample`] asks for, so that
-    /// neither path copies it), with `tail` more elements (zero) at the end of the output for the caller.
+    /// [`ConvOp::backward`] from `dY` in a slice laid out as `[N, O, P]` (the output's) or `[O, N * P]` (as the
+    /// batch path multiplies it), or, on the per-sample path only, written for each sample where it is used
+    /// ([`Dy::Fill`]; panics on the batch path, a bug in the caller). `conv_bn_cpu.rs` hands over the form
+    /// [`ConvOp::per_sample`] asks for, so that neither path copies it. `tail` more elements (zero) end the
+    /// output, for the caller.
     pub(super) fn backward_from<T: Elem>(
         &self,
-        x: &[T],
-        w: &[T],
-        dy: &[T],
-        order: PlaneOrder,
+        (x, w): (&[T], &[T]),
+        dy: Dy<'_, T>,
         need_dx: bool,
         tail: usize,
     ) -> Vec<T> {
         let (g, o) = (self.g, self.out);
-        self.packed_grads(need_dx, tail, |dx, dw| {
-            if self.per_sample() {
-                let dy = sample::Dy::Slice(dy, order);
-                timed("conv2d-backward: per sample", || sample::backward(&g, o, (x, w), dy, (dx, dw)));
-            } else if order == PlaneOrder::SampleMajor {
-                with_scratch(o * g.npix(), |dy_t: &mut [T]| {
-                    // dy [N, O, P] -> [O, N, P] = [O, N * P].
-                    timed("conv2d-backward: layout", || {
-                        swap_outer(dy, dy_t, g.n, o, g.ho() * g.wo(), |_, _| {})
-                    });
-                    self.batch_backward(x, w, dy_t, dx, dw)
-                });
-            } else {
-                self.batch_backward(x, w, dy, dx, dw);
+        self.packed_grads(need_dx, tail, |dx, dw| match dy {
+            _ if self.per_sample() => {
+                timed("conv2d-backward: per sample", || sample::backward(&g, o, (x, w), dy, (dx, dw)))
             }
-        })
-    }
-
-    /// [`ConvOp::backward_from`] on the per-sample path, with `fill(n, dY_n)` writing sample `n`'s `dY: [O, P]`
-    /// where it is used (`conv_bn_cpu.rs`: the batch norm's `dz`). Panics off that path (a bug in the caller).
-    pub(super) fn backward_filled<T: Elem>(
-        &self,
-        (x, w): (&[T], &[T]),
-        fill: &(dyn Fn(usize, &mut [T]) + Sync),
-        need_dx: bool,
-        tail: usize,
-    ) -> Vec<T> {
-        assert!(self.per_sample(), "conv2d backward: dY on demand on the batch path");
-        self.packed_grads(need_dx, tail, |dx, dw| {
-            let dy = sample::Dy::Fill(fill);
-            timed("conv2d-backward: per sample", || {
-                sample::backward(&self.g, self.out, (x, w), dy, (dx, dw))
-            });
+            Dy::Slice(dy, PlaneOrder::SampleMajor) => with_scratch(o * g.npix(), |dy_t: &mut [T]| {
+                // dy [N, O, P] -> [O, N, P] = [O, N * P].
+                timed("conv2d-backward: layout", || swap_outer(dy, dy_t, g.n, o, g.ho() * g.wo(), |_, _| {}));
+                self.batch_backward(x, w, dy_t, dx, dw)
+            }),
+            Dy::Slice(dy_t, PlaneOrder::ChannelMajor) => self.batch_backward(x, w, dy_t, dx, dw),
+            Dy::Fill(_) => panic!("conv2d backward: dY on demand on the batch path"),
         })
     }
 

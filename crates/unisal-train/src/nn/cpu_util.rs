@@ -252,11 +252,22 @@ fn threads(work: usize, items: usize) -> usize {
 /// `f(item index, item)` for every `item_len`-long item of `out` (the last one may be shorter), the items split
 /// in contiguous groups over threads.
 pub(crate) fn for_each_item<T: Send>(out: &mut [T], item_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    split_items(out, item_len, out.len(), f);
+}
+
+/// `f(index, part)` for every element of `parts`, split in contiguous groups over threads when `work` (elements
+/// touched over all parts) is large.
+pub(crate) fn for_each_part<P: Send>(parts: &mut [P], work: usize, f: impl Fn(usize, &mut P) + Sync) {
+    split_items(parts, 1, work, |i, part| f(i, &mut part[0]));
+}
+
+/// [`for_each_item`] with the threads chosen for `work` elements.
+fn split_items<T: Send>(out: &mut [T], item_len: usize, work: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     if item_len == 0 || out.is_empty() {
         return;
     }
     let items = out.len().div_ceil(item_len);
-    let t = threads(out.len(), items);
+    let t = threads(work, items);
     let per_thread = items.div_ceil(t);
     let run = |first: usize, chunk: &mut [T]| {
         for (j, item) in chunk.chunks_mut(item_len).enumerate() {
@@ -271,23 +282,6 @@ pub(crate) fn for_each_item<T: Send>(out: &mut [T], item_len: usize, f: impl Fn(
         for (i, chunk) in out.chunks_mut(per_thread * item_len).enumerate() {
             let run = &run;
             s.spawn(move |_| run(i * per_thread, chunk));
-        }
-    });
-}
-
-/// `f(index, part)` for every element of `parts`, split in contiguous groups over threads when `work` (elements
-/// touched over all parts) is large.
-pub(crate) fn for_each_part<P: Send>(parts: &mut [P], work: usize, f: impl Fn(usize, &mut P) + Sync) {
-    let t = threads(work, parts.len());
-    if t <= 1 {
-        parts.iter_mut().enumerate().for_each(|(i, p)| f(i, p));
-        return;
-    }
-    let per = parts.len().div_ceil(t);
-    rayon::scope(|s| {
-        for (g, chunk) in parts.chunks_mut(per).enumerate() {
-            let f = &f;
-            s.spawn(move |_| chunk.iter_mut().enumerate().for_each(|(j, p)| f(g * per + j, p)));
         }
     });
 }

@@ -134,16 +134,6 @@ fn split_phases<T: Elem>(g: &Geometry, x: &[T], out: &mut [T]) {
 fn merge_sample<T: Elem>(g: &Geometry, xs: &[T], img: &mut [T]) {
     let (s, wp) = (g.stride, phase_width(g));
     for (dst, src) in img[..g.c * g.h * g.w].chunks_mut(g.w).zip(xs.chunks(s * wp)) {
-        if s == 2 {
-            let (even, odd) = src.split_at(wp);
-            for ((pair, e), o) in dst.chunks_exact_mut(2).zip(even).zip(odd) {
-                (pair[0], pair[1]) = (*e, *o);
-            }
-            if g.w % 2 == 1 {
-                dst[g.w - 1] = even[wp - 1];
-            }
-            continue;
-        }
         for (ph, phase) in src.chunks(wp).enumerate().take(g.w) {
             for (o, v) in dst[ph..].iter_mut().step_by(s).zip(phase) {
                 *o = *v;
