@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Layout, Shape, Tensor};
 
 use super::batchnorm::eval_backward;
-use super::cpu_util::{cpu_op, dims4, for_each_item, lane_sums, map_items, Elem, Kernel};
+use super::cpu_util::{cpu_op, dims4, for_each_item, map_items, Elem, Kernel};
+use super::lanes_cpu::lane_sums;
 
 /// Per-channel batch statistics of one forward call.
 #[derive(Debug, Clone, Default)]

@@ -332,41 +332,6 @@ pub(crate) fn map_items<R: Send>(items: usize, work: usize, f: impl Fn(usize) ->
     parts.into_iter().flatten().collect()
 }
 
-/// `sum_i f(a[i], b[i], c[i])` (K sums at once) over equally long slices. Blocks of 1,024 elements are summed in
-/// 16 independent lanes of the element type (what the compiler vectorises; a single running sum is one long
-/// dependency chain), and the blocks' sums in f64, so that no f32 sum runs over more than 64 values.
-pub(crate) fn lane_sums<T: Elem, const K: usize>(
-    a: &[T],
-    b: &[T],
-    c: &[T],
-    f: impl Fn(T, T, T) -> [T; K],
-) -> [f64; K] {
-    const L: usize = 16;
-    const BLOCK: usize = 1024;
-    let mut total = [0.0f64; K];
-    for ((ab, bb), cb) in a.chunks(BLOCK).zip(b.chunks(BLOCK)).zip(c.chunks(BLOCK)) {
-        let mut acc = [[T::zero(); L]; K];
-        let (ac, bc, cc) = (ab.chunks_exact(L), bb.chunks_exact(L), cb.chunks_exact(L));
-        for ((x, y), z) in ac.remainder().iter().zip(bc.remainder()).zip(cc.remainder()) {
-            for (t, v) in total.iter_mut().zip(f(*x, *y, *z)) {
-                *t += v.f();
-            }
-        }
-        for ((x, y), z) in ac.zip(bc).zip(cc) {
-            for j in 0..L {
-                let v = f(x[j], y[j], z[j]);
-                for q in 0..K {
-                    acc[q][j] += v[q];
-                }
-            }
-        }
-        for (t, lanes) in total.iter_mut().zip(acc) {
-            *t += lanes.iter().map(|v| v.f()).sum::<f64>();
-        }
-    }
-    total
-}
-
 /// Whether the CPU kernels apply to `x`: on the CPU, in f32 or f64.
 pub(crate) fn cpu_float(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && matches!(x.dtype(), DType::F32 | DType::F64)

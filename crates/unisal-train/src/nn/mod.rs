@@ -35,6 +35,7 @@ pub mod fused;
 mod gemm_cpu;
 mod im2col;
 mod init;
+mod lanes_cpu;
 mod linear;
 mod no_grad;
 pub mod op_profile;
