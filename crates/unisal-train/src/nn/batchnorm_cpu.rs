@@ -202,8 +202,7 @@ pub(super) fn backward_into<T: Elem>(
             PlaneOrder::SampleMajor => q,
             PlaneOrder::ChannelMajor => (q % n) * c + q / n,
         };
-        let range = plane * hw..(plane + 1) * hw;
-        planes.write(plane % c, (&dy[range.clone()], &x[range.clone()], &y[range]), dxp);
+        planes.write(plane, (dy, x, y), dxp);
     });
     (dgamma, dbeta)
 }
@@ -250,10 +249,13 @@ pub(super) struct DxPlanes<T> {
 }
 
 impl<T: Elem> DxPlanes<T> {
-    /// `dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))` for one plane of channel `ch`.
-    pub(super) fn write(&self, ch: usize, (dy, x, y): (&[T], &[T], &[T]), dx: &mut [T]) {
-        let [k, mean, is, mean_dy, mean_dyx] = self.coef[ch];
-        for (o, ((&d, &v), &yv)) in dx.iter_mut().zip(dy.iter().zip(x).zip(y)) {
+    /// `dx = gamma * invstd * (dy - mean(dy) - xhat * mean(dy * xhat))` for plane `plane` of the whole
+    /// `(dy, x, y): [N, C, hw]` (`hw = dx.len()`), into `dx`.
+    pub(super) fn write(&self, plane: usize, (dy, x, y): (&[T], &[T], &[T]), dx: &mut [T]) {
+        let [k, mean, is, mean_dy, mean_dyx] = self.coef[plane % self.coef.len()];
+        let range = plane * dx.len()..(plane + 1) * dx.len();
+        let inputs = dy[range.clone()].iter().zip(&x[range.clone()]).zip(&y[range]);
+        for (o, ((&d, &v), &yv)) in dx.iter_mut().zip(inputs) {
             let xhat = (v - mean) * is;
             *o = k * (masked(d, yv, self.relu) - mean_dy - xhat * mean_dyx);
         }

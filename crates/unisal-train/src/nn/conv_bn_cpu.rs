@@ -180,8 +180,7 @@ impl Kernel for ConvBnBackward {
                     timed("conv-bn-backward: batch norm", || backward_sums((dy, &z, y), (o, hw), &grad));
                 let fill = |n: usize, dz: &mut [T]| {
                     for (oi, dz) in dz.chunks_mut(hw).enumerate().take(o) {
-                        let r = (n * o + oi) * hw..(n * o + oi + 1) * hw;
-                        planes.write(oi, (&dy[r.clone()], &z[r.clone()], &y[r]), dz);
+                        planes.write(n * o + oi, (dy, &z, y), dz);
                     }
                 };
                 (conv.backward_from((x, w), Dy::Fill(&fill), self.need_dx, 2 * o), dgamma, dbeta)

@@ -2,8 +2,8 @@
 //! where the CPU has AVX2 the same code compiled for it ([`avx2`]).
 //!
 //! The crate is compiled for the x86-64 baseline (SSE2), so that the binary runs on every such CPU. The matrix
-//! products already pick AVX2 or AVX-512 at run time (the gemm crate); the kernels here are compiled twice, for the
-//! baseline and with `#[target_feature(enable = "avx2")]`, and choose on the first call. The two builds compute
+//! products already pick AVX2 or AVX-512 at run time (the gemm crate); [`lane_sums`] is compiled twice, for the
+//! baseline and with `#[target_feature(enable = "avx2")]`, and the choice is made on the first call. The two builds compute
 //! the same operations in the same order (no fused multiply-add: the compiler never contracts `a * b + c`), so
 //! their results are bit-identical; only the vector width differs. `UNISAL_CPU_SIMD=baseline` keeps the baseline
 //! build (for comparisons).
@@ -21,9 +21,9 @@ const LANES: usize = 16;
 /// `BLOCK / LANES` = 64 values.
 const BLOCK: usize = 1024;
 
-/// Whether the AVX2 builds of this module's kernels run: the CPU has AVX2, unless `UNISAL_CPU_SIMD=baseline`.
+/// Whether the AVX2 build of [`lane_sums`] runs: the CPU has AVX2, unless `UNISAL_CPU_SIMD=baseline`.
 /// Read once.
-pub(crate) fn avx2() -> bool {
+fn avx2() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| {
         let wanted = std::env::var("UNISAL_CPU_SIMD").map_or(true, |v| v != "baseline");
