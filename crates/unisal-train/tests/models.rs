@@ -48,6 +48,17 @@ fn assert_close(what: &str, got: &[f32], expected: &[f32], tol: f32) {
     assert!(worst <= tol * scale, "{what}: max abs error {worst} > {tol} x {scale}");
 }
 
+/// rms(a - b) <= tol * max |b|: for bf16 mixed precision, where a ReLU mask flipped by rounding puts a few values
+/// as far off as the gradient itself.
+fn assert_rms_close(what: &str, got: &[f32], expected: &[f32], tol: f32) {
+    assert_eq!(got.len(), expected.len(), "{what}: length");
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    let sq: f64 = got.iter().zip(expected).map(|(a, b)| f64::from(a - b).powi(2)).sum();
+    let rms = (sq / expected.len().max(1) as f64).sqrt() as f32;
+    eprintln!("{what}: rms error {rms:.3e}, scale {scale:.3e}, relative {:.3e}", rms / scale);
+    assert!(rms <= tol * scale, "{what}: rms error {rms} > {tol} x {scale}");
+}
+
 #[test]
 fn full_width_resnets_have_torchvision_keys_and_shapes() {
     let reference = json("torchvision_resnet_keys.json");
@@ -405,8 +416,12 @@ fn narrow_resnet18_matches_pytorch_on_the_test_device() {
 
 #[test]
 fn narrow_resnet18_in_bf16_is_close_to_pytorch_fp32_on_cuda() {
-    // Mixed precision (bf16 activations, f32 weights): eval logits and train-mode gradients within a few percent of
-    // PyTorch's fp32 numbers (bf16 keeps 8 bits of mantissa; 18 layers deep the error grows past it).
+    // Mixed precision (bf16 activations, f32 weights) against PyTorch's fp32 numbers. The train-mode logits and
+    // gradients are compared by their root mean square error, within 2.5 times what PyTorch's own bf16 autocast
+    // has on the same data (`scripts/torch_bf16_error.py`, `results/bf16-error/torch-cpu.json`): this narrow
+    // network's batch norms see 8 to 2,048 values a channel, so bf16's rounding flips ReLU masks and moves the
+    // statistics; PyTorch's largest errors reach 0.28-0.46 of the largest gradient (session 12's H200 run failed
+    // the former largest-error check at 0.33 on layer1.0.conv1.weight).
     let (device, _) = device();
     if !device.is_cuda() {
         eprintln!("skipped: bf16 mixed precision is for CUDA devices (UNISAL_TEST_DEVICE=cuda)");
@@ -424,13 +439,17 @@ fn narrow_resnet18_in_bf16_is_close_to_pytorch_fp32_on_cuda() {
     assert_close("bf16 eval logits", &values(&out.logits), &floats(&reference["eval"]["logits"]), 5e-2);
     let input = candle_core::safetensors::load(data("resnet18_w8_train_input.safetensors"), &device).unwrap();
     let out = net.forward(&input["input"], true).unwrap();
-    assert_close("bf16 train logits", &values(&out.logits), &floats(&reference["train"]["logits"]), 5e-2);
+    let train_logits = &floats(&reference["train"]["logits"]);
+    assert_rms_close("bf16 train logits", &values(&out.logits), train_logits, 5e-2);
     let g = Tensor::from_vec(floats(&reference["grad_weights"]), (2, 5), &device).unwrap();
     let grads = (&out.logits * g).unwrap().sum_all().unwrap().backward().unwrap();
     let vars: HashMap<String, _> = net.named_vars().into_iter().map(|v| (v.name, v.var)).collect();
-    for name in ["fc.weight", "layer1.0.conv1.weight", "bn1.weight", "conv1.weight"] {
+    // PyTorch bf16's rms errors: 5.4e-3, 7.7e-2, 1.7e-1 and 1.1e-1 of the largest value.
+    for (name, tol) in
+        [("fc.weight", 1.5e-2), ("layer1.0.conv1.weight", 0.2), ("bn1.weight", 0.4), ("conv1.weight", 0.3)]
+    {
         let got = grads.get(vars[name].as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
         assert_eq!(got.dtype(), candle_core::DType::F32, "{name}: the weights' gradients stay f32");
-        assert_close(&format!("bf16 grad {name}"), &values(got), &floats(&reference["grads"][name]), 1e-1);
+        assert_rms_close(&format!("bf16 grad {name}"), &values(got), &floats(&reference["grads"][name]), tol);
     }
 }
