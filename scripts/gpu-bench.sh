@@ -79,6 +79,10 @@ r18="--model resnet18 --size 224 --batch 64"
 run_case "r18-224-b64-train"          ""                     "train $common $r18" "train $common $r18"
 run_case "r18-224-b64-train-composed" "UNISAL_GPU_KERNELS=0" "train $common $r18" "-"
 run_case "r18-224-b64-train-heuristics" "UNISAL_CUDNN_FIND=0" "train $common $r18" "-"
+# Session 12 (written after its run): the convolutions keep their descriptors, workspace sizes and one workspace
+# between calls; UNISAL_CUDNN_REUSE=0 makes them anew at each call, as before. Host time is the column to read.
+run_case "r18-224-b64-train-noreuse"  "UNISAL_CUDNN_REUSE=0" "train $common $r18" "-"
+run_case "r18-224-b64-train-bf16-noreuse" "UNISAL_CUDNN_REUSE=0" "train $common $r18 --amp bf16" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).

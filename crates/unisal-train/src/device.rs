@@ -170,6 +170,8 @@ pub fn release_device_memory(device: &Device) {
     #[cfg(feature = "cuda")]
     if let Device::Cuda(d) = device {
         use candle_core::cuda_backend::cudarc::driver::result;
+        // This thread's cuDNN scratch buffer, kept between calls, goes back to the pool too.
+        crate::nn::release_cudnn_workspaces();
         let stream = d.cuda_stream();
         // Buffers freed on the stream return to the pool when their work is done.
         let _ = stream.synchronize();

@@ -29,6 +29,8 @@ pub(crate) mod cuda_kernels;
 #[cfg(feature = "cuda")]
 mod cudnn;
 #[cfg(feature = "cuda")]
+pub(crate) use cudnn::handle::release_workspaces as release_cudnn_workspaces;
+#[cfg(feature = "cuda")]
 pub(crate) use cudnn::version as cudnn_version;
 mod elementwise;
 pub mod fused;

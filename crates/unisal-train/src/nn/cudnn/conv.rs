@@ -5,21 +5,25 @@
 //! The algorithms are chosen once per geometry, pass and thread by cuDNN's timed search
 //! (`cudnnFindConvolution*Algorithm`, what PyTorch does with `cudnn.benchmark = True`), or by its heuristics
 //! (`cudnnGetConvolution*Algorithm_v7`) with `UNISAL_CUDNN_FIND=0` or where the search fails. On the H200 the
-//! heuristics' fp32 choices made ResNet-18's convolutions about twice as slow as PyTorch's (session 6). The backward returns `[dx | dW]` in one buffer, or only `dW`
+//! heuristics' fp32 choices made ResNet-18's convolutions about twice as slow as PyTorch's (session 6).
+//! The descriptors, the workspace sizes and one workspace buffer (`handle::with_workspace`) are kept between
+//! calls (`UNISAL_CUDNN_REUSE=0` makes them anew): on the H200 a convolution cost its thread 214 µs (forward) and
+//! 359 µs (backward) of host time a call, against PyTorch's 113 and 133 (session 12). The backward returns `[dx | dW]` in one buffer, or only `dW`
 //! where nothing needs `dx` (the images into the first layer). The backward is not itself differentiable.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::c_int;
-use std::sync::{Arc, OnceLock};
+use std::rc::Rc;
+use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
-use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream};
 use candle_core::{CudaStorage, Layout, Shape};
 
 use super::ffi::{self, AlgoPerf, Api, Ptr};
 use super::handle::{
-    by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
+    by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, with_workspace, CudnnElem,
+    Desc, ONE, ZERO,
 };
 use super::{allowed_math, tf32_allowed};
 use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
@@ -35,19 +39,35 @@ pub(super) struct Descs {
     pub data: c_int,
 }
 
-pub(super) fn descs(op: &ConvOp, data: c_int) -> candle_core::Result<Descs> {
+thread_local! {
+    // The descriptors of each geometry and data type, made once: they never change, but for the convolution's math
+    // type, which each pass sets before its calls (`workspace_bytes`).
+    static DESCS: RefCell<HashMap<[usize; 9], Rc<Descs>>> = RefCell::new(HashMap::new());
+}
+
+/// The descriptors of `op` on data of cuDNN's type `data` (this thread's, made on first use).
+pub(super) fn descs(op: &ConvOp, data: c_int) -> candle_core::Result<Rc<Descs>> {
     let (g, out) = (op.g, op.out);
-    Ok(Descs {
+    let key = [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, out, data as usize];
+    let reuse = super::reuse();
+    if let Some(d) = DESCS.with(|m| m.borrow().get(&key).cloned()).filter(|_| reuse) {
+        return Ok(d);
+    }
+    let d = Rc::new(Descs {
         x: Desc::nchw_of([g.n, g.c, g.h, g.w], data)?,
         w: Desc::filter([out, g.c, g.k, g.k], data)?,
         conv: Desc::conv(g.pad, g.stride)?,
         y: Desc::nchw_of([g.n, out, g.ho(), g.wo()], data)?,
         data,
-    })
+    });
+    if reuse {
+        DESCS.with(|m| m.borrow_mut().insert(key, d.clone()));
+    }
+    Ok(d)
 }
 
 /// Cache key of an algorithm choice: the geometry, the pass, the data type and whether TF32 was allowed.
-fn key(op: &ConvOp, pass: u8, data: c_int) -> [usize; 11] {
+pub(super) fn key(op: &ConvOp, pass: u8, data: c_int) -> [usize; 11] {
     let g = op.g;
     let t = [pass as usize, data as usize, tf32_allowed() as usize];
     [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out, t[0], t[1], t[2]]
@@ -58,16 +78,21 @@ fn tensor_ops(data: c_int) -> bool {
     data == ffi::DATA_BFLOAT16 || tf32_allowed()
 }
 
-/// An algorithm choice of one pass: cuDNN's algorithm number and its math type (the workspace is asked for at each
-/// call).
+/// An algorithm choice of one pass: cuDNN's algorithm number and its math type (its workspace: `workspace_bytes`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Choice {
     pub algo: c_int,
     pub math: c_int,
 }
 
+/// A pass's key (see [`key`]), its algorithm and math type.
+type WorkspaceKey = ([usize; 11], c_int, c_int);
+
 thread_local! {
     static CHOICES: RefCell<HashMap<[usize; 11], Choice>> = RefCell::new(HashMap::new());
+    // The workspace of each (pass key, algorithm, math type), asked of cuDNN once: the question costs host time at
+    // every call (cuDNN 9 works out the algorithm's engine to answer it).
+    static WORKSPACE_BYTES: RefCell<HashMap<WorkspaceKey, usize>> = RefCell::new(HashMap::new());
 }
 
 /// The most workspace one convolution may take.
@@ -141,22 +166,26 @@ fn cached(
     Ok(choice)
 }
 
-/// Sets the descriptor's math type for `choice`, asks cuDNN (`size`) for the workspace its algorithm needs and
-/// allocates it: `(bytes, workspace)`; the workspace has at least one byte, so that its address is never null.
-pub(super) fn prepare(
+/// Sets the convolution descriptor's math type for `choice` (the pass's calls follow) and returns the workspace its
+/// algorithm needs for the pass `key`, asked of cuDNN (`size`) the first time only.
+pub(super) fn workspace_bytes(
     a: &Api,
     d: &Descs,
-    stream: &Arc<CudaStream>,
-    (choice, what): (Choice, &str),
+    (key, choice, what): ([usize; 11], Choice, &str),
     size: impl FnOnce(*mut usize) -> ffi::Status,
-) -> candle_core::Result<(usize, CudaSlice<u8>)> {
+) -> candle_core::Result<usize> {
     check(unsafe { (a.cudnnSetConvolutionMathType)(d.conv.ptr, choice.math) }, what)?;
+    let k = (key, choice.algo, choice.math);
+    let reuse = super::reuse();
+    if let Some(bytes) = WORKSPACE_BYTES.with(|m| m.borrow().get(&k).copied()).filter(|_| reuse) {
+        return Ok(bytes);
+    }
     let mut bytes = 0;
     check(size(&mut bytes), what)?;
-    // SAFETY: cuDNN's scratch space; its contents are never read by us.
-    let ws = unsafe { stream.alloc::<u8>(bytes.max(1)) }
-        .map_err(|e| candle_core::Error::Msg(format!("cuDNN {what}: allocate a workspace: {e:?}")))?;
-    Ok((bytes, ws))
+    if reuse {
+        WORKSPACE_BYTES.with(|m| m.borrow_mut().insert(k, bytes));
+    }
+    Ok(bytes)
 }
 
 /// The forward pass's algorithm for `op` (cached; see [`cached`]).
@@ -166,15 +195,14 @@ pub(super) fn forward_choice(a: &Api, h: Ptr, op: &ConvOp, d: &Descs) -> candle_
     cached(a, h, (key(op, 0, d.data), what, d.data), [d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr], queries)
 }
 
-/// The forward's workspace for `choice`: see [`prepare`].
+/// The forward's workspace for `choice`: see [`workspace_bytes`].
 pub(super) fn forward_workspace(
     a: &Api,
     h: Ptr,
-    d: &Descs,
-    stream: &Arc<CudaStream>,
+    (op, d): (&ConvOp, &Descs),
     (choice, what): (Choice, &str),
-) -> candle_core::Result<(usize, CudaSlice<u8>)> {
-    prepare(a, d, stream, (choice, what), |bytes| unsafe {
+) -> candle_core::Result<usize> {
+    workspace_bytes(a, d, (key(op, 0, d.data), choice, what), |bytes| unsafe {
         (a.cudnnGetConvolutionForwardWorkspaceSize)(
             h,
             d.x.ptr,
@@ -209,34 +237,24 @@ fn forward_as<T: CudnnElem>(
     with_handle(&xs.device, "conv-forward", |a, h, stream| {
         let what = "convolution forward";
         let choice = forward_choice(a, h, op, &d)?;
-        let (bytes, mut ws_buf) = forward_workspace(a, h, &d, stream, (choice, what))?;
+        let bytes = forward_workspace(a, h, (op, &d), (choice, what))?;
         let mut y = output::<T>(stream, shape.elem_count())?;
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
             let (yp, _gy) = ptr_mut(&mut y, stream);
-            let (wsp, _gs) = ptr_mut(&mut ws_buf, stream);
             let (one, zero) = (scale(&ONE), scale(&ZERO));
             let (dx, dw, dc, dy) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
-            check(
-                unsafe {
-                    (a.cudnnConvolutionForward)(
-                        h,
-                        one,
-                        dx,
-                        xp,
-                        dw,
-                        wp,
-                        dc,
-                        choice.algo,
-                        wsp,
-                        bytes,
-                        zero,
-                        dy,
-                        yp,
-                    )
-                },
-                what,
-            )?;
+            let algo = choice.algo;
+            with_workspace(stream, bytes, |wsp| {
+                check(
+                    unsafe {
+                        (a.cudnnConvolutionForward)(
+                            h, one, dx, xp, dw, wp, dc, algo, wsp, bytes, zero, dy, yp,
+                        )
+                    },
+                    what,
+                )
+            })?;
         }
         Ok((storage(y, &xs.device), shape))
     })
@@ -277,8 +295,9 @@ fn backward_as<T: CudnnElem>(
                 a.cudnnGetConvolutionBackwardFilterAlgorithm_v7,
                 a.cudnnFindConvolutionBackwardFilterAlgorithm,
             );
-            let choice = cached(a, h, (key(c, 2, d.data), what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
-            let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
+            let k = key(c, 2, d.data);
+            let choice = cached(a, h, (k, what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
+            let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
                     h,
                     dx_d,
@@ -289,41 +308,44 @@ fn backward_as<T: CudnnElem>(
                     bytes,
                 )
             })?;
-            let (wsp, _gs) = ptr_mut(&mut ws_buf, stream);
             let mut dw = out.slice_mut(dw_at..dw_at + w_len);
             let (xp, _gx) = ptr(&x, stream);
             let (dwp, _gdw) = ptr_mut(&mut dw, stream);
             let algo = choice.algo;
-            check(
-                unsafe {
-                    (a.cudnnConvolutionBackwardFilter)(
-                        h, one, dx_d, xp, dy_d, dyp, dc, algo, wsp, bytes, zero, dw_d, dwp,
-                    )
-                },
-                what,
-            )?;
+            with_workspace(stream, bytes, |wsp| {
+                check(
+                    unsafe {
+                        (a.cudnnConvolutionBackwardFilter)(
+                            h, one, dx_d, xp, dy_d, dyp, dc, algo, wsp, bytes, zero, dw_d, dwp,
+                        )
+                    },
+                    what,
+                )
+            })?;
         }
         if op.need_dx {
             let what = "convolution backward data";
             let queries =
                 (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
-            let choice = cached(a, h, (key(c, 1, d.data), what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
-            let (bytes, mut ws_buf) = prepare(a, &d, stream, (choice, what), |bytes| unsafe {
+            let k = key(c, 1, d.data);
+            let choice = cached(a, h, (k, what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
+            let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
             })?;
-            let (wsp, _gs) = ptr_mut(&mut ws_buf, stream);
             let mut dx = out.slice_mut(0..x_len);
             let (wp, _gw) = ptr(&w, stream);
             let (dxp, _gdx) = ptr_mut(&mut dx, stream);
             let algo = choice.algo;
-            check(
-                unsafe {
-                    (a.cudnnConvolutionBackwardData)(
-                        h, one, dw_d, wp, dy_d, dyp, dc, algo, wsp, bytes, zero, dx_d, dxp,
-                    )
-                },
-                what,
-            )?;
+            with_workspace(stream, bytes, |wsp| {
+                check(
+                    unsafe {
+                        (a.cudnnConvolutionBackwardData)(
+                            h, one, dw_d, wp, dy_d, dyp, dc, algo, wsp, bytes, zero, dx_d, dxp,
+                        )
+                    },
+                    what,
+                )
+            })?;
         }
         Ok((storage(out, &xs.device), shape))
     })

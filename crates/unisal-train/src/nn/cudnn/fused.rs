@@ -13,7 +13,9 @@ use candle_core::{CudaStorage, Layout, Shape, Storage, Tensor};
 use super::allowed_math;
 use super::conv::{descs, forward_choice, forward_workspace, Choice};
 use super::ffi;
-use super::handle::{check, input, output, ptr, ptr_mut, scale, storage, with_handle, Desc, ONE, ZERO};
+use super::handle::{
+    check, input, output, ptr, ptr_mut, scale, storage, with_handle, with_workspace, Desc, ONE, ZERO,
+};
 use crate::nn::conv_cpu::ConvOp;
 use crate::nn::cpu_util::Kernel;
 
@@ -86,7 +88,7 @@ impl candle_core::CustomOp3 for ConvBiasAct {
             } else {
                 Choice { algo: ffi::FWD_ALGO_IMPLICIT_PRECOMP_GEMM, math: allowed_math(ffi::DATA_FLOAT) }
             };
-            let (bytes, mut ws_buf) = forward_workspace(a, h, &d, stream, (choice, what))?;
+            let bytes = forward_workspace(a, h, (&self.op, &d), (choice, what))?;
             // Without a residual, z is y itself scaled by 0: zeroed first, so that no leftover NaN in fresh memory
             // can come through (0 * NaN).
             let mut y = match &res {
@@ -98,37 +100,38 @@ impl candle_core::CustomOp3 for ConvBiasAct {
             {
                 let ((xp, _a), (wp, _b), (bp, _c)) = (ptr(&x, stream), ptr(&w, stream), ptr(&b, stream));
                 let (yp, _d) = ptr_mut(&mut y, stream);
-                let (wsp, _e) = ptr_mut(&mut ws_buf, stream);
                 let res_ptr = res.as_ref().map(|r| ptr(r, stream));
                 let (zp, alpha2) = match &res_ptr {
                     Some((p, _)) => (*p, scale(&ONE)),
                     None => (yp as *const c_void, scale(&ZERO)),
                 };
-                check(
-                    unsafe {
-                        (a.cudnnConvolutionBiasActivationForward)(
-                            h,
-                            scale(&ONE),
-                            d.x.ptr,
-                            xp,
-                            d.w.ptr,
-                            wp,
-                            d.conv.ptr,
-                            choice.algo,
-                            wsp,
-                            bytes,
-                            alpha2,
-                            d.y.ptr,
-                            zp,
-                            bias_d.ptr,
-                            bp,
-                            act.ptr,
-                            d.y.ptr,
-                            yp,
-                        )
-                    },
-                    what,
-                )?;
+                with_workspace(stream, bytes, |wsp| {
+                    check(
+                        unsafe {
+                            (a.cudnnConvolutionBiasActivationForward)(
+                                h,
+                                scale(&ONE),
+                                d.x.ptr,
+                                xp,
+                                d.w.ptr,
+                                wp,
+                                d.conv.ptr,
+                                choice.algo,
+                                wsp,
+                                bytes,
+                                alpha2,
+                                d.y.ptr,
+                                zp,
+                                bias_d.ptr,
+                                bp,
+                                act.ptr,
+                                d.y.ptr,
+                                yp,
+                            )
+                        },
+                        what,
+                    )
+                })?;
             }
             Ok((storage(y, &xs.device), shape))
         })

@@ -104,6 +104,54 @@ thread_local! {
     static HANDLES: RefCell<HashMap<Binding, Rc<Handle>>> = RefCell::new(HashMap::new());
 }
 
+thread_local! {
+    // One scratch buffer for cuDNN's convolutions per thread and binding, grown to the largest workspace asked for.
+    // A workspace allocated and freed at every call cost two driver calls a pass; the calls on one stream run in
+    // order, so one buffer serves them all.
+    static WORKSPACES: RefCell<HashMap<Binding, CudaSlice<u8>>> = RefCell::new(HashMap::new());
+}
+
+/// Runs `f` with the device address of at least `bytes` (and at least one) bytes of scratch memory on `stream`,
+/// for a cuDNN call enqueued there; the buffer is kept for the next call.
+pub(crate) fn with_workspace<R>(
+    stream: &Arc<CudaStream>,
+    bytes: usize,
+    f: impl FnOnce(*mut std::ffi::c_void) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let binding: Binding = (stream.context().cu_ctx() as usize, stream.cu_stream() as usize);
+    WORKSPACES.with(|map| {
+        let mut map = map.borrow_mut();
+        let need = bytes.max(1);
+        if map.get(&binding).is_none_or(|ws| ws.len() < need || !super::reuse()) {
+            // The old buffer is freed in stream order, after the calls that used it.
+            map.remove(&binding);
+            // Rounded up to a MiB, so that a few slightly larger requests do not each allocate anew.
+            let size = if super::reuse() { need.div_ceil(1 << 20) << 20 } else { need };
+            // SAFETY: cuDNN's scratch space; its contents are never read by us.
+            let ws = unsafe { stream.alloc::<u8>(size) }.map_err(|e| {
+                candle_core::Error::Msg(format!("cuDNN: allocate a workspace of {size} bytes: {e:?}"))
+            })?;
+            map.insert(binding, ws);
+        }
+        let Some(ws) = map.get_mut(&binding) else {
+            candle_core::bail!("cuDNN: the workspace went missing");
+        };
+        let (p, guard) = ptr_mut(ws, stream);
+        let result = f(p);
+        drop(guard);
+        if !super::reuse() {
+            // Freed after the call, in stream order, as a per-call buffer was.
+            map.remove(&binding);
+        }
+        result
+    })
+}
+
+/// Frees this thread's cuDNN workspaces (after a round, so that an idle app does not hold them).
+pub(crate) fn release_workspaces() {
+    WORKSPACES.with(|map| map.borrow_mut().clear());
+}
+
 /// Runs `f` with cuDNN and this thread's handle for `dev` (created on first use, bound to the device's stream),
 /// timed as `what` by the GPU profile when it is on.
 pub(crate) fn with_handle<R>(

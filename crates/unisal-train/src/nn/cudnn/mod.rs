@@ -98,3 +98,11 @@ pub(crate) fn tf32_allowed() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("UNISAL_TF32").is_ok_and(|v| matches!(v.trim(), "1" | "true" | "on")))
 }
+
+/// Whether the convolutions keep what they can between calls (`UNISAL_CUDNN_REUSE`, anything but `0`, `false`,
+/// `off`): their descriptors, workspace sizes and one workspace buffer. Off, each call makes them anew, as before
+/// session 12, for a comparison on the GPU.
+pub(crate) fn reuse() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| crate::nn::env_not_off("UNISAL_CUDNN_REUSE"))
+}
