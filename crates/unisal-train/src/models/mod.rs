@@ -95,7 +95,8 @@ pub struct NetConfig {
     /// differ only in their heads.
     pub head_seed: Option<u64>,
     /// Mixed precision (CUDA only): the activations in bf16, the weights, their gradients and the outputs in f32
-    /// (PyTorch's bf16 autocast). Written in session 6 without a GPU; off unless asked for.
+    /// (PyTorch's bf16 autocast). On an H200 (session 12) its errors were PyTorch autocast's, but it was not yet
+    /// faster than fp32 (its steps wait on the host); off unless asked for.
     pub bf16: bool,
 }
 
