@@ -13,11 +13,12 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::c_int;
+use std::ffi::{c_int, c_void};
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::driver::CudaStream;
 use candle_core::{CudaStorage, Layout, Shape};
 
 use super::ffi::{self, AlgoPerf, Api, Ptr};
@@ -215,6 +216,44 @@ pub(super) fn forward_workspace(
     })
 }
 
+/// cuDNN's convolution forward, backward-data and backward-filter calls, which share one signature: `(handle,
+/// alpha, in 1, in 2, convolution, algorithm, workspace, its bytes, beta, out)`, each input and the output a
+/// descriptor and an address.
+type ConvCall = unsafe extern "C" fn(
+    Ptr,
+    *const c_void,
+    Ptr,
+    *const c_void,
+    Ptr,
+    *const c_void,
+    Ptr,
+    c_int,
+    *mut c_void,
+    usize,
+    *const c_void,
+    Ptr,
+    *mut c_void,
+) -> ffi::Status;
+
+/// `out = call(in 1, in 2)` (beta 0) with the convolution descriptor, the pass's algorithm and a kept workspace of
+/// `bytes` (`with_workspace`), enqueued on `stream`.
+fn run_pass(
+    call: ConvCall,
+    (h, stream): (Ptr, &Arc<CudaStream>),
+    ins: [(Ptr, *const c_void); 2],
+    (conv, algo, bytes): (Ptr, c_int, usize),
+    out: (Ptr, *mut c_void),
+    what: &str,
+) -> candle_core::Result<()> {
+    let (one, zero) = (scale(&ONE), scale(&ZERO));
+    let [(d1, p1), (d2, p2)] = ins;
+    with_workspace(stream, bytes, |wsp| {
+        // SAFETY: the descriptors describe the buffers behind the addresses, which live until the call is enqueued
+        // (cuDNN's work then runs in stream order before any later use or free).
+        check(unsafe { call(h, one, d1, p1, d2, p2, conv, algo, wsp, bytes, zero, out.0, out.1) }, what)
+    })
+}
+
 /// The CUDA forward of [`ConvOp`]: `y = conv(x, w)` through cuDNN, in f32 or bf16 (accumulating in f32).
 pub(crate) fn forward(
     op: &ConvOp,
@@ -242,19 +281,9 @@ fn forward_as<T: CudnnElem>(
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
             let (yp, _gy) = ptr_mut(&mut y, stream);
-            let (one, zero) = (scale(&ONE), scale(&ZERO));
-            let (dx, dw, dc, dy) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
-            let algo = choice.algo;
-            with_workspace(stream, bytes, |wsp| {
-                check(
-                    unsafe {
-                        (a.cudnnConvolutionForward)(
-                            h, one, dx, xp, dw, wp, dc, algo, wsp, bytes, zero, dy, yp,
-                        )
-                    },
-                    what,
-                )
-            })?;
+            let ins = [(d.x.ptr, xp), (d.w.ptr, wp)];
+            let call = a.cudnnConvolutionForward;
+            run_pass(call, (h, stream), ins, (d.conv.ptr, choice.algo, bytes), (d.y.ptr, yp), what)?;
         }
         Ok((storage(y, &xs.device), shape))
     })
@@ -287,7 +316,6 @@ fn backward_as<T: CudnnElem>(
     with_handle(&xs.device, "conv-backward", |a, h, stream| {
         let mut out = output::<T>(stream, dw_at + w_len)?;
         let (dyp, _gdy) = ptr(&dy, stream);
-        let (one, zero) = (scale(&ONE), scale(&ZERO));
         let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
         {
             let what = "convolution backward filter";
@@ -311,17 +339,9 @@ fn backward_as<T: CudnnElem>(
             let mut dw = out.slice_mut(dw_at..dw_at + w_len);
             let (xp, _gx) = ptr(&x, stream);
             let (dwp, _gdw) = ptr_mut(&mut dw, stream);
-            let algo = choice.algo;
-            with_workspace(stream, bytes, |wsp| {
-                check(
-                    unsafe {
-                        (a.cudnnConvolutionBackwardFilter)(
-                            h, one, dx_d, xp, dy_d, dyp, dc, algo, wsp, bytes, zero, dw_d, dwp,
-                        )
-                    },
-                    what,
-                )
-            })?;
+            let call = a.cudnnConvolutionBackwardFilter;
+            let ins = [(dx_d, xp), (dy_d, dyp)];
+            run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dw_d, dwp), what)?;
         }
         if op.need_dx {
             let what = "convolution backward data";
@@ -335,17 +355,9 @@ fn backward_as<T: CudnnElem>(
             let mut dx = out.slice_mut(0..x_len);
             let (wp, _gw) = ptr(&w, stream);
             let (dxp, _gdx) = ptr_mut(&mut dx, stream);
-            let algo = choice.algo;
-            with_workspace(stream, bytes, |wsp| {
-                check(
-                    unsafe {
-                        (a.cudnnConvolutionBackwardData)(
-                            h, one, dw_d, wp, dy_d, dyp, dc, algo, wsp, bytes, zero, dx_d, dxp,
-                        )
-                    },
-                    what,
-                )
-            })?;
+            let call = a.cudnnConvolutionBackwardData;
+            let ins = [(dw_d, wp), (dy_d, dyp)];
+            run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dx_d, dxp), what)?;
         }
         Ok((storage(out, &xs.device), shape))
     })
