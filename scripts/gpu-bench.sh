@@ -124,6 +124,11 @@ if want profile; then
   UNISAL_OP_PROFILE=host timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 --dual \
     --steps 3 > "$OUT/profile-host-candle-r50-dual.txt" 2>&1
   tail -n 20 "$OUT/profile-host-candle-r50-dual.txt"
+  # ... and its GPU time by op (synchronised after each): host-bound, or waiting on a full launch queue?
+  # shellcheck disable=SC2086
+  UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 --dual \
+    --steps 2 > "$OUT/profile-candle-r50-dual.txt" 2>&1
+  tail -n 20 "$OUT/profile-candle-r50-dual.txt"
   # shellcheck disable=SC2086
   timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --steps 3 --profile > "$OUT/profile-torch.txt" 2>&1
   grep -E "^ *(Name|[a-z_:A-Z0-9]+.*us)" "$OUT/profile-torch.txt" | head -n 14
