@@ -83,6 +83,8 @@ run_case "r18-224-b64-train-heuristics" "UNISAL_CUDNN_FIND=0" "train $common $r1
 # between calls; UNISAL_CUDNN_REUSE=0 makes them anew at each call, as before. Host time is the column to read.
 run_case "r18-224-b64-train-noreuse"  "UNISAL_CUDNN_REUSE=0" "train $common $r18" "-"
 run_case "r18-224-b64-train-bf16-noreuse" "UNISAL_CUDNN_REUSE=0" "train $common $r18 --amp bf16" "-"
+# ... and SGD's two kernels a parameter instead of one (session 12, also written after its run).
+run_case "r50-224-dual-train-sgd2"    "UNISAL_FUSED_SGD=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).

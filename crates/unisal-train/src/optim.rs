@@ -5,15 +5,16 @@
 //! On the CPU (f32/f64) and on CUDA in f32 (feature `cuda`; `cuda/elementwise.cu`) a parameter's update is two
 //! passes in place (the momentum buffer from weight, gradient and itself; the weight from itself and the buffer),
 //! without allocations; only the first step allocates the buffer. Elsewhere the arithmetic is composed from
-//! candle ops. (Until session 6 the CUDA path made two new tensors a parameter and copied the weight back: three
-//! kernels and two allocations instead of two kernels.)
+//! candle ops. On CUDA, from a parameter's second step on, the two passes are one kernel (`SgdStepInPlace`;
+//! `UNISAL_FUSED_SGD=0` keeps two). (Until session 6 the CUDA path made two new tensors a parameter and copied the
+//! weight back: three kernels and two allocations.)
 
 use crate::error::Result;
 use crate::nn::cpu_util::{
     cpu_float, cpu_op, dispatch_in_place, for_chunks, map_chunks, same_shape, Elem, InPlaceKernel, Kernel,
 };
 #[cfg(feature = "cuda")]
-use crate::nn::cuda_kernels::{update, Map, Update};
+use crate::nn::cuda_kernels::{update, Map, SgdKernel};
 use crate::nn::gpu_f32;
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, InplaceOp3, Layout, Shape, Tensor, Var};
@@ -59,6 +60,14 @@ impl Sgd {
                 let g = grad.contiguous()?;
                 let (momentum, weight_decay) = (self.momentum, self.weight_decay);
                 let next = match buf.take() {
+                    #[cfg(feature = "cuda")]
+                    Some(b) if momentum != 0.0 && var.device().is_cuda() && one_kernel_step() => {
+                        // One kernel writes the buffer and the weight (one launch a parameter instead of two).
+                        let op = SgdStepInPlace { lr: self.lr, momentum, weight_decay };
+                        var.as_tensor().inplace_op3(&b, &g, &op)?;
+                        *buf = Some(b);
+                        continue;
+                    }
                     Some(b) if momentum != 0.0 => {
                         b.inplace_op3(var.as_tensor(), &g, &SgdBufferInPlace { momentum, weight_decay })?;
                         b
@@ -82,6 +91,14 @@ impl Sgd {
         }
         Ok(())
     }
+}
+
+/// Whether a CUDA parameter's step with momentum is one kernel (`SgdStepInPlace`) rather than two
+/// (`UNISAL_FUSED_SGD=0`, for a comparison).
+#[cfg(feature = "cuda")]
+fn one_kernel_step() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::nn::env_not_off("UNISAL_FUSED_SGD"))
 }
 
 /// `(w, g) -> g + wd * w`: the momentum buffer on a parameter's first step (and every step without momentum).
@@ -117,6 +134,17 @@ struct SgdBufferInPlace {
 #[derive(Debug, Clone, Copy)]
 struct SgdApplyInPlace {
     lr: f64,
+}
+
+/// CUDA only: [`SgdBufferInPlace`] then [`SgdApplyInPlace`] as one kernel, in place on the weight `(w; buf, g)`,
+/// which also writes the momentum buffer it is given as an input (the optimiser owns it, and nothing else reads
+/// it). On the H200 the dual ResNet-50 step launched 644 SGD kernels (session 12).
+#[cfg(feature = "cuda")]
+#[derive(Debug, Clone, Copy)]
+struct SgdStepInPlace {
+    lr: f64,
+    momentum: f64,
+    weight_decay: f64,
 }
 
 impl InPlaceKernel<2> for SgdBufferInPlace {
@@ -169,7 +197,7 @@ impl InplaceOp3 for SgdBufferInPlace {
         gl: &Layout,
     ) -> candle_core::Result<()> {
         let p = [self.momentum as f32, self.weight_decay as f32, 0.0];
-        update(Update::SgdBuffer, (buf, bl), &[(w, wl), (g, gl)], p)
+        update(SgdKernel::Buffer, (buf, bl), &[(w, wl), (g, gl)], p)
     }
 }
 
@@ -194,7 +222,37 @@ impl InplaceOp2 for SgdApplyInPlace {
         buf: &candle_core::CudaStorage,
         bl: &Layout,
     ) -> candle_core::Result<()> {
-        update(Update::SgdApply, (w, wl), &[(buf, bl)], [self.lr as f32, 0.0, 0.0])
+        update(SgdKernel::Apply, (w, wl), &[(buf, bl)], [self.lr as f32, 0.0, 0.0])
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl InplaceOp3 for SgdStepInPlace {
+    fn name(&self) -> &'static str {
+        "sgd-step-in-place"
+    }
+    fn cpu_fwd(
+        &self,
+        _w: &mut CpuStorage,
+        _wl: &Layout,
+        _buf: &CpuStorage,
+        _bl: &Layout,
+        _g: &CpuStorage,
+        _gl: &Layout,
+    ) -> candle_core::Result<()> {
+        candle_core::bail!("sgd-step-in-place runs on CUDA devices only")
+    }
+    fn cuda_fwd(
+        &self,
+        w: &mut candle_core::CudaStorage,
+        wl: &Layout,
+        buf: &candle_core::CudaStorage,
+        bl: &Layout,
+        g: &candle_core::CudaStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let p = [self.momentum as f32, self.weight_decay as f32, self.lr as f32];
+        update(SgdKernel::Step, (w, wl), &[(buf, bl), (g, gl)], p)
     }
 }
 

@@ -45,18 +45,22 @@ impl Map {
 
 /// The in-place kernels of `cuda/elementwise.cu` (f32 only).
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Update {
+pub(crate) enum SgdKernel {
     /// SGD's momentum buffer: `buf = p0 * buf + (g + p1 * w)` (inputs `w`, `g`).
-    SgdBuffer,
+    Buffer,
     /// SGD's weight: `w -= p0 * buf` (input `buf`).
-    SgdApply,
+    Apply,
+    /// Both in one pass: `buf = p0 * buf + (g + p1 * w); w -= p2 * buf` (inputs `buf`, which the kernel writes
+    /// too, and `g`; the target is `w`).
+    Step,
 }
 
-impl Update {
+impl SgdKernel {
     fn name(self) -> &'static str {
         match self {
-            Update::SgdBuffer => "unisal_sgd_buffer_in_place_f32",
-            Update::SgdApply => "unisal_sgd_apply_in_place_f32",
+            SgdKernel::Buffer => "unisal_sgd_buffer_in_place_f32",
+            SgdKernel::Apply => "unisal_sgd_apply_in_place_f32",
+            SgdKernel::Step => "unisal_sgd_step_in_place_f32",
         }
     }
 }
@@ -149,7 +153,7 @@ unsafe fn launch(
 /// Runs the in-place `kernel` on the contiguous f32 `target`, with one or two contiguous f32 inputs of its shape
 /// (a missing second slot gets the first; the kernels do not read it) and the scalars `p`.
 pub(crate) fn update(
-    kernel: Update,
+    kernel: SgdKernel,
     (target, tl): (&mut CudaStorage, &Layout),
     inputs: &[(&CudaStorage, &Layout)],
     p: [f32; 3],
