@@ -8,8 +8,9 @@
 //! heuristics' fp32 choices made ResNet-18's convolutions about twice as slow as PyTorch's (session 6).
 //! The descriptors, the workspace sizes and one workspace buffer (`handle::with_workspace`) are kept between
 //! calls (`UNISAL_CUDNN_REUSE=0` makes them anew): on the H200 a convolution cost its thread 214 µs (forward) and
-//! 359 µs (backward) of host time a call, against PyTorch's 113 and 133 (session 12). The backward returns `[dx | dW]` in one buffer, or only `dW`
-//! where nothing needs `dx` (the images into the first layer). The backward is not itself differentiable.
+//! 359 µs (backward) of host time a call, against PyTorch's 113 and 133 (session 12). The backward returns
+//! `[dx | dW]` in one buffer, or only `dW` where nothing needs `dx` (the images into the first layer). The backward
+//! is not itself differentiable.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -68,7 +69,7 @@ pub(super) fn descs(op: &ConvOp, data: c_int) -> candle_core::Result<Rc<Descs>> 
 }
 
 /// Cache key of an algorithm choice: the geometry, the pass, the data type and whether TF32 was allowed.
-pub(super) fn key(op: &ConvOp, pass: u8, data: c_int) -> [usize; 11] {
+fn key(op: &ConvOp, pass: u8, data: c_int) -> [usize; 11] {
     let g = op.g;
     let t = [pass as usize, data as usize, tf32_allowed() as usize];
     [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out, t[0], t[1], t[2]]
