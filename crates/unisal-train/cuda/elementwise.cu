@@ -56,16 +56,17 @@ UNISAL_UPDATE(unisal_sgd_buffer_in_place_f32, { t[i] = p0 * t[i] + (b[i] + p1 * 
 // SGD's update in place (optim.rs SgdApplyInPlace): t = w, a = buffer; p0 = learning rate.
 UNISAL_UPDATE(unisal_sgd_apply_in_place_f32, { t[i] -= p0 * a[i]; })
 
-// One whole SGD step in place, the two kernels above in one pass (optim.rs SgdStepInPlace): t = w, a = the momentum
-// buffer, which is written too (the Rust side passes it as an input; the optimiser owns it), b = g; p0 = momentum,
-// p1 = weight decay, p2 = learning rate. The three are distinct buffers, each element read and written by one thread.
+// One whole SGD step in place, the two kernels above in one pass (optim.rs SgdBufferInPlace with then_apply):
+// t = the momentum buffer, a = w, which is written too (the Rust side passes it as an input; the optimiser owns it),
+// b = g; p0 = momentum, p1 = weight decay, p2 = learning rate. The three are distinct buffers, each element read and
+// written by one thread.
 extern "C" __global__ void unisal_sgd_step_in_place_f32(float* __restrict__ a, const float* __restrict__ b,
                                                         float* __restrict__ t,
                                                         unsigned long long n, float p0, float p1, float p2) {
   for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
        i += (unsigned long long)blockDim.x * gridDim.x) {
-    float buf = p0 * a[i] + (b[i] + p1 * t[i]);
-    a[i] = buf;
-    t[i] -= p2 * buf;
+    float buf = p0 * t[i] + (b[i] + p1 * a[i]);
+    t[i] = buf;
+    a[i] -= p2 * buf;
   }
 }

@@ -5,7 +5,7 @@
 //! On the CPU (f32/f64) and on CUDA in f32 (feature `cuda`; `cuda/elementwise.cu`) a parameter's update is two
 //! passes in place (the momentum buffer from weight, gradient and itself; the weight from itself and the buffer),
 //! without allocations; only the first step allocates the buffer. Elsewhere the arithmetic is composed from
-//! candle ops. On CUDA, from a parameter's second step on, the two passes are one kernel (`SgdStepInPlace`;
+//! candle ops. On CUDA, from a parameter's second step on, the two passes are one kernel (`SgdBufferInPlace::then_apply`;
 //! `UNISAL_FUSED_SGD=0` keeps two). (Until session 6 the CUDA path made two new tensors a parameter and copied the
 //! weight back: three kernels and two allocations.)
 
@@ -63,13 +63,14 @@ impl Sgd {
                     #[cfg(feature = "cuda")]
                     Some(b) if momentum != 0.0 && var.device().is_cuda() && one_kernel_step() => {
                         // One kernel writes the buffer and the weight (one launch a parameter instead of two).
-                        let op = SgdStepInPlace { lr: self.lr, momentum, weight_decay };
-                        var.as_tensor().inplace_op3(&b, &g, &op)?;
+                        let op = SgdBufferInPlace { momentum, weight_decay, then_apply: Some(self.lr) };
+                        b.inplace_op3(var.as_tensor(), &g, &op)?;
                         *buf = Some(b);
                         continue;
                     }
                     Some(b) if momentum != 0.0 => {
-                        b.inplace_op3(var.as_tensor(), &g, &SgdBufferInPlace { momentum, weight_decay })?;
+                        let op = SgdBufferInPlace { momentum, weight_decay, then_apply: None };
+                        b.inplace_op3(var.as_tensor(), &g, &op)?;
                         b
                     }
                     _ => var.as_tensor().detach().apply_op2_no_bwd(&g, &SgdFirstBuffer { weight_decay })?,
@@ -93,7 +94,7 @@ impl Sgd {
     }
 }
 
-/// Whether a CUDA parameter's step with momentum is one kernel (`SgdStepInPlace`) rather than two
+/// Whether a CUDA parameter's step with momentum is one kernel (`SgdBufferInPlace::then_apply`) rather than two
 /// (`UNISAL_FUSED_SGD=0`, for a comparison).
 #[cfg(feature = "cuda")]
 fn one_kernel_step() -> bool {
@@ -123,28 +124,21 @@ impl Kernel for SgdFirstBuffer {
     }
 }
 
-/// `buf = momentum * buf + g + wd * w`, in place on the buffer `(buf; w, g)`.
+/// `buf = momentum * buf + g + wd * w`, in place on the buffer `(buf; w, g)`. With `then_apply: Some(lr)` (CUDA
+/// only), the same kernel goes on to `w -= lr * buf`: it writes the weight it is given as an input (the optimiser
+/// holds it, and nothing reads it meanwhile: the step's work is in stream order). On the H200 the dual ResNet-50 step
+/// launched 644 SGD kernels (session 12); so, 322.
 #[derive(Debug, Clone, Copy)]
 struct SgdBufferInPlace {
     momentum: f64,
     weight_decay: f64,
+    then_apply: Option<f64>,
 }
 
 /// `w -= lr * buf`, in place on the weight `(w; buf)`.
 #[derive(Debug, Clone, Copy)]
 struct SgdApplyInPlace {
     lr: f64,
-}
-
-/// CUDA only: [`SgdBufferInPlace`] then [`SgdApplyInPlace`] as one kernel, in place on the weight `(w; buf, g)`,
-/// which also writes the momentum buffer it is given as an input (the optimiser owns it, and nothing else reads
-/// it). On the H200 the dual ResNet-50 step launched 644 SGD kernels (session 12).
-#[cfg(feature = "cuda")]
-#[derive(Debug, Clone, Copy)]
-struct SgdStepInPlace {
-    lr: f64,
-    momentum: f64,
-    weight_decay: f64,
 }
 
 impl InPlaceKernel<2> for SgdBufferInPlace {
@@ -184,6 +178,12 @@ impl InplaceOp3 for SgdBufferInPlace {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
+        if self.then_apply.is_some() {
+            candle_core::bail!(
+                "{}: the weight's update in the same pass is for CUDA devices only",
+                Self::NAME
+            )
+        }
         dispatch_in_place(self, buf, bl, [(w, wl), (g, gl)])
     }
     #[cfg(feature = "cuda")]
@@ -196,8 +196,11 @@ impl InplaceOp3 for SgdBufferInPlace {
         g: &candle_core::CudaStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let p = [self.momentum as f32, self.weight_decay as f32, 0.0];
-        update(SgdKernel::Buffer, (buf, bl), &[(w, wl), (g, gl)], p)
+        let (kernel, lr) = match self.then_apply {
+            Some(lr) => (SgdKernel::Step, lr as f32),
+            None => (SgdKernel::Buffer, 0.0),
+        };
+        update(kernel, (buf, bl), &[(w, wl), (g, gl)], [self.momentum as f32, self.weight_decay as f32, lr])
     }
 }
 
@@ -223,36 +226,6 @@ impl InplaceOp2 for SgdApplyInPlace {
         bl: &Layout,
     ) -> candle_core::Result<()> {
         update(SgdKernel::Apply, (w, wl), &[(buf, bl)], [self.lr as f32, 0.0, 0.0])
-    }
-}
-
-#[cfg(feature = "cuda")]
-impl InplaceOp3 for SgdStepInPlace {
-    fn name(&self) -> &'static str {
-        "sgd-step-in-place"
-    }
-    fn cpu_fwd(
-        &self,
-        _w: &mut CpuStorage,
-        _wl: &Layout,
-        _buf: &CpuStorage,
-        _bl: &Layout,
-        _g: &CpuStorage,
-        _gl: &Layout,
-    ) -> candle_core::Result<()> {
-        candle_core::bail!("sgd-step-in-place runs on CUDA devices only")
-    }
-    fn cuda_fwd(
-        &self,
-        w: &mut candle_core::CudaStorage,
-        wl: &Layout,
-        buf: &candle_core::CudaStorage,
-        bl: &Layout,
-        g: &candle_core::CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<()> {
-        let p = [self.momentum as f32, self.weight_decay as f32, self.lr as f32];
-        update(SgdKernel::Step, (w, wl), &[(buf, bl), (g, gl)], p)
     }
 }
 
@@ -285,7 +258,8 @@ mod tests {
         let t = |v: f64| Tensor::from_vec(vec![v], 1, &Device::Cpu).unwrap();
         let (w, g, buf) = (t(4.0), t(1.0), t(2.0));
         let d = w.apply_op2_no_bwd(&g, &SgdFirstBuffer { weight_decay: 0.1 }).unwrap();
-        buf.inplace_op3(&w, &g, &SgdBufferInPlace { momentum: 0.5, weight_decay: 0.1 }).unwrap();
+        let op = SgdBufferInPlace { momentum: 0.5, weight_decay: 0.1, then_apply: None };
+        buf.inplace_op3(&w, &g, &op).unwrap();
         w.inplace_op2(&buf, &SgdApplyInPlace { lr: 0.5 }).unwrap();
         let v = |t: &Tensor| t.to_vec1::<f64>().unwrap()[0];
         assert!((v(&d) - 1.4).abs() < 1e-12, "{}", v(&d));

@@ -50,8 +50,8 @@ pub(crate) enum SgdKernel {
     Buffer,
     /// SGD's weight: `w -= p0 * buf` (input `buf`).
     Apply,
-    /// Both in one pass: `buf = p0 * buf + (g + p1 * w); w -= p2 * buf` (inputs `buf`, which the kernel writes
-    /// too, and `g`; the target is `w`).
+    /// Both in one pass: `buf = p0 * buf + (g + p1 * w); w -= p2 * buf` (target `buf`; inputs `w`, which the
+    /// kernel writes too, and `g`).
     Step,
 }
 
