@@ -29,7 +29,7 @@ NAMES = ["fc.weight", "layer1.0.conv1.weight", "bn1.weight", "conv1.weight"]
 
 
 def errors(got, expected):
-    got, expected = got.double().reshape(-1), expected.double().reshape(-1)
+    got, expected = got.detach().double().reshape(-1), expected.detach().double().reshape(-1)
     scale = expected.abs().max().clamp_min(1e-12)
     diff = (got - expected).abs()
     return {"max": float(diff.max() / scale), "rms": float(diff.pow(2).mean().sqrt() / scale)}

@@ -5,9 +5,9 @@
 //! On the CPU (f32/f64) and on CUDA in f32 (feature `cuda`; `cuda/elementwise.cu`) a parameter's update is two
 //! passes in place (the momentum buffer from weight, gradient and itself; the weight from itself and the buffer),
 //! without allocations; only the first step allocates the buffer. Elsewhere the arithmetic is composed from
-//! candle ops. On CUDA, from a parameter's second step on, the two passes are one kernel (`SgdBufferInPlace::then_apply`;
-//! `UNISAL_FUSED_SGD=0` keeps two). (Until session 6 the CUDA path made two new tensors a parameter and copied the
-//! weight back: three kernels and two allocations.)
+//! candle ops. On CUDA, from a parameter's second step on, the two passes are one kernel
+//! (`SgdBufferInPlace::then_apply`; `UNISAL_FUSED_SGD=0` keeps two). (Until session 6 the CUDA path made two new
+//! tensors a parameter and copied the weight back: three kernels and two allocations.)
 
 use crate::error::Result;
 use crate::nn::cpu_util::{
@@ -126,8 +126,8 @@ impl Kernel for SgdFirstBuffer {
 
 /// `buf = momentum * buf + g + wd * w`, in place on the buffer `(buf; w, g)`. With `then_apply: Some(lr)` (CUDA
 /// only), the same kernel goes on to `w -= lr * buf`: it writes the weight it is given as an input (the optimiser
-/// holds it, and nothing reads it meanwhile: the step's work is in stream order). On the H200 the dual ResNet-50 step
-/// launched 644 SGD kernels (session 12); so, 322.
+/// holds it, and nothing reads it meanwhile: the step's work is in stream order). The dual ResNet-50 step launched
+/// 644 SGD kernels on the H200 (session 12); this way it launches 322.
 #[derive(Debug, Clone, Copy)]
 struct SgdBufferInPlace {
     momentum: f64,

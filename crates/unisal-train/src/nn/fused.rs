@@ -9,7 +9,8 @@
 //!
 //! Either replaces three ops (convolution, batch norm, ReLU or the residual join) and two more passes over the
 //! activation; PyTorch's eval runs them one by one. `UNISAL_FUSED_EVAL=0` runs the layers one after the other
-//! everywhere, as do bf16 and training; `UNISAL_FUSED_EVAL=cpu` fuses on the CPU only (CUDA layer by layer, to compare).
+//! everywhere, as do bf16 and training; `UNISAL_FUSED_EVAL=cpu` fuses on the CPU only (CUDA layer by layer, to
+//! compare).
 
 use candle_core::Tensor;
 

@@ -3,8 +3,8 @@
 //!
 //! The crate is compiled for the x86-64 baseline (SSE2), so that the binary runs on every such CPU. The matrix
 //! products already pick AVX2 or AVX-512 at run time (the gemm crate); [`lane_sums`] is compiled twice, for the
-//! baseline and with `#[target_feature(enable = "avx2")]`, and the choice is made on the first call. The two builds compute
-//! the same operations in the same order (no fused multiply-add: the compiler never contracts `a * b + c`), so
+//! baseline and with `#[target_feature(enable = "avx2")]`, and the choice is made on the first call. The two builds
+//! compute the same operations in the same order (no fused multiply-add: the compiler never contracts `a * b + c`), so
 //! their results are bit-identical; only the vector width differs. `UNISAL_CPU_SIMD=baseline` keeps the baseline
 //! build (for comparisons).
 

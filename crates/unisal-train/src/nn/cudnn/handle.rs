@@ -119,14 +119,15 @@ pub(crate) fn with_workspace<R>(
     f: impl FnOnce(*mut std::ffi::c_void) -> candle_core::Result<R>,
 ) -> candle_core::Result<R> {
     let binding: Binding = (stream.context().cu_ctx() as usize, stream.cu_stream() as usize);
+    let reuse = super::reuse();
     WORKSPACES.with(|map| {
         let mut map = map.borrow_mut();
         let need = bytes.max(1);
-        if map.get(&binding).is_none_or(|ws| ws.len() < need || !super::reuse()) {
+        if map.get(&binding).is_none_or(|ws| ws.len() < need || !reuse) {
             // The old buffer is freed in stream order, after the calls that used it.
             map.remove(&binding);
             // Rounded up to a MiB, so that a few slightly larger requests do not each allocate anew.
-            let size = if super::reuse() { need.div_ceil(1 << 20) << 20 } else { need };
+            let size = if reuse { need.div_ceil(1 << 20) << 20 } else { need };
             // SAFETY: cuDNN's scratch space; its contents are never read by us.
             let ws = unsafe { stream.alloc::<u8>(size) }.map_err(|e| {
                 candle_core::Error::Msg(format!("cuDNN: allocate a workspace of {size} bytes: {e:?}"))
@@ -139,7 +140,7 @@ pub(crate) fn with_workspace<R>(
         let (p, guard) = ptr_mut(ws, stream);
         let result = f(p);
         drop(guard);
-        if !super::reuse() {
+        if !reuse {
             // Freed after the call, in stream order, as a per-call buffer was.
             map.remove(&binding);
         }
