@@ -85,6 +85,10 @@ run_case "r18-224-b64-train-noreuse"  "UNISAL_CUDNN_REUSE=0" "train $common $r18
 run_case "r18-224-b64-train-bf16-noreuse" "UNISAL_CUDNN_REUSE=0" "train $common $r18 --amp bf16" "-"
 # ... and SGD's two kernels a parameter instead of one (session 12, also written after its run).
 run_case "r50-224-dual-train-sgd2"    "UNISAL_FUSED_SGD=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+# Session 13: in training each convolution and its batch norm are one op on CUDA too (nn/cudnn/conv_bn.rs), which
+# spares candle's zero-filled gradient buffer and add at the edge between them; UNISAL_FUSED_TRAIN=0 keeps two.
+run_case "r18-224-b64-train-layered"  "UNISAL_FUSED_TRAIN=0" "train $common $r18" "-"
+run_case "r50-224-dual-train-layered" "UNISAL_FUSED_TRAIN=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).
@@ -134,6 +138,12 @@ if want profile; then
   # shellcheck disable=SC2086
   timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --steps 3 --profile > "$OUT/profile-torch.txt" 2>&1
   grep -E "^ *(Name|[a-z_:A-Z0-9]+.*us)" "$OUT/profile-torch.txt" | head -n 14
+  # PyTorch's dual ResNet-50 step by op (its kernels' own CUDA time), against ours above: where the 0.8x is lost.
+  # shellcheck disable=SC2086
+  timeout 120 "$PY" scripts/torch_bench.py train $common --model resnet50 --size 224 --batch 128 --dual --steps 2 \
+    --profile > "$OUT/profile-torch-r50-dual.txt" 2>&1
+  grep -E "Self CUDA time total|aten::(cudnn_convolution|convolution_backward|cudnn_batch_norm|threshold_backward|relu_|add_|_foreach_|mul_|copy_|fill_|sum) " \
+    "$OUT/profile-torch-r50-dual.txt" | tail -n 16
 fi
 # 3. The loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL losses (gpu-sim
 #    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.

@@ -16,14 +16,56 @@
   }
 #define UNISAL_MAP(name, body) UNISAL_MAP_T(name, float, body)
 
+// The f32 ReLU kernels take four values a thread: one 16-byte load of each input and one store, where the buffers
+// are 16-byte aligned (candle's allocations are; a view at another offset may not be), then the rest one at a time.
+// The launch gives them a quarter of the threads (cuda_kernels.rs). `f(a, b)` is the value; `B` says whether b is
+// read (ReLU has one input).
+#define UNISAL_MAP4(name, B, f)                                                                        \
+  extern "C" __global__ void name(const float* __restrict__ a, const float* __restrict__ b,          \
+                                  const float* __restrict__ c, float* __restrict__ out,              \
+                                  unsigned long long n, float p0, float p1, float p2) {              \
+    const unsigned long long first = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;       \
+    const unsigned long long step = (unsigned long long)blockDim.x * gridDim.x;                       \
+    unsigned long long done = 0;                                                                      \
+    const unsigned long long bits = reinterpret_cast<unsigned long long>(a) |                         \
+                                    (B ? reinterpret_cast<unsigned long long>(b) : 0ull) |            \
+                                    reinterpret_cast<unsigned long long>(out);                        \
+    if ((bits & 15ull) == 0) {                                                                        \
+      const unsigned long long n4 = n / 4;                                                            \
+      const float4* a4 = reinterpret_cast<const float4*>(a);                                          \
+      const float4* b4 = reinterpret_cast<const float4*>(b);                                          \
+      float4* o4 = reinterpret_cast<float4*>(out);                                                    \
+      for (unsigned long long i = first; i < n4; i += step) {                                         \
+        const float4 x = a4[i];                                                                       \
+        const float4 y = B ? b4[i] : x;                                                               \
+        float4 r;                                                                                     \
+        r.x = f(x.x, y.x);                                                                            \
+        r.y = f(x.y, y.y);                                                                            \
+        r.z = f(x.z, y.z);                                                                            \
+        r.w = f(x.w, y.w);                                                                            \
+        o4[i] = r;                                                                                    \
+      }                                                                                               \
+      done = n4 * 4;                                                                                  \
+    }                                                                                                 \
+    for (unsigned long long i = done + first; i < n; i += step) {                                     \
+      out[i] = f(a[i], B ? b[i] : a[i]);                                                              \
+    }                                                                                                 \
+  }
+
 // relu(a): as the CPU's `max(x, 0)` (NaN stays NaN).
-UNISAL_MAP(unisal_relu_f32, { float x = a[i]; out[i] = x < 0.f ? 0.f : x; })
+__device__ __forceinline__ float unisal_relu1(float x, float) { return x < 0.f ? 0.f : x; }
+UNISAL_MAP4(unisal_relu_f32, 0, unisal_relu1)
 
 // relu(a + b): the join of a residual block (elementwise_cpu.rs AddRelu).
-UNISAL_MAP(unisal_add_relu_f32, { float s = a[i] + b[i]; out[i] = s < 0.f ? 0.f : s; })
+__device__ __forceinline__ float unisal_add_relu1(float x, float y) {
+  const float s = x + y;
+  return s < 0.f ? 0.f : s;
+}
+UNISAL_MAP4(unisal_add_relu_f32, 1, unisal_add_relu1)
 
 // dy * [y > 0]: the gradient through a ReLU with output y (a = dy, b = y; elementwise_cpu.rs ReluMask).
-UNISAL_MAP(unisal_relu_mask_f32, { out[i] = b[i] > 0.f ? a[i] : 0.f; })
+__device__ __forceinline__ float unisal_relu_mask1(float dy, float y) { return y > 0.f ? dy : 0.f; }
+UNISAL_MAP4(unisal_relu_mask_f32, 1, unisal_relu_mask1)
 
 // The same three in bf16 (mixed precision: bf16 activations), computed in f32 and rounded once.
 #define UNISAL_MAP_BF16(name, body) UNISAL_MAP_T(name, __nv_bfloat16, body)

@@ -3,8 +3,8 @@
 //! `layers_gradcheck.rs` checks against finite differences: forward values, gradients with respect to every
 //! input and parameter, and BatchNorm's running statistics. This is what shows that the layers are correct on a
 //! GPU backend too (candle's own max-pool and stride-2 convolution backward are not), and, on CUDA, that our cuDNN
-//! layers and element-wise kernels (ReLU, the residual join, SGD), the fused eval convolution and the bf16 (mixed
-//! precision) layers are (`UNISAL_GPU_KERNELS=0` checks candle's composed ops instead).
+//! layers and element-wise kernels (ReLU, the residual join, SGD), the train-mode convolution + batch norm op, the
+//! fused eval convolution and the bf16 (mixed precision) layers are (`UNISAL_GPU_KERNELS=0` checks candle's composed ops instead).
 
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -230,7 +230,16 @@ fn resnet_sized_layers_match_the_cpu_reference() {
     let xp = [pair(&[4, 16, 28, 28], 403, true, &dev)];
     check("max pool 3x3/2 on 4x16x28x28", &xp, |v| max_pool2d(v[0].as_tensor(), 3, 2, 1).unwrap());
     let y = pair(&[8, 32, 14, 14], 404, false, &dev);
-    check("add + relu", &[x, y], |v| add_relu(v[0].as_tensor(), v[1].as_tensor()).unwrap());
+    check("add + relu", &[x.clone(), y], |v| add_relu(v[0].as_tensor(), v[1].as_tensor()).unwrap());
+    // Train-mode convolution + batch norm (+ ReLU): one op on the CPU and on CUDA (`cudnn/conv_bn.rs`).
+    for (relu, s, k) in [(true, 1, 3), (false, 2, 3), (true, 1, 1)] {
+        let ws = pair(&[64, 32, k, k], 405 + k as u64, false, &dev);
+        let (g, b) = (pair(&[64], 407, false, &dev), pair(&[64], 408, false, &dev));
+        check(&format!("conv{k}x{k}/{s} + batch norm, relu={relu}"), &[x.clone(), ws, g, b], |v| {
+            let conv = Conv2d::from_vars(v[1].clone(), None, s, k / 2);
+            conv_bn_train(&conv, &bn(&[v[0], v[2], v[3]]), v[0].as_tensor(), relu).unwrap()
+        });
+    }
 }
 
 #[test]

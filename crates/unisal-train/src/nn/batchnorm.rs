@@ -183,6 +183,15 @@ impl BatchNorm2d {
         self.eps
     }
 
+    /// What the CUDA convolution + batch norm op (`cudnn/conv_bn.rs`) takes for activations of type `dt`: gamma
+    /// then beta in one tensor of type `dt`, the running statistics, and `(eps, momentum)`.
+    #[cfg(feature = "cuda")]
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn cudnn_train_args(&self, dt: DType) -> Result<(Tensor, (Tensor, Tensor), (f64, f64))> {
+        let gb = Tensor::cat(&[&param_as(&self.weight, dt)?, &param_as(&self.bias, dt)?], 0)?;
+        Ok((gb, (param(&self.running_mean), param(&self.running_var)), (self.eps, self.momentum)))
+    }
+
     /// Updates the running statistics from batch statistics computed on the host (the CPU ops: this file's and
     /// `conv_bn_cpu.rs`) over `count` values a channel; the callers have checked the input with
     /// [`check_train_input`] (`count` at least 2).

@@ -3,7 +3,8 @@
 //! On the CPU (f32/f64) a convolution is one custom op computed as im2col + one matrix product (`conv_cpu.rs`,
 //! `im2col.rs`), so that its backward is two large matrix products and a col2im instead of candle 0.11.1's naive
 //! `conv_transpose2d`. On a CUDA device (f32, feature `cuda`, cuDNN installed) it is one op of cuDNN's forward and
-//! backward passes (`cudnn/conv.rs`); elsewhere candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
+//! backward passes (`cudnn/conv.rs`), in training one op with the batch norm after it (`cudnn/conv_bn.rs`);
+//! elsewhere candle's `conv2d`. [`ConvImpl`] forces one path (tests compare them).
 
 use std::sync::{Arc, Mutex};
 
@@ -230,6 +231,24 @@ impl Conv2d {
             saved.lock().map_err(|_| TrainError::InvalidModel("conv + batch norm: poisoned".into()))?;
         bn.update_running_host(&stats.stats, g.n * g.ho() * g.wo())?;
         Ok(Some(y))
+    }
+
+    /// Train mode on CUDA: `bn(conv(x))`, with ReLU if `relu`, as one cuDNN op (`cudnn/conv_bn.rs`), `bn`'s running
+    /// statistics updated; `None` where it does not apply (cuDNN not taking `x`, a convolution with a bias, or a
+    /// channel count that would leave beta less than 16-byte aligned behind gamma in the op's one parameter tensor).
+    pub(crate) fn train_bn_cuda(&self, x: &Tensor, bn: &BatchNorm2d, relu: bool) -> Result<Option<Tensor>> {
+        #[cfg(feature = "cuda")]
+        if super::cudnn_usable(x) && self.bias.is_none() && self.weight.as_tensor().dim(0)? % 4 == 0 {
+            let (out, _, k, _) = self.weight.as_tensor().dims4()?;
+            let g = self.geometry(x, k)?;
+            check_train_input((g.n, out, g.ho(), g.wo()))?;
+            let (gb, (mean, var), args) = bn.cudnn_train_args(x.dtype())?;
+            let w = param_as(&self.weight, x.dtype())?;
+            let op = ConvOp { g, out, keep: None };
+            return Ok(Some(super::cudnn::conv_bn_train((x, &w, &gb), op, (&mean, &var), args, relu)?));
+        }
+        let _ = (x, bn, relu);
+        Ok(None)
     }
 
     /// Eval mode on the CPU: `act(conv(x) * scale + shift [+ residual])` as one op (`conv_eval_cpu.rs`), the

@@ -1,8 +1,8 @@
 //! The element-wise CUDA kernels of `cuda/elementwise.cu` (PTX built by `build.rs`, feature `cuda`) and their
 //! launch: ReLU, the residual join `relu(a + b)`, the ReLU gradient mask and the SGD passes (in place on the
 //! momentum buffer and the weight), each one kernel where candle needs two to six (plus their allocations); the
-//! first three also in bf16. The ops that use them (`elementwise.rs`, `optim.rs`) compute the same on the CPU in
-//! Rust.
+//! first three also in bf16, and in f32 four values a thread. The ops that use them (`elementwise.rs`, `optim.rs`)
+//! compute the same on the CPU in Rust.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -41,6 +41,14 @@ impl Map {
             (k, dt) => candle_core::bail!("{k:?}: no CUDA kernel for {dt:?}"),
         })
     }
+
+    /// Values a thread of the kernel takes: 4 for the f32 ReLU kernels (16-byte loads), else 1.
+    fn per_thread(self, dtype: DType) -> usize {
+        match (self, dtype) {
+            (Map::Relu | Map::AddRelu | Map::ReluMask, DType::F32) => 4,
+            _ => 1,
+        }
+    }
 }
 
 /// The in-place kernels of `cuda/elementwise.cu` (f32 only).
@@ -73,15 +81,16 @@ pub(crate) fn map(
     p: [f32; 3],
 ) -> candle_core::Result<(CudaStorage, Shape)> {
     let Some(&(first, _)) = inputs.first() else { candle_core::bail!("{kernel:?}: no input") };
-    match first.dtype() {
-        DType::F32 => map_as::<f32>(kernel.name(DType::F32)?, inputs, p),
-        DType::BF16 => map_as::<half::bf16>(kernel.name(DType::BF16)?, inputs, p),
+    let dt = first.dtype();
+    match dt {
+        DType::F32 => map_as::<f32>((kernel.name(dt)?, kernel.per_thread(dt)), inputs, p),
+        DType::BF16 => map_as::<half::bf16>((kernel.name(dt)?, kernel.per_thread(dt)), inputs, p),
         dt => candle_core::bail!("{kernel:?}: no CUDA kernel for {dt:?}"),
     }
 }
 
 fn map_as<T: CudaDType + DeviceRepr>(
-    name: &'static str,
+    (name, per_thread): (&'static str, usize),
     inputs: &[(&CudaStorage, &Layout)],
     p: [f32; 3],
 ) -> candle_core::Result<(CudaStorage, Shape)> {
@@ -105,7 +114,7 @@ fn map_as<T: CudaDType + DeviceRepr>(
             b.arg(v);
         }
         // SAFETY: the kernel's signature is the one pushed above; it reads n values of each input, writes n.
-        unsafe { launch(name, dev, n, b) }?;
+        unsafe { launch(name, dev, n.div_ceil(per_thread), b) }?;
     }
     Ok((CudaStorage::wrap_cuda_slice(out, dev.clone()), shape))
 }
@@ -131,10 +140,11 @@ fn views<'a, T: CudaDType>(
         .collect()
 }
 
-/// Launches `b` over `n` values (grid-stride loops), timed by the op profile under `name`.
+/// Launches `b` with a thread for each of `n` values, or of `n` groups of values (grid-stride loops), timed by the
+/// op profile under `name`.
 ///
 /// # Safety
-/// `b` must hold the kernel's arguments, with buffers of at least `n` values.
+/// `b` must hold the kernel's arguments, with buffers of the lengths the kernel reads and writes.
 unsafe fn launch(
     name: &'static str,
     dev: &CudaDevice,

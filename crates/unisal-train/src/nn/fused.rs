@@ -57,11 +57,15 @@ impl FusedMode {
     }
 }
 
-/// Train-mode `bn(conv(x))`, with ReLU if `relu` (the running statistics updated): on the CPU one op
-/// (`nn/conv_bn_cpu.rs`) unless `UNISAL_FUSED_TRAIN=0`; elsewhere, or where that op does not apply, layer by layer.
+/// Train-mode `bn(conv(x))`, with ReLU if `relu` (the running statistics updated): one op on the CPU
+/// (`nn/conv_bn_cpu.rs`) and on CUDA with cuDNN (`nn/cudnn/conv_bn.rs`) unless `UNISAL_FUSED_TRAIN=0`; elsewhere,
+/// or where those ops do not apply, layer by layer.
 pub fn conv_bn_train(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, relu: bool) -> Result<Tensor> {
     if fused_train() {
         if let Some(y) = conv.train_bn_cpu(x, bn, relu)? {
+            return Ok(y);
+        }
+        if let Some(y) = conv.train_bn_cuda(x, bn, relu)? {
             return Ok(y);
         }
     }
@@ -73,7 +77,7 @@ pub fn conv_bn_train(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, relu: bool) ->
     }
 }
 
-/// Whether `UNISAL_FUSED_TRAIN` leaves the CPU's train-mode convolution + batch norm op on (anything but `0`,
+/// Whether `UNISAL_FUSED_TRAIN` leaves the train-mode convolution + batch norm ops (CPU, CUDA) on (anything but `0`,
 /// `false`, `off`).
 fn fused_train() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();

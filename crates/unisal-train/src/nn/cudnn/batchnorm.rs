@@ -34,13 +34,7 @@ pub(crate) fn train(
     (eps, momentum): (f64, f64),
     relu: bool,
 ) -> crate::error::Result<Tensor> {
-    let mode = Some(Train { momentum, saved: Arc::new(Mutex::new(None)) });
-    apply(
-        x,
-        gamma,
-        beta,
-        BnCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone(), mode },
-    )
+    apply(x, gamma, beta, BnCudnn::for_train(running, (eps, momentum), relu))
 }
 
 /// `y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta` (eval mode; f32 on CUDA); `max(0, y)` with
@@ -69,13 +63,13 @@ struct Saved {
 }
 
 /// What train mode adds: the momentum of the running statistics and what the forward saves for the backward.
-struct Train {
+pub(super) struct Train {
     momentum: f64,
     saved: Arc<Mutex<Option<Arc<Saved>>>>,
 }
 
 /// `(x, gamma, beta) -> y`: batch norm in train mode (`mode` is `Some`) or eval mode, with a fused ReLU.
-struct BnCudnn {
+pub(super) struct BnCudnn {
     eps: f64,
     relu: bool,
     running_mean: Tensor,
@@ -136,9 +130,15 @@ fn running_view<'a>(
 }
 
 impl BnCudnn {
+    /// Train mode with the running statistics `running` (`[C]`, f32), `eps` and `momentum`, with ReLU if `relu`.
+    pub(super) fn for_train(running: (&Tensor, &Tensor), (eps, momentum): (f64, f64), relu: bool) -> Self {
+        let mode = Some(Train { momentum, saved: Arc::new(Mutex::new(None)) });
+        BnCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone(), mode }
+    }
+
     /// [`candle_core::CustomOp3::cuda_fwd`] for activations of type `T` (f32 or bf16; the parameters are
     /// converted to f32 where they are not).
-    fn fwd_as<T: CudnnElem>(
+    pub(super) fn fwd_as<T: CudnnElem>(
         &self,
         (xs, xl): (&CudaStorage, &Layout),
         (gs, gl): (&CudaStorage, &Layout),
@@ -252,6 +252,21 @@ impl candle_core::CustomOp3 for BnCudnn {
                 self.eps,
             );
         };
+        let (dx, dgamma, dbeta) = self.train_grads(train, x, gamma, (res, grad))?;
+        Ok((Some(dx), Some(dgamma), Some(dbeta)))
+    }
+}
+
+impl BnCudnn {
+    /// Train mode's `(dx, dgamma, dbeta)` for the forward's input `x`, its output `res` and the output's gradient
+    /// `grad`, with the statistics the forward saved (also for `super::conv_bn`, whose `x` is its kept `z`).
+    pub(super) fn train_grads(
+        &self,
+        train: &Train,
+        x: &Tensor,
+        gamma: &Tensor,
+        (res, grad): (&Tensor, &Tensor),
+    ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
         let saved = lock(&train.saved)?.clone();
         let saved =
             saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
@@ -261,7 +276,12 @@ impl candle_core::CustomOp3 for BnCudnn {
         let (len, c) = (x.elem_count(), gamma.elem_count());
         let (g_at, b_at, _) = packed_layout(len, c);
         let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
-        Ok((Some(dx), Some(packed.narrow(0, g_at, c)?), Some(packed.narrow(0, b_at, c)?)))
+        Ok((dx, packed.narrow(0, g_at, c)?, packed.narrow(0, b_at, c)?))
+    }
+
+    /// The train mode of the op (`None` in eval mode).
+    pub(super) fn train_mode(&self) -> Option<&Train> {
+        self.mode.as_ref()
     }
 }
 

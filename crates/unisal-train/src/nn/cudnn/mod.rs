@@ -1,15 +1,16 @@
 //! GPU layers through cuDNN (loaded at run time by `ffi.rs`; feature `cuda`): convolution (forward, backward-data, backward-filter), batch norm
 //! (train mode: forward with the running statistics, backward; eval mode) and max pooling (forward, backward), each one
 //! candle custom op whose backward is another op, so that a layer is one node of the autograd graph and its
-//! gradient one or two cuDNN calls instead of candle's composed passes.
+//! gradient one or two cuDNN calls instead of candle's composed passes. In training a convolution and the batch norm
+//! after it are one node (`conv_bn.rs`); in prediction one cuDNN call with the ReLU and residual (`fused.rs`).
 //!
 //! The layers take these ops for f32 tensors on a CUDA device (`super::gpu_f32`; `UNISAL_GPU_KERNELS=0` in the
 //! environment turns them off). Convolutions use strict fp32 math unless `UNISAL_TF32=1` allows tensor-core TF32
 //! (PyTorch's `cudnn.allow_tf32`).
 //! `tests/layers_gradcheck_device.rs` checks every layer on the GPU against the f64 CPU reference.
 
-/// `cpu_fwd` of a CUDA-only `CustomOp3`, written inside the impl as `cuda_only_cpu_fwd!(CustomOp3)`: an error
-/// naming the op.
+/// `cpu_fwd` of a CUDA-only `CustomOp2` or `CustomOp3`, written inside the impl as `cuda_only_cpu_fwd!(CustomOp3)`:
+/// an error naming the op.
 macro_rules! cuda_only_cpu_fwd {
     (@fn $t:ident; $($s:ident $l:ident),+) => {
         #[allow(clippy::too_many_arguments)]
@@ -21,12 +22,14 @@ macro_rules! cuda_only_cpu_fwd {
             candle_core::bail!("{} runs on CUDA devices only", <Self as candle_core::$t>::name(self))
         }
     };
+    (CustomOp2) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp2; s1 l1, s2 l2); };
     (CustomOp3) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp3; s1 l1, s2 l2, s3 l3); };
 }
 pub(crate) use cuda_only_cpu_fwd;
 
 mod batchnorm;
 mod conv;
+mod conv_bn;
 mod ffi;
 mod fused;
 pub(crate) mod handle;
@@ -38,6 +41,7 @@ use candle_core::Tensor;
 
 pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
 pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
+pub(crate) use conv_bn::train as conv_bn_train;
 pub(crate) use fused::conv_bias_act;
 pub(crate) use pool::{backward as pool_backward, forward as pool_forward};
 
