@@ -89,6 +89,9 @@ run_case "r50-224-dual-train-sgd2"    "UNISAL_FUSED_SGD=0" "train $common --mode
 # spares candle's zero-filled gradient buffer and add at the edge between them; UNISAL_FUSED_TRAIN=0 keeps two.
 run_case "r18-224-b64-train-layered"  "UNISAL_FUSED_TRAIN=0" "train $common $r18" "-"
 run_case "r50-224-dual-train-layered" "UNISAL_FUSED_TRAIN=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+# ... and cuDNN's persistent batch norm kernels in training (an experiment: UNISAL_BN_PERSISTENT=1).
+run_case "r18-224-b64-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common $r18" "-"
+run_case "r50-224-dual-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).
@@ -120,17 +123,22 @@ if want profile; then
   # shellcheck disable=SC2086
   UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common $r18 --steps 3 > "$OUT/profile-candle.txt" 2>&1
   tail -n 20 "$OUT/profile-candle.txt"
-  # The host's side of the same step, unsynchronised: each op's time to enqueue, and the step's phases.
+  # The host's side of the same steps, unsynchronised (PROFILE_HOST=1): each op's time to enqueue. Session 13's
+  # first run: the dual ResNet-50 step is GPU-bound (its host time is mostly launches waiting on a full queue).
+  if [ "${PROFILE_HOST:-0}" = 1 ]; then
+    # shellcheck disable=SC2086
+    UNISAL_OP_PROFILE=host timeout 120 "$bin" bench train $common $r18 --steps 5 > "$OUT/profile-host-candle.txt" 2>&1
+    tail -n 20 "$OUT/profile-host-candle.txt"
+    # shellcheck disable=SC2086
+    UNISAL_OP_PROFILE=host timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 --dual \
+      --steps 3 > "$OUT/profile-host-candle-r50-dual.txt" 2>&1
+    tail -n 20 "$OUT/profile-host-candle-r50-dual.txt"
+  fi
+  # bf16 (GPU-bound at 0.43x of PyTorch's channels-last autocast in session 13's first run): its GPU time by op.
   # shellcheck disable=SC2086
-  UNISAL_OP_PROFILE=host timeout 120 "$bin" bench train $common $r18 --steps 5 > "$OUT/profile-host-candle.txt" 2>&1
-  tail -n 20 "$OUT/profile-host-candle.txt"
-  # The dual ResNet-50 step (the reference's) enqueued in 253 ms against PyTorch's 50 in session 12, host-bound:
-  # which ops take the host's time there.
-  # shellcheck disable=SC2086
-  UNISAL_OP_PROFILE=host timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 --dual \
-    --steps 3 > "$OUT/profile-host-candle-r50-dual.txt" 2>&1
-  tail -n 20 "$OUT/profile-host-candle-r50-dual.txt"
-  # ... and its GPU time by op (synchronised after each): host-bound, or waiting on a full launch queue?
+  UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common $r18 --amp bf16 --steps 3 > "$OUT/profile-candle-bf16.txt" 2>&1
+  tail -n 14 "$OUT/profile-candle-bf16.txt"
+  # The dual ResNet-50 step's GPU time by op (synchronised after each).
   # shellcheck disable=SC2086
   UNISAL_GPU_PROFILE=1 timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 --dual \
     --steps 2 > "$OUT/profile-candle-r50-dual.txt" 2>&1
@@ -144,6 +152,11 @@ if want profile; then
     --profile > "$OUT/profile-torch-r50-dual.txt" 2>&1
   grep -E "Self CUDA time total|aten::(cudnn_convolution|convolution_backward|cudnn_batch_norm|threshold_backward|relu_|add_|_foreach_|mul_|copy_|fill_|sum) " \
     "$OUT/profile-torch-r50-dual.txt" | tail -n 16
+  # ... and PyTorch's bf16 step (autocast, channels-last), by op.
+  # shellcheck disable=SC2086
+  timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --amp bf16 --channels-last --steps 3 --profile \
+    > "$OUT/profile-torch-bf16.txt" 2>&1
+  grep -E "Self CUDA time total" "$OUT/profile-torch-bf16.txt" | tail -n 1
 fi
 # 3. The loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL losses (gpu-sim
 #    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.

@@ -18,11 +18,26 @@ use candle_core::{CudaStorage, DType, Layout, Shape, Storage, Tensor};
 
 use crate::nn::elementwise::relu_mask;
 
+use super::batchnorm_bwd::{packed_layout, BnBackwardCudnn};
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
 
+/// cuDNN's batch norm mode in eval mode, and in train mode by default.
 const MODE: c_int = super::ffi::BATCHNORM_SPATIAL;
+
+/// The mode of train mode's forward and backward: [`MODE`], or with `UNISAL_BN_PERSISTENT=1` cuDNN's
+/// `SPATIAL_PERSISTENT` (faster kernels; on NCHW data a scaled integer reduction, which cuDNN documents may
+/// overflow to Inf or NaN for very large values where `SPATIAL` stays finite: an experiment for `gpu-bench.sh`).
+pub(super) fn train_mode() -> c_int {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let on = *ON.get_or_init(|| std::env::var("UNISAL_BN_PERSISTENT").is_ok_and(|v| v.trim() == "1"));
+    if on {
+        super::ffi::BATCHNORM_SPATIAL_PERSISTENT
+    } else {
+        MODE
+    }
+}
 
 /// `y = gamma * (x - mean) * invstd + beta` with the statistics of the batch `x: [N, C, H, W]` (f32 on CUDA),
 /// updating `running_mean` / `running_var` (`[C]`, f32) with `momentum`; `max(0, y)` with `relu`.
@@ -57,9 +72,9 @@ fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, op: BnCudnn) -> crate::error
 }
 
 /// The batch mean and `1 / sqrt(var + eps)` of one forward, for its backward.
-struct Saved {
-    mean: CudaSlice<f32>,
-    invstd: CudaSlice<f32>,
+pub(super) struct Saved {
+    pub(super) mean: CudaSlice<f32>,
+    pub(super) invstd: CudaSlice<f32>,
 }
 
 /// What train mode adds: the momentum of the running statistics and what the forward saves for the backward.
@@ -92,7 +107,7 @@ fn with_relu(y: CudaStorage, shape: &Shape, relu: bool) -> candle_core::Result<(
 
 /// A per-channel parameter as f32 (cuDNN's batch norm takes its parameters and statistics in f32 for bf16 data
 /// too): the storage itself, or an f32 copy.
-fn params_f32<'a>(
+pub(super) fn params_f32<'a>(
     s: &'a CudaStorage,
     l: &'a Layout,
     copy: &'a mut Option<(CudaStorage, Layout)>,
@@ -105,7 +120,7 @@ fn params_f32<'a>(
 }
 
 /// `[N, C, H, W]` of `x`, checked against `[C]` parameters (and, in train mode, more than one value a channel).
-fn dims(x: &Layout, params: &[&Layout], train: bool) -> candle_core::Result<[usize; 4]> {
+pub(super) fn dims(x: &Layout, params: &[&Layout], train: bool) -> candle_core::Result<[usize; 4]> {
     let [n, c, h, w] = *x.shape().dims() else {
         candle_core::bail!("batch norm: expected [N, C, H, W], got {:?}", x.shape())
     };
@@ -174,7 +189,22 @@ impl BnCudnn {
                             check(
                                 unsafe {
                                     (a.cudnnBatchNormalizationForwardTraining)(
-                                        h, MODE, one, zero, xd, xp, xd, yp, pd, gp, bp, m, rmp, rvp, eps, mp,
+                                        h,
+                                        train_mode(),
+                                        one,
+                                        zero,
+                                        xd,
+                                        xp,
+                                        xd,
+                                        yp,
+                                        pd,
+                                        gp,
+                                        bp,
+                                        m,
+                                        rmp,
+                                        rvp,
+                                        eps,
+                                        mp,
                                         ip,
                                     )
                                 },
@@ -287,119 +317,4 @@ impl BnCudnn {
 
 fn lock<T>(m: &Mutex<T>) -> candle_core::Result<std::sync::MutexGuard<'_, T>> {
     m.lock().map_err(|_| candle_core::Error::Msg("batch norm: poisoned".into()))
-}
-
-/// Where `dgamma` and `dbeta` start in the backward's packed output, and its length: each part starts at a multiple
-/// of 16 elements (64 bytes), so that cuDNN never writes through a less aligned pointer.
-fn packed_layout(len: usize, c: usize) -> (usize, usize, usize) {
-    let g_at = len.next_multiple_of(16);
-    let b_at = g_at + c.next_multiple_of(16);
-    (g_at, b_at, b_at + c)
-}
-
-/// `(x, dy, gamma) -> [dx | dgamma | dbeta]` (flat, at [`packed_layout`]'s offsets), without backward.
-struct BnBackwardCudnn {
-    eps: f64,
-    saved: Arc<Saved>,
-}
-
-impl candle_core::CustomOp3 for BnBackwardCudnn {
-    fn name(&self) -> &'static str {
-        "batch-norm-train-cudnn-backward"
-    }
-
-    super::cuda_only_cpu_fwd!(CustomOp3);
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        dys: &CudaStorage,
-        dyl: &Layout,
-        gs: &CudaStorage,
-        gl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        by_elem!(xs.dtype(), "batch norm backward", T => self.bwd_as::<T>((xs, xl), (dys, dyl), (gs, gl)))
-    }
-}
-
-impl BnBackwardCudnn {
-    /// The backward for activations of type `T`. cuDNN computes `dgamma` and `dbeta` in f32: straight into the
-    /// packed output for f32, else into f32 buffers converted into it.
-    fn bwd_as<T: CudnnElem>(
-        &self,
-        (xs, xl): (&CudaStorage, &Layout),
-        (dys, dyl): (&CudaStorage, &Layout),
-        (gs, gl): (&CudaStorage, &Layout),
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let dims = dims(xl, &[gl], true)?;
-        if dyl.shape() != xl.shape() {
-            candle_core::bail!("batch norm backward: gradient {:?} for input {:?}", dyl.shape(), xl.shape());
-        }
-        let (c, len) = (dims[1], xl.shape().elem_count());
-        let mut g_copy = None;
-        let (gs, gl) = params_f32(gs, gl, &mut g_copy)?;
-        let what = "batch norm";
-        let (x, dy, g) =
-            (input::<T>(xs, xl, what)?, input::<T>(dys, dyl, what)?, input::<f32>(gs, gl, what)?);
-        let (xd, pd) = (Desc::nchw_of(dims, T::DATA)?, Desc::channels(c)?);
-        let direct = T::DATA == super::ffi::DATA_FLOAT;
-        with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
-            let (g_at, b_at, total) = packed_layout(len, c);
-            let mut out = output::<T>(stream, total)?;
-            // For bf16: cuDNN's f32 dgamma and dbeta, converted into `out` below.
-            let mut temps =
-                if direct { None } else { Some((output::<f32>(stream, c)?, output::<f32>(stream, c)?)) };
-            {
-                let (mut dx, mut rest) = out.split_at_mut(g_at);
-                let (mut dg, mut db) = rest.split_at_mut(b_at - g_at);
-                let (mut dx, mut dg) = (dx.slice_mut(0..len), dg.slice_mut(0..c));
-                let ((xp, _a), (dyp, _b), (gp, _c)) = (ptr(&x, stream), ptr(&dy, stream), ptr(&g, stream));
-                let ((mp, _d), (ip, _e)) = (ptr(&self.saved.mean, stream), ptr(&self.saved.invstd, stream));
-                let (dxp, _f) = ptr_mut(&mut dx, stream);
-                let ((dgp, _g), (dbp, _h)) = (ptr_mut(&mut dg, stream), ptr_mut(&mut db, stream));
-                let temp_ptrs = temps.as_mut().map(|(g, b)| (ptr_mut(g, stream), ptr_mut(b, stream)));
-                let (dgp, dbp) = match &temp_ptrs {
-                    Some(((g32, _), (b32, _))) => (*g32, *b32),
-                    None => (dgp, dbp),
-                };
-                check(
-                    unsafe {
-                        (a.cudnnBatchNormalizationBackward)(
-                            h,
-                            MODE,
-                            scale(&ONE),
-                            scale(&ZERO),
-                            scale(&ONE),
-                            scale(&ZERO),
-                            xd.ptr,
-                            xp,
-                            xd.ptr,
-                            dyp,
-                            xd.ptr,
-                            dxp,
-                            pd.ptr,
-                            gp,
-                            dgp,
-                            dbp,
-                            self.eps,
-                            mp,
-                            ip,
-                        )
-                    },
-                    "batch norm backward",
-                )?;
-            }
-            if let Some((dg32, db32)) = temps {
-                for (part, at) in [(dg32, g_at), (db32, b_at)] {
-                    let converted = storage(part, &xs.device).to_dtype(&Layout::contiguous(c), T::DTYPE)?;
-                    let src = converted.as_cuda_slice::<T>()?;
-                    stream
-                        .memcpy_dtod(src, &mut out.slice_mut(at..at + c))
-                        .map_err(|e| candle_core::Error::Msg(format!("batch norm backward: copy: {e:?}")))?;
-                }
-            }
-            Ok((storage(out, &xs.device), Shape::from(total)))
-        })
-    }
 }

@@ -77,7 +77,8 @@ impl candle_core::CustomOp3 for ConvBnCudnn {
         let (gl, bl) = gamma_beta(gbl, self.conv.out)?;
         let (z, shape) = super::conv::forward(&self.conv, xs, xl, ws, wl)?;
         let zl = Layout::contiguous(shape);
-        let y = by_elem!(xs.dtype(), "conv + batch norm", T => self.bn.fwd_as::<T>((&z, &zl), (gbs, &gl), (gbs, &bl)))?;
+        let (z_in, g_in, b_in) = ((&z, &zl), (gbs, &gl), (gbs, &bl));
+        let y = by_elem!(xs.dtype(), "conv + batch norm", T => self.bn.fwd_as::<T>(z_in, g_in, b_in))?;
         *lock(&self.z)? = Some(z);
         Ok(y)
     }

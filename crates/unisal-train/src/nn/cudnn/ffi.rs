@@ -21,6 +21,7 @@ pub(crate) const TENSOR_OP_MATH: c_int = 1;
 pub(crate) const TENSOR_OP_MATH_ALLOW_CONVERSION: c_int = 2;
 pub(crate) const FMA_MATH: c_int = 3;
 pub(crate) const BATCHNORM_SPATIAL: c_int = 1;
+pub(crate) const BATCHNORM_SPATIAL_PERSISTENT: c_int = 2;
 pub(crate) const POOLING_MAX: c_int = 0;
 pub(crate) const PROPAGATE_NAN: c_int = 1;
 pub(crate) const ACTIVATION_RELU: c_int = 1;

@@ -28,6 +28,7 @@ macro_rules! cuda_only_cpu_fwd {
 pub(crate) use cuda_only_cpu_fwd;
 
 mod batchnorm;
+mod batchnorm_bwd;
 mod conv;
 mod conv_bn;
 mod ffi;
