@@ -92,6 +92,11 @@ run_case "r50-224-dual-train-layered" "UNISAL_FUSED_TRAIN=0" "train $common --mo
 # ... and cuDNN's persistent batch norm kernels in training (an experiment: UNISAL_BN_PERSISTENT=1).
 run_case "r18-224-b64-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common $r18" "-"
 run_case "r50-224-dual-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+# ... and a convolution workspace of up to 32 GiB instead of 2 (PyTorch's timed search takes FFT algorithms for some
+# of ResNet-50's layers, which need more).
+run_case "r18-224-b64-train-ws"       "UNISAL_CUDNN_WORKSPACE_MB=32768" "train $common $r18" "-"
+run_case "r50-224-dual-train-ws"      "UNISAL_CUDNN_WORKSPACE_MB=32768" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-ws-bnpersist" "UNISAL_CUDNN_WORKSPACE_MB=32768 UNISAL_BN_PERSISTENT=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).

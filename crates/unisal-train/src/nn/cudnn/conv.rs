@@ -97,10 +97,15 @@ thread_local! {
     static WORKSPACE_BYTES: RefCell<HashMap<WorkspaceKey, usize>> = RefCell::new(HashMap::new());
 }
 
-/// The most workspace one convolution may take.
-const MAX_WORKSPACE: usize = 2 << 30;
+/// The most workspace one convolution may take: 2 GiB, or `UNISAL_CUDNN_WORKSPACE_MB` (PyTorch's timed search
+/// allows as much as the device has free, and takes FFT algorithms for some of ResNet-50's layers).
+fn max_workspace() -> usize {
+    static MAX: OnceLock<usize> = OnceLock::new();
+    let mb = || std::env::var("UNISAL_CUDNN_WORKSPACE_MB").ok()?.trim().parse::<usize>().ok();
+    *MAX.get_or_init(|| mb().map_or(2 << 30, |mb| mb << 20))
+}
 
-/// The first of cuDNN's ranked results that ran, fits [`MAX_WORKSPACE`] and keeps to the allowed math (for data of
+/// The first of cuDNN's ranked results that ran, fits [`max_workspace`] and keeps to the allowed math (for data of
 /// type `data`).
 fn choose(what: &str, results: &[AlgoPerf], data: c_int) -> candle_core::Result<Choice> {
     let tensor = tensor_ops(data);
@@ -108,7 +113,7 @@ fn choose(what: &str, results: &[AlgoPerf], data: c_int) -> candle_core::Result<
         .iter()
         .find(|p| {
             p.status == ffi::STATUS_SUCCESS
-                && p.memory <= MAX_WORKSPACE
+                && p.memory <= max_workspace()
                 && (tensor
                     || !matches!(p.math_type, ffi::TENSOR_OP_MATH | ffi::TENSOR_OP_MATH_ALLOW_CONVERSION))
         })
@@ -378,7 +383,7 @@ mod tests {
         let ranked = [
             perf(6, 3000, 0, ffi::FMA_MATH),                      // did not run
             perf(5, ffi::STATUS_SUCCESS, 0, ffi::TENSOR_OP_MATH), // TF32
-            perf(4, ffi::STATUS_SUCCESS, MAX_WORKSPACE + 1, ffi::DEFAULT_MATH), // too much workspace
+            perf(4, ffi::STATUS_SUCCESS, max_workspace() + 1, ffi::DEFAULT_MATH), // too much workspace
             perf(1, ffi::STATUS_SUCCESS, 1 << 20, ffi::DEFAULT_MATH),
             perf(0, ffi::STATUS_SUCCESS, 0, ffi::FMA_MATH),
         ];
