@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod device;
 pub mod error;
 pub mod loss;
+mod loss_device;
 pub mod memory;
 pub mod metrics;
 pub mod models;

@@ -3,8 +3,9 @@
 //! reference's quirks with `faithful`).
 //!
 //! Batches are laid out as the trainer feeds them: the `labels.len()` labeled images first, then the unlabeled
-//! ones, in the same order for both networks. Pseudo-labels, gates and contrastive masks are computed on the host
-//! from detached probabilities, so no gradient flows through them.
+//! ones, in the same order for both networks. Pseudo-labels, gates and contrastive masks are computed from detached
+//! probabilities, so no gradient flows through them: on the host, or for data on a GPU on the device
+//! (`loss_device.rs`, the same results without the device sync).
 
 use crate::error::{Result, TrainError};
 use candle_core::{DType, Tensor, D};
@@ -45,6 +46,20 @@ pub struct LossParts {
     /// B trained on A's confident pseudo-labels.
     pub pseudo_b: Tensor,
     pub contrastive: Tensor,
+    /// See [`LossParts::counts`].
+    counts: Counts,
+}
+
+/// The counts of [`LossParts::counts`]: on the host, or a `[3]` tensor left on the device until asked for.
+#[derive(Debug, Clone)]
+enum Counts {
+    Host([usize; 3]),
+    Device(Tensor),
+}
+
+/// Counts of one iteration for the progress report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LossCounts {
     /// Unlabeled images whose B pseudo-label passed the gate (used for A).
     pub gated_for_a: usize,
     /// Unlabeled images whose A pseudo-label passed the gate (used for B).
@@ -59,6 +74,24 @@ impl LossParts {
         let pseudo = (&self.pseudo_a + &self.pseudo_b)?.affine(lambda, 0.0)?;
         let cl = self.contrastive.affine(contrastive_weight, 0.0)?;
         Ok(((&self.supervised + pseudo)? + cl)?)
+    }
+
+    /// The terms `[supervised, pseudo_a, pseudo_b, contrastive]` with counts computed on the device.
+    pub(crate) fn with_device_counts(terms: [Tensor; 4], counts: Tensor) -> Self {
+        let [supervised, pseudo_a, pseudo_b, contrastive] = terms;
+        Self { supervised, pseudo_a, pseudo_b, contrastive, counts: Counts::Device(counts) }
+    }
+
+    /// The gated and anchor counts (a device sync where they were computed on the device).
+    pub fn counts(&self) -> Result<LossCounts> {
+        let [gated_for_a, gated_for_b, anchors] = match &self.counts {
+            Counts::Host(c) => *c,
+            Counts::Device(t) => {
+                let v = t.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+                [0, 1, 2].map(|i| v.get(i).map_or(0, |x| x.round() as usize))
+            }
+        };
+        Ok(LossCounts { gated_for_a, gated_for_b, anchors })
     }
 
     /// The terms as numbers (a device sync), with the total for the given weights.
@@ -239,8 +272,29 @@ pub fn contrastive_labels(
     labels.iter().map(|&y| Some(y)).chain(unlabeled).collect()
 }
 
+/// Where [`dual_losses_with`] computes the pseudo-labels, gates and contrastive masks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossPath {
+    /// On the host: the probabilities are read back (a device sync on a GPU).
+    Host,
+    /// On the device (`crate::loss_device`), with the same results; the counts stay there until asked for.
+    Device,
+    /// On the device for data on a GPU (unless `UNISAL_DEVICE_LOSSES=0`), on the host for data on the CPU.
+    Auto,
+}
+
 /// All three losses of one iteration for a mixed batch whose first `labels.len()` rows are labeled.
 pub fn dual_losses(out: DualOutputs<'_>, labels: &[u32], cfg: &LossConfig) -> Result<LossParts> {
+    dual_losses_with(out, labels, cfg, LossPath::Auto)
+}
+
+/// [`dual_losses`] with the pseudo-labels, gates and masks computed where `path` says.
+pub fn dual_losses_with(
+    out: DualOutputs<'_>,
+    labels: &[u32],
+    cfg: &LossConfig,
+    path: LossPath,
+) -> Result<LossParts> {
     let (n, _) = out.logits_a.dims2()?;
     let nl = labels.len();
     if nl > n || out.logits_b.dims2()?.0 != n {
@@ -250,6 +304,14 @@ pub fn dual_losses(out: DualOutputs<'_>, labels: &[u32], cfg: &LossConfig) -> Re
         )));
     }
     let nu = n - nl;
+    let on_device = match path {
+        LossPath::Host => false,
+        LossPath::Device => true,
+        LossPath::Auto => !out.logits_a.device().is_cpu() && crate::nn::env_not_off("UNISAL_DEVICE_LOSSES"),
+    };
+    if on_device && nu > 0 {
+        return crate::loss_device::dual_losses(out, labels, cfg);
+    }
     let sup_a = cross_entropy(&out.logits_a.narrow(0, 0, nl)?, labels)?;
     let sup_b = cross_entropy(&out.logits_b.narrow(0, 0, nl)?, labels)?;
     let supervised = (sup_a + sup_b)?;
@@ -262,7 +324,8 @@ pub fn dual_losses(out: DualOutputs<'_>, labels: &[u32], cfg: &LossConfig) -> Re
     let cl_labels = contrastive_labels(labels, &pl_a, &pl_b);
     let (contrastive, anchors) =
         contrastive_loss(out.proj_a, out.proj_b, &cl_labels, cfg.temperature, cfg.faithful)?;
-    Ok(LossParts { supervised, pseudo_a, pseudo_b, contrastive, gated_for_a, gated_for_b, anchors })
+    let counts = Counts::Host([gated_for_a, gated_for_b, anchors]);
+    Ok(LossParts { supervised, pseudo_a, pseudo_b, contrastive, counts })
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! Parity of the UniSAL losses, their gradients and the SGD-momentum step with PyTorch (float64).
 //!
 //! The reference values come from `scripts/torch_parity.py` (committed with its output
-//! `tests/data/parity.json`); this test recomputes everything with candle and compares within 1e-5 relative.
+//! `tests/data/parity.json`); this test recomputes everything with candle and compares within 1e-5 relative, with
+//! the pseudo-labels computed on the host and on the device (`LossPath`).
 
 use candle_core::{Device, Tensor, Var};
 use serde_json::Value;
-use unisal_train::loss::{self, DualOutputs, LossConfig};
+use unisal_train::loss::{self, DualOutputs, LossConfig, LossPath};
 use unisal_train::optim::Sgd;
 
 fn parity() -> Value {
@@ -82,7 +83,7 @@ fn check_grads(value: &Tensor, x: &Inputs, want: &Value, what: &str) {
     }
 }
 
-fn run(faithful: bool) {
+fn run(faithful: bool, path: LossPath) {
     let d = parity();
     let x = inputs(&d);
     let cfg = LossConfig {
@@ -96,11 +97,12 @@ fn run(faithful: bool) {
         proj_a: x.za.as_tensor(),
         proj_b: x.zb.as_tensor(),
     };
-    let parts = loss::dual_losses(out, &x.labels, &cfg).unwrap();
+    let parts = loss::dual_losses_with(out, &x.labels, &cfg, path).unwrap();
     let form = if faithful { "faithful" } else { "clean" };
-    assert_eq!(parts.gated_for_a as u64, d["gated_for_a"].as_u64().unwrap());
-    assert_eq!(parts.gated_for_b as u64, d["gated_for_b"].as_u64().unwrap());
-    assert_eq!(parts.anchors as u64, d[format!("anchors_{form}")].as_u64().unwrap());
+    let counts = parts.counts().unwrap();
+    assert_eq!(counts.gated_for_a as u64, d["gated_for_a"].as_u64().unwrap());
+    assert_eq!(counts.gated_for_b as u64, d["gated_for_b"].as_u64().unwrap());
+    assert_eq!(counts.anchors as u64, d[format!("anchors_{form}")].as_u64().unwrap());
     let scalar = |t: &Tensor| t.to_scalar::<f64>().unwrap();
     close(scalar(&parts.supervised), d["supervised"].as_f64().unwrap(), "supervised");
     close(scalar(&parts.pseudo_a), d["pseudo_a"].as_f64().unwrap(), "pseudo_a");
@@ -123,12 +125,19 @@ fn run(faithful: bool) {
 
 #[test]
 fn clean_losses_and_gradients_match_torch() {
-    run(false);
+    run(false, LossPath::Host);
 }
 
 #[test]
 fn faithful_contrastive_matches_torch() {
-    run(true);
+    run(true, LossPath::Host);
+}
+
+/// The same with the pseudo-labels, gates and masks computed by tensor ops (the path of data on a GPU).
+#[test]
+fn the_device_path_matches_torch_too() {
+    run(false, LossPath::Device);
+    run(true, LossPath::Device);
 }
 
 #[test]

@@ -161,6 +161,7 @@ pub fn run_round(
         let done = it + 1;
         if done % cfg.progress_every == 0 || done == total {
             last_terms = parts.terms(lambda, cfg.contrastive_weight)?;
+            let counts = parts.counts()?;
             if !last_terms.total.is_finite() {
                 return Err(TrainError::InvalidInput(format!(
                     "training diverged at iteration {done} (loss {}): lower the learning rate",
@@ -183,9 +184,9 @@ pub fn run_round(
                 ("contrastive".into(), last_terms.contrastive),
                 ("lr".into(), lr),
                 ("lambda".into(), lambda),
-                ("gated_for_a".into(), parts.gated_for_a as f64),
-                ("gated_for_b".into(), parts.gated_for_b as f64),
-                ("anchors".into(), parts.anchors as f64),
+                ("gated_for_a".into(), counts.gated_for_a as f64),
+                ("gated_for_b".into(), counts.gated_for_b as f64),
+                ("anchors".into(), counts.anchors as f64),
                 ("images_per_s".into(), ips),
                 ("eta_s".into(), eta),
             ];
