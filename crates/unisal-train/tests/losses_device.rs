@@ -1,0 +1,72 @@
+//! The UniSAL losses with their pseudo-labels, gates and contrastive masks computed on the device
+//! (`LossPath::Device`, what training on a GPU uses) against the host path on the same tensors, on the device
+//! named by `UNISAL_TEST_DEVICE` (`cpu` when unset; `cuda` on a lent GPU, run by `scripts/gpu-bench.sh`): the
+//! same counts, totals and gradients. Both paths see the same probabilities, so every gate decides alike.
+
+use candle_core::{Device, Tensor, Var};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use unisal_train::device::DeviceChoice;
+use unisal_train::loss::{dual_losses_with, DualOutputs, LossConfig, LossPath};
+
+fn device() -> Device {
+    let name = std::env::var("UNISAL_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
+    let choice: DeviceChoice = name.parse().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
+    choice.resolve().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"))
+}
+
+/// `rows x cols` f32 values on `dev`: uniform in [-spread, spread), every fifth row tied at its two first columns.
+fn var(rows: usize, cols: usize, spread: f32, seed: u64, dev: &Device) -> Var {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut v: Vec<f32> = (0..rows * cols).map(|_| rng.gen_range(-spread..spread)).collect();
+    for r in (0..rows).step_by(5) {
+        v[r * cols] = spread + 1.0;
+        v[r * cols + 1] = spread + 1.0;
+    }
+    Var::from_tensor(&Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap().to_device(dev).unwrap())
+        .unwrap()
+}
+
+fn host(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_device(&Device::Cpu).unwrap().to_vec1().unwrap()
+}
+
+#[test]
+fn the_device_path_matches_the_host_path_on_the_test_device() {
+    let dev = device();
+    let (nl, nu, classes) = (64, 64, 5);
+    let labels: Vec<u32> = (0..nl as u32).map(|i| i % classes as u32).collect();
+    for (k, (tau, faithful, spread)) in
+        [(0.7, false, 4.0), (0.7, true, 4.0), (0.95, false, 8.0), (0.0, true, 1.0)].into_iter().enumerate()
+    {
+        let seed = 10 * k as u64;
+        let (la, lb) =
+            (var(nl + nu, classes, spread, seed, &dev), var(nl + nu, classes, spread, seed + 1, &dev));
+        let (za, zb) = (var(nl + nu, 16, 1.0, seed + 2, &dev), var(nl + nu, 16, 1.0, seed + 3, &dev));
+        let out = DualOutputs {
+            logits_a: la.as_tensor(),
+            logits_b: lb.as_tensor(),
+            proj_a: za.as_tensor(),
+            proj_b: zb.as_tensor(),
+        };
+        let cfg = LossConfig { tau, temperature: 0.15, faithful };
+        let what = format!("tau {tau}, faithful {faithful}");
+        let on_host = dual_losses_with(out, &labels, &cfg, LossPath::Host).unwrap();
+        let on_device = dual_losses_with(out, &labels, &cfg, LossPath::Device).unwrap();
+        let counts = on_host.counts().unwrap();
+        eprintln!("{what}: {counts:?}");
+        assert_eq!(counts, on_device.counts().unwrap(), "{what}: counts");
+        let (h, d) = (on_host.total(0.5, 0.3).unwrap(), on_device.total(0.5, 0.3).unwrap());
+        let (hv, dv) = (host(&h)[0], host(&d)[0]);
+        assert!((hv - dv).abs() <= 1e-5 * hv.abs().max(1.0), "{what}: total {hv} against {dv}");
+        let (gh, gd) = (h.backward().unwrap(), d.backward().unwrap());
+        for (v, name) in
+            [(&la, "logits A"), (&lb, "logits B"), (&za, "projections A"), (&zb, "projections B")]
+        {
+            let (a, b) = (host(gh.get(v.as_tensor()).unwrap()), host(gd.get(v.as_tensor()).unwrap()));
+            let scale = a.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-6);
+            let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+            assert!(worst <= 1e-4 * scale, "{what}: gradient of {name} off by {worst:.3e} of {scale:.3e}");
+        }
+    }
+}
