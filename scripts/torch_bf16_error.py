@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How far PyTorch's own bf16 mixed precision is from fp32/f64 on the checks of our bf16 device tests.
 
-The device tests (`tests/models.rs`: narrow_resnet18_in_bf16_is_close_to_pytorch_fp32_on_cuda;
+The device tests (`tests/models_device.rs`: narrow_resnet18_in_bf16_is_close_to_pytorch_fp32_on_cuda;
 `tests/layers_gradcheck_device.rs`: bf16_layers_match_the_cpu_reference) compare our bf16 layers with an f64
 reference. This script measures the error that PyTorch's autocast to bf16 has on the same checks (CPU autocast: the
 convolutions and linear layers in bf16, batch norm on bf16 activations with f32 parameters, as ours), so that a

@@ -1,63 +1,19 @@
-//! Networks: torchvision key names and shapes, PyTorch parity of a (narrow) ResNet-18 forward in eval and train
-//! mode and of its gradients (and, on CUDA, in bf16 mixed precision), an eval forward without a graph (`NoGrad`),
-//! deterministic initialisation, save/load, input checks.
+//! Networks on the CPU: torchvision key names and shapes, PyTorch parity of (narrow) ResNet-18 and ResNet-50
+//! forwards in eval and train mode and of their gradients, an eval forward without a graph (`NoGrad`),
+//! deterministic initialisation, save/load, input checks. `models_device.rs` runs the parity on a GPU.
 //!
 //! The reference data come from `scripts/torch_resnet_ref.py` (committed under `tests/data/`).
-//!
-//! `narrow_resnet18_matches_pytorch_on_the_test_device` runs the same parity on the device named by
-//! `UNISAL_TEST_DEVICE` (`cpu` when unset; `cuda` or `metal` on a machine that has one): it shows that the GPU build
-//! computes what PyTorch computes, not only that it runs fast.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use serde_json::Value;
-use unisal_train::device::DeviceChoice;
 use unisal_train::models::{build_network, Arch, NetConfig, Network, PROJ_DIM};
 use unisal_train::nn::VarKind;
 use unisal_train::weights::load_pretrained;
 
-/// `UNISAL_TRAIN_TEST_DATA` may point to a copy of `tests/data` when the binary runs away from its source tree
-/// (on a lent GPU, see `scripts/gpu-bench.sh`).
-fn data(name: &str) -> PathBuf {
-    let dir = std::env::var_os("UNISAL_TRAIN_TEST_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data")));
-    dir.join(name)
-}
-
-fn json(name: &str) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(data(name)).unwrap()).unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
-}
-
-fn values(t: &Tensor) -> Vec<f32> {
-    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-}
-
-/// max |a - b| <= tol * max |b| (relative to the tensor's scale).
-fn assert_close(what: &str, got: &[f32], expected: &[f32], tol: f32) {
-    assert_eq!(got.len(), expected.len(), "{what}: length");
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let worst = got.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    eprintln!("{what}: max abs error {worst:.3e}, scale {scale:.3e}, relative {:.3e}", worst / scale);
-    assert!(worst <= tol * scale, "{what}: max abs error {worst} > {tol} x {scale}");
-}
-
-/// rms(a - b) <= tol * max |b|: for bf16 mixed precision, where a ReLU mask flipped by rounding puts a few values
-/// as far off as the gradient itself.
-fn assert_rms_close(what: &str, got: &[f32], expected: &[f32], tol: f32) {
-    assert_eq!(got.len(), expected.len(), "{what}: length");
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    let sq: f64 = got.iter().zip(expected).map(|(a, b)| f64::from(a - b).powi(2)).sum();
-    let rms = (sq / expected.len().max(1) as f64).sqrt() as f32;
-    eprintln!("{what}: rms error {rms:.3e}, scale {scale:.3e}, relative {:.3e}", rms / scale);
-    assert!(rms <= tol * scale, "{what}: rms error {rms} > {tol} x {scale}");
-}
+mod models_support;
+use models_support::{assert_close, data, floats, json, values};
 
 #[test]
 fn full_width_resnets_have_torchvision_keys_and_shapes() {
@@ -365,91 +321,5 @@ fn narrow_resnet50_matches_pytorch_in_eval_and_train_mode_with_gradients() {
                 assert_close(&format!("grad {name}"), &values(got), &floats(expected), train_tol(name));
             }
         }
-    }
-}
-
-fn device() -> (Device, f32) {
-    let name = std::env::var("UNISAL_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
-    let choice: DeviceChoice = name.parse().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
-    let device = choice.resolve().unwrap_or_else(|e| panic!("UNISAL_TEST_DEVICE={name}: {e}"));
-    eprintln!("device parity on {device:?}");
-    // GPU reductions sum in another order than the CPU's, and cuDNN may pick TF32-capable algorithms: on the H200
-    // (2026-11-26) the worst error was 5.8e-4 relative (conv1.weight's gradient), so 1e-3 there.
-    let tol = if device.is_cpu() { 1e-4 } else { 1e-3 };
-    (device, tol)
-}
-
-#[test]
-fn narrow_resnet18_matches_pytorch_on_the_test_device() {
-    let (device, tol) = device();
-    let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(data("resnet18_w8_ref.json")).unwrap()).unwrap();
-    let mut cfg = NetConfig::new(Arch::ResNet18, 5, 1);
-    cfg.width = 8;
-    let net = Network::new(&cfg, &device).unwrap();
-    let report = load_pretrained(&net, &data("resnet18_w8.safetensors")).unwrap();
-    assert!(report.head_loaded && report.proj_loaded, "{report:?}");
-
-    let x32 = Tensor::from_vec(floats(&reference["input"]), (2, 3, 32, 32), &device).unwrap();
-    let out = net.forward(&x32, false).unwrap();
-    let e = &reference["eval"];
-    assert_close("eval logits", &values(&out.logits), &floats(&e["logits"]), tol);
-    assert_close("eval proj", &values(&out.proj), &floats(&e["proj"]), tol);
-
-    let input = candle_core::safetensors::load(data("resnet18_w8_train_input.safetensors"), &device).unwrap();
-    let out = net.forward(&input["input"], true).unwrap();
-    let t = &reference["train"];
-    assert_close("train logits", &values(&out.logits), &floats(&t["logits"]), tol);
-    assert_close("train proj", &values(&out.proj), &floats(&t["proj"]), tol);
-    let vars: HashMap<String, _> = net.named_vars().into_iter().map(|v| (v.name, v.var)).collect();
-    for (name, expected) in reference["train_running"].as_object().unwrap() {
-        assert_close(name, &values(vars[name].as_tensor()), &floats(expected), tol);
-    }
-    let g = Tensor::from_vec(floats(&reference["grad_weights"]), (2, 5), &device).unwrap();
-    let loss = (&out.logits * g).unwrap().sum_all().unwrap();
-    let grads = loss.backward().unwrap();
-    for (name, expected) in reference["grads"].as_object().unwrap() {
-        let got = grads.get(vars[name].as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
-        assert_close(&format!("grad {name}"), &values(got), &floats(expected), tol);
-    }
-}
-
-#[test]
-fn narrow_resnet18_in_bf16_is_close_to_pytorch_fp32_on_cuda() {
-    // Mixed precision (bf16 activations, f32 weights) against PyTorch's fp32 numbers. The train-mode logits and
-    // gradients are compared by their root mean square error, within 2.5 times what PyTorch's own bf16 autocast
-    // has on the same data (`scripts/torch_bf16_error.py`, `results/bf16-error/torch-cpu.json`): this narrow
-    // network's batch norms see 8 to 2,048 values a channel, so bf16's rounding flips ReLU masks and moves the
-    // statistics; PyTorch's largest errors reach 0.28-0.46 of the largest gradient (session 12's H200 run failed
-    // the former largest-error check at 0.33 on layer1.0.conv1.weight).
-    let (device, _) = device();
-    if !device.is_cuda() {
-        eprintln!("skipped: bf16 mixed precision is for CUDA devices (UNISAL_TEST_DEVICE=cuda)");
-        return;
-    }
-    let reference = json("resnet18_w8_ref.json");
-    let mut cfg = NetConfig::new(Arch::ResNet18, 5, 1);
-    cfg.width = 8;
-    cfg.bf16 = true;
-    let net = Network::new(&cfg, &device).unwrap();
-    load_pretrained(&net, &data("resnet18_w8.safetensors")).unwrap();
-    let x32 = Tensor::from_vec(floats(&reference["input"]), (2, 3, 32, 32), &device).unwrap();
-    let out = net.forward(&x32, false).unwrap();
-    assert_eq!(out.logits.dtype(), candle_core::DType::F32);
-    assert_close("bf16 eval logits", &values(&out.logits), &floats(&reference["eval"]["logits"]), 5e-2);
-    let input = candle_core::safetensors::load(data("resnet18_w8_train_input.safetensors"), &device).unwrap();
-    let out = net.forward(&input["input"], true).unwrap();
-    let train_logits = &floats(&reference["train"]["logits"]);
-    assert_rms_close("bf16 train logits", &values(&out.logits), train_logits, 5e-2);
-    let g = Tensor::from_vec(floats(&reference["grad_weights"]), (2, 5), &device).unwrap();
-    let grads = (&out.logits * g).unwrap().sum_all().unwrap().backward().unwrap();
-    let vars: HashMap<String, _> = net.named_vars().into_iter().map(|v| (v.name, v.var)).collect();
-    // PyTorch bf16's rms errors: 5.4e-3, 7.7e-2, 1.7e-1 and 1.1e-1 of the largest value.
-    for (name, tol) in
-        [("fc.weight", 1.5e-2), ("layer1.0.conv1.weight", 0.2), ("bn1.weight", 0.4), ("conv1.weight", 0.3)]
-    {
-        let got = grads.get(vars[name].as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
-        assert_eq!(got.dtype(), candle_core::DType::F32, "{name}: the weights' gradients stay f32");
-        assert_rms_close(&format!("bf16 grad {name}"), &values(got), &floats(&reference["grads"][name]), tol);
     }
 }
