@@ -18,7 +18,7 @@ rm -rf .gpu && mkdir -p .gpu
 xz -9 -T2 -c "$target/release/unisal" > .gpu/unisal.xz
 # The device tests (run there with UNISAL_TEST_DEVICE=cuda by gpu-bench.sh).
 mkdir -p .gpu/tests
-for t in models_device layers_gradcheck_device losses_device; do
+for t in models_device layers_gradcheck_device training_device; do
   exe=$(cargo test --release -p unisal-train --features cuda --test "$t" --no-run --message-format=json \
     | python3 -c 'import json,sys; print([m["executable"] for m in map(json.loads, sys.stdin) if m.get("executable")][-1])')
   xz -9 -T2 -c "$exe" > ".gpu/tests/$t.xz"

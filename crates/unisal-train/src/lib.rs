@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod predict;
 pub mod schedule;
 pub mod trainer;
+pub mod upload;
 pub mod weights;
 
 pub use error::{Result, TrainError};

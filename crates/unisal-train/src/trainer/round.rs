@@ -11,7 +11,7 @@ use crate::optim::Sgd;
 use crate::pipeline::{prefetch_ordered, train_batch, ImageCache, LabeledSampler, UnlabeledSampler};
 use crate::predict::{predict_pair, PredictOptions};
 use crate::schedule::Schedule;
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use std::time::Instant;
 use unisal_core::events::{CancelToken, NoProgress, Progress, ProgressSink};
 use unisal_core::learner::{ImageSource, LabeledPatch, LossTerms, TrainConfig};
@@ -126,6 +126,7 @@ pub fn run_round(
         let u: Vec<i64> = usampler.batch(it).into_iter().map(|i| inp.unlabeled[i]).collect();
         train_batch(inp.cache, inp.images, &l, &u, cfg.crop, cfg.seed, it)
     };
+    let mut uploader = crate::upload::Uploader::new();
     let consume = |it: u64, batch: crate::pipeline::TrainBatch| -> Result<()> {
         if cancel.is_cancelled() {
             return Err(TrainError::Cancelled);
@@ -137,8 +138,8 @@ pub fn run_round(
             *part += (now - lap).as_secs_f64();
             lap = now;
         };
-        let xa = Tensor::from_vec(batch.view_a, (n, 3, crop, crop), inp.device)?;
-        let xb = Tensor::from_vec(batch.view_b, (n, 3, crop, crop), inp.device)?;
+        let xa = uploader.tensor(batch.view_a, (n, 3, crop, crop), inp.device)?;
+        let xb = uploader.tensor(batch.view_b, (n, 3, crop, crop), inp.device)?;
         tick(&mut clock.upload);
         let oa = pair.a.forward(&xa, true)?;
         let ob = pair.b.forward(&xb, true)?;

@@ -1,13 +1,16 @@
-//! The UniSAL losses with their pseudo-labels, gates and contrastive masks computed on the device
-//! (`LossPath::Device`, what training on a GPU uses) against the host path on the same tensors, on the device
-//! named by `UNISAL_TEST_DEVICE` (`cpu` when unset; `cuda` on a lent GPU, run by `scripts/gpu-bench.sh`): the
-//! same counts, totals and gradients. Both paths see the same probabilities, so every gate decides alike.
+//! What the training loop does on the device named by `UNISAL_TEST_DEVICE` (`cpu` when unset; `cuda` on a lent
+//! GPU, run by `scripts/gpu-bench.sh`):
+//! - the UniSAL losses with their pseudo-labels, gates and contrastive masks computed on the device
+//!   (`LossPath::Device`, what training on a GPU uses) against the host path on the same tensors: the same counts,
+//!   totals and gradients (both paths see the same probabilities, so every gate decides alike);
+//! - the batch upload (on CUDA through pinned buffers used in turn): each tensor holds its batch's values.
 
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use unisal_train::device::DeviceChoice;
 use unisal_train::loss::{dual_losses_with, DualOutputs, LossConfig, LossPath};
+use unisal_train::upload::Uploader;
 
 fn device() -> Device {
     let name = std::env::var("UNISAL_TEST_DEVICE").unwrap_or_else(|_| "cpu".into());
@@ -68,5 +71,22 @@ fn the_device_path_matches_the_host_path_on_the_test_device() {
             let worst = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
             assert!(worst <= 1e-4 * scale, "{what}: gradient of {name} off by {worst:.3e} of {scale:.3e}");
         }
+    }
+}
+
+#[test]
+fn uploaded_batches_hold_their_values_while_the_buffers_turn() {
+    // More uploads than buffers, of two sizes, each read back after later uploads were enqueued.
+    let dev = device();
+    let mut up = Uploader::new();
+    let mut kept = Vec::new();
+    for k in 0..9usize {
+        let n = if k < 6 { 2 } else { 3 };
+        let data: Vec<f32> = (0..n * 3 * 8 * 8).map(|i| (i * 31 + k * 7) as f32 % 101.0).collect();
+        kept.push((up.tensor(data.clone(), (n, 3, 8, 8), &dev).unwrap(), data));
+    }
+    for (k, (t, data)) in kept.iter().enumerate() {
+        assert_eq!(t.dims()[0], data.len() / (3 * 8 * 8), "upload {k}: shape");
+        assert_eq!(&host(t), data, "upload {k}: values");
     }
 }

@@ -1,0 +1,145 @@
+//! Uploads a training batch's images to the device.
+//!
+//! On CUDA the copy goes through page-locked (pinned) host buffers, used in turn: the batch is written into one,
+//! and the copy to the device is enqueued asynchronously. A copy from ordinary (pageable) memory waits for the
+//! stream's earlier work, the previous iteration's backward, so the host could not enqueue the next iteration while
+//! the GPU ran the last. A buffer is written again only after its last copy ran (cudarc's pinned slice waits for
+//! that); with four buffers and two uploads an iteration the host may run an iteration ahead. Where pinned memory
+//! cannot be had, or with `UNISAL_PINNED_UPLOAD=0`, and on other devices, it is `Tensor::from_vec`.
+
+use candle_core::{Device, Shape, Tensor};
+
+use crate::error::Result;
+
+/// Buffers in turn: two uploads (the two views) an iteration, for two iterations.
+#[cfg(feature = "cuda")]
+const SLOTS: usize = 4;
+
+/// The uploader of one training loop (its pinned buffers live as long as it does).
+#[derive(Default)]
+pub struct Uploader {
+    #[cfg(feature = "cuda")]
+    slots: Vec<Option<candle_core::cuda_backend::cudarc::driver::PinnedHostSlice<f32>>>,
+    #[cfg(feature = "cuda")]
+    next: usize,
+    #[cfg(feature = "cuda")]
+    off: bool,
+}
+
+impl Uploader {
+    /// An uploader with no buffers yet (they are made at the first upload to a CUDA device).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `data` as a tensor of `shape` on `device`.
+    pub fn tensor(&mut self, data: Vec<f32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        #[cfg(feature = "cuda")]
+        if let Device::Cuda(cuda) = device {
+            if !self.off && crate::nn::env_not_off("UNISAL_PINNED_UPLOAD") {
+                match self.pinned(&data, &shape, cuda) {
+                    Ok(t) => return Ok(t),
+                    Err(e) => {
+                        eprintln!("unisal: pinned upload unavailable ({e}); uploading from pageable memory");
+                        self.off = true;
+                    }
+                }
+            }
+        }
+        Ok(Tensor::from_vec(data, shape, device)?)
+    }
+
+    /// The upload through the next pinned buffer.
+    #[cfg(feature = "cuda")]
+    fn pinned(&mut self, data: &[f32], shape: &Shape, cuda: &candle_core::CudaDevice) -> Result<Tensor> {
+        use candle_core::cuda_backend::cudarc::driver::PinnedHostSlice;
+        use candle_core::CudaStorage;
+        let msg = |what: &str, e: &dyn std::fmt::Debug| {
+            candle_core::Error::Msg(format!("pinned upload: {what}: {e:?}"))
+        };
+        if data.len() != shape.elem_count() {
+            return Err(candle_core::Error::Msg(format!(
+                "upload: {} values for shape {shape:?}",
+                data.len()
+            ))
+            .into());
+        }
+        let stream = cuda.cuda_stream();
+        if self.slots.len() < SLOTS {
+            self.slots.resize_with(SLOTS, || None);
+        }
+        let slot = &mut self.slots[self.next];
+        self.next = (self.next + 1) % SLOTS;
+        if slot.as_ref().is_none_or(|b: &PinnedHostSlice<f32>| b.len() != data.len()) {
+            *slot = None; // the old buffer waits for its copy as it is freed
+                          // SAFETY: every value is written below before the copy reads it.
+            *slot = Some(
+                unsafe { stream.context().alloc_pinned::<f32>(data.len()) }
+                    .map_err(|e| msg("allocate", &e))?,
+            );
+        }
+        let buf = slot.as_mut().expect("slot filled above");
+        // Waits for this buffer's previous copy to have run.
+        buf.as_mut_slice().map_err(|e| msg("wait", &e))?.copy_from_slice(data);
+        let dst = stream.clone_htod(&*buf).map_err(|e| msg("copy", &e))?;
+        let storage = CudaStorage::wrap_cuda_slice(dst, cuda.clone());
+        let dummy = Tensor::zeros(1, candle_core::DType::F32, &Device::Cuda(cuda.clone()))?;
+        let op = Wrap { storage: std::sync::Mutex::new(Some(storage)), shape: shape.clone() };
+        Ok(dummy.apply_op1_no_bwd(&op)?)
+    }
+}
+
+/// A custom op whose output is a storage already on the device: how a `CudaSlice` becomes a tensor.
+#[cfg(feature = "cuda")]
+struct Wrap {
+    storage: std::sync::Mutex<Option<candle_core::CudaStorage>>,
+    shape: Shape,
+}
+
+#[cfg(feature = "cuda")]
+impl candle_core::CustomOp1 for Wrap {
+    fn name(&self) -> &'static str {
+        "pinned-upload"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("pinned-upload runs on CUDA devices only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
+        let taken = self
+            .storage
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("pinned upload: poisoned".into()))?
+            .take();
+        let storage =
+            taken.ok_or_else(|| candle_core::Error::Msg("pinned upload: storage taken twice".into()))?;
+        Ok((storage, self.shape.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn on_the_cpu_it_is_the_values_in_their_shape() {
+        let mut up = Uploader::new();
+        for round in 0..3 {
+            let data: Vec<f32> = (0..24).map(|i| (i * (round + 1)) as f32).collect();
+            let t = up.tensor(data.clone(), (2, 3, 2, 2), &Device::Cpu).unwrap();
+            assert_eq!(t.dims(), &[2, 3, 2, 2]);
+            assert_eq!(t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), data);
+        }
+        assert!(up.tensor(vec![0.0; 5], (2, 3), &Device::Cpu).is_err());
+    }
+}
