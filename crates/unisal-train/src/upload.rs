@@ -35,6 +35,10 @@ impl Uploader {
     /// `data` as a tensor of `shape` on `device`.
     pub fn tensor(&mut self, data: Vec<f32>, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
         let shape = shape.into();
+        if data.len() != shape.elem_count() {
+            let n = data.len();
+            return Err(candle_core::Error::Msg(format!("upload: {n} values for shape {shape:?}")).into());
+        }
         #[cfg(feature = "cuda")]
         if let Device::Cuda(cuda) = device {
             if !self.off && crate::nn::env_not_off("UNISAL_PINNED_UPLOAD") {
@@ -58,13 +62,6 @@ impl Uploader {
         let msg = |what: &str, e: &dyn std::fmt::Debug| {
             candle_core::Error::Msg(format!("pinned upload: {what}: {e:?}"))
         };
-        if data.len() != shape.elem_count() {
-            return Err(candle_core::Error::Msg(format!(
-                "upload: {} values for shape {shape:?}",
-                data.len()
-            ))
-            .into());
-        }
         let stream = cuda.cuda_stream();
         if self.slots.len() < SLOTS {
             self.slots.resize_with(SLOTS, || None);

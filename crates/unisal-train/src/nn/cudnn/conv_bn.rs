@@ -91,8 +91,9 @@ impl candle_core::CustomOp3 for ConvBnCudnn {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let train =
-            self.bn.train_mode().ok_or_else(|| candle_core::Error::Msg("conv + batch norm: eval".into()))?;
+        let train = self.bn.train_mode().ok_or_else(|| {
+            candle_core::Error::Msg("conv + batch norm: a backward without a train-mode forward".into())
+        })?;
         // No input gradient where nothing upstream needs one (the images into the first layer).
         let need_dx = x.track_op();
         let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
