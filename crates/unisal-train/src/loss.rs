@@ -192,7 +192,7 @@ pub fn gated_pseudo_ce(logits: &Tensor, teacher: &[(u32, bool)]) -> Result<(Tens
 }
 
 /// Rows scaled to unit L2 norm (norm clamped below at 1e-8 as torch's cosine similarity does).
-fn l2_normalize(z: &Tensor) -> Result<Tensor> {
+pub(crate) fn l2_normalize(z: &Tensor) -> Result<Tensor> {
     let norm = z.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-8, f64::INFINITY)?;
     Ok(z.broadcast_div(&norm)?)
 }

@@ -12,7 +12,7 @@
 use candle_core::{DType, Tensor, D};
 
 use crate::error::Result;
-use crate::loss::{cross_entropy, log_softmax, DualOutputs, LossConfig, LossParts};
+use crate::loss::{cross_entropy, l2_normalize, log_softmax, DualOutputs, LossConfig, LossParts};
 
 /// Pseudo-labels of the (detached) rows of `logits`: `(label [n, 1] u32, gate [n, 1] in f32)`.
 fn pseudo(logits: &Tensor, tau: f64) -> Result<(Tensor, Tensor)> {
@@ -51,12 +51,6 @@ fn gated_pseudo_ce(student: &Tensor, (label, gate): (&Tensor, &Tensor)) -> Resul
     let w = one_hot.broadcast_mul(&gate.to_dtype(dt)?)?.affine(1.0 / n as f64, 0.0)?;
     let loss = (log_softmax(student)? * w)?.sum_all()?.neg()?;
     Ok((loss, gate.sum_all()?))
-}
-
-/// Rows scaled to unit L2 norm (norm clamped below at 1e-8), as the host path.
-fn l2_normalize(z: &Tensor) -> Result<Tensor> {
-    let norm = z.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-8, f64::INFINITY)?;
-    Ok(z.broadcast_div(&norm)?)
 }
 
 /// The contrastive loss with labels `label` (`[n]` f32 class numbers) valid where `valid` (`[n]` f32) is 1, and the
