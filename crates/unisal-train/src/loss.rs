@@ -76,12 +76,6 @@ impl LossParts {
         Ok(((&self.supervised + pseudo)? + cl)?)
     }
 
-    /// The terms `[supervised, pseudo_a, pseudo_b, contrastive]` with counts computed on the device.
-    pub(crate) fn with_device_counts(terms: [Tensor; 4], counts: Tensor) -> Self {
-        let [supervised, pseudo_a, pseudo_b, contrastive] = terms;
-        Self { supervised, pseudo_a, pseudo_b, contrastive, counts: Counts::Device(counts) }
-    }
-
     /// The gated and anchor counts (a device sync where they were computed on the device).
     pub fn counts(&self) -> Result<LossCounts> {
         let [gated_for_a, gated_for_b, anchors] = match &self.counts {
@@ -192,7 +186,7 @@ pub fn gated_pseudo_ce(logits: &Tensor, teacher: &[(u32, bool)]) -> Result<(Tens
 }
 
 /// Rows scaled to unit L2 norm (norm clamped below at 1e-8 as torch's cosine similarity does).
-pub(crate) fn l2_normalize(z: &Tensor) -> Result<Tensor> {
+fn l2_normalize(z: &Tensor) -> Result<Tensor> {
     let norm = z.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-8, f64::INFINITY)?;
     Ok(z.broadcast_div(&norm)?)
 }
@@ -243,19 +237,29 @@ pub fn contrastive_loss(
         return Ok((zero(za)?, 0));
     }
     let (dev, dt) = (za.device(), za.dtype());
+    let mask = Tensor::from_vec(mask, (n, n), dev)?.to_dtype(dt)?;
+    let per_anchor = per_anchor_loss((za, zb), &mask, temperature)?;
+    let weights = Tensor::from_vec(anchor, n, dev)?.to_dtype(dt)?;
+    let loss = (per_anchor * weights)?.sum_all()?.affine(1.0 / (1.0 + anchors as f64), 0.0)?;
+    Ok((loss, anchors))
+}
+
+/// Each row's `-log(pos / (pos + neg))` of the contrastive loss (see [`contrastive_loss`]) for the projections and
+/// the `N x N` negative mask in their data type (also for `loss_device.rs`).
+pub(crate) fn per_anchor_loss(
+    (za, zb): (&Tensor, &Tensor),
+    mask: &Tensor,
+    temperature: f64,
+) -> Result<Tensor> {
     let ua = l2_normalize(za)?;
     let ub = l2_normalize(zb)?;
     let inv_t = 1.0 / temperature;
     let pos_logit = (&ub * &ua)?.sum(D::Minus1)?.affine(inv_t, 0.0)?;
     let sim_a = ua.matmul(&ua.t()?)?.affine(inv_t, 0.0)?;
     let sim_b = ub.matmul(&ub.t()?)?.affine(inv_t, 0.0)?;
-    let mask = Tensor::from_vec(mask, (n, n), dev)?.to_dtype(dt)?;
     let neg = ((sim_a.exp()? + sim_b.exp()?)? * mask)?.sum(D::Minus1)?;
     // -log(pos / (pos + neg)) = log(pos + neg) - log(pos)
-    let per_anchor = ((pos_logit.exp()? + neg)?.log()? - pos_logit)?;
-    let weights = Tensor::from_vec(anchor, n, dev)?.to_dtype(dt)?;
-    let loss = (per_anchor * weights)?.sum_all()?.affine(1.0 / (1.0 + anchors as f64), 0.0)?;
-    Ok((loss, anchors))
+    Ok(((pos_logit.exp()? + neg)?.log()? - pos_logit)?)
 }
 
 /// Contrastive labels of a mixed batch: the true label for labeled rows; for unlabeled rows the shared
@@ -304,19 +308,22 @@ pub fn dual_losses_with(
         )));
     }
     let nu = n - nl;
+    let sup_a = cross_entropy(&out.logits_a.narrow(0, 0, nl)?, labels)?;
+    let sup_b = cross_entropy(&out.logits_b.narrow(0, 0, nl)?, labels)?;
+    let supervised = (sup_a + sup_b)?;
+    let ua = out.logits_a.narrow(0, nl, nu)?;
+    let ub = out.logits_b.narrow(0, nl, nu)?;
     let on_device = match path {
         LossPath::Host => false,
         LossPath::Device => true,
         LossPath::Auto => !out.logits_a.device().is_cpu() && crate::nn::env_not_off("UNISAL_DEVICE_LOSSES"),
     };
     if on_device && nu > 0 {
-        return crate::loss_device::dual_losses(out, labels, cfg);
+        let ([pseudo_a, pseudo_b, contrastive], counts) =
+            crate::loss_device::unlabeled_terms(&out, (&ua, &ub), labels, cfg)?;
+        let counts = Counts::Device(counts);
+        return Ok(LossParts { supervised, pseudo_a, pseudo_b, contrastive, counts });
     }
-    let sup_a = cross_entropy(&out.logits_a.narrow(0, 0, nl)?, labels)?;
-    let sup_b = cross_entropy(&out.logits_b.narrow(0, 0, nl)?, labels)?;
-    let supervised = (sup_a + sup_b)?;
-    let ua = out.logits_a.narrow(0, nl, nu)?;
-    let ub = out.logits_b.narrow(0, nl, nu)?;
     let pl_a = pseudo_labels(&probabilities(&ua)?, cfg.tau);
     let pl_b = pseudo_labels(&probabilities(&ub)?, cfg.tau);
     let (pseudo_a, gated_for_a) = gated_pseudo_ce(&ua, &pl_b)?;

@@ -12,7 +12,7 @@
 use candle_core::{DType, Tensor, D};
 
 use crate::error::Result;
-use crate::loss::{cross_entropy, l2_normalize, log_softmax, DualOutputs, LossConfig, LossParts};
+use crate::loss::{log_softmax, per_anchor_loss, DualOutputs, LossConfig};
 
 /// Pseudo-labels of the (detached) rows of `logits`: `(label [n, 1] u32, gate [n, 1] in f32)`.
 fn pseudo(logits: &Tensor, tau: f64) -> Result<(Tensor, Tensor)> {
@@ -77,42 +77,35 @@ fn contrastive(
     }
     let anchor = mask.sum(D::Minus1)?.gt(0f32)?.to_dtype(DType::F32)?;
     let anchors = anchor.sum_all()?;
-    let ua = l2_normalize(za)?;
-    let ub = l2_normalize(zb)?;
-    let inv_t = 1.0 / cfg.temperature;
-    let pos_logit = (&ub * &ua)?.sum(D::Minus1)?.affine(inv_t, 0.0)?;
-    let sim_a = ua.matmul(&ua.t()?)?.affine(inv_t, 0.0)?;
-    let sim_b = ub.matmul(&ub.t()?)?.affine(inv_t, 0.0)?;
-    let neg = ((sim_a.exp()? + sim_b.exp()?)? * mask.to_dtype(dt)?)?.sum(D::Minus1)?;
-    let per_anchor = ((pos_logit.exp()? + neg)?.log()? - pos_logit)?;
+    let per_anchor = per_anchor_loss((za, zb), &mask.to_dtype(dt)?, cfg.temperature)?;
     let scale = (anchors.affine(1.0, 1.0)?.recip()?).to_dtype(dt)?;
     let loss = (per_anchor * anchor.to_dtype(dt)?)?.sum_all()?.mul(&scale)?;
     Ok((loss, anchors))
 }
 
-/// [`crate::loss::dual_losses`] with the pseudo-labels, gates and masks on the device (inputs already checked).
-pub(crate) fn dual_losses(out: DualOutputs<'_>, labels: &[u32], cfg: &LossConfig) -> Result<LossParts> {
-    let (n, _) = out.logits_a.dims2()?;
-    let (nl, dev) = (labels.len(), out.logits_a.device());
-    let nu = n - nl;
-    let sup_a = cross_entropy(&out.logits_a.narrow(0, 0, nl)?, labels)?;
-    let sup_b = cross_entropy(&out.logits_b.narrow(0, 0, nl)?, labels)?;
-    let supervised = (sup_a + sup_b)?;
-    let ua = out.logits_a.narrow(0, nl, nu)?;
-    let ub = out.logits_b.narrow(0, nl, nu)?;
-    let (label_a, gate_a) = pseudo(&ua, cfg.tau)?;
-    let (label_b, gate_b) = pseudo(&ub, cfg.tau)?;
-    let (pseudo_a, gated_for_a) = gated_pseudo_ce(&ua, (&label_b, &gate_b))?;
-    let (pseudo_b, gated_for_b) = gated_pseudo_ce(&ub, (&label_a, &gate_a))?;
+/// The unlabeled rows' terms of [`crate::loss::dual_losses`], `[pseudo_a, pseudo_b, contrastive]`, with the
+/// pseudo-labels, gates and masks on the device, and the counts `[gated for A, gated for B, anchors]` as a `[3]`
+/// tensor there; `(ua, ub)` are the networks' logits of the unlabeled rows (inputs already checked).
+pub(crate) fn unlabeled_terms(
+    out: &DualOutputs<'_>,
+    (ua, ub): (&Tensor, &Tensor),
+    labels: &[u32],
+    cfg: &LossConfig,
+) -> Result<([Tensor; 3], Tensor)> {
+    let (nl, nu, dev) = (labels.len(), ua.dims2()?.0, ua.device());
+    let (label_a, gate_a) = pseudo(ua, cfg.tau)?;
+    let (label_b, gate_b) = pseudo(ub, cfg.tau)?;
+    let (pseudo_a, gated_for_a) = gated_pseudo_ce(ua, (&label_b, &gate_b))?;
+    let (pseudo_b, gated_for_b) = gated_pseudo_ce(ub, (&label_a, &gate_a))?;
     // Contrastive labels: the true ones, then the shared pseudo-label where both gates pass and they agree.
     let agree = label_a.eq(&label_b)?.to_dtype(DType::F32)?;
     let valid_u = ((gate_a * gate_b)? * agree)?.reshape(nu)?;
     let known = Tensor::from_vec(labels.iter().map(|&y| y as f32).collect::<Vec<_>>(), nl, dev)?;
     let label = Tensor::cat(&[&known, &label_a.to_dtype(DType::F32)?.reshape(nu)?], 0)?;
     let valid = Tensor::cat(&[&Tensor::ones(nl, DType::F32, dev)?, &valid_u], 0)?;
-    let (contrastive, anchors) = contrastive(&out, (&label, &valid), cfg)?;
+    let (contrastive, anchors) = contrastive(out, (&label, &valid), cfg)?;
     let counts = Tensor::stack(&[&gated_for_a, &gated_for_b, &anchors], 0)?;
-    Ok(LossParts::with_device_counts([supervised, pseudo_a, pseudo_b, contrastive], counts))
+    Ok(([pseudo_a, pseudo_b, contrastive], counts))
 }
 
 #[cfg(test)]

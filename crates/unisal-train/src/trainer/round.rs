@@ -162,13 +162,13 @@ pub fn run_round(
         let done = it + 1;
         if done % cfg.progress_every == 0 || done == total {
             last_terms = parts.terms(lambda, cfg.contrastive_weight)?;
-            let counts = parts.counts()?;
             if !last_terms.total.is_finite() {
                 return Err(TrainError::InvalidInput(format!(
                     "training diverged at iteration {done} (loss {}): lower the learning rate",
                     last_terms.total
                 )));
             }
+            let counts = parts.counts()?;
             let secs = start.elapsed().as_secs_f64();
             let ips = images as f64 / secs.max(1e-9);
             let eta = secs / done as f64 * (total - done) as f64;
