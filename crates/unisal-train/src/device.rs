@@ -221,6 +221,55 @@ fn cuda_card_name(_device: &Device) -> Option<String> {
     None
 }
 
+/// A tensor of `shape` holding `storage`, which is already on `cuda` (candle makes tensors from storages only
+/// inside its ops, so a one-value op on the device hands it over): the pinned upload's copies and the
+/// convolution + batch norm op's kept output become tensors this way.
+#[cfg(feature = "cuda")]
+pub(crate) fn tensor_of_storage(
+    storage: candle_core::CudaStorage,
+    shape: candle_core::Shape,
+    cuda: &candle_core::CudaDevice,
+) -> candle_core::Result<candle_core::Tensor> {
+    let dummy = candle_core::Tensor::zeros(1, candle_core::DType::F32, &Device::Cuda(cuda.clone()))?;
+    dummy.apply_op1_no_bwd(&Handover { storage: std::sync::Mutex::new(Some(storage)), shape })
+}
+
+/// The op of [`tensor_of_storage`]: its output is the storage it holds.
+#[cfg(feature = "cuda")]
+struct Handover {
+    storage: std::sync::Mutex<Option<candle_core::CudaStorage>>,
+    shape: candle_core::Shape,
+}
+
+#[cfg(feature = "cuda")]
+impl candle_core::CustomOp1 for Handover {
+    fn name(&self) -> &'static str {
+        "storage-handover"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        candle_core::bail!("storage-handover runs on CUDA devices only")
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &candle_core::CudaStorage,
+        _: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CudaStorage, candle_core::Shape)> {
+        let taken = self
+            .storage
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("storage handover: poisoned".into()))?
+            .take();
+        let storage = taken.ok_or_else(|| candle_core::Error::Msg("storage handover: taken twice".into()))?;
+        Ok((storage, self.shape.clone()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

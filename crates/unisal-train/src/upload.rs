@@ -69,8 +69,9 @@ impl Uploader {
         let slot = &mut self.slots[self.next];
         self.next = (self.next + 1) % SLOTS;
         if slot.as_ref().is_none_or(|b: &PinnedHostSlice<f32>| b.len() != data.len()) {
-            *slot = None; // the old buffer waits for its copy as it is freed
-                          // SAFETY: every value is written below before the copy reads it.
+            // The old buffer waits for its copy as it is freed.
+            *slot = None;
+            // SAFETY: every value is written below before the copy reads it.
             *slot = Some(
                 unsafe { stream.context().alloc_pinned::<f32>(data.len()) }
                     .map_err(|e| msg("allocate", &e))?,
@@ -81,46 +82,7 @@ impl Uploader {
         buf.as_mut_slice().map_err(|e| msg("wait", &e))?.copy_from_slice(data);
         let dst = stream.clone_htod(&*buf).map_err(|e| msg("copy", &e))?;
         let storage = CudaStorage::wrap_cuda_slice(dst, cuda.clone());
-        let dummy = Tensor::zeros(1, candle_core::DType::F32, &Device::Cuda(cuda.clone()))?;
-        let op = Wrap { storage: std::sync::Mutex::new(Some(storage)), shape: shape.clone() };
-        Ok(dummy.apply_op1_no_bwd(&op)?)
-    }
-}
-
-/// A custom op whose output is a storage already on the device: how a `CudaSlice` becomes a tensor.
-#[cfg(feature = "cuda")]
-struct Wrap {
-    storage: std::sync::Mutex<Option<candle_core::CudaStorage>>,
-    shape: Shape,
-}
-
-#[cfg(feature = "cuda")]
-impl candle_core::CustomOp1 for Wrap {
-    fn name(&self) -> &'static str {
-        "pinned-upload"
-    }
-
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("pinned-upload runs on CUDA devices only")
-    }
-
-    fn cuda_fwd(
-        &self,
-        _: &candle_core::CudaStorage,
-        _: &candle_core::Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        let taken = self
-            .storage
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("pinned upload: poisoned".into()))?
-            .take();
-        let storage =
-            taken.ok_or_else(|| candle_core::Error::Msg("pinned upload: storage taken twice".into()))?;
-        Ok((storage, self.shape.clone()))
+        Ok(crate::device::tensor_of_storage(storage, shape.clone(), cuda)?)
     }
 }
 

@@ -299,6 +299,24 @@ fn swap_outer<T: Elem>(
     });
 }
 
+impl ConvOp {
+    /// `(dx, dW)` of `conv(x, w)` for the output's gradient `dy`, through [`ConvBackwardOp`]; no `dx` where nothing
+    /// upstream needs one (the images into the first layer). Also the CUDA convolution + batch norm op's.
+    pub(crate) fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Tensor)> {
+        let need_dx = x.track_op();
+        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
+        let op = ConvBackwardOp { conv: self.clone(), need_dx };
+        let packed = x.apply_op3_no_bwd(&w, &dy.contiguous()?, &op)?;
+        let (dx, dw, _) = unpack_grads(&packed, &x, &w, need_dx)?;
+        Ok((dx, dw))
+    }
+}
+
 impl Kernel for ConvOp {
     const NAME: &'static str = "conv2d";
 
@@ -322,12 +340,7 @@ cpu_op!(CustomOp2 for ConvOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        // No input gradient where nothing upstream needs one (the images into the first layer).
-        let need_dx = x.track_op();
-        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-        let op = ConvBackwardOp { conv: self.clone(), need_dx };
-        let packed = x.apply_op3_no_bwd(&w, &grad.contiguous()?, &op)?;
-        let (dx, dw, _) = unpack_grads(&packed, &x, &w, need_dx)?;
+        let (dx, dw) = self.grads(x, w, grad)?;
         Ok((dx, Some(dw)))
     }
 

@@ -19,7 +19,7 @@ use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
 use super::batchnorm::BnCudnn;
 use super::handle::by_elem;
-use crate::nn::conv_cpu::{unpack_grads, ConvBackwardOp, ConvOp};
+use crate::nn::conv_cpu::ConvOp;
 
 /// `relu?(bn(conv(x, w)))` in train mode on CUDA as one node of the autograd graph (see the module's note);
 /// `running` = (mean, variance), `[O]` f32, updated in place.
@@ -94,44 +94,18 @@ impl candle_core::CustomOp3 for ConvBnCudnn {
         let train = self.bn.train_mode().ok_or_else(|| {
             candle_core::Error::Msg("conv + batch norm: a backward without a train-mode forward".into())
         })?;
-        // No input gradient where nothing upstream needs one (the images into the first layer).
-        let need_dx = x.track_op();
-        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-        let z = x.apply_op2_no_bwd(&w, &KeptZ { conv: self.conv.clone(), z: self.z.clone() })?;
+        // The forward's z, taken by the first backward; a second one computes it again.
+        let kept = lock(&self.z)?.take();
+        let z = match kept {
+            Some(z) => {
+                crate::device::tensor_of_storage(z, res.shape().clone(), res.device().as_cuda_device()?)?
+            }
+            None => x.detach().contiguous()?.apply_op2_no_bwd(&w.detach().contiguous()?, &self.conv)?,
+        };
         let gamma = gb.detach().narrow(0, 0, self.conv.out)?;
         let (dz, dgamma, dbeta) = self.bn.train_grads(train, &z, &gamma, (res, grad))?;
         drop(z);
-        let op = ConvBackwardOp { conv: self.conv.clone(), need_dx };
-        let packed = x.apply_op3_no_bwd(&w, &dz, &op)?;
-        let (dx, dw, _) = unpack_grads(&packed, &x, &w, need_dx)?;
+        let (dx, dw) = self.conv.grads(x, w, &dz)?;
         Ok((dx, Some(dw), Some(Tensor::cat(&[&dgamma, &dbeta], 0)?)))
-    }
-}
-
-/// `(x, w) -> z`: the forward's kept convolution output, taken (the first backward), or computed again.
-struct KeptZ {
-    conv: ConvOp,
-    z: Arc<Mutex<Option<CudaStorage>>>,
-}
-
-impl candle_core::CustomOp2 for KeptZ {
-    fn name(&self) -> &'static str {
-        "conv-batch-norm-kept-z"
-    }
-
-    super::cuda_only_cpu_fwd!(CustomOp2);
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        ws: &CudaStorage,
-        wl: &Layout,
-    ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let shape = crate::nn::cpu_util::Kernel::shape(&self.conv, &[xl, wl])?;
-        match lock(&self.z)?.take() {
-            Some(z) => Ok((z, shape)),
-            None => super::conv::forward(&self.conv, xs, xl, ws, wl),
-        }
     }
 }
