@@ -26,8 +26,8 @@ if command -v nvidia-smi > /dev/null; then
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 fi
 # 1. Correctness on the GPU first: the device test binaries packed by gpu-pack.sh (PyTorch parity of the narrow
-#    ResNet-18 and ResNet-50, every layer's gradient against the f64 CPU reference, the device-side losses against
-#    the host path), with UNISAL_TEST_DEVICE=cuda.
+#    ResNet-18 and ResNet-50, every layer's gradient against the f64 CPU reference, the training loop's device-side
+#    losses against the host path and its pinned upload), with UNISAL_TEST_DEVICE=cuda.
 export UNISAL_TEST_DEVICE=cuda UNISAL_TRAIN_TEST_DATA="$here/crates/unisal-train/tests/data"
 for t in "$PACK"/tests/*.xz; do
   [ -e "$t" ] && [ "$DEVICE" = cuda ] || continue
