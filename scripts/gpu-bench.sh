@@ -27,10 +27,10 @@ if command -v nvidia-smi > /dev/null; then
 fi
 # 1. Correctness on the GPU first: the device test binaries packed by gpu-pack.sh (PyTorch parity of the narrow
 #    ResNet-18 and ResNet-50, every layer's gradient against the f64 CPU reference, the training loop's device-side
-#    losses against the host path and its pinned upload), with UNISAL_TEST_DEVICE=cuda.
+#    losses against the host path and its pinned upload), with UNISAL_TEST_DEVICE=cuda; SKIP_TESTS=1 skips them.
 export UNISAL_TEST_DEVICE=cuda UNISAL_TRAIN_TEST_DATA="$here/crates/unisal-train/tests/data"
 for t in "$PACK"/tests/*.xz; do
-  [ -e "$t" ] && [ "$DEVICE" = cuda ] || continue
+  [ -e "$t" ] && [ "$DEVICE" = cuda ] && [ "${SKIP_TESTS:-0}" != 1 ] || continue
   name=$(basename "$t" .xz)
   xz -dc "$t" > "/tmp/$name" && chmod +x "/tmp/$name"
   if timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name.log" 2>&1; then
@@ -163,6 +163,28 @@ if want profile; then
   timeout 120 "$PY" scripts/torch_bench.py train $common $r18 --amp bf16 --channels-last --steps 3 --profile \
     > "$OUT/profile-torch-bf16.txt" 2>&1
   grep -E "Self CUDA time total" "$OUT/profile-torch-bf16.txt" | tail -n 1
+fi
+# Each convolution of the dual ResNet-50 step, alone: cuDNN's timing of the algorithm we chose (UNISAL_CUDNN_LOG=1)
+# against PyTorch's same pass (scripts/torch_conv_layers.py), by geometry: which layers the 0.85x is lost in.
+if want convlayers; then
+  echo "== convlayers r50-224 batch 128 (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
+  # shellcheck disable=SC2086
+  UNISAL_CUDNN_LOG=1 timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 --dual --steps 1 \
+    --warmup 1 > "$OUT/convlayers-candle.txt" 2>&1
+  timeout 200 "$PY" scripts/torch_conv_layers.py --model resnet50 --size 224 --batch 128 \
+    --ours "$OUT/convlayers-candle.txt" --json "$OUT/convlayers.json" 2>&1 | tee "$OUT/convlayers.txt" | tail -n 30
+fi
+# The GPU time of each of our ops at the step's normal pace (timing events, no synchronisation), and of what runs
+# between them (candle's own kernels): the dual ResNet-50 step and the ResNet-18 step.
+if want events; then
+  echo "== events profile (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
+  # shellcheck disable=SC2086
+  UNISAL_OP_PROFILE=events timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 --dual \
+    --steps 4 > "$OUT/events-r50-dual.txt" 2>&1
+  tail -n 20 "$OUT/events-r50-dual.txt"
+  # shellcheck disable=SC2086
+  UNISAL_OP_PROFILE=events timeout 120 "$bin" bench train $common $r18 --steps 6 > "$OUT/events-r18.txt" 2>&1
+  tail -n 16 "$OUT/events-r18.txt"
 fi
 # 3. The loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL losses (gpu-sim
 #    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.

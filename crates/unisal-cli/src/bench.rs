@@ -129,6 +129,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "op profile (ms a step; {}):",
                 if unisal_train::nn::op_profile::host_only() {
                     "host time only: on a GPU the time to enqueue each op"
+                } else if unisal_train::nn::op_profile::by_events() {
+                    "on a GPU its time by timing events, the step at its normal pace"
                 } else {
                     "on a GPU synchronised, so the step above is slower than unprofiled"
                 }

@@ -171,6 +171,7 @@ pub fn run_bench(cfg: &BenchConfig) -> Result<BenchReport> {
             device_used = Some(device_used.map_or(mb, |m: f64| m.max(mb)));
         }
         device.synchronize()?;
+        crate::nn::op_profile::step_boundary();
         Ok((enqueued, phases))
     };
     // Held for the whole run, warm-up included (the cache fills there); see `htod_cache_guard`.

@@ -30,6 +30,7 @@ mod batchnorm;
 mod batchnorm_bwd;
 mod conv;
 mod conv_bn;
+mod conv_choice;
 mod ffi;
 mod fused;
 pub(crate) mod handle;
