@@ -4,11 +4,11 @@
 //! input and parameter, and BatchNorm's running statistics. This is what shows that the layers are correct on a
 //! GPU backend too (candle's own max-pool and stride-2 convolution backward are not), and, on CUDA, that our cuDNN
 //! layers and element-wise kernels (ReLU, the residual join, SGD), the train-mode convolution + batch norm op, the
-//! fused eval convolution and the bf16 (mixed precision) layers are (`UNISAL_GPU_KERNELS=0` checks candle's
+//! fused eval convolution, the train-mode ResNet block as one op and the bf16 (mixed precision) layers are (`UNISAL_GPU_KERNELS=0` checks candle's
 //! composed ops instead). The helpers are in `layers_device_support/`.
 
 use candle_core::{DType, Device, Tensor, Var};
-use unisal_train::nn::fused::{conv_bn_eval, conv_bn_eval_fused, conv_bn_train, Epilogue};
+use unisal_train::nn::fused::{block_train, conv_bn_eval, conv_bn_eval_fused, conv_bn_train, Epilogue};
 use unisal_train::nn::{add_relu, global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear, NoGrad};
 use unisal_train::optim::Sgd;
 
@@ -301,5 +301,83 @@ fn sgd_steps_over_a_layers_parameters_match_the_cpu_reference() {
     let (expected, got) = (run(|p| &p.0), run(|p| &p.1));
     for (i, (e, g)) in expected.iter().zip(&got).enumerate() {
         close(&format!("SGD over conv + batch norm: tensor {i} after 3 steps"), g, e, tol);
+    }
+}
+
+/// A ResNet block: its input's dims, its main path's convolutions `(c_in, c_out, k, stride)` and its downsample's
+/// stride (none: the identity).
+type BlockSpec = ([usize; 4], Vec<(usize, usize, usize, usize)>, Option<usize>);
+/// Each var as its f64 CPU and its device twin.
+type Vars = Vec<(Var, Var)>;
+
+/// The vars of a block (the input, then each convolution's weight, gamma and beta, the downsample's last) and `f`
+/// building the block from them and running it in train mode: as one op (`block_train`) where it runs, which on
+/// CUDA with our kernels it must, else layer by layer.
+fn block_case(spec: &BlockSpec, seed: u64, dev: &Device) -> (Vars, impl Fn(&[&Var], Tensor) -> Tensor) {
+    let (xs, main, down) = spec.clone();
+    let mut layers = main.clone();
+    if let Some(s) = down {
+        layers.push((xs[1], main.last().unwrap().1, 1, s));
+    }
+    let mut vars = vec![pair(&xs, seed, false, dev)];
+    for (i, &(ci, co, k, _)) in layers.iter().enumerate() {
+        let s = seed + 1 + 3 * i as u64;
+        vars.extend([
+            pair(&[co, ci, k, k], s, false, dev),
+            pair(&[co], s + 1, false, dev),
+            pair(&[co], s + 2, false, dev),
+        ]);
+    }
+    let run = move |v: &[&Var], x: Tensor| {
+        let cbn = |i: usize| {
+            let (_, co, k, s) = layers[i];
+            let (d, dt) = (v[1].device(), v[1].dtype());
+            let (rm, rv) = (Var::zeros(co, dt, d).unwrap(), Var::ones(co, dt, d).unwrap());
+            let bn = BatchNorm2d::from_vars(v[2 + 3 * i].clone(), v[3 + 3 * i].clone(), rm, rv);
+            (Conv2d::from_vars(v[1 + 3 * i].clone(), None, s, k / 2), bn)
+        };
+        let convs: Vec<_> = (0..main.len()).map(cbn).collect();
+        let ds = down.map(|_| cbn(main.len()));
+        if let Some(y) = block_train(&x, &convs, ds.as_ref()).unwrap() {
+            return y;
+        }
+        let kernels = std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| v.trim() != "0");
+        assert!(!(x.device().is_cuda() && kernels), "the block op did not run on CUDA");
+        let mut y = x.clone();
+        for (i, (conv, bn)) in convs.iter().enumerate() {
+            y = conv_bn_train(conv, bn, &y, i + 1 < convs.len()).unwrap();
+        }
+        let identity = ds.map_or(x.clone(), |(conv, bn)| conv_bn_train(&conv, &bn, &x, false).unwrap());
+        add_relu(&y, &identity).unwrap()
+    };
+    (vars, run)
+}
+
+#[test]
+fn resnet_blocks_as_one_op_match_the_cpu_reference() {
+    // Train mode: on CUDA one op for the whole block (`cudnn/block.rs`), on the CPU the f64 layers one by one.
+    let (dev, _) = device();
+    let specs: [(&str, BlockSpec); 3] = [
+        (
+            "bottleneck 32->16->64 /2, downsample",
+            ([4, 32, 14, 14], vec![(32, 16, 1, 1), (16, 16, 3, 2), (16, 64, 1, 1)], Some(2)),
+        ),
+        (
+            "bottleneck 64->16->64",
+            ([4, 64, 7, 7], vec![(64, 16, 1, 1), (16, 16, 3, 1), (16, 64, 1, 1)], None),
+        ),
+        ("basic 32->32 on 10x12", ([4, 32, 10, 12], vec![(32, 32, 3, 1), (32, 32, 3, 1)], None)),
+    ];
+    for (b, (name, spec)) in specs.iter().enumerate() {
+        let (vars, run) = block_case(spec, 900 + 50 * b as u64, &dev);
+        check(name, &vars, |v| run(v, v[0].as_tensor().clone()));
+    }
+    if dev.is_cuda() {
+        // Mixed precision: bf16 activations into the block, f32 parameters (see the bf16 test below).
+        let (vars, run) = block_case(&specs[0].1, 1100, &dev);
+        check_bf16("bf16 bottleneck block", &vars, 3e-2, |v| {
+            let x = v[0].as_tensor();
+            run(v, if x.device().is_cuda() { x.to_dtype(DType::BF16).unwrap() } else { x.clone() })
+        });
     }
 }

@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::fused::{conv_bn_eval, conv_bn_train, Epilogue};
+use crate::nn::fused::{block_train, conv_bn_eval, conv_bn_train, Epilogue};
 use crate::nn::{
     add_relu, global_avg_pool, join_name, max_pool2d, BatchNorm2d, Conv2d, HasVars, Init, NamedVar,
 };
@@ -75,6 +75,10 @@ impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !train {
             return self.forward_eval(x);
+        }
+        // One op for the whole block where it can run (CUDA with cuDNN), else layer by layer.
+        if let Some(y) = block_train(x, &self.convs, self.downsample.as_ref())? {
+            return Ok(y);
         }
         let mut y = x.clone();
         let last = self.convs.len() - 1;

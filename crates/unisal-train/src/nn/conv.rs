@@ -144,7 +144,11 @@ impl Conv2d {
 
     /// The geometry of this convolution on `x`, checked to fit.
     fn geometry(&self, x: &Tensor, k: usize) -> Result<Geometry> {
-        let (n, c, h, w) = x.dims4()?;
+        self.geometry_of(x.dims4()?, k)
+    }
+
+    /// [`Conv2d::geometry`] of an input of dims `(n, c, h, w)`.
+    fn geometry_of(&self, (n, c, h, w): (usize, usize, usize, usize), k: usize) -> Result<Geometry> {
         let g = Geometry { n, c, h, w, k, stride: self.stride, pad: self.padding };
         if self.stride == 0 || h + 2 * g.pad < k || w + 2 * g.pad < k {
             return Err(TrainError::InvalidModel(format!(
@@ -249,6 +253,24 @@ impl Conv2d {
         }
         let _ = (x, bn, relu);
         Ok(None)
+    }
+
+    /// The convolution as a layer of the CUDA block op (`cudnn/block.rs`) for an input of dims `dims` and data type
+    /// `dt`: its op and its weight in `dt`; `None` where the train-mode CUDA op would not take it either (see
+    /// [`Conv2d::train_bn_cuda`]).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cudnn_block_part(
+        &self,
+        dims: (usize, usize, usize, usize),
+        dt: DType,
+    ) -> Result<Option<(ConvOp, Tensor)>> {
+        let (out, c, k, _) = self.weight.as_tensor().dims4()?;
+        if self.bias.is_some() || out % 4 != 0 || c != dims.1 {
+            return Ok(None);
+        }
+        let g = self.geometry_of(dims, k)?;
+        check_train_input((g.n, out, g.ho(), g.wo()))?;
+        Ok(Some((ConvOp { g, out, keep: None }, param_as(&self.weight, dt)?)))
     }
 
     /// Eval mode on the CPU: `act(conv(x) * scale + shift [+ residual])` as one op (`conv_eval_cpu.rs`), the

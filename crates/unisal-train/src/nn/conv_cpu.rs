@@ -308,7 +308,17 @@ impl ConvOp {
         w: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Tensor)> {
-        let need_dx = x.track_op();
+        self.grads_needing(x, w, dy, x.track_op())
+    }
+
+    /// [`ConvOp::grads`], with `dx` only where `need_dx` (for inputs outside the autograd graph).
+    pub(crate) fn grads_needing(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        need_dx: bool,
+    ) -> candle_core::Result<(Option<Tensor>, Tensor)> {
         let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
         let op = ConvBackwardOp { conv: self.clone(), need_dx };
         let packed = x.apply_op3_no_bwd(&w, &dy.contiguous()?, &op)?;

@@ -77,6 +77,86 @@ pub fn conv_bn_train(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, relu: bool) ->
     }
 }
 
+/// A ResNet block in train mode, `relu(main(x) + shortcut(x))` with the main path `convs` (ReLU after each but the
+/// last) and the shortcut `downsample` (identity without one), as one op on CUDA with cuDNN
+/// (`nn/cudnn/block.rs`); `None` elsewhere, with `UNISAL_FUSED_BLOCK=0` or `UNISAL_FUSED_TRAIN=0`, or where a layer
+/// does not fit the op: the caller then runs [`conv_bn_train`] layer by layer.
+pub fn block_train(
+    x: &Tensor,
+    convs: &[(Conv2d, BatchNorm2d)],
+    downsample: Option<&(Conv2d, BatchNorm2d)>,
+) -> Result<Option<Tensor>> {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if !fused_train() || !*ON.get_or_init(|| super::env_not_off("UNISAL_FUSED_BLOCK")) || NoGrad::active() {
+        return Ok(None);
+    }
+    if !super::cudnn_usable(x) || convs.is_empty() {
+        return Ok(None);
+    }
+    #[cfg(feature = "cuda")]
+    {
+        block_train_cuda(x, convs, downsample)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = downsample;
+        Ok(None)
+    }
+}
+
+/// [`block_train`] on CUDA: the layers' parameters packed into one tensor (each piece 8-value aligned, as the
+/// cuDNN ops expect of their addresses), one op.
+#[cfg(feature = "cuda")]
+fn block_train_cuda(
+    x: &Tensor,
+    convs: &[(Conv2d, BatchNorm2d)],
+    downsample: Option<&(Conv2d, BatchNorm2d)>,
+) -> Result<Option<Tensor>> {
+    use super::cudnn::{BlockCudnn, BlockLayer};
+    let dt = x.dtype();
+    let mut pieces: Vec<Tensor> = Vec::new();
+    let mut at = 0usize;
+    let mut push = |t: Tensor, pieces: &mut Vec<Tensor>| -> Result<usize> {
+        let pad = at.next_multiple_of(8) - at;
+        if pad > 0 {
+            pieces.push(Tensor::zeros(pad, dt, x.device())?);
+        }
+        let start = at + pad;
+        at = start + t.elem_count();
+        pieces.push(t);
+        Ok(start)
+    };
+    type Dims = (usize, usize, usize, usize);
+    let mut layer = |(conv, bn): &(Conv2d, BatchNorm2d),
+                     dims: Dims,
+                     relu: bool,
+                     pieces: &mut Vec<Tensor>|
+     -> Result<Option<(BlockLayer, Dims)>> {
+        let Some((op, w)) = conv.cudnn_block_part(dims, dt)? else { return Ok(None) };
+        let (gb, (mean, var), args) = bn.cudnn_train_args(dt)?;
+        let w_at = push(w.flatten_all()?, pieces)?;
+        let gb_at = push(gb, pieces)?;
+        let out = (op.g.n, op.out, op.g.ho(), op.g.wo());
+        Ok(Some((BlockLayer::new(op, (&mean, &var), args, relu, (w_at, gb_at)), out)))
+    };
+    let mut dims = x.dims4()?;
+    let mut layers = Vec::with_capacity(convs.len());
+    for (i, cb) in convs.iter().enumerate() {
+        let Some((l, out)) = layer(cb, dims, i + 1 < convs.len(), &mut pieces)? else { return Ok(None) };
+        layers.push(l);
+        dims = out;
+    }
+    let down = match downsample {
+        Some(cb) => match layer(cb, x.dims4()?, false, &mut pieces)? {
+            Some((l, _)) => Some(l),
+            None => return Ok(None),
+        },
+        None => None,
+    };
+    let p = Tensor::cat(&pieces, 0)?;
+    Ok(Some(super::cudnn::block_train(x, &p, BlockCudnn::new(layers, down))?))
+}
+
 /// Whether `UNISAL_FUSED_TRAIN` leaves the train-mode convolution + batch norm ops (CPU, CUDA) on (anything but `0`,
 /// `false`, `off`).
 fn fused_train() -> bool {

@@ -72,7 +72,8 @@ fn choose(what: &str, results: &[AlgoPerf], data: c_int) -> candle_core::Result<
 /// One pass's algorithm question, `(handle, in, filter or in, convolution, out, wanted, count, results)`:
 /// cuDNN's heuristics (`cudnnGetConvolution*Algorithm_v7`) and its timed search (`cudnnFindConvolution*Algorithm`)
 /// have this one signature.
-pub(super) type Query = unsafe extern "C" fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> ffi::Status;
+pub(super) type Query =
+    unsafe extern "C" fn(Ptr, Ptr, Ptr, Ptr, Ptr, c_int, *mut c_int, *mut AlgoPerf) -> ffi::Status;
 
 /// Whether algorithms are chosen by timing them (cuDNN's `Find`, PyTorch's `cudnn.benchmark = True`): the default.
 /// `UNISAL_CUDNN_FIND=0` takes the heuristics' choice instead: no timing runs, the same choice in every run.

@@ -1,0 +1,282 @@
+//! A whole ResNet block in train mode on CUDA as one candle custom op: its convolutions with their batch norms and
+//! ReLUs (`conv_bn.rs`'s work, layer after layer), the downsample branch and the residual join, one node of the
+//! autograd graph.
+//!
+//! candle 0.11.1's backward gives every tensor of the graph a zero-filled gradient buffer and adds the incoming
+//! gradient into it: for a bottleneck block of layer-by-layer nodes, a fill and an add (four passes) over five
+//! activations, about 14 channels' worth of the block's width, which the timing-event profile of session 14 put at
+//! 45 ms of a 302 ms dual ResNet-50 step (PyTorch's own accumulation: a few ms). Here the gradients inside the block
+//! go straight from one cuDNN backward to the next; candle sees the block's input and its parameters only.
+//!
+//! Inputs `(x [N, C, H, W], p)`: `p` is the block's parameters packed one after the other, each layer's weight then
+//! its gamma and beta (`BlockLayer::w_at`, `gb_at`), in `x`'s data type; the backward returns `(dx, dp)`. The running
+//! statistics are updated in place by cuDNN. The layers' outputs are kept until the backward takes them; a second
+//! backward of the same forward is an error.
+
+use std::sync::{Arc, Mutex};
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CudaStorage, Layout, Shape, Tensor};
+
+use super::batchnorm::BnCudnn;
+use super::handle::by_elem;
+use crate::nn::conv_cpu::ConvOp;
+use crate::nn::cuda_kernels::{map, Map};
+use crate::nn::elementwise::relu_mask;
+
+/// One convolution + batch norm of a block: its geometry, its batch norm op (with ReLU on the main path but for
+/// its last layer) and where its parameters are in the packed `p`.
+pub(crate) struct BlockLayer {
+    conv: ConvOp,
+    bn: BnCudnn,
+    /// Offset of the weight `[out, c, k, k]` in `p`.
+    w_at: usize,
+    /// Offset of gamma then beta (`2 * out`) in `p`.
+    gb_at: usize,
+}
+
+impl BlockLayer {
+    /// A layer of `conv`'s geometry with the running statistics `running`, `(eps, momentum)`, ReLU if `relu`, its
+    /// parameters at `w_at` and `gb_at` of `p`.
+    pub(crate) fn new(
+        conv: ConvOp,
+        running: (&Tensor, &Tensor),
+        bn_args: (f64, f64),
+        relu: bool,
+        (w_at, gb_at): (usize, usize),
+    ) -> Self {
+        Self { conv, bn: BnCudnn::for_train(running, bn_args, relu), w_at, gb_at }
+    }
+
+    fn w_layout(&self, p: &Layout) -> Layout {
+        let g = self.conv.g;
+        Layout::contiguous_with_offset((self.conv.out, g.c, g.k, g.k), p.start_offset() + self.w_at)
+    }
+
+    fn gb_layouts(&self, p: &Layout) -> (Layout, Layout) {
+        let (c, at) = (self.conv.out, p.start_offset() + self.gb_at);
+        (Layout::contiguous_with_offset(c, at), Layout::contiguous_with_offset(c, at + c))
+    }
+
+    fn out_shape(&self) -> Shape {
+        let g = self.conv.g;
+        Shape::from((g.n, self.conv.out, g.ho(), g.wo()))
+    }
+
+    /// `bn(conv(x))` (ReLU'd where the layer has it) and the convolution's output `z`.
+    fn forward(
+        &self,
+        (xs, xl): (&CudaStorage, &Layout),
+        (ps, pl): (&CudaStorage, &Layout),
+    ) -> candle_core::Result<(CudaStorage, CudaStorage)> {
+        let (z, shape) = super::conv::forward(&self.conv, xs, xl, ps, &self.w_layout(pl))?;
+        let zl = Layout::contiguous(shape);
+        let (gl, bl) = self.gb_layouts(pl);
+        let (y, _) =
+            by_elem!(xs.dtype(), "ResNet block", T => self.bn.fwd_as::<T>((&z, &zl), (ps, &gl), (ps, &bl)))?;
+        Ok((y, z))
+    }
+
+    /// `(dx, dW, dgamma, dbeta)` for the layer's input `x`, its kept `z`, its output `y` (for the ReLU's mask;
+    /// unused without one) and the output's gradient `dy`; `dx` only where `need_dx`.
+    fn backward(
+        &self,
+        (x, z, y): (&Tensor, &Tensor, &Tensor),
+        p: &Tensor,
+        dy: &Tensor,
+        need_dx: bool,
+    ) -> candle_core::Result<(Option<Tensor>, Tensor, Tensor, Tensor)> {
+        let train = self
+            .bn
+            .train_mode()
+            .ok_or_else(|| candle_core::Error::Msg("ResNet block: no train mode".into()))?;
+        let out = self.conv.out;
+        let gamma = p.narrow(0, self.gb_at, out)?;
+        let (dz, dgamma, dbeta) = self.bn.train_grads(train, z, &gamma, (y, dy))?;
+        let g = self.conv.g;
+        let w = p.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
+        let (dx, dw) = self.conv.grads_needing(x, &w, &dz, need_dx)?;
+        Ok((dx, dw, dgamma, dbeta))
+    }
+}
+
+/// What the forward keeps for the backward: each main-path layer's `z` and output (the last one's output is not
+/// needed: the join's mask is the block's output), and the downsample's `z`.
+struct Kept {
+    z: Vec<CudaStorage>,
+    y: Vec<CudaStorage>,
+    z_down: Option<CudaStorage>,
+}
+
+/// The op: the main path's layers, the downsample branch (identity without one) and what the forward kept.
+pub(crate) struct BlockCudnn {
+    layers: Vec<BlockLayer>,
+    downsample: Option<BlockLayer>,
+    kept: Arc<Mutex<Option<Kept>>>,
+}
+
+impl BlockCudnn {
+    pub(crate) fn new(layers: Vec<BlockLayer>, downsample: Option<BlockLayer>) -> Self {
+        Self { layers, downsample, kept: Arc::new(Mutex::new(None)) }
+    }
+}
+
+/// The block `relu(main(x) + downsample(x))` on CUDA as one autograd node (see the module's note); `p` packed as
+/// the layers' offsets say.
+pub(crate) fn train(x: &Tensor, p: &Tensor, op: BlockCudnn) -> crate::error::Result<Tensor> {
+    if op.layers.is_empty() {
+        return Err(crate::error::TrainError::InvalidModel("ResNet block: no layers".into()));
+    }
+    Ok(x.contiguous()?.apply_op2(&p.contiguous()?, op)?)
+}
+
+fn lock<T>(m: &Mutex<T>) -> candle_core::Result<std::sync::MutexGuard<'_, T>> {
+    m.lock().map_err(|_| candle_core::Error::Msg("ResNet block: poisoned".into()))
+}
+
+impl candle_core::CustomOp2 for BlockCudnn {
+    fn name(&self) -> &'static str {
+        "resnet-block-train-cudnn"
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+        _: &candle_core::CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        candle_core::bail!("{} runs on CUDA devices only", self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ps: &CudaStorage,
+        pl: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let mut kept = Kept { z: Vec::new(), y: Vec::new(), z_down: None };
+        let last = self.layers.len() - 1;
+        let mut y_last = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let input = match i {
+                0 => (xs, xl.clone()),
+                _ => (&kept.y[i - 1], Layout::contiguous(self.layers[i - 1].out_shape())),
+            };
+            let (y, z) = layer.forward((input.0, &input.1), (ps, pl))?;
+            kept.z.push(z);
+            if i == last {
+                y_last = Some(y);
+            } else {
+                kept.y.push(y);
+            }
+        }
+        let shape = self.layers[last].out_shape();
+        let (y_last, yl) = (y_last.expect("the last layer ran"), Layout::contiguous(shape.clone()));
+        let out = match &self.downsample {
+            Some(d) => {
+                let (yd, zd) = d.forward((xs, xl), (ps, pl))?;
+                kept.z_down = Some(zd);
+                map(Map::AddRelu, &[(&y_last, &yl), (&yd, &yl)], [0.0; 3])?
+            }
+            None => {
+                if xl.shape() != &shape {
+                    candle_core::bail!("ResNet block: input {:?} cannot join output {shape:?}", xl.shape());
+                }
+                map(Map::AddRelu, &[(&y_last, &yl), (xs, xl)], [0.0; 3])?
+            }
+        };
+        *lock(&self.kept)? = Some(kept);
+        Ok(out)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        p: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let kept = lock(&self.kept)?.take().ok_or_else(|| {
+            candle_core::Error::Msg(
+                "ResNet block: one backward per forward (its kept outputs are used up)".into(),
+            )
+        })?;
+        let cuda = res.device().as_cuda_device()?.clone();
+        let as_tensor = |s: CudaStorage, shape: Shape| crate::device::tensor_of_storage(s, shape, &cuda);
+        let p = p.detach();
+        let x_in = x.detach();
+        // The join's gradient goes to the main path's last output and to the shortcut.
+        let g = relu_mask(grad, res)?;
+        let mut ys: Vec<Tensor> = Vec::with_capacity(kept.y.len());
+        for (i, y) in kept.y.into_iter().enumerate() {
+            ys.push(as_tensor(y, self.layers[i].out_shape())?);
+        }
+        let mut grads = vec![None; self.layers.len()];
+        let mut dy = g.clone();
+        let mut dx_main = None;
+        for (i, (layer, z)) in self.layers.iter().zip(kept.z).enumerate().rev() {
+            let z = as_tensor(z, layer.out_shape())?;
+            let input = if i == 0 { &x_in } else { &ys[i - 1] };
+            let y = ys.get(i).unwrap_or(&g);
+            let need_dx = i > 0 || x.track_op();
+            let (dx, dw, dgamma, dbeta) = layer.backward((input, &z, y), &p, &dy, need_dx)?;
+            grads[i] = Some((dw, dgamma, dbeta));
+            match dx {
+                Some(dx) if i > 0 => dy = dx,
+                dx => dx_main = dx,
+            }
+        }
+        let (dx_short, down_grads) = match (&self.downsample, kept.z_down) {
+            (Some(d), Some(zd)) => {
+                let zd = as_tensor(zd, d.out_shape())?;
+                let (dx, dw, dgamma, dbeta) = d.backward((&x_in, &zd, &g), &p, &g, x.track_op())?;
+                (dx, Some((dw, dgamma, dbeta)))
+            }
+            (None, _) => (Some(g.clone()), None),
+            (Some(_), None) => candle_core::bail!("ResNet block: the downsample's output was not kept"),
+        };
+        let dx = match (dx_main, dx_short) {
+            (Some(a), Some(b)) => Some((a + b)?),
+            (a, b) => a.or(b),
+        };
+        let dp = self.pack_grads(&p, grads.into_iter().flatten().chain(down_grads))?;
+        Ok((dx, Some(dp)))
+    }
+}
+
+impl BlockCudnn {
+    /// The parameters' gradients packed as `p` is: each layer's `(dW, dgamma, dbeta)` at its offsets, the gaps
+    /// (alignment padding) zero.
+    fn pack_grads(
+        &self,
+        p: &Tensor,
+        grads: impl Iterator<Item = (Tensor, Tensor, Tensor)>,
+    ) -> candle_core::Result<Tensor> {
+        let layers = self.layers.iter().chain(&self.downsample);
+        let mut pieces: Vec<(usize, Tensor)> = Vec::new();
+        for (layer, (dw, dgamma, dbeta)) in layers.zip(grads) {
+            pieces.push((layer.w_at, dw.flatten_all()?));
+            pieces.push((layer.gb_at, Tensor::cat(&[&dgamma, &dbeta], 0)?));
+        }
+        pieces.sort_by_key(|(at, _)| *at);
+        let mut parts = Vec::with_capacity(2 * pieces.len());
+        let mut at = 0;
+        for (start, t) in pieces {
+            if start < at {
+                candle_core::bail!("ResNet block: overlapping parameters at {start}");
+            }
+            if start > at {
+                parts.push(Tensor::zeros(start - at, p.dtype(), p.device())?);
+            }
+            at = start + t.elem_count();
+            parts.push(t.to_dtype(p.dtype())?);
+        }
+        let total = p.elem_count();
+        if at < total {
+            parts.push(Tensor::zeros(total - at, p.dtype(), p.device())?);
+        }
+        Tensor::cat(&parts, 0)
+    }
+}
