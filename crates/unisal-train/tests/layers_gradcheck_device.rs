@@ -8,12 +8,12 @@
 //! composed ops instead). The helpers are in `layers_device_support/`.
 
 use candle_core::{DType, Device, Tensor, Var};
-use unisal_train::nn::fused::{block_train, conv_bn_eval, conv_bn_eval_fused, conv_bn_train, Epilogue};
+use unisal_train::nn::fused::{blocks_train, conv_bn_eval, conv_bn_eval_fused, conv_bn_train, Epilogue};
 use unisal_train::nn::{add_relu, global_avg_pool, max_pool2d, relu, BatchNorm2d, Conv2d, Linear, NoGrad};
 use unisal_train::optim::Sgd;
 
 mod layers_device_support;
-use layers_device_support::{check, check_bf16, close, device, host, pair};
+use layers_device_support::{check, check_bf16, check_bf16_within, close, device, host, pair};
 
 #[test]
 fn convolutions_match_the_cpu_reference() {
@@ -310,17 +310,20 @@ type BlockSpec = ([usize; 4], Vec<(usize, usize, usize, usize)>, Option<usize>);
 /// Each var as its f64 CPU and its device twin.
 type Vars = Vec<(Var, Var)>;
 
-/// The vars of a block (the input, then each convolution's weight, gamma and beta, the downsample's last) and `f`
-/// building the block from them and running it in train mode: as one op (`block_train`) where it runs, which on
-/// CUDA with our kernels it must, else layer by layer.
-fn block_case(spec: &BlockSpec, seed: u64, dev: &Device) -> (Vars, impl Fn(&[&Var], Tensor) -> Tensor) {
-    let (xs, main, down) = spec.clone();
-    let mut layers = main.clone();
-    if let Some(s) = down {
-        layers.push((xs[1], main.last().unwrap().1, 1, s));
+/// The vars of blocks one after the other (the first's input, then each convolution's weight, gamma and beta, each
+/// block's main path then its downsample) and `f` building the blocks from them and running them in train mode:
+/// as one op (`blocks_train`) where it runs, which on CUDA with our kernels it must, else layer by layer.
+fn block_case(specs: &[BlockSpec], seed: u64, dev: &Device) -> (Vars, impl Fn(&[&Var], Tensor) -> Tensor) {
+    let mut blocks = Vec::new();
+    for (xs, main, down) in specs {
+        let mut layers = main.clone();
+        if let Some(s) = down {
+            layers.push((xs[1], main.last().unwrap().1, 1, *s));
+        }
+        blocks.push((layers, main.len()));
     }
-    let mut vars = vec![pair(&xs, seed, false, dev)];
-    for (i, &(ci, co, k, _)) in layers.iter().enumerate() {
+    let mut vars = vec![pair(&specs[0].0, seed, false, dev)];
+    for (i, &(ci, co, k, _)) in blocks.iter().flat_map(|b| &b.0).enumerate() {
         let s = seed + 1 + 3 * i as u64;
         vars.extend([
             pair(&[co, ci, k, k], s, false, dev),
@@ -329,53 +332,67 @@ fn block_case(spec: &BlockSpec, seed: u64, dev: &Device) -> (Vars, impl Fn(&[&Va
         ]);
     }
     let run = move |v: &[&Var], x: Tensor| {
-        let cbn = |i: usize| {
-            let (_, co, k, s) = layers[i];
-            let (d, dt) = (v[1].device(), v[1].dtype());
-            let (rm, rv) = (Var::zeros(co, dt, d).unwrap(), Var::ones(co, dt, d).unwrap());
-            let bn = BatchNorm2d::from_vars(v[2 + 3 * i].clone(), v[3 + 3 * i].clone(), rm, rv);
-            (Conv2d::from_vars(v[1 + 3 * i].clone(), None, s, k / 2), bn)
-        };
-        let convs: Vec<_> = (0..main.len()).map(cbn).collect();
-        let ds = down.map(|_| cbn(main.len()));
-        if let Some(y) = block_train(&x, &convs, ds.as_ref()).unwrap() {
+        let mut at = 0;
+        let mut built = Vec::new();
+        for (layers, main) in &blocks {
+            let cbn = |i: usize| {
+                let (_, co, k, s) = layers[i];
+                let j = at + i;
+                let (d, dt) = (v[1].device(), v[1].dtype());
+                let (rm, rv) = (Var::zeros(co, dt, d).unwrap(), Var::ones(co, dt, d).unwrap());
+                let bn = BatchNorm2d::from_vars(v[2 + 3 * j].clone(), v[3 + 3 * j].clone(), rm, rv);
+                (Conv2d::from_vars(v[1 + 3 * j].clone(), None, s, k / 2), bn)
+            };
+            let convs: Vec<_> = (0..*main).map(cbn).collect();
+            let ds = (layers.len() > *main).then(|| cbn(*main));
+            at += layers.len();
+            built.push((convs, ds));
+        }
+        let refs: Vec<_> = built.iter().map(|(c, d)| (&c[..], d.as_ref())).collect();
+        if let Some(y) = blocks_train(&x, &refs).unwrap() {
             return y;
         }
         let kernels = std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| v.trim() != "0");
         assert!(!(x.device().is_cuda() && kernels), "the block op did not run on CUDA");
-        let mut y = x.clone();
-        for (i, (conv, bn)) in convs.iter().enumerate() {
-            y = conv_bn_train(conv, bn, &y, i + 1 < convs.len()).unwrap();
+        let mut x = x;
+        for (convs, ds) in &built {
+            let mut y = x.clone();
+            for (i, (conv, bn)) in convs.iter().enumerate() {
+                y = conv_bn_train(conv, bn, &y, i + 1 < convs.len()).unwrap();
+            }
+            let identity =
+                ds.as_ref().map_or(x.clone(), |(conv, bn)| conv_bn_train(conv, bn, &x, false).unwrap());
+            x = add_relu(&y, &identity).unwrap();
         }
-        let identity = ds.map_or(x.clone(), |(conv, bn)| conv_bn_train(&conv, &bn, &x, false).unwrap());
-        add_relu(&y, &identity).unwrap()
+        x
     };
     (vars, run)
 }
 
 #[test]
 fn resnet_blocks_as_one_op_match_the_cpu_reference() {
-    // Train mode: on CUDA one op for the whole block (`cudnn/block.rs`), on the CPU the f64 layers one by one.
+    // Train mode: on CUDA one op for the blocks (`cudnn/block.rs`), on the CPU the f64 layers one by one.
     let (dev, _) = device();
-    let specs: [(&str, BlockSpec); 3] = [
-        (
-            "bottleneck 32->16->64 /2, downsample",
-            ([4, 32, 14, 14], vec![(32, 16, 1, 1), (16, 16, 3, 2), (16, 64, 1, 1)], Some(2)),
-        ),
-        (
-            "bottleneck 64->16->64",
-            ([4, 64, 7, 7], vec![(64, 16, 1, 1), (16, 16, 3, 1), (16, 64, 1, 1)], None),
-        ),
-        ("basic 32->32 on 10x12", ([4, 32, 10, 12], vec![(32, 32, 3, 1), (32, 32, 3, 1)], None)),
+    let down: BlockSpec = ([4, 32, 14, 14], vec![(32, 16, 1, 1), (16, 16, 3, 2), (16, 64, 1, 1)], Some(2));
+    let same: BlockSpec = ([4, 64, 7, 7], vec![(64, 16, 1, 1), (16, 16, 3, 1), (16, 64, 1, 1)], None);
+    let basic: BlockSpec = ([4, 32, 10, 12], vec![(32, 32, 3, 1), (32, 32, 3, 1)], None);
+    let cases: [(&str, Vec<BlockSpec>); 4] = [
+        ("bottleneck 32->16->64 /2, downsample", vec![down.clone()]),
+        ("bottleneck 64->16->64", vec![same.clone()]),
+        ("basic 32->32 on 10x12", vec![basic]),
+        ("two bottlenecks, one op", vec![down.clone(), same]),
     ];
-    for (b, (name, spec)) in specs.iter().enumerate() {
-        let (vars, run) = block_case(spec, 900 + 50 * b as u64, &dev);
+    for (b, (name, specs)) in cases.iter().enumerate() {
+        let (vars, run) = block_case(specs, 900 + 50 * b as u64, &dev);
         check(name, &vars, |v| run(v, v[0].as_tensor().clone()));
     }
     if dev.is_cuda() {
-        // Mixed precision: bf16 activations into the block, f32 parameters (see the bf16 test below).
-        let (vars, run) = block_case(&specs[0].1, 1100, &dev);
-        check_bf16("bf16 bottleneck block", &vars, 3e-2, |v| {
+        // Mixed precision: bf16 activations into the block, f32 parameters (see the bf16 test above). Through four
+        // layers the parameters' gradients are further from the f64 values than one layer's: on an H200 (session
+        // 14) gamma's of the first layer was at an rms error of 2.4e-2 of its largest value here, and 3.2e-2 with
+        // candle's composed bf16 layers in its place (`UNISAL_GPU_KERNELS=0`); hence 4e-2.
+        let (vars, run) = block_case(&[down], 1100, &dev);
+        check_bf16_within("bf16 bottleneck block", &vars, (3e-2, 4e-2), |v| {
             let x = v[0].as_tensor();
             run(v, if x.device().is_cuda() { x.to_dtype(DType::BF16).unwrap() } else { x.clone() })
         });

@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::fused::{block_train, conv_bn_eval, conv_bn_train, Epilogue};
+use crate::nn::fused::{blocks_train, conv_bn_eval, conv_bn_train, BlockMode, BlockRef, Epilogue};
 use crate::nn::{
     add_relu, global_avg_pool, join_name, max_pool2d, BatchNorm2d, Conv2d, HasVars, Init, NamedVar,
 };
@@ -75,10 +75,6 @@ impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if !train {
             return self.forward_eval(x);
-        }
-        // One op for the whole block where it can run (CUDA with cuDNN), else layer by layer.
-        if let Some(y) = block_train(x, &self.convs, self.downsample.as_ref())? {
-            return Ok(y);
         }
         let mut y = x.clone();
         let last = self.convs.len() - 1;
@@ -166,6 +162,29 @@ impl ResNet {
             conv_bn_eval(&self.conv1, &self.bn1, x, Epilogue::Relu)?
         };
         let mut x = max_pool2d(&x, 3, 2, 1)?;
+        if train {
+            // In train mode all the blocks as one op where it can run (CUDA with cuDNN; `nn::fused::blocks_train`),
+            // or one op a block with `UNISAL_FUSED_BLOCK=block`; else layer by layer.
+            let blocks: Vec<BlockRef<'_>> =
+                self.layers.iter().flatten().map(|b| (&b.convs[..], b.downsample.as_ref())).collect();
+            match BlockMode::current() {
+                BlockMode::All => {
+                    if let Some(y) = blocks_train(&x, &blocks)? {
+                        return global_avg_pool(&y);
+                    }
+                }
+                BlockMode::Each => {
+                    for (b, block) in blocks.iter().zip(self.layers.iter().flatten()) {
+                        x = match blocks_train(&x, std::slice::from_ref(b))? {
+                            Some(y) => y,
+                            None => block.forward(&x, true)?,
+                        };
+                    }
+                    return global_avg_pool(&x);
+                }
+                BlockMode::Off => {}
+            }
+        }
         for blocks in &self.layers {
             for block in blocks {
                 x = block.forward(&x, train)?;

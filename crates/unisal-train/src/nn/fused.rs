@@ -77,42 +77,71 @@ pub fn conv_bn_train(conv: &Conv2d, bn: &BatchNorm2d, x: &Tensor, relu: bool) ->
     }
 }
 
-/// A ResNet block in train mode, `relu(main(x) + shortcut(x))` with the main path `convs` (ReLU after each but the
-/// last) and the shortcut `downsample` (identity without one), as one op on CUDA with cuDNN
-/// (`nn/cudnn/block.rs`); `None` elsewhere, with `UNISAL_FUSED_BLOCK=0` or `UNISAL_FUSED_TRAIN=0`, or where a layer
-/// does not fit the op: the caller then runs [`conv_bn_train`] layer by layer.
-pub fn block_train(
-    x: &Tensor,
-    convs: &[(Conv2d, BatchNorm2d)],
-    downsample: Option<&(Conv2d, BatchNorm2d)>,
-) -> Result<Option<Tensor>> {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if !fused_train() || !*ON.get_or_init(|| super::env_not_off("UNISAL_FUSED_BLOCK")) || NoGrad::active() {
+/// A ResNet block: its main path's convolutions with their batch norms (ReLU after each but the last) and its
+/// shortcut's (identity without one).
+pub type BlockRef<'a> = (&'a [(Conv2d, BatchNorm2d)], Option<&'a (Conv2d, BatchNorm2d)>);
+
+/// How many blocks one op takes (`UNISAL_FUSED_BLOCK`): all that are given (the default), `block` one each, `0`
+/// (`false`, `off`) none (a node per convolution, [`conv_bn_train`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMode {
+    /// All the blocks given, one op.
+    All,
+    /// One op per block.
+    Each,
+    /// No block op.
+    Off,
+}
+
+impl BlockMode {
+    /// The mode a value of `UNISAL_FUSED_BLOCK` asks for (unknown values: the default).
+    pub fn parse(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some("block") => Self::Each,
+            Some("0" | "false" | "off") => Self::Off,
+            _ => Self::All,
+        }
+    }
+
+    /// This process's mode (`Off` also with `UNISAL_FUSED_TRAIN=0`).
+    pub fn current() -> Self {
+        static MODE: std::sync::OnceLock<BlockMode> = std::sync::OnceLock::new();
+        let mode = *MODE.get_or_init(|| Self::parse(std::env::var("UNISAL_FUSED_BLOCK").ok().as_deref()));
+        if fused_train() {
+            mode
+        } else {
+            Self::Off
+        }
+    }
+}
+
+/// ResNet blocks in train mode one after the other, each `relu(main(x) + shortcut(x))`, as one op on CUDA with
+/// cuDNN (`nn/cudnn/block.rs`: the gradients between the layers and blocks inside it never pass through candle's
+/// gradient accumulation); `None` elsewhere, under [`BlockMode::Off`], or where a layer does not fit the op: the
+/// caller then runs the layers one by one.
+pub fn blocks_train(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
+    if BlockMode::current() == BlockMode::Off || NoGrad::active() || blocks.is_empty() {
         return Ok(None);
     }
-    if !super::cudnn_usable(x) || convs.is_empty() {
+    if !super::cudnn_usable(x) {
         return Ok(None);
     }
     #[cfg(feature = "cuda")]
     {
-        block_train_cuda(x, convs, downsample)
+        blocks_train_cuda(x, blocks)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = downsample;
         Ok(None)
     }
 }
 
-/// [`block_train`] on CUDA: the layers' parameters packed into one tensor (each piece 8-value aligned, as the
+/// [`blocks_train`] on CUDA: the layers' parameters packed into one tensor (each piece 8-value aligned, as the
 /// cuDNN ops expect of their addresses), one op.
 #[cfg(feature = "cuda")]
-fn block_train_cuda(
-    x: &Tensor,
-    convs: &[(Conv2d, BatchNorm2d)],
-    downsample: Option<&(Conv2d, BatchNorm2d)>,
-) -> Result<Option<Tensor>> {
-    use super::cudnn::{BlockCudnn, BlockLayer};
+fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
+    use super::cudnn::{Block, BlockLayer, BlocksCudnn};
+    type Dims = (usize, usize, usize, usize);
     let dt = x.dtype();
     let mut pieces: Vec<Tensor> = Vec::new();
     let mut at = 0usize;
@@ -126,7 +155,6 @@ fn block_train_cuda(
         pieces.push(t);
         Ok(start)
     };
-    type Dims = (usize, usize, usize, usize);
     let mut layer = |(conv, bn): &(Conv2d, BatchNorm2d),
                      dims: Dims,
                      relu: bool,
@@ -140,21 +168,26 @@ fn block_train_cuda(
         Ok(Some((BlockLayer::new(op, (&mean, &var), args, relu, (w_at, gb_at)), out)))
     };
     let mut dims = x.dims4()?;
-    let mut layers = Vec::with_capacity(convs.len());
-    for (i, cb) in convs.iter().enumerate() {
-        let Some((l, out)) = layer(cb, dims, i + 1 < convs.len(), &mut pieces)? else { return Ok(None) };
-        layers.push(l);
-        dims = out;
+    let mut ops = Vec::with_capacity(blocks.len());
+    for &(convs, downsample) in blocks {
+        let block_in = dims;
+        let mut layers = Vec::with_capacity(convs.len());
+        for (i, cb) in convs.iter().enumerate() {
+            let Some((l, out)) = layer(cb, dims, i + 1 < convs.len(), &mut pieces)? else { return Ok(None) };
+            layers.push(l);
+            dims = out;
+        }
+        let down = match downsample {
+            Some(cb) => match layer(cb, block_in, false, &mut pieces)? {
+                Some((l, _)) => Some(l),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        ops.push(Block::new(layers, down)?);
     }
-    let down = match downsample {
-        Some(cb) => match layer(cb, x.dims4()?, false, &mut pieces)? {
-            Some((l, _)) => Some(l),
-            None => return Ok(None),
-        },
-        None => None,
-    };
     let p = Tensor::cat(&pieces, 0)?;
-    Ok(Some(super::cudnn::block_train(x, &p, BlockCudnn::new(layers, down))?))
+    Ok(Some(super::cudnn::block_train(x, &p, BlocksCudnn::new(ops))?))
 }
 
 /// Whether `UNISAL_FUSED_TRAIN` leaves the train-mode convolution + batch norm ops (CPU, CUDA) on (anything but `0`,

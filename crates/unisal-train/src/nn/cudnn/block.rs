@@ -100,32 +100,148 @@ impl BlockLayer {
     }
 }
 
-/// What the forward keeps for the backward: each main-path layer's `z` and output (the last one's output is not
-/// needed: the join's mask is the block's output), and the downsample's `z`.
+/// What the forward keeps of a block for the backward: each main-path layer's `z` and output (the last one's
+/// output is not needed: the join's mask is the block's output), and the downsample's `z`.
 struct Kept {
     z: Vec<CudaStorage>,
     y: Vec<CudaStorage>,
     z_down: Option<CudaStorage>,
 }
 
-/// The op: the main path's layers, the downsample branch (identity without one) and what the forward kept.
-pub(crate) struct BlockCudnn {
+/// One block: its main path's layers and its downsample branch (identity without one).
+pub(crate) struct Block {
     layers: Vec<BlockLayer>,
     downsample: Option<BlockLayer>,
-    kept: Arc<Mutex<Option<Kept>>>,
 }
 
-impl BlockCudnn {
-    pub(crate) fn new(layers: Vec<BlockLayer>, downsample: Option<BlockLayer>) -> Self {
-        Self { layers, downsample, kept: Arc::new(Mutex::new(None)) }
+/// A layer's `(dW, dgamma, dbeta)`.
+type LayerGrads = (Tensor, Tensor, Tensor);
+
+impl Block {
+    /// A block of the main path `layers` (at least one) and the shortcut `downsample`.
+    pub(crate) fn new(layers: Vec<BlockLayer>, downsample: Option<BlockLayer>) -> crate::error::Result<Self> {
+        if layers.is_empty() {
+            return Err(crate::error::TrainError::InvalidModel("ResNet block: no layers".into()));
+        }
+        Ok(Self { layers, downsample })
+    }
+
+    fn out_shape(&self) -> Shape {
+        self.layers[self.layers.len() - 1].out_shape()
+    }
+
+    /// `relu(main(x) + shortcut(x))` and what the backward needs.
+    fn forward(
+        &self,
+        (xs, xl): (&CudaStorage, &Layout),
+        (ps, pl): (&CudaStorage, &Layout),
+    ) -> candle_core::Result<(CudaStorage, Kept)> {
+        let mut kept = Kept { z: Vec::new(), y: Vec::new(), z_down: None };
+        let last = self.layers.len() - 1;
+        let mut y_last = None;
+        for (i, layer) in self.layers.iter().enumerate() {
+            let input = match i {
+                0 => (xs, xl.clone()),
+                _ => (&kept.y[i - 1], Layout::contiguous(self.layers[i - 1].out_shape())),
+            };
+            let (y, z) = layer.forward((input.0, &input.1), (ps, pl))?;
+            kept.z.push(z);
+            if i == last {
+                y_last = Some(y);
+            } else {
+                kept.y.push(y);
+            }
+        }
+        let shape = self.out_shape();
+        let (y_last, yl) = (y_last.expect("the last layer ran"), Layout::contiguous(shape.clone()));
+        let (out, _) = match &self.downsample {
+            Some(d) => {
+                let (yd, zd) = d.forward((xs, xl), (ps, pl))?;
+                kept.z_down = Some(zd);
+                map(Map::AddRelu, &[(&y_last, &yl), (&yd, &yl)], [0.0; 3])?
+            }
+            None => {
+                if xl.shape() != &shape {
+                    candle_core::bail!("ResNet block: input {:?} cannot join output {shape:?}", xl.shape());
+                }
+                map(Map::AddRelu, &[(&y_last, &yl), (xs, xl)], [0.0; 3])?
+            }
+        };
+        Ok((out, kept))
+    }
+
+    /// The gradient of the block's input `x` (where `need_dx`) and of its layers' parameters (main path, then the
+    /// downsample), for its output `out` and the output's gradient `grad`.
+    fn backward(
+        &self,
+        (x, out, grad): (&Tensor, &Tensor, &Tensor),
+        (kept, p): (Kept, &Tensor),
+        need_dx: bool,
+    ) -> candle_core::Result<(Option<Tensor>, Vec<LayerGrads>)> {
+        let cuda = out.device().as_cuda_device()?.clone();
+        let as_tensor = |s: CudaStorage, shape: Shape| crate::device::tensor_of_storage(s, shape, &cuda);
+        // The join's gradient goes to the main path's last output and to the shortcut.
+        let g = relu_mask(grad, out)?;
+        let mut ys: Vec<Tensor> = Vec::with_capacity(kept.y.len());
+        for (i, y) in kept.y.into_iter().enumerate() {
+            ys.push(as_tensor(y, self.layers[i].out_shape())?);
+        }
+        let mut grads = vec![None; self.layers.len()];
+        let mut dy = g.clone();
+        let mut dx_main = None;
+        for (i, (layer, z)) in self.layers.iter().zip(kept.z).enumerate().rev() {
+            let z = as_tensor(z, layer.out_shape())?;
+            let input = if i == 0 { x } else { &ys[i - 1] };
+            let y = ys.get(i).unwrap_or(&g);
+            let (dx, dw, dgamma, dbeta) = layer.backward((input, &z, y), p, &dy, i > 0 || need_dx)?;
+            grads[i] = Some((dw, dgamma, dbeta));
+            match dx {
+                Some(dx) if i > 0 => dy = dx,
+                dx => dx_main = dx,
+            }
+        }
+        let mut grads: Vec<LayerGrads> = grads.into_iter().flatten().collect();
+        let dx_short = match (&self.downsample, kept.z_down) {
+            (Some(d), Some(zd)) => {
+                let zd = as_tensor(zd, d.out_shape())?;
+                let (dx, dw, dgamma, dbeta) = d.backward((x, &zd, &g), p, &g, need_dx)?;
+                grads.push((dw, dgamma, dbeta));
+                dx
+            }
+            (None, _) => Some(g),
+            (Some(_), None) => candle_core::bail!("ResNet block: the downsample's output was not kept"),
+        };
+        let dx = match (dx_main, dx_short) {
+            (Some(a), Some(b)) => Some((a + b)?),
+            (a, b) => a.or(b),
+        };
+        Ok((dx.filter(|_| need_dx), grads))
     }
 }
 
-/// The block `relu(main(x) + downsample(x))` on CUDA as one autograd node (see the module's note); `p` packed as
-/// the layers' offsets say.
-pub(crate) fn train(x: &Tensor, p: &Tensor, op: BlockCudnn) -> crate::error::Result<Tensor> {
-    if op.layers.is_empty() {
-        return Err(crate::error::TrainError::InvalidModel("ResNet block: no layers".into()));
+/// What the forward keeps: each block's, and each block's output but the last (the op's own output).
+struct KeptStack {
+    blocks: Vec<Kept>,
+    outs: Vec<CudaStorage>,
+}
+
+/// The op: blocks one after the other (a stage, or all of a ResNet's) and what the forward kept.
+pub(crate) struct BlocksCudnn {
+    blocks: Vec<Block>,
+    kept: Arc<Mutex<Option<KeptStack>>>,
+}
+
+impl BlocksCudnn {
+    pub(crate) fn new(blocks: Vec<Block>) -> Self {
+        Self { blocks, kept: Arc::new(Mutex::new(None)) }
+    }
+}
+
+/// The blocks of `op` one after the other on CUDA as one autograd node (see the module's note); `p` packed as the
+/// layers' offsets say.
+pub(crate) fn train(x: &Tensor, p: &Tensor, op: BlocksCudnn) -> crate::error::Result<Tensor> {
+    if op.blocks.is_empty() {
+        return Err(crate::error::TrainError::InvalidModel("ResNet blocks: none".into()));
     }
     Ok(x.contiguous()?.apply_op2(&p.contiguous()?, op)?)
 }
@@ -134,9 +250,9 @@ fn lock<T>(m: &Mutex<T>) -> candle_core::Result<std::sync::MutexGuard<'_, T>> {
     m.lock().map_err(|_| candle_core::Error::Msg("ResNet block: poisoned".into()))
 }
 
-impl candle_core::CustomOp2 for BlockCudnn {
+impl candle_core::CustomOp2 for BlocksCudnn {
     fn name(&self) -> &'static str {
-        "resnet-block-train-cudnn"
+        "resnet-blocks-train-cudnn"
     }
 
     fn cpu_fwd(
@@ -156,39 +272,24 @@ impl candle_core::CustomOp2 for BlockCudnn {
         ps: &CudaStorage,
         pl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let mut kept = Kept { z: Vec::new(), y: Vec::new(), z_down: None };
-        let last = self.layers.len() - 1;
-        let mut y_last = None;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let input = match i {
+        let mut kept = KeptStack { blocks: Vec::with_capacity(self.blocks.len()), outs: Vec::new() };
+        let mut out = None;
+        for (b, block) in self.blocks.iter().enumerate() {
+            let input = match b {
                 0 => (xs, xl.clone()),
-                _ => (&kept.y[i - 1], Layout::contiguous(self.layers[i - 1].out_shape())),
+                _ => (&kept.outs[b - 1], Layout::contiguous(self.blocks[b - 1].out_shape())),
             };
-            let (y, z) = layer.forward((input.0, &input.1), (ps, pl))?;
-            kept.z.push(z);
-            if i == last {
-                y_last = Some(y);
+            let (y, k) = block.forward((input.0, &input.1), (ps, pl))?;
+            kept.blocks.push(k);
+            if b + 1 < self.blocks.len() {
+                kept.outs.push(y);
             } else {
-                kept.y.push(y);
+                out = Some(y);
             }
         }
-        let shape = self.layers[last].out_shape();
-        let (y_last, yl) = (y_last.expect("the last layer ran"), Layout::contiguous(shape.clone()));
-        let out = match &self.downsample {
-            Some(d) => {
-                let (yd, zd) = d.forward((xs, xl), (ps, pl))?;
-                kept.z_down = Some(zd);
-                map(Map::AddRelu, &[(&y_last, &yl), (&yd, &yl)], [0.0; 3])?
-            }
-            None => {
-                if xl.shape() != &shape {
-                    candle_core::bail!("ResNet block: input {:?} cannot join output {shape:?}", xl.shape());
-                }
-                map(Map::AddRelu, &[(&y_last, &yl), (xs, xl)], [0.0; 3])?
-            }
-        };
         *lock(&self.kept)? = Some(kept);
-        Ok(out)
+        let last = &self.blocks[self.blocks.len() - 1];
+        Ok((out.expect("the last block ran"), last.out_shape()))
     }
 
     fn bwd(
@@ -200,61 +301,38 @@ impl candle_core::CustomOp2 for BlockCudnn {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let kept = lock(&self.kept)?.take().ok_or_else(|| {
             candle_core::Error::Msg(
-                "ResNet block: one backward per forward (its kept outputs are used up)".into(),
+                "ResNet blocks: one backward per forward (the kept outputs are used up)".into(),
             )
         })?;
         let cuda = res.device().as_cuda_device()?.clone();
-        let as_tensor = |s: CudaStorage, shape: Shape| crate::device::tensor_of_storage(s, shape, &cuda);
-        let p = p.detach();
-        let x_in = x.detach();
-        // The join's gradient goes to the main path's last output and to the shortcut.
-        let g = relu_mask(grad, res)?;
-        let mut ys: Vec<Tensor> = Vec::with_capacity(kept.y.len());
-        for (i, y) in kept.y.into_iter().enumerate() {
-            ys.push(as_tensor(y, self.layers[i].out_shape())?);
+        let mut outs = Vec::with_capacity(kept.outs.len());
+        for (b, o) in kept.outs.into_iter().enumerate() {
+            outs.push(crate::device::tensor_of_storage(o, self.blocks[b].out_shape(), &cuda)?);
         }
-        let mut grads = vec![None; self.layers.len()];
-        let mut dy = g.clone();
-        let mut dx_main = None;
-        for (i, (layer, z)) in self.layers.iter().zip(kept.z).enumerate().rev() {
-            let z = as_tensor(z, layer.out_shape())?;
-            let input = if i == 0 { &x_in } else { &ys[i - 1] };
-            let y = ys.get(i).unwrap_or(&g);
-            let need_dx = i > 0 || x.track_op();
-            let (dx, dw, dgamma, dbeta) = layer.backward((input, &z, y), &p, &dy, need_dx)?;
-            grads[i] = Some((dw, dgamma, dbeta));
-            match dx {
-                Some(dx) if i > 0 => dy = dx,
-                dx => dx_main = dx,
+        let (p, x_in) = (p.detach(), x.detach());
+        let mut grads = Vec::with_capacity(self.blocks.len());
+        let mut dy = grad.clone();
+        let mut dx = None;
+        for (b, (block, k)) in self.blocks.iter().zip(kept.blocks).enumerate().rev() {
+            let input = if b == 0 { &x_in } else { &outs[b - 1] };
+            let out = if b + 1 == self.blocks.len() { res } else { &outs[b] };
+            let (d, g) = block.backward((input, out, &dy), (k, &p), b > 0 || x.track_op())?;
+            grads.push(g);
+            match d {
+                Some(d) if b > 0 => dy = d,
+                d => dx = d,
             }
         }
-        let (dx_short, down_grads) = match (&self.downsample, kept.z_down) {
-            (Some(d), Some(zd)) => {
-                let zd = as_tensor(zd, d.out_shape())?;
-                let (dx, dw, dgamma, dbeta) = d.backward((&x_in, &zd, &g), &p, &g, x.track_op())?;
-                (dx, Some((dw, dgamma, dbeta)))
-            }
-            (None, _) => (Some(g.clone()), None),
-            (Some(_), None) => candle_core::bail!("ResNet block: the downsample's output was not kept"),
-        };
-        let dx = match (dx_main, dx_short) {
-            (Some(a), Some(b)) => Some((a + b)?),
-            (a, b) => a.or(b),
-        };
-        let dp = self.pack_grads(&p, grads.into_iter().flatten().chain(down_grads))?;
+        let dp = self.pack_grads(&p, grads.into_iter().rev().flatten())?;
         Ok((dx, Some(dp)))
     }
 }
 
-impl BlockCudnn {
-    /// The parameters' gradients packed as `p` is: each layer's `(dW, dgamma, dbeta)` at its offsets, the gaps
-    /// (alignment padding) zero.
-    fn pack_grads(
-        &self,
-        p: &Tensor,
-        grads: impl Iterator<Item = (Tensor, Tensor, Tensor)>,
-    ) -> candle_core::Result<Tensor> {
-        let layers = self.layers.iter().chain(&self.downsample);
+impl BlocksCudnn {
+    /// The parameters' gradients packed as `p` is: each layer's `(dW, dgamma, dbeta)` (in block order, each block's
+    /// main path then its downsample) at its offsets, the gaps (alignment padding) zero.
+    fn pack_grads(&self, p: &Tensor, grads: impl Iterator<Item = LayerGrads>) -> candle_core::Result<Tensor> {
+        let layers = self.blocks.iter().flat_map(|b| b.layers.iter().chain(&b.downsample));
         let mut pieces: Vec<(usize, Tensor)> = Vec::new();
         for (layer, (dw, dgamma, dbeta)) in layers.zip(grads) {
             pieces.push((layer.w_at, dw.flatten_all()?));

@@ -42,7 +42,7 @@ use std::sync::OnceLock;
 use candle_core::Tensor;
 
 pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
-pub(crate) use block::{train as block_train, BlockCudnn, BlockLayer};
+pub(crate) use block::{train as block_train, Block, BlockLayer, BlocksCudnn};
 pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
 pub(crate) use conv_bn::train as conv_bn_train;
 pub(crate) use fused::conv_bias_act;
