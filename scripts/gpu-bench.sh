@@ -96,6 +96,10 @@ run_case "r18-224-b64-train-noblock"  "UNISAL_FUSED_BLOCK=0" "train $common $r18
 run_case "r50-224-dual-train-noblock" "UNISAL_FUSED_BLOCK=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-eachblock"  "UNISAL_FUSED_BLOCK=block" "train $common $r18" "-"
 run_case "r50-224-dual-train-eachblock" "UNISAL_FUSED_BLOCK=block" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+# Session 14: convolutions through execution plans of cuDNN's graph API, each timed (nn/cudnn/graph.rs).
+run_case "r18-224-b64-train-graph"    "UNISAL_CUDNN_GRAPH=1" "train $common $r18" "-"
+run_case "r50-224-dual-train-graph"   "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-bf16-graph" "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
 # ... and cuDNN's persistent batch norm kernels in training (an experiment: UNISAL_BN_PERSISTENT=1).
 run_case "r18-224-b64-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common $r18" "-"
 run_case "r50-224-dual-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
@@ -179,6 +183,15 @@ if want convlayers; then
     --warmup 1 > "$OUT/convlayers-candle.txt" 2>&1
   timeout 200 "$PY" scripts/torch_conv_layers.py --model resnet50 --size 224 --batch 128 \
     --ours "$OUT/convlayers-candle.txt" --json "$OUT/convlayers.json" 2>&1 | tee "$OUT/convlayers.txt" | tail -n 30
+fi
+# The graph API's best plan for each convolution pass of the dual ResNet-50 step (cudnn-graph lines: its time, ms),
+# beside the legacy choices above and PyTorch's (convlayers.txt).
+if want graphlog; then
+  echo "== graphlog r50-224 batch 128 (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
+  # shellcheck disable=SC2086
+  UNISAL_CUDNN_GRAPH=1 UNISAL_CUDNN_LOG=1 timeout 150 "$bin" bench train $common --model resnet50 --size 224 \
+    --batch 128 --dual --steps 2 --warmup 1 > "$OUT/graphlog-candle.txt" 2>&1
+  grep -E "cudnn-graph|img/s|rror" "$OUT/graphlog-candle.txt" | head -n 80
 fi
 # The GPU time of each of our ops at the step's normal pace (timing events, no synchronisation), and of what runs
 # between them (candle's own kernels): the dual ResNet-50 step and the ResNet-18 step.

@@ -24,6 +24,7 @@ use candle_core::{CudaStorage, Layout, Shape};
 pub(super) use super::conv_choice::Choice;
 use super::conv_choice::{cached, key, workspace_bytes};
 use super::ffi::{self, Api, Ptr};
+use super::graph::{self, Pass};
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, with_workspace, CudnnElem,
     Desc, ONE, ZERO,
@@ -133,6 +134,26 @@ fn run_pass(
     })
 }
 
+/// Runs a pass through an execution plan of cuDNN's graph API where `UNISAL_CUDNN_GRAPH=1` asks for it and it has
+/// one (`graph.rs`); `false` otherwise, nothing enqueued.
+fn by_graph(
+    (h, stream): (Ptr, &Arc<CudaStream>),
+    (op, pass, data): (&ConvOp, Pass, std::ffi::c_int),
+    ptrs: [*mut c_void; 3],
+) -> candle_core::Result<bool> {
+    if !graph::enabled() {
+        return Ok(false);
+    }
+    match ffi::graph_api() {
+        Ok(g) => graph::run(g, (h, stream), (op, pass, data), ptrs),
+        Err(why) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("unisal: UNISAL_CUDNN_GRAPH=1 but {why}; using the legacy calls"));
+            Ok(false)
+        }
+    }
+}
+
 /// The CUDA forward of [`ConvOp`]: `y = conv(x, w)` through cuDNN, in f32 or bf16 (accumulating in f32).
 pub(crate) fn forward(
     op: &ConvOp,
@@ -154,15 +175,17 @@ fn forward_as<T: CudnnElem>(
     let d = descs(op, T::DATA)?;
     with_handle(&xs.device, "conv-forward", |a, h, stream| {
         let what = "convolution forward";
-        let choice = forward_choice(a, h, op, &d)?;
-        let bytes = forward_workspace(a, h, (op, &d), (choice, what))?;
         let mut y = output::<T>(stream, shape.elem_count())?;
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
             let (yp, _gy) = ptr_mut(&mut y, stream);
-            let ins = [(d.x.ptr, xp), (d.w.ptr, wp)];
-            let call = a.cudnnConvolutionForward;
-            run_pass(call, (h, stream), ins, (d.conv.ptr, choice.algo, bytes), (d.y.ptr, yp), what)?;
+            if !by_graph((h, stream), (op, Pass::Forward, d.data), [xp as _, wp as _, yp])? {
+                let choice = forward_choice(a, h, op, &d)?;
+                let bytes = forward_workspace(a, h, (op, &d), (choice, what))?;
+                let ins = [(d.x.ptr, xp), (d.w.ptr, wp)];
+                let call = a.cudnnConvolutionForward;
+                run_pass(call, (h, stream), ins, (d.conv.ptr, choice.algo, bytes), (d.y.ptr, yp), what)?;
+            }
         }
         Ok((storage(y, &xs.device), shape))
     })
@@ -196,13 +219,20 @@ fn backward_as<T: CudnnElem>(
         let mut out = output::<T>(stream, dw_at + w_len)?;
         let (dyp, _gdy) = ptr(&dy, stream);
         let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
-        {
+        'filter: {
             let what = "convolution backward filter";
+            let mut dw = out.slice_mut(dw_at..dw_at + w_len);
+            let (xp, _gx) = ptr(&x, stream);
+            let (dwp, _gdw) = ptr_mut(&mut dw, stream);
+            let graph = by_graph((h, stream), (c, Pass::BackwardFilter, d.data), [xp as _, dwp, dyp as _])?;
             let queries = (
                 a.cudnnGetConvolutionBackwardFilterAlgorithm_v7,
                 a.cudnnFindConvolutionBackwardFilterAlgorithm,
             );
             let k = key(c, 2, d.data);
+            if graph {
+                break 'filter;
+            }
             let choice = cached(a, h, (k, what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
             let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
@@ -215,28 +245,37 @@ fn backward_as<T: CudnnElem>(
                     bytes,
                 )
             })?;
-            let mut dw = out.slice_mut(dw_at..dw_at + w_len);
-            let (xp, _gx) = ptr(&x, stream);
-            let (dwp, _gdw) = ptr_mut(&mut dw, stream);
             let call = a.cudnnConvolutionBackwardFilter;
             let ins = [(dx_d, xp), (dy_d, dyp)];
             run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dw_d, dwp), what)?;
         }
         if op.need_dx {
             let what = "convolution backward data";
-            let queries =
-                (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
-            let k = key(c, 1, d.data);
-            let choice = cached(a, h, (k, what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
-            let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
-                (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
-            })?;
             let mut dx = out.slice_mut(0..x_len);
             let (wp, _gw) = ptr(&w, stream);
             let (dxp, _gdx) = ptr_mut(&mut dx, stream);
-            let call = a.cudnnConvolutionBackwardData;
-            let ins = [(dw_d, wp), (dy_d, dyp)];
-            run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dx_d, dxp), what)?;
+            if !by_graph((h, stream), (c, Pass::BackwardData, d.data), [dxp, wp as _, dyp as _])? {
+                let queries = (
+                    a.cudnnGetConvolutionBackwardDataAlgorithm_v7,
+                    a.cudnnFindConvolutionBackwardDataAlgorithm,
+                );
+                let k = key(c, 1, d.data);
+                let choice = cached(a, h, (k, what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
+                let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
+                    (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(
+                        h,
+                        dw_d,
+                        dy_d,
+                        dc,
+                        dx_d,
+                        choice.algo,
+                        bytes,
+                    )
+                })?;
+                let call = a.cudnnConvolutionBackwardData;
+                let ins = [(dw_d, wp), (dy_d, dyp)];
+                run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dx_d, dxp), what)?;
+            }
         }
         Ok((storage(out, &xs.device), shape))
     })

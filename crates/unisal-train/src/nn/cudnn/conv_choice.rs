@@ -46,7 +46,7 @@ thread_local! {
 
 /// The most workspace one convolution may take: 2 GiB, or `UNISAL_CUDNN_WORKSPACE_MB` (PyTorch's timed search
 /// allows as much as the device has free, and takes FFT algorithms for some of ResNet-50's layers).
-fn max_workspace() -> usize {
+pub(super) fn max_workspace() -> usize {
     static MAX: OnceLock<usize> = OnceLock::new();
     let mb = || std::env::var("UNISAL_CUDNN_WORKSPACE_MB").ok()?.trim().parse::<usize>().ok();
     *MAX.get_or_init(|| mb().map_or(2 << 30, |mb| mb << 20))
@@ -84,7 +84,7 @@ fn find_allowed() -> bool {
 
 /// Whether each algorithm choice is written to stderr with cuDNN's ranking (`UNISAL_CUDNN_LOG=1`): for comparing
 /// the choices and their timed costs with PyTorch's (`scripts/torch_conv_layers.py`).
-fn log_choices() -> bool {
+pub(super) fn log_choices() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("UNISAL_CUDNN_LOG").is_ok_and(|v| v.trim() == "1"))
 }

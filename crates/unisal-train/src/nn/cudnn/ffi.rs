@@ -44,16 +44,16 @@ pub(crate) struct AlgoPerf {
 }
 
 macro_rules! api {
-    ($($name:ident: fn($($arg:ty),*) -> $ret:ty;)*) => {
+    ($api:ident; $($name:ident: fn($($arg:ty),*) -> $ret:ty;)*) => {
         /// The loaded library and its entry points (names as in cuDNN).
         #[allow(non_snake_case)]
-        pub(crate) struct Api {
+        pub(crate) struct $api {
             _lib: libloading::Library,
             _parts: Vec<libloading::Library>,
             $(pub $name: unsafe extern "C" fn($($arg),*) -> $ret,)*
         }
 
-        impl Api {
+        impl $api {
             /// # Safety
             /// `lib` must be cuDNN 9, whose entry points have the signatures declared here.
             #[allow(non_snake_case)]
@@ -70,6 +70,7 @@ macro_rules! api {
 }
 
 api! {
+    Api;
     cudnnGetVersion: fn() -> usize;
     cudnnGetErrorString: fn(Status) -> *const c_char;
     cudnnCreate: fn(*mut Ptr) -> Status;
@@ -140,10 +141,37 @@ api! {
     ) -> Status;
 }
 
+api! {
+    GraphApi;
+    cudnnBackendCreateDescriptor: fn(c_int, *mut Ptr) -> Status;
+    cudnnBackendDestroyDescriptor: fn(Ptr) -> Status;
+    cudnnBackendFinalize: fn(Ptr) -> Status;
+    cudnnBackendSetAttribute: fn(Ptr, c_int, c_int, i64, *const c_void) -> Status;
+    cudnnBackendGetAttribute: fn(Ptr, c_int, c_int, i64, *mut i64, *mut c_void) -> Status;
+    cudnnBackendExecute: fn(Ptr, Ptr, Ptr) -> Status;
+}
+
 // SAFETY: the entry points are plain C functions of a library that stays loaded for the process's life; cuDNN's
 // own rules (one handle per thread, `handle.rs`) are kept by the callers.
 unsafe impl Send for Api {}
 unsafe impl Sync for Api {}
+// SAFETY: as for `Api`.
+unsafe impl Send for GraphApi {}
+unsafe impl Sync for GraphApi {}
+
+/// cuDNN's graph (backend) API, loaded apart from [`api`] on first use (`graph.rs`, opt-in): a library without it
+/// leaves the legacy calls working.
+pub(crate) fn graph_api() -> Result<&'static GraphApi, &'static str> {
+    static API: OnceLock<Result<GraphApi, String>> = OnceLock::new();
+    API.get_or_init(|| {
+        api().map_err(str::to_string)?;
+        let lib = open(NAMES[0]).or_else(|_| open("libcudnn_graph.so.9"))?;
+        // SAFETY: cuDNN 9 (checked by `api`), whose backend entry points have these signatures.
+        unsafe { GraphApi::load(lib, Vec::new()) }.map_err(|e| format!("cuDNN lacks {e}"))
+    })
+    .as_ref()
+    .map_err(String::as_str)
+}
 
 /// The library's names, tried in order.
 const NAMES: [&str; 2] = ["libcudnn.so.9", "libcudnn.so"];

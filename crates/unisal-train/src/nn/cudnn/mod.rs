@@ -34,6 +34,7 @@ mod conv_bn;
 mod conv_choice;
 mod ffi;
 mod fused;
+mod graph;
 pub(crate) mod handle;
 mod pool;
 
