@@ -96,10 +96,11 @@ run_case "r18-224-b64-train-noblock"  "UNISAL_FUSED_BLOCK=0" "train $common $r18
 run_case "r50-224-dual-train-noblock" "UNISAL_FUSED_BLOCK=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-eachblock"  "UNISAL_FUSED_BLOCK=block" "train $common $r18" "-"
 run_case "r50-224-dual-train-eachblock" "UNISAL_FUSED_BLOCK=block" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
-# Session 14: convolutions through execution plans of cuDNN's graph API, each timed (nn/cudnn/graph.rs).
-run_case "r18-224-b64-train-graph"    "UNISAL_CUDNN_GRAPH=1" "train $common $r18" "-"
-run_case "r50-224-dual-train-graph"   "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
-run_case "r50-224-dual-train-bf16-graph" "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
+# Session 14: convolutions through execution plans of cuDNN's graph API, each timed (nn/cudnn/graph.rs), by
+# default; UNISAL_CUDNN_GRAPH=0 is the legacy calls (cudnnFind*).
+run_case "r18-224-b64-train-legacy"   "UNISAL_CUDNN_GRAPH=0" "train $common $r18" "-"
+run_case "r50-224-dual-train-legacy"  "UNISAL_CUDNN_GRAPH=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-bf16-legacy" "UNISAL_CUDNN_GRAPH=0" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
 # ... and cuDNN's persistent batch norm kernels in training (an experiment: UNISAL_BN_PERSISTENT=1).
 run_case "r18-224-b64-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common $r18" "-"
 run_case "r50-224-dual-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
@@ -189,7 +190,7 @@ fi
 if want graphlog; then
   echo "== graphlog r50-224 batch 128 (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
   # shellcheck disable=SC2086
-  UNISAL_CUDNN_GRAPH=1 UNISAL_CUDNN_LOG=1 timeout 150 "$bin" bench train $common --model resnet50 --size 224 \
+  UNISAL_CUDNN_LOG=1 timeout 150 "$bin" bench train $common --model resnet50 --size 224 \
     --batch 128 --dual --steps 2 --warmup 1 > "$OUT/graphlog-candle.txt" 2>&1
   grep -E "cudnn-graph|img/s|rror" "$OUT/graphlog-candle.txt" | head -n 80
 fi

@@ -82,17 +82,7 @@ pub fn close_rms(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
 
 /// [`check_within`] for bf16 activations: the gradients compared by [`close_rms`], within 2e-2.
 pub fn check_bf16(name: &str, vars: &[(Var, Var)], tol: f64, f: impl Fn(&[&Var]) -> Tensor) {
-    check_bf16_within(name, vars, (tol, 2e-2), f)
-}
-
-/// [`check_bf16`] with the gradients' rms tolerance `grad_tol`.
-pub fn check_bf16_within(
-    name: &str,
-    vars: &[(Var, Var)],
-    (tol, grad_tol): (f64, f64),
-    f: impl Fn(&[&Var]) -> Tensor,
-) {
-    check_with(name, vars, (tol, |w: &str, g: &Tensor, e: &Tensor| close_rms(w, g, e, grad_tol)), f)
+    check_with(name, vars, (tol, |w: &str, g: &Tensor, e: &Tensor| close_rms(w, g, e, 2e-2)), f)
 }
 
 /// Run `f` on the CPU f64 vars and on the device f32 vars; compare outputs and the gradients of sum(out * R).

@@ -77,15 +77,16 @@ impl BlockLayer {
         Ok((y, z))
     }
 
-    /// `(dx, dW, dgamma, dbeta)` for the layer's input `x`, its kept `z`, its output `y` (for the ReLU's mask;
-    /// unused without one) and the output's gradient `dy`; `dx` only where `need_dx`.
+    /// The gradient of the layer's input `x` (only where `need_dx`) for its kept `z`, its output `y` (for the
+    /// ReLU's mask; unused without one) and the output's gradient `dy`; the parameters' gradients are written into
+    /// `dp` at the layer's offsets (copied out at once: as views they would keep the whole backward buffers alive).
     fn backward(
         &self,
         (x, z, y): (&Tensor, &Tensor, &Tensor),
-        p: &Tensor,
+        (p, dp): (&Tensor, &Tensor),
         dy: &Tensor,
         need_dx: bool,
-    ) -> candle_core::Result<(Option<Tensor>, Tensor, Tensor, Tensor)> {
+    ) -> candle_core::Result<Option<Tensor>> {
         let train = self
             .bn
             .train_mode()
@@ -93,10 +94,14 @@ impl BlockLayer {
         let out = self.conv.out;
         let gamma = p.narrow(0, self.gb_at, out)?;
         let (dz, dgamma, dbeta) = self.bn.train_grads(train, z, &gamma, (y, dy))?;
+        let dt = dp.dtype();
+        dp.slice_set(&dgamma.to_dtype(dt)?.contiguous()?, 0, self.gb_at)?;
+        dp.slice_set(&dbeta.to_dtype(dt)?.contiguous()?, 0, self.gb_at + out)?;
         let g = self.conv.g;
         let w = p.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
         let (dx, dw) = self.conv.grads_needing(x, &w, &dz, need_dx)?;
-        Ok((dx, dw, dgamma, dbeta))
+        dp.slice_set(&dw.flatten_all()?.to_dtype(dt)?.contiguous()?, 0, self.w_at)?;
+        Ok(dx)
     }
 }
 
@@ -113,9 +118,6 @@ pub(crate) struct Block {
     layers: Vec<BlockLayer>,
     downsample: Option<BlockLayer>,
 }
-
-/// A layer's `(dW, dgamma, dbeta)`.
-type LayerGrads = (Tensor, Tensor, Tensor);
 
 impl Block {
     /// A block of the main path `layers` (at least one) and the shortcut `downsample`.
@@ -170,14 +172,14 @@ impl Block {
         Ok((out, kept))
     }
 
-    /// The gradient of the block's input `x` (where `need_dx`) and of its layers' parameters (main path, then the
-    /// downsample), for its output `out` and the output's gradient `grad`.
+    /// The gradient of the block's input `x` (where `need_dx`) for its output `out` and the output's gradient
+    /// `grad`; its layers' parameters' gradients are written into `dp`.
     fn backward(
         &self,
         (x, out, grad): (&Tensor, &Tensor, &Tensor),
-        (kept, p): (Kept, &Tensor),
+        (kept, p, dp): (Kept, &Tensor, &Tensor),
         need_dx: bool,
-    ) -> candle_core::Result<(Option<Tensor>, Vec<LayerGrads>)> {
+    ) -> candle_core::Result<Option<Tensor>> {
         let cuda = out.device().as_cuda_device()?.clone();
         let as_tensor = |s: CudaStorage, shape: Shape| crate::device::tensor_of_storage(s, shape, &cuda);
         // The join's gradient goes to the main path's last output and to the shortcut.
@@ -186,27 +188,21 @@ impl Block {
         for (i, y) in kept.y.into_iter().enumerate() {
             ys.push(as_tensor(y, self.layers[i].out_shape())?);
         }
-        let mut grads = vec![None; self.layers.len()];
         let mut dy = g.clone();
         let mut dx_main = None;
         for (i, (layer, z)) in self.layers.iter().zip(kept.z).enumerate().rev() {
             let z = as_tensor(z, layer.out_shape())?;
             let input = if i == 0 { x } else { &ys[i - 1] };
             let y = ys.get(i).unwrap_or(&g);
-            let (dx, dw, dgamma, dbeta) = layer.backward((input, &z, y), p, &dy, i > 0 || need_dx)?;
-            grads[i] = Some((dw, dgamma, dbeta));
-            match dx {
+            match layer.backward((input, &z, y), (p, dp), &dy, i > 0 || need_dx)? {
                 Some(dx) if i > 0 => dy = dx,
                 dx => dx_main = dx,
             }
         }
-        let mut grads: Vec<LayerGrads> = grads.into_iter().flatten().collect();
         let dx_short = match (&self.downsample, kept.z_down) {
             (Some(d), Some(zd)) => {
                 let zd = as_tensor(zd, d.out_shape())?;
-                let (dx, dw, dgamma, dbeta) = d.backward((x, &zd, &g), p, &g, need_dx)?;
-                grads.push((dw, dgamma, dbeta));
-                dx
+                d.backward((x, &zd, &g), (p, dp), &g, need_dx)?
             }
             (None, _) => Some(g),
             (Some(_), None) => candle_core::bail!("ResNet block: the downsample's output was not kept"),
@@ -215,7 +211,7 @@ impl Block {
             (Some(a), Some(b)) => Some((a + b)?),
             (a, b) => a.or(b),
         };
-        Ok((dx.filter(|_| need_dx), grads))
+        Ok(dx.filter(|_| need_dx))
     }
 }
 
@@ -310,51 +306,18 @@ impl candle_core::CustomOp2 for BlocksCudnn {
             outs.push(crate::device::tensor_of_storage(o, self.blocks[b].out_shape(), &cuda)?);
         }
         let (p, x_in) = (p.detach(), x.detach());
-        let mut grads = Vec::with_capacity(self.blocks.len());
+        // The parameters' gradients, written layer by layer (the alignment gaps stay zero).
+        let dp = Tensor::zeros(p.elem_count(), p.dtype(), p.device())?;
         let mut dy = grad.clone();
         let mut dx = None;
         for (b, (block, k)) in self.blocks.iter().zip(kept.blocks).enumerate().rev() {
             let input = if b == 0 { &x_in } else { &outs[b - 1] };
             let out = if b + 1 == self.blocks.len() { res } else { &outs[b] };
-            let (d, g) = block.backward((input, out, &dy), (k, &p), b > 0 || x.track_op())?;
-            grads.push(g);
-            match d {
+            match block.backward((input, out, &dy), (k, &p, &dp), b > 0 || x.track_op())? {
                 Some(d) if b > 0 => dy = d,
                 d => dx = d,
             }
         }
-        let dp = self.pack_grads(&p, grads.into_iter().rev().flatten())?;
         Ok((dx, Some(dp)))
-    }
-}
-
-impl BlocksCudnn {
-    /// The parameters' gradients packed as `p` is: each layer's `(dW, dgamma, dbeta)` (in block order, each block's
-    /// main path then its downsample) at its offsets, the gaps (alignment padding) zero.
-    fn pack_grads(&self, p: &Tensor, grads: impl Iterator<Item = LayerGrads>) -> candle_core::Result<Tensor> {
-        let layers = self.blocks.iter().flat_map(|b| b.layers.iter().chain(&b.downsample));
-        let mut pieces: Vec<(usize, Tensor)> = Vec::new();
-        for (layer, (dw, dgamma, dbeta)) in layers.zip(grads) {
-            pieces.push((layer.w_at, dw.flatten_all()?));
-            pieces.push((layer.gb_at, Tensor::cat(&[&dgamma, &dbeta], 0)?));
-        }
-        pieces.sort_by_key(|(at, _)| *at);
-        let mut parts = Vec::with_capacity(2 * pieces.len());
-        let mut at = 0;
-        for (start, t) in pieces {
-            if start < at {
-                candle_core::bail!("ResNet block: overlapping parameters at {start}");
-            }
-            if start > at {
-                parts.push(Tensor::zeros(start - at, p.dtype(), p.device())?);
-            }
-            at = start + t.elem_count();
-            parts.push(t.to_dtype(p.dtype())?);
-        }
-        let total = p.elem_count();
-        if at < total {
-            parts.push(Tensor::zeros(total - at, p.dtype(), p.device())?);
-        }
-        Tensor::cat(&parts, 0)
     }
 }

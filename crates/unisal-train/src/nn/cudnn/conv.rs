@@ -134,8 +134,8 @@ fn run_pass(
     })
 }
 
-/// Runs a pass through an execution plan of cuDNN's graph API where `UNISAL_CUDNN_GRAPH=1` asks for it and it has
-/// one (`graph.rs`); `false` otherwise, nothing enqueued.
+/// Runs a pass through an execution plan of cuDNN's graph API where it is on (unless `UNISAL_CUDNN_GRAPH=0`) and
+/// has one (`graph.rs`); `false` otherwise, nothing enqueued.
 fn by_graph(
     (h, stream): (Ptr, &Arc<CudaStream>),
     (op, pass, data): (&ConvOp, Pass, std::ffi::c_int),
@@ -148,7 +148,9 @@ fn by_graph(
         Ok(g) => graph::run(g, (h, stream), (op, pass, data), ptrs),
         Err(why) => {
             static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| eprintln!("unisal: UNISAL_CUDNN_GRAPH=1 but {why}; using the legacy calls"));
+            SAID.call_once(|| {
+                eprintln!("unisal: cuDNN's graph API is not usable ({why}); using the legacy calls")
+            });
             Ok(false)
         }
     }
