@@ -96,19 +96,14 @@ run_case "r18-224-b64-train-noblock"  "UNISAL_FUSED_BLOCK=0" "train $common $r18
 run_case "r50-224-dual-train-noblock" "UNISAL_FUSED_BLOCK=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-eachblock"  "UNISAL_FUSED_BLOCK=block" "train $common $r18" "-"
 run_case "r50-224-dual-train-eachblock" "UNISAL_FUSED_BLOCK=block" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
-# Session 14: convolutions through execution plans of cuDNN's graph API, each timed (nn/cudnn/graph.rs), by
-# default; UNISAL_CUDNN_GRAPH=0 is the legacy calls (cudnnFind*).
-run_case "r18-224-b64-train-legacy"   "UNISAL_CUDNN_GRAPH=0" "train $common $r18" "-"
-run_case "r50-224-dual-train-legacy"  "UNISAL_CUDNN_GRAPH=0" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
-run_case "r50-224-dual-train-bf16-legacy" "UNISAL_CUDNN_GRAPH=0" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
-# ... and cuDNN's persistent batch norm kernels in training (an experiment: UNISAL_BN_PERSISTENT=1).
-run_case "r18-224-b64-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common $r18" "-"
-run_case "r50-224-dual-train-bnpersist" "UNISAL_BN_PERSISTENT=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
-# ... and a convolution workspace of up to 32 GiB instead of 2 (PyTorch's timed search takes FFT algorithms for some
-# of ResNet-50's layers, which need more).
-run_case "r18-224-b64-train-ws"       "UNISAL_CUDNN_WORKSPACE_MB=32768" "train $common $r18" "-"
-run_case "r50-224-dual-train-ws"      "UNISAL_CUDNN_WORKSPACE_MB=32768" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
-run_case "r50-224-dual-train-ws-bnpersist" "UNISAL_CUDNN_WORKSPACE_MB=32768 UNISAL_BN_PERSISTENT=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+# Session 14: convolutions through execution plans of cuDNN's graph API, each timed (nn/cudnn/graph.rs):
+# UNISAL_CUDNN_GRAPH=1 every pass (its last run: dual ResNet-50 483 against 470 img/s, ResNet-18 2,456 against
+# 2,809), =auto each pass where its plan timed faster than the legacy choice (not yet run); unset: legacy.
+run_case "r18-224-b64-train-graph"    "UNISAL_CUDNN_GRAPH=1" "train $common $r18" "-"
+run_case "r18-224-b64-train-graphauto" "UNISAL_CUDNN_GRAPH=auto" "train $common $r18" "-"
+run_case "r50-224-dual-train-graph"   "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-graphauto" "UNISAL_CUDNN_GRAPH=auto" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-bf16-graph" "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).
@@ -185,12 +180,12 @@ if want convlayers; then
   timeout 200 "$PY" scripts/torch_conv_layers.py --model resnet50 --size 224 --batch 128 \
     --ours "$OUT/convlayers-candle.txt" --json "$OUT/convlayers.json" 2>&1 | tee "$OUT/convlayers.txt" | tail -n 30
 fi
-# The graph API's best plan for each convolution pass of the dual ResNet-50 step (cudnn-graph lines: its time, ms),
-# beside the legacy choices above and PyTorch's (convlayers.txt).
+# The graph API's best plan for each convolution pass of the dual ResNet-50 step (cudnn-graph lines: its time and the
+# legacy choice's, ms, and which =auto takes), beside PyTorch's (convlayers.txt).
 if want graphlog; then
   echo "== graphlog r50-224 batch 128 (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
   # shellcheck disable=SC2086
-  UNISAL_CUDNN_LOG=1 timeout 150 "$bin" bench train $common --model resnet50 --size 224 \
+  UNISAL_CUDNN_GRAPH=auto UNISAL_CUDNN_LOG=1 timeout 150 "$bin" bench train $common --model resnet50 --size 224 \
     --batch 128 --dual --steps 2 --warmup 1 > "$OUT/graphlog-candle.txt" 2>&1
   grep -E "cudnn-graph|img/s|rror" "$OUT/graphlog-candle.txt" | head -n 80
 fi

@@ -35,6 +35,8 @@ pub(crate) use cudnn::version as cudnn_version;
 mod elementwise;
 pub mod fused;
 mod gemm_cpu;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod graph_mode;
 mod im2col;
 mod init;
 mod lanes_cpu;

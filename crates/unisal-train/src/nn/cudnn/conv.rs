@@ -134,18 +134,20 @@ fn run_pass(
     })
 }
 
-/// Runs a pass through an execution plan of cuDNN's graph API where it is on (unless `UNISAL_CUDNN_GRAPH=0`) and
-/// has one (`graph.rs`); `false` otherwise, nothing enqueued.
+/// Runs a pass through an execution plan of cuDNN's graph API where `UNISAL_CUDNN_GRAPH` asks for it (`graph.rs`:
+/// always with `1`; with `auto` where its best plan timed faster than `legacy_ms`, the legacy choice's time) and it
+/// has one; `false` otherwise, nothing enqueued.
 fn by_graph(
     (h, stream): (Ptr, &Arc<CudaStream>),
-    (op, pass, data): (&ConvOp, Pass, std::ffi::c_int),
+    (op, pass, data, legacy_ms): (&ConvOp, Pass, std::ffi::c_int, f32),
     ptrs: [*mut c_void; 3],
 ) -> candle_core::Result<bool> {
-    if !graph::enabled() {
+    let mode = graph::mode();
+    if mode == graph::Mode::Off {
         return Ok(false);
     }
     match ffi::graph_api() {
-        Ok(g) => graph::run(g, (h, stream), (op, pass, data), ptrs),
+        Ok(g) => graph::run(g, (h, stream), (op, pass, data), ptrs, (mode, legacy_ms)),
         Err(why) => {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
@@ -181,8 +183,8 @@ fn forward_as<T: CudnnElem>(
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
             let (yp, _gy) = ptr_mut(&mut y, stream);
-            if !by_graph((h, stream), (op, Pass::Forward, d.data), [xp as _, wp as _, yp])? {
-                let choice = forward_choice(a, h, op, &d)?;
+            let choice = forward_choice(a, h, op, &d)?;
+            if !by_graph((h, stream), (op, Pass::Forward, d.data, choice.ms), [xp as _, wp as _, yp])? {
                 let bytes = forward_workspace(a, h, (op, &d), (choice, what))?;
                 let ins = [(d.x.ptr, xp), (d.w.ptr, wp)];
                 let call = a.cudnnConvolutionForward;
@@ -226,16 +228,16 @@ fn backward_as<T: CudnnElem>(
             let mut dw = out.slice_mut(dw_at..dw_at + w_len);
             let (xp, _gx) = ptr(&x, stream);
             let (dwp, _gdw) = ptr_mut(&mut dw, stream);
-            let graph = by_graph((h, stream), (c, Pass::BackwardFilter, d.data), [xp as _, dwp, dyp as _])?;
             let queries = (
                 a.cudnnGetConvolutionBackwardFilterAlgorithm_v7,
                 a.cudnnFindConvolutionBackwardFilterAlgorithm,
             );
             let k = key(c, 2, d.data);
-            if graph {
+            let choice = cached(a, h, (k, what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
+            let ptrs = [xp as _, dwp, dyp as _];
+            if by_graph((h, stream), (c, Pass::BackwardFilter, d.data, choice.ms), ptrs)? {
                 break 'filter;
             }
-            let choice = cached(a, h, (k, what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
             let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
                 (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
                     h,
@@ -256,13 +258,11 @@ fn backward_as<T: CudnnElem>(
             let mut dx = out.slice_mut(0..x_len);
             let (wp, _gw) = ptr(&w, stream);
             let (dxp, _gdx) = ptr_mut(&mut dx, stream);
-            if !by_graph((h, stream), (c, Pass::BackwardData, d.data), [dxp, wp as _, dyp as _])? {
-                let queries = (
-                    a.cudnnGetConvolutionBackwardDataAlgorithm_v7,
-                    a.cudnnFindConvolutionBackwardDataAlgorithm,
-                );
-                let k = key(c, 1, d.data);
-                let choice = cached(a, h, (k, what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
+            let queries =
+                (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
+            let k = key(c, 1, d.data);
+            let choice = cached(a, h, (k, what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
+            if !by_graph((h, stream), (c, Pass::BackwardData, d.data, choice.ms), [dxp, wp as _, dyp as _])? {
                 let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
                     (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(
                         h,

@@ -32,6 +32,8 @@ fn tensor_ops(data: c_int) -> bool {
 pub(super) struct Choice {
     pub algo: c_int,
     pub math: c_int,
+    /// cuDNN's time of it, ms, where its timed search ran (else negative: the heuristics' choice, not timed).
+    pub ms: f32,
 }
 
 /// A pass's key (see [`key`]), its algorithm and math type.
@@ -65,7 +67,7 @@ fn choose(what: &str, results: &[AlgoPerf], data: c_int) -> candle_core::Result<
                     || !matches!(p.math_type, ffi::TENSOR_OP_MATH | ffi::TENSOR_OP_MATH_ALLOW_CONVERSION))
         })
         // In strict fp32 the descriptor keeps FMA math: cuDNN's default math would allow TF32 on Ampere and later.
-        .map(|p| Choice { algo: p.algo, math: if tensor { p.math_type } else { ffi::FMA_MATH } })
+        .map(|p| Choice { algo: p.algo, math: if tensor { p.math_type } else { ffi::FMA_MATH }, ms: p.time })
         .ok_or_else(|| candle_core::Error::Msg(format!("cuDNN {what}: no usable algorithm")))
 }
 

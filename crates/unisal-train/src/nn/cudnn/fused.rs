@@ -86,7 +86,11 @@ impl candle_core::CustomOp3 for ConvBiasAct {
             let choice = if self.relu {
                 forward_choice(a, h, &self.op, &d)?
             } else {
-                Choice { algo: ffi::FWD_ALGO_IMPLICIT_PRECOMP_GEMM, math: allowed_math(ffi::DATA_FLOAT) }
+                Choice {
+                    algo: ffi::FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                    math: allowed_math(ffi::DATA_FLOAT),
+                    ms: -1.0,
+                }
             };
             let bytes = forward_workspace(a, h, (&self.op, &d), (choice, what))?;
             // Without a residual, z is y itself scaled by 0: zeroed first, so that no leftover NaN in fresh memory

@@ -1,12 +1,15 @@
-//! Convolutions through cuDNN's graph (backend) API (the default; `UNISAL_CUDNN_GRAPH=0` keeps the legacy calls of
-//! `conv_choice.rs`): for each geometry, pass and data
-//! type, an operation graph of the one convolution, the engine configurations cuDNN's heuristics rank for it (modes
-//! A and fallback), each finalised into an execution plan and timed on the real buffers (CUDA events, like
-//! PyTorch's `cudnn.benchmark` over its cudnn-frontend plans), the fastest kept and executed from then on.
+//! Convolutions through cuDNN's graph (backend) API: for each geometry, pass and data type, an operation graph of the
+//! one convolution, the engine configurations cuDNN's heuristics rank for it (mode A, then the fallback list), each
+//! finalised into an execution plan and timed on the real buffers (CUDA events, like PyTorch's `cudnn.benchmark`
+//! over its cudnn-frontend plans), the fastest kept and executed from then on.
 //!
-//! Why: the legacy `cudnnFind*` of `conv_choice.rs` reaches one configuration per legacy algorithm. Session 14's
-//! per-layer table (`scripts/torch_conv_layers.py`) found PyTorch's backward-filter twice as fast on ResNet-50's 1x1
-//! convolutions at 56x56 and 28x28 (0.70 against 1.38 ms), with engines the legacy algorithms do not name.
+//! `UNISAL_CUDNN_GRAPH`: unset or `0`, off (the legacy `cudnnFind*` of `conv_choice.rs`); `1`, every pass through its
+//! best plan; `auto`, a pass through its best plan where that timed faster than the legacy choice did in cuDNN's
+//! own search. Why: the legacy calls reach one configuration per legacy algorithm. Session 14's per-layer table
+//! (`scripts/torch_conv_layers.py`) found PyTorch's backward-filter twice as fast on ResNet-50's 1x1 convolutions at
+//! 56x56 and 28x28 (0.70 against 1.38 ms); with `1` the dual ResNet-50 step ran at 483 img/s against 470 (H200),
+//! but ResNet-18 at 2,456 against 2,809: its 3x3 convolutions' FFT and Winograd algorithms beat the plans tried
+//! here. `auto` (not yet run on a GPU) is meant to keep the better of the two for each pass.
 //!
 //! In strict fp32 (no `UNISAL_TF32`) engines with tensor-core or down-converting numerics are refused. Where no plan
 //! runs, the caller falls back to the legacy path. Plans and their descriptors are kept per thread.
@@ -15,7 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::{c_int, c_void};
 use std::rc::Rc;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use candle_core::cuda_backend::cudarc::driver::sys::CUevent_flags;
 use candle_core::cuda_backend::cudarc::driver::CudaStream;
@@ -23,13 +26,7 @@ use candle_core::cuda_backend::cudarc::driver::CudaStream;
 use super::ffi::{self, GraphApi as Api, Ptr};
 use super::handle::{check, with_workspace};
 use crate::nn::conv_cpu::ConvOp;
-
-/// Whether convolutions go through execution plans of the graph API (anything but `UNISAL_CUDNN_GRAPH=0`,
-/// `false`, `off`). Session 14's H200 run: the dual ResNet-50 step at 486 img/s against 468 with the legacy calls.
-pub(super) fn enabled() -> bool {
-    static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| crate::nn::env_not_off("UNISAL_CUDNN_GRAPH"))
-}
+pub(super) use crate::nn::graph_mode::{mode, Mode};
 
 /// A convolution pass, with its operation's descriptor type and attribute names `(alpha, beta, conv, x, w, y)`
 /// (for the backward passes: dx or x, w or dw, dy).
@@ -124,6 +121,8 @@ impl BDesc {
 struct Plan {
     plan: BDesc,
     workspace: usize,
+    /// Its time in the search, ms.
+    ms: f32,
     _parts: Vec<Rc<BDesc>>,
 }
 
@@ -258,12 +257,14 @@ fn execute(
 }
 
 /// Runs `pass` of `op` on the tensors at `ptrs` (x or dx, w or dw, y or dy) with the fastest plan of the graph API
-/// (chosen on first use by timing each on these buffers); `false` where it has none, nothing enqueued.
+/// (chosen on first use by timing each on these buffers) where `mode` takes it over the legacy choice's
+/// `legacy_ms`; `false` otherwise, nothing enqueued but the search's timing runs.
 pub(super) fn run(
     a: &Api,
     (h, stream): (Ptr, &Arc<CudaStream>),
     (op, pass, data): (&ConvOp, Pass, c_int),
     ptrs: [*mut c_void; 3],
+    (mode, legacy_ms): (Mode, f32),
 ) -> candle_core::Result<bool> {
     let g = op.g;
     let key = ([g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out], pass, data);
@@ -272,13 +273,21 @@ pub(super) fn run(
         Some(p) => p,
         None => {
             let p = choose(a, (h, stream), (op, pass, data), ptrs)?.map(Rc::new);
+            if let (Some(p), true) = (&p, super::conv_choice::log_choices()) {
+                let dims = key.0.map(|v| v.to_string()).join(" ");
+                let took = mode.takes_plan(p.ms, legacy_ms);
+                eprintln!(
+                    "cudnn-graph {pass:?} {dims} {data} -> {:.4} ms, legacy {legacy_ms:.4} ms, plan {took}",
+                    p.ms
+                );
+            }
             PLANS.with(|m| m.borrow_mut().insert(key, p.clone()));
             p
         }
     };
     match plan {
-        Some(p) => execute(a, h, stream, &p, ptrs).map(|()| true),
-        None => Ok(false),
+        Some(p) if mode.takes_plan(p.ms, legacy_ms) => execute(a, h, stream, &p, ptrs).map(|()| true),
+        _ => Ok(false),
     }
 }
 
@@ -321,17 +330,12 @@ fn choose(
         tried += 1;
         let mut keep = parts.clone();
         keep.extend([graph.clone(), cfg]);
-        let candidate = Plan { plan, workspace: ws as usize, _parts: keep };
+        let mut candidate = Plan { plan, workspace: ws as usize, ms: 0.0, _parts: keep };
         let Ok(ms) = time(a, (h, stream), &candidate, ptrs) else { continue };
+        candidate.ms = ms;
         if best.as_ref().is_none_or(|(t, _)| ms < *t) {
             best = Some((ms, candidate));
         }
-    }
-    if super::conv_choice::log_choices() {
-        let t = best.as_ref().map_or(-1.0, |(t, _)| *t);
-        let g = op.g;
-        let dims = [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out].map(|v| v.to_string()).join(" ");
-        eprintln!("cudnn-graph {pass:?} {dims} {data} -> {t:.4} ms, best of {tried} plans");
     }
     Ok(best.map(|(_, p)| p))
 }
