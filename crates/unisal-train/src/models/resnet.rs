@@ -6,7 +6,8 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::fused::{blocks_train, conv_bn_eval, conv_bn_train, BlockMode, BlockRef, Epilogue};
+use crate::nn::blocks::{blocks_train, BlockMode, BlockRef};
+use crate::nn::fused::{conv_bn_eval, conv_bn_train, Epilogue};
 use crate::nn::{
     add_relu, global_avg_pool, join_name, max_pool2d, BatchNorm2d, Conv2d, HasVars, Init, NamedVar,
 };

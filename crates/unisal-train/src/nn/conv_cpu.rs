@@ -300,19 +300,9 @@ fn swap_outer<T: Elem>(
 }
 
 impl ConvOp {
-    /// `(dx, dW)` of `conv(x, w)` for the output's gradient `dy`, through [`ConvBackwardOp`]; no `dx` where nothing
-    /// upstream needs one (the images into the first layer). Also the CUDA convolution + batch norm op's.
+    /// `(dx, dW)` of `conv(x, w)` for the output's gradient `dy`, through [`ConvBackwardOp`]; `dx` only where
+    /// `need_dx` (not for the images into the first layer: `x.track_op()`). Also the CUDA ops' (`cudnn/`).
     pub(crate) fn grads(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        dy: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Tensor)> {
-        self.grads_needing(x, w, dy, x.track_op())
-    }
-
-    /// [`ConvOp::grads`], with `dx` only where `need_dx` (for inputs outside the autograd graph).
-    pub(crate) fn grads_needing(
         &self,
         x: &Tensor,
         w: &Tensor,
@@ -350,7 +340,7 @@ cpu_op!(CustomOp2 for ConvOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = self.grads(x, w, grad)?;
+        let (dx, dw) = self.grads(x, w, grad, x.track_op())?;
         Ok((dx, Some(dw)))
     }
 

@@ -18,6 +18,7 @@
 
 mod batchnorm;
 mod batchnorm_cpu;
+pub mod blocks;
 mod conv;
 mod conv_bn_cpu;
 mod conv_cpu;

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod blocks;
+
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

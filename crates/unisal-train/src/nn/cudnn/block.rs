@@ -99,7 +99,7 @@ impl BlockLayer {
         dp.slice_set(&dbeta.to_dtype(dt)?.contiguous()?, 0, self.gb_at + out)?;
         let g = self.conv.g;
         let w = p.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
-        let (dx, dw) = self.conv.grads_needing(x, &w, &dz, need_dx)?;
+        let (dx, dw) = self.conv.grads(x, &w, &dz, need_dx)?;
         dp.slice_set(&dw.flatten_all()?.to_dtype(dt)?.contiguous()?, 0, self.w_at)?;
         Ok(dx)
     }

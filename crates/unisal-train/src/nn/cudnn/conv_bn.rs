@@ -105,7 +105,7 @@ impl candle_core::CustomOp3 for ConvBnCudnn {
         let gamma = gb.detach().narrow(0, 0, self.conv.out)?;
         let (dz, dgamma, dbeta) = self.bn.train_grads(train, &z, &gamma, (res, grad))?;
         drop(z);
-        let (dx, dw) = self.conv.grads(x, w, &dz)?;
+        let (dx, dw) = self.conv.grads(x, w, &dz, x.track_op())?;
         Ok((dx, Some(dw), Some(Tensor::cat(&[&dgamma, &dbeta], 0)?)))
     }
 }

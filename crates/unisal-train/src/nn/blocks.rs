@@ -1,0 +1,123 @@
+//! A ResNet's blocks in train mode as one op on CUDA with cuDNN (`nn/cudnn/block.rs`): the gradients between the
+//! layers and blocks inside it never pass through candle's gradient accumulation, which zero-fills and adds a buffer
+//! at every edge of the graph. The model (`models/resnet.rs`) asks for it first and runs its layers one by one
+//! (`nn::fused::conv_bn_train`) where it returns `None`.
+
+use candle_core::Tensor;
+
+use super::fused::fused_train;
+use super::{BatchNorm2d, Conv2d, NoGrad};
+use crate::error::Result;
+
+/// A ResNet block: its main path's convolutions with their batch norms (ReLU after each but the last) and its
+/// shortcut's (identity without one).
+pub type BlockRef<'a> = (&'a [(Conv2d, BatchNorm2d)], Option<&'a (Conv2d, BatchNorm2d)>);
+
+/// How many blocks one op takes (`UNISAL_FUSED_BLOCK`): all that are given (the default), `block` one each, `0`
+/// (`false`, `off`) none (a node per convolution, [`conv_bn_train`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockMode {
+    /// All the blocks given, one op.
+    All,
+    /// One op per block.
+    Each,
+    /// No block op.
+    Off,
+}
+
+impl BlockMode {
+    /// The mode a value of `UNISAL_FUSED_BLOCK` asks for (unknown values: the default).
+    pub fn parse(value: Option<&str>) -> Self {
+        match value.map(str::trim) {
+            Some("block") => Self::Each,
+            Some("0" | "false" | "off") => Self::Off,
+            _ => Self::All,
+        }
+    }
+
+    /// This process's mode (`Off` also with `UNISAL_FUSED_TRAIN=0`).
+    pub fn current() -> Self {
+        static MODE: std::sync::OnceLock<BlockMode> = std::sync::OnceLock::new();
+        let mode = *MODE.get_or_init(|| Self::parse(std::env::var("UNISAL_FUSED_BLOCK").ok().as_deref()));
+        if fused_train() {
+            mode
+        } else {
+            Self::Off
+        }
+    }
+}
+
+/// ResNet blocks in train mode one after the other, each `relu(main(x) + shortcut(x))`, as one op on CUDA with
+/// cuDNN (`nn/cudnn/block.rs`: the gradients between the layers and blocks inside it never pass through candle's
+/// gradient accumulation); `None` elsewhere, under [`BlockMode::Off`], or where a layer does not fit the op: the
+/// caller then runs the layers one by one.
+pub fn blocks_train(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
+    if BlockMode::current() == BlockMode::Off || NoGrad::active() || blocks.is_empty() {
+        return Ok(None);
+    }
+    if !super::cudnn_usable(x) {
+        return Ok(None);
+    }
+    #[cfg(feature = "cuda")]
+    {
+        blocks_train_cuda(x, blocks)
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        Ok(None)
+    }
+}
+
+/// [`blocks_train`] on CUDA: the layers' parameters packed into one tensor (each piece 8-value aligned, as the
+/// cuDNN ops expect of their addresses), one op.
+#[cfg(feature = "cuda")]
+fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
+    use super::cudnn::{Block, BlockLayer, BlocksCudnn};
+    type Dims = (usize, usize, usize, usize);
+    let dt = x.dtype();
+    let mut pieces: Vec<Tensor> = Vec::new();
+    let mut at = 0usize;
+    let mut push = |t: Tensor, pieces: &mut Vec<Tensor>| -> Result<usize> {
+        let pad = at.next_multiple_of(8) - at;
+        if pad > 0 {
+            pieces.push(Tensor::zeros(pad, dt, x.device())?);
+        }
+        let start = at + pad;
+        at = start + t.elem_count();
+        pieces.push(t);
+        Ok(start)
+    };
+    let mut layer = |(conv, bn): &(Conv2d, BatchNorm2d),
+                     dims: Dims,
+                     relu: bool,
+                     pieces: &mut Vec<Tensor>|
+     -> Result<Option<(BlockLayer, Dims)>> {
+        let Some((op, w)) = conv.cudnn_block_part(dims, dt)? else { return Ok(None) };
+        let (gb, (mean, var), args) = bn.cudnn_train_args(dt)?;
+        let w_at = push(w.flatten_all()?, pieces)?;
+        let gb_at = push(gb, pieces)?;
+        let out = (op.g.n, op.out, op.g.ho(), op.g.wo());
+        Ok(Some((BlockLayer::new(op, (&mean, &var), args, relu, (w_at, gb_at)), out)))
+    };
+    let mut dims = x.dims4()?;
+    let mut ops = Vec::with_capacity(blocks.len());
+    for &(convs, downsample) in blocks {
+        let block_in = dims;
+        let mut layers = Vec::with_capacity(convs.len());
+        for (i, cb) in convs.iter().enumerate() {
+            let Some((l, out)) = layer(cb, dims, i + 1 < convs.len(), &mut pieces)? else { return Ok(None) };
+            layers.push(l);
+            dims = out;
+        }
+        let down = match downsample {
+            Some(cb) => match layer(cb, block_in, false, &mut pieces)? {
+                Some((l, _)) => Some(l),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        ops.push(Block::new(layers, down)?);
+    }
+    let p = Tensor::cat(&pieces, 0)?;
+    Ok(Some(super::cudnn::block_train(x, &p, BlocksCudnn::new(ops))?))
+}
