@@ -27,7 +27,8 @@ if command -v nvidia-smi > /dev/null; then
 fi
 # 1. Correctness on the GPU first: the device test binaries packed by gpu-pack.sh (PyTorch parity of the narrow
 #    ResNet-18 and ResNet-50, every layer's gradient against the f64 CPU reference, the training loop's device-side
-#    losses against the host path and its pinned upload), with UNISAL_TEST_DEVICE=cuda; SKIP_TESTS=1 skips them.
+#    losses against the host path and its pinned upload), with UNISAL_TEST_DEVICE=cuda; SKIP_TESTS=1 skips them,
+#    TEST_ALSO runs them again under opt-in switches (below).
 export UNISAL_TEST_DEVICE=cuda UNISAL_TRAIN_TEST_DATA="$here/crates/unisal-train/tests/data"
 for t in "$PACK"/tests/*.xz; do
   [ -e "$t" ] && [ "$DEVICE" = cuda ] && [ "${SKIP_TESTS:-0}" != 1 ] || continue
@@ -44,6 +45,18 @@ for t in "$PACK"/tests/*.xz; do
       echo "  ... and FAIL with UNISAL_GPU_KERNELS=0 too (test-$name-composed.log)"
     fi
   fi
+  # The same tests again under each opt-in switch of TEST_ALSO (comma-separated environments, e.g.
+  # TEST_ALSO="UNISAL_CUDNN_GRAPH=auto,UNISAL_BLOCK_ACCUMULATE=1"): what must pass before a switch becomes a default.
+  IFS=',' read -r -a extra <<< "${TEST_ALSO:-}"
+  for e in "${extra[@]}"; do
+    tag=$(echo "$e" | tr -c 'A-Za-z0-9=\n' '_' | tr '=' '-')
+    # shellcheck disable=SC2086
+    if env $e timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name-$tag.log" 2>&1; then
+      echo "device test $name with $e: PASS"
+    else
+      echo "device test $name with $e: FAIL (test-$name-$tag.log)"; tail -n 12 "$OUT/test-$name-$tag.log"
+    fi
+  done
 done
 # Without cuDNN the layers quietly use candle's ops: the tests then assert that cuDNN loaded (unless
 # UNISAL_GPU_KERNELS=0), and this says so in one line, so that a bad library path cannot pass for a good run.
@@ -104,6 +117,11 @@ run_case "r18-224-b64-train-graphauto" "UNISAL_CUDNN_GRAPH=auto" "train $common 
 run_case "r50-224-dual-train-graph"   "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r50-224-dual-train-graphauto" "UNISAL_CUDNN_GRAPH=auto" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r50-224-dual-train-bf16-graph" "UNISAL_CUDNN_GRAPH=1" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
+# Session 14, written after its last run: the block op adds the main path's input gradient into the shortcut's in
+# place (nn/cudnn/conv_accumulate.rs); with the graph plans where they are faster too.
+run_case "r50-224-dual-train-accumulate" "UNISAL_BLOCK_ACCUMULATE=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-accumulate-graphauto" "UNISAL_BLOCK_ACCUMULATE=1 UNISAL_CUDNN_GRAPH=auto" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r18-224-b64-train-accumulate-graphauto" "UNISAL_BLOCK_ACCUMULATE=1 UNISAL_CUDNN_GRAPH=auto" "train $common $r18" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).

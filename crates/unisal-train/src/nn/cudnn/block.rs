@@ -19,6 +19,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
 use super::batchnorm::BnCudnn;
+use super::conv_accumulate::ConvDataAccumulate;
 use super::handle::by_elem;
 use crate::nn::conv_cpu::ConvOp;
 use crate::nn::cuda_kernels::{map, Map};
@@ -78,13 +79,14 @@ impl BlockLayer {
     }
 
     /// The gradient of the layer's input `x` (only where `need_dx`) for its kept `z`, its output `y` (for the
-    /// ReLU's mask; unused without one) and the output's gradient `dy`; the parameters' gradients are written into
-    /// `dp` at the layer's offsets (copied out at once: as views they would keep the whole backward buffers alive).
+    /// ReLU's mask; unused without one) and the output's gradient `dy`, or, with `into`, that gradient added into
+    /// `into` in place (`conv_accumulate.rs`; then `None`); the parameters' gradients are written into `dp` at the
+    /// layer's offsets (copied out at once: as views they would keep the whole backward buffers alive).
     fn backward(
         &self,
         (x, z, y): (&Tensor, &Tensor, &Tensor),
         (p, dp): (&Tensor, &Tensor),
-        dy: &Tensor,
+        (dy, into): (&Tensor, Option<&Tensor>),
         need_dx: bool,
     ) -> candle_core::Result<Option<Tensor>> {
         let train = self
@@ -99,7 +101,15 @@ impl BlockLayer {
         dp.slice_set(&dbeta.to_dtype(dt)?.contiguous()?, 0, self.gb_at + out)?;
         let g = self.conv.g;
         let w = p.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
-        let (dx, dw) = self.conv.grads(x, &w, &dz, need_dx)?;
+        let (dx, dw) = match into {
+            Some(target) => {
+                let (_, dw) = self.conv.grads(x, &w, &dz, false)?;
+                let op = ConvDataAccumulate { conv: self.conv.clone() };
+                target.inplace_op3(&w.contiguous()?, &dz.contiguous()?, &op)?;
+                (None, dw)
+            }
+            None => self.conv.grads(x, &w, &dz, need_dx)?,
+        };
         dp.slice_set(&dw.flatten_all()?.to_dtype(dt)?.contiguous()?, 0, self.w_at)?;
         Ok(dx)
     }
@@ -188,28 +198,40 @@ impl Block {
         for (i, y) in kept.y.into_iter().enumerate() {
             ys.push(as_tensor(y, self.layers[i].out_shape())?);
         }
+        // The shortcut's gradient of the input; with `UNISAL_BLOCK_ACCUMULATE=1` computed first, and the main
+        // path's added into it in place by its first layer (no third buffer, no add).
+        let accumulate = super::conv_accumulate::enabled() && need_dx;
+        let mut z_down = kept.z_down;
+        let mut shortcut = |g: &Tensor| -> candle_core::Result<Option<Tensor>> {
+            match (&self.downsample, z_down.take()) {
+                (Some(d), Some(zd)) => {
+                    let zd = as_tensor(zd, d.out_shape())?;
+                    d.backward((x, &zd, g), (p, dp), (g, None), need_dx)
+                }
+                (None, _) => Ok(Some(g.clone())),
+                (Some(_), None) => candle_core::bail!("ResNet block: the downsample's output was not kept"),
+            }
+        };
+        let early = if accumulate { shortcut(&g)? } else { None };
         let mut dy = g.clone();
         let mut dx_main = None;
         for (i, (layer, z)) in self.layers.iter().zip(kept.z).enumerate().rev() {
             let z = as_tensor(z, layer.out_shape())?;
             let input = if i == 0 { x } else { &ys[i - 1] };
             let y = ys.get(i).unwrap_or(&g);
-            match layer.backward((input, &z, y), (p, dp), &dy, i > 0 || need_dx)? {
+            let into = early.as_ref().filter(|_| i == 0);
+            match layer.backward((input, &z, y), (p, dp), (&dy, into), i > 0 || need_dx)? {
                 Some(dx) if i > 0 => dy = dx,
                 dx => dx_main = dx,
             }
         }
-        let dx_short = match (&self.downsample, kept.z_down) {
-            (Some(d), Some(zd)) => {
-                let zd = as_tensor(zd, d.out_shape())?;
-                d.backward((x, &zd, &g), (p, dp), &g, need_dx)?
+        let dx = if accumulate {
+            early
+        } else {
+            match (dx_main, shortcut(&g)?) {
+                (Some(a), Some(b)) => Some((a + b)?),
+                (a, b) => a.or(b),
             }
-            (None, _) => Some(g),
-            (Some(_), None) => candle_core::bail!("ResNet block: the downsample's output was not kept"),
-        };
-        let dx = match (dx_main, dx_short) {
-            (Some(a), Some(b)) => Some((a + b)?),
-            (a, b) => a.or(b),
         };
         Ok(dx.filter(|_| need_dx))
     }

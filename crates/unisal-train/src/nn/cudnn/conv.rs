@@ -99,7 +99,7 @@ pub(super) fn forward_workspace(
 /// cuDNN's convolution forward, backward-data and backward-filter calls, which share one signature: `(handle,
 /// alpha, in 1, in 2, convolution, algorithm, workspace, its bytes, beta, out)`, each input and the output a
 /// descriptor and an address.
-type ConvCall = unsafe extern "C" fn(
+pub(super) type ConvCall = unsafe extern "C" fn(
     Ptr,
     *const c_void,
     Ptr,
@@ -125,12 +125,24 @@ fn run_pass(
     out: (Ptr, *mut c_void),
     what: &str,
 ) -> candle_core::Result<()> {
-    let (one, zero) = (scale(&ONE), scale(&ZERO));
+    run_pass_beta(call, (h, stream), ins, (conv, algo, bytes), (out.0, out.1, &ZERO), what)
+}
+
+/// [`run_pass`] with `out = call(in 1, in 2) + beta * out`.
+pub(super) fn run_pass_beta(
+    call: ConvCall,
+    (h, stream): (Ptr, &Arc<CudaStream>),
+    ins: [(Ptr, *const c_void); 2],
+    (conv, algo, bytes): (Ptr, c_int, usize),
+    (out_d, out_p, beta): (Ptr, *mut c_void, &f32),
+    what: &str,
+) -> candle_core::Result<()> {
+    let (one, beta) = (scale(&ONE), scale(beta));
     let [(d1, p1), (d2, p2)] = ins;
     with_workspace(stream, bytes, |wsp| {
         // SAFETY: the descriptors describe the buffers behind the addresses, which live until the call is enqueued
         // (cuDNN's work then runs in stream order before any later use or free).
-        check(unsafe { call(h, one, d1, p1, d2, p2, conv, algo, wsp, bytes, zero, out.0, out.1) }, what)
+        check(unsafe { call(h, one, d1, p1, d2, p2, conv, algo, wsp, bytes, beta, out_d, out_p) }, what)
     })
 }
 

@@ -30,6 +30,7 @@ mod batchnorm;
 mod batchnorm_bwd;
 mod block;
 mod conv;
+mod conv_accumulate;
 mod conv_bn;
 mod conv_choice;
 mod ffi;
