@@ -266,31 +266,38 @@ fn backward_as<T: CudnnElem>(
             run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dw_d, dwp), what)?;
         }
         if op.need_dx {
-            let what = "convolution backward data";
             let mut dx = out.slice_mut(0..x_len);
             let (wp, _gw) = ptr(&w, stream);
             let (dxp, _gdx) = ptr_mut(&mut dx, stream);
-            let queries =
-                (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
-            let k = key(c, 1, d.data);
-            let choice = cached(a, h, (k, what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
+            let choice = backward_data_choice(a, h, c, &d)?;
             if !by_graph((h, stream), (c, Pass::BackwardData, d.data, choice.ms), [dxp, wp as _, dyp as _])? {
-                let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
-                    (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(
-                        h,
-                        dw_d,
-                        dy_d,
-                        dc,
-                        dx_d,
-                        choice.algo,
-                        bytes,
-                    )
-                })?;
-                let call = a.cudnnConvolutionBackwardData;
-                let ins = [(dw_d, wp), (dy_d, dyp)];
-                run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dx_d, dxp), what)?;
+                run_backward_data((a, h, stream), (c, &d, choice), (wp, dyp, dxp), &ZERO)?;
             }
         }
         Ok((storage(out, &xs.device), shape))
     })
+}
+
+/// The backward-data pass's algorithm for `c` (cached; see `conv_choice::cached`).
+pub(super) fn backward_data_choice(a: &Api, h: Ptr, c: &ConvOp, d: &Descs) -> candle_core::Result<Choice> {
+    let what = "convolution backward data";
+    let queries =
+        (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
+    cached(a, h, (key(c, 1, d.data), what, d.data), [d.w.ptr, d.y.ptr, d.conv.ptr, d.x.ptr], queries)
+}
+
+/// `dx = conv_backward_data(w, dy) + beta * dx` with the legacy algorithm `choice`, enqueued on `stream`.
+pub(super) fn run_backward_data(
+    (a, h, stream): (&Api, Ptr, &Arc<CudaStream>),
+    (c, d, choice): (&ConvOp, &Descs, Choice),
+    (wp, dyp, dxp): (*const c_void, *const c_void, *mut c_void),
+    beta: &f32,
+) -> candle_core::Result<()> {
+    let what = "convolution backward data";
+    let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
+    let bytes = workspace_bytes(a, d, (key(c, 1, d.data), choice, what), |bytes| unsafe {
+        (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
+    })?;
+    let (call, ins) = (a.cudnnConvolutionBackwardData, [(dw_d, wp), (dy_d, dyp)]);
+    run_pass_beta(call, (h, stream), ins, (dc, choice.algo, bytes), (dx_d, dxp, beta), what)
 }

@@ -8,8 +8,7 @@ use std::sync::OnceLock;
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout};
 
-use super::conv::{descs, run_pass_beta};
-use super::conv_choice::{cached, key, workspace_bytes};
+use super::conv::{backward_data_choice, descs, run_backward_data};
 use super::handle::{by_elem, input, ptr, ptr_mut, with_handle, CudnnElem, ONE};
 use crate::nn::conv_cpu::ConvOp;
 
@@ -72,19 +71,10 @@ fn accumulate_as<T: CudnnElem>(
     let at = tl.start_offset();
     let target = ts.as_cuda_slice_mut::<T>()?;
     with_handle(&dev, "conv-backward", |a, h, stream| {
-        let queries =
-            (a.cudnnGetConvolutionBackwardDataAlgorithm_v7, a.cudnnFindConvolutionBackwardDataAlgorithm);
-        let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
-        let k = key(op, 1, d.data);
-        let choice = cached(a, h, (k, what, d.data), [dw_d, dy_d, dc, dx_d], queries)?;
-        let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
-            (a.cudnnGetConvolutionBackwardDataWorkspaceSize)(h, dw_d, dy_d, dc, dx_d, choice.algo, bytes)
-        })?;
+        let choice = backward_data_choice(a, h, op, &d)?;
         let mut dx = target.slice_mut(at..at + n);
         let ((wp, _gw), (dyp, _gdy)) = (ptr(&w, stream), ptr(&dy, stream));
         let (dxp, _gdx) = ptr_mut(&mut dx, stream);
-        let call = a.cudnnConvolutionBackwardData;
-        let ins = [(dw_d, wp), (dy_d, dyp)];
-        run_pass_beta(call, (h, stream), ins, (dc, choice.algo, bytes), (dx_d, dxp, &ONE), what)
+        run_backward_data((a, h, stream), (op, &d, choice), (wp, dyp, dxp), &ONE)
     })
 }
