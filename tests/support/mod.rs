@@ -3,6 +3,8 @@
 //! app, and polling helpers.
 #![allow(dead_code)] // each test binary uses its own subset
 
+pub mod page;
+
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{json, Value};
 
