@@ -14,7 +14,7 @@ use unisal_train::optim::Sgd;
 
 mod layers_device_support;
 use layers_device_support::blocks::{block_case, BlockSpec};
-use layers_device_support::{check, check_bf16, close, close_rms, device, host, pair};
+use layers_device_support::{check, check_bf16, close, close_rms, device, host, pair, weighted_grads};
 
 #[test]
 fn convolutions_match_the_cpu_reference() {
@@ -335,10 +335,7 @@ fn resnet_blocks_as_one_op_match_the_cpu_reference() {
             run(&vars.iter().map(|p| &p.0).collect::<Vec<_>>(), vars[0].0.as_tensor().clone(), true);
         let (op, layers) = (run(&dev_vars, x16.clone(), true), run(&dev_vars, x16, false));
         close("bf16 bottleneck block forward", &op, &expected, 3e-2);
-        let r = Tensor::from_vec(host(op.elem_count(), 4242, false), op.shape(), &Device::Cpu).unwrap();
-        let r = r.to_dtype(DType::BF16).unwrap().to_device(&dev).unwrap();
-        let grads = |y: &Tensor| (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        let (g_op, g_layers) = (grads(&op), grads(&layers));
+        let (g_op, g_layers) = (weighted_grads(&op), weighted_grads(&layers));
         for (k, v) in dev_vars.iter().enumerate() {
             let (a, b) = (g_op.get(v.as_tensor()).unwrap(), g_layers.get(v.as_tensor()).unwrap());
             close_rms(&format!("bf16 block op against the bf16 layers, gradient of var {k}"), a, b, 1e-2);

@@ -164,7 +164,7 @@ impl ResNet {
         };
         let mut x = max_pool2d(&x, 3, 2, 1)?;
         if train {
-            // In train mode all the blocks as one op where it can run (CUDA with cuDNN; `nn::fused::blocks_train`),
+            // In train mode all the blocks as one op where it can run (CUDA with cuDNN; `nn::blocks::blocks_train`),
             // or one op a block with `UNISAL_FUSED_BLOCK=block`; else layer by layer.
             let blocks: Vec<BlockRef<'_>> =
                 self.layers.iter().flatten().map(|b| (&b.convs[..], b.downsample.as_ref())).collect();

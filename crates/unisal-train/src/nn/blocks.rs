@@ -14,7 +14,7 @@ use crate::error::Result;
 pub type BlockRef<'a> = (&'a [(Conv2d, BatchNorm2d)], Option<&'a (Conv2d, BatchNorm2d)>);
 
 /// How many blocks one op takes (`UNISAL_FUSED_BLOCK`): all that are given (the default), `block` one each, `0`
-/// (`false`, `off`) none (a node per convolution, [`conv_bn_train`]).
+/// (`false`, `off`) none (a node per convolution, [`super::fused::conv_bn_train`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BlockMode {
     /// All the blocks given, one op.
@@ -92,7 +92,7 @@ fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tenso
                      relu: bool,
                      pieces: &mut Vec<Tensor>|
      -> Result<Option<(BlockLayer, Dims)>> {
-        let Some((op, w)) = conv.cudnn_block_part(dims, dt)? else { return Ok(None) };
+        let Some((op, w)) = conv.cudnn_train_part(dims, dt)? else { return Ok(None) };
         let (gb, (mean, var), args) = bn.cudnn_train_args(dt)?;
         let w_at = push(w.flatten_all()?, pieces)?;
         let gb_at = push(gb, pieces)?;

@@ -242,30 +242,28 @@ impl Conv2d {
     /// channel count that would leave beta less than 16-byte aligned behind gamma in the op's one parameter tensor).
     pub(crate) fn train_bn_cuda(&self, x: &Tensor, bn: &BatchNorm2d, relu: bool) -> Result<Option<Tensor>> {
         #[cfg(feature = "cuda")]
-        if super::cudnn_usable(x) && self.bias.is_none() && self.weight.as_tensor().dim(0)? % 4 == 0 {
-            let (out, _, k, _) = self.weight.as_tensor().dims4()?;
-            let g = self.geometry(x, k)?;
-            check_train_input((g.n, out, g.ho(), g.wo()))?;
-            let (gb, (mean, var), args) = bn.cudnn_train_args(x.dtype())?;
-            let w = param_as(&self.weight, x.dtype())?;
-            let op = ConvOp { g, out, keep: None };
-            return Ok(Some(super::cudnn::conv_bn_train((x, &w, &gb), op, (&mean, &var), args, relu)?));
+        if super::cudnn_usable(x) {
+            if let Some((op, w)) = self.cudnn_train_part(x.dims4()?, x.dtype())? {
+                let (gb, (mean, var), args) = bn.cudnn_train_args(x.dtype())?;
+                return Ok(Some(super::cudnn::conv_bn_train((x, &w, &gb), op, (&mean, &var), args, relu)?));
+            }
         }
         let _ = (x, bn, relu);
         Ok(None)
     }
 
-    /// The convolution as a layer of the CUDA block op (`cudnn/block.rs`) for an input of dims `dims` and data type
-    /// `dt`: its op and its weight in `dt`; `None` where the train-mode CUDA op would not take it either (see
-    /// [`Conv2d::train_bn_cuda`]).
+    /// The convolution as the train-mode CUDA ops take it ([`Conv2d::train_bn_cuda`], the block op of
+    /// `cudnn/block.rs`) for an input of dims `dims` and data type `dt`: its op and its weight in `dt`; `None` for a
+    /// convolution with a bias, or a channel count that would leave beta less than 16-byte aligned behind gamma in
+    /// the ops' parameter tensors.
     #[cfg(feature = "cuda")]
-    pub(crate) fn cudnn_block_part(
+    pub(crate) fn cudnn_train_part(
         &self,
         dims: (usize, usize, usize, usize),
         dt: DType,
     ) -> Result<Option<(ConvOp, Tensor)>> {
-        let (out, c, k, _) = self.weight.as_tensor().dims4()?;
-        if self.bias.is_some() || out % 4 != 0 || c != dims.1 {
+        let (out, _, k, _) = self.weight.as_tensor().dims4()?;
+        if self.bias.is_some() || out % 4 != 0 {
             return Ok(None);
         }
         let g = self.geometry_of(dims, k)?;

@@ -97,6 +97,14 @@ pub fn check_within(name: &str, vars: &[(Var, Var)], tol: f64, f: impl Fn(&[&Var
     check_with(name, vars, (tol, |w, g, e| close(w, g, e, tol)), f)
 }
 
+/// The gradients of `sum(out * R)`, `R` the same seeded values for every output of this shape (in its type and on
+/// its device).
+pub fn weighted_grads(out: &Tensor) -> candle_core::backprop::GradStore {
+    let r = Tensor::from_vec(host(out.elem_count(), 4242, false), out.shape(), &Device::Cpu).unwrap();
+    let r = r.to_dtype(out.dtype()).unwrap().to_device(out.device()).unwrap();
+    (out * &r).unwrap().sum_all().unwrap().backward().unwrap()
+}
+
 /// [`check`] with the tolerance `tol` on the outputs and `grad_close` comparing the gradients.
 pub fn check_with(
     name: &str,
@@ -108,10 +116,7 @@ pub fn check_with(
     let dev_vars: Vec<&Var> = vars.iter().map(|p| &p.1).collect();
     let (out_c, out_d) = (f(&cpu_vars), f(&dev_vars));
     close(&format!("{name} forward"), &out_d, &out_c, tol);
-    let r = Tensor::from_vec(host(out_c.elem_count(), 4242, false), out_c.shape(), &Device::Cpu).unwrap();
-    let r_d = r.to_dtype(out_d.dtype()).unwrap().to_device(out_d.device()).unwrap();
-    let g_c = (&out_c * &r).unwrap().sum_all().unwrap().backward().unwrap();
-    let g_d = (&out_d * &r_d).unwrap().sum_all().unwrap().backward().unwrap();
+    let (g_c, g_d) = (weighted_grads(&out_c), weighted_grads(&out_d));
     for (k, (vc, vd)) in vars.iter().enumerate() {
         let gc = g_c.get(vc.as_tensor()).unwrap_or_else(|| panic!("{name}: no CPU gradient for var {k}"));
         let gd = g_d.get(vd.as_tensor()).unwrap_or_else(|| panic!("{name}: no device gradient for var {k}"));

@@ -1,15 +1,15 @@
-//! A whole ResNet block in train mode on CUDA as one candle custom op: its convolutions with their batch norms and
-//! ReLUs (`conv_bn.rs`'s work, layer after layer), the downsample branch and the residual join, one node of the
-//! autograd graph.
+//! ResNet blocks in train mode on CUDA as one candle custom op (`BlocksCudnn`; all of a network's blocks, or one,
+//! `nn/blocks.rs`): each block's convolutions with their batch norms and ReLUs (`conv_bn.rs`'s work, layer after
+//! layer), its downsample branch and its residual join, all one node of the autograd graph.
 //!
 //! candle 0.11.1's backward gives every tensor of the graph a zero-filled gradient buffer and adds the incoming
 //! gradient into it: for a bottleneck block of layer-by-layer nodes, a fill and an add (four passes) over five
 //! activations, about 14 channels' worth of the block's width, which the timing-event profile of session 14 put at
-//! 45 ms of a 302 ms dual ResNet-50 step (PyTorch's own accumulation: a few ms). Here the gradients inside the block
-//! go straight from one cuDNN backward to the next; candle sees the block's input and its parameters only.
+//! 45 ms of a 302 ms dual ResNet-50 step (PyTorch's own accumulation: a few ms). Here the gradients inside the op
+//! go straight from one cuDNN backward to the next; candle sees the first block's input and the parameters only.
 //!
-//! Inputs `(x [N, C, H, W], p)`: `p` is the block's parameters packed one after the other, each layer's weight then
-//! its gamma and beta (`BlockLayer::w_at`, `gb_at`), in `x`'s data type; the backward returns `(dx, dp)`. The running
+//! Inputs `(x [N, C, H, W], p)`: `p` is the parameters packed one after the other, each layer's weight then its
+//! gamma and beta (`BlockLayer::w_at`, `gb_at`), in `x`'s data type; the backward returns `(dx, dp)`. The running
 //! statistics are updated in place by cuDNN. The layers' outputs are kept until the backward takes them; a second
 //! backward of the same forward is an error.
 
@@ -273,15 +273,7 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         "resnet-blocks-train-cudnn"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("{} runs on CUDA devices only", self.name())
-    }
+    super::cuda_only_cpu_fwd!(CustomOp2);
 
     fn cuda_fwd(
         &self,

@@ -235,7 +235,7 @@ fn backward_as<T: CudnnElem>(
         let mut out = output::<T>(stream, dw_at + w_len)?;
         let (dyp, _gdy) = ptr(&dy, stream);
         let (dx_d, dw_d, dc, dy_d) = (d.x.ptr, d.w.ptr, d.conv.ptr, d.y.ptr);
-        'filter: {
+        {
             let what = "convolution backward filter";
             let mut dw = out.slice_mut(dw_at..dw_at + w_len);
             let (xp, _gx) = ptr(&x, stream);
@@ -247,23 +247,22 @@ fn backward_as<T: CudnnElem>(
             let k = key(c, 2, d.data);
             let choice = cached(a, h, (k, what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
             let ptrs = [xp as _, dwp, dyp as _];
-            if by_graph((h, stream), (c, Pass::BackwardFilter, d.data, choice.ms), ptrs)? {
-                break 'filter;
+            if !by_graph((h, stream), (c, Pass::BackwardFilter, d.data, choice.ms), ptrs)? {
+                let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
+                    (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
+                        h,
+                        dx_d,
+                        dy_d,
+                        dc,
+                        dw_d,
+                        choice.algo,
+                        bytes,
+                    )
+                })?;
+                let call = a.cudnnConvolutionBackwardFilter;
+                let ins = [(dx_d, xp), (dy_d, dyp)];
+                run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dw_d, dwp), what)?;
             }
-            let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
-                (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
-                    h,
-                    dx_d,
-                    dy_d,
-                    dc,
-                    dw_d,
-                    choice.algo,
-                    bytes,
-                )
-            })?;
-            let call = a.cudnnConvolutionBackwardFilter;
-            let ins = [(dx_d, xp), (dy_d, dyp)];
-            run_pass(call, (h, stream), ins, (dc, choice.algo, bytes), (dw_d, dwp), what)?;
         }
         if op.need_dx {
             let mut dx = out.slice_mut(0..x_len);

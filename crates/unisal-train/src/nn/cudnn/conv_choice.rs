@@ -96,10 +96,7 @@ pub(super) fn log_choices() -> bool {
 fn choice_line(what: &str, key: [usize; 11], results: &[AlgoPerf], choice: Option<&Choice>) -> String {
     let pass = what.trim_start_matches("convolution ").replace(' ', "-");
     let geometry = key[..8].iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
-    let chosen = choice.map_or("none".to_string(), |c| {
-        let t = results.iter().find(|p| p.algo == c.algo).map_or(-1.0, |p| p.time);
-        format!("{} {} {t:.4}", c.algo, c.math)
-    });
+    let chosen = choice.map_or("none".to_string(), |c| format!("{} {} {:.4}", c.algo, c.math, c.ms));
     let ranked: Vec<String> = results
         .iter()
         .filter(|p| p.status == ffi::STATUS_SUCCESS)

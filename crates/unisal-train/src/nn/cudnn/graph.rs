@@ -304,7 +304,7 @@ fn choose(
     let mut cfgs = configs(a, &graph, HEUR_MODE_A)?;
     cfgs.extend(configs(a, &graph, HEUR_MODE_FALLBACK).unwrap_or_default());
     let limit = super::conv_choice::max_workspace();
-    let mut best: Option<(f32, Plan)> = None;
+    let mut best: Option<Plan> = None;
     let mut tried = 0;
     for cfg in cfgs {
         if tried >= 12 {
@@ -333,11 +333,11 @@ fn choose(
         let mut candidate = Plan { plan, workspace: ws as usize, ms: 0.0, _parts: keep };
         let Ok(ms) = time(a, (h, stream), &candidate, ptrs) else { continue };
         candidate.ms = ms;
-        if best.as_ref().is_none_or(|(t, _)| ms < *t) {
-            best = Some((ms, candidate));
+        if best.as_ref().is_none_or(|b| ms < b.ms) {
+            best = Some(candidate);
         }
     }
-    Ok(best.map(|(_, p)| p))
+    Ok(best)
 }
 
 /// The median time of three runs of `plan` after one warm-up, ms (CUDA events on the stream; waits for them).
