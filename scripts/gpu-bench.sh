@@ -122,6 +122,14 @@ run_case "r50-224-dual-train-bf16-graph" "UNISAL_CUDNN_GRAPH=1" "train $common -
 run_case "r50-224-dual-train-accumulate" "UNISAL_BLOCK_ACCUMULATE=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r50-224-dual-train-accumulate-graphauto" "UNISAL_BLOCK_ACCUMULATE=1 UNISAL_CUDNN_GRAPH=auto" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-accumulate-graphauto" "UNISAL_BLOCK_ACCUMULATE=1 UNISAL_CUDNN_GRAPH=auto" "train $common $r18" "-"
+# Session 15 (no GPU; written blind): the block op's activations channels last (UNISAL_BLOCK_NHWC=1, or =bf16 for
+# bf16 only), weights [O, k, k, C], the persistent batch norm: what cuDNN's bf16 tensor-core kernels take. The bf16
+# rows are against PyTorch's channels-last autocast (the goal: 0.8x); the fp32 rows to see whether strict fp32 gains.
+run_case "r18-224-b64-train-bf16-nhwc" "UNISAL_BLOCK_NHWC=1" "train $common $r18 --amp bf16" "train $common $r18 --amp bf16 --channels-last"
+run_case "r50-224-dual-train-bf16-nhwc" "UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16 --channels-last"
+run_case "r50-224-dual-train-bf16-nhwc-graph" "UNISAL_BLOCK_NHWC=1 UNISAL_CUDNN_GRAPH=auto" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
+run_case "r18-224-b64-train-nhwc"     "UNISAL_BLOCK_NHWC=1" "train $common $r18" "-"
+run_case "r50-224-dual-train-nhwc"    "UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
 # bf16 mixed precision (NetConfig::bf16; written in session 6 without a GPU) against PyTorch's autocast, with and
 # without channels-last (ours is NCHW).

@@ -89,7 +89,7 @@ def read_ours(path):
             if not line.startswith("cudnn-choice "):
                 continue
             head = line.split("|")[0].split()
-            # cudnn-choice <pass> n c h w k stride pad out dtype tf32 -> algo math ms
+            # cudnn-choice <pass> n c h w k stride pad out dtype tf32 layout -> algo math ms
             g = tuple(int(v) for v in head[2:10])
             ours[(head[1], g)] = (float(head[-1]), int(head[-3]))
     return ours

@@ -15,6 +15,7 @@ use unisal_train::optim::Sgd;
 mod layers_device_support;
 use layers_device_support::blocks::{block_case, BlockSpec};
 use layers_device_support::{check, check_bf16, close, close_rms, device, host, pair, weighted_grads};
+use unisal_train::nn::blocks::BlockLayout;
 
 #[test]
 fn convolutions_match_the_cpu_reference() {
@@ -320,7 +321,10 @@ fn resnet_blocks_as_one_op_match_the_cpu_reference() {
     ];
     for (b, (name, specs)) in cases.iter().enumerate() {
         let (vars, run) = block_case(specs, 900 + 50 * b as u64, &dev);
-        check(name, &vars, |v| run(v, v[0].as_tensor().clone(), true));
+        for layout in [BlockLayout::Nchw, BlockLayout::Nhwc] {
+            let name = format!("{name}, {layout:?}");
+            check(&name, &vars, |v| run(v, v[0].as_tensor().clone(), Some(layout)));
+        }
     }
     if dev.is_cuda() {
         // Mixed precision: bf16 activations into the block, f32 parameters. Against the f64 layers, the bf16
@@ -331,14 +335,20 @@ fn resnet_blocks_as_one_op_match_the_cpu_reference() {
         let (vars, run) = block_case(&[down], 1100, &dev);
         let dev_vars: Vec<&Var> = vars.iter().map(|p| &p.1).collect();
         let x16 = dev_vars[0].as_tensor().to_dtype(DType::BF16).unwrap();
-        let expected =
-            run(&vars.iter().map(|p| &p.0).collect::<Vec<_>>(), vars[0].0.as_tensor().clone(), true);
-        let (op, layers) = (run(&dev_vars, x16.clone(), true), run(&dev_vars, x16, false));
-        close("bf16 bottleneck block forward", &op, &expected, 3e-2);
-        let (g_op, g_layers) = (weighted_grads(&op), weighted_grads(&layers));
-        for (k, v) in dev_vars.iter().enumerate() {
-            let (a, b) = (g_op.get(v.as_tensor()).unwrap(), g_layers.get(v.as_tensor()).unwrap());
-            close_rms(&format!("bf16 block op against the bf16 layers, gradient of var {k}"), a, b, 1e-2);
+        let cpu_vars: Vec<&Var> = vars.iter().map(|p| &p.0).collect();
+        let expected = run(&cpu_vars, vars[0].0.as_tensor().clone(), None);
+        let layers = run(&dev_vars, x16.clone(), None);
+        let g_layers = weighted_grads(&layers);
+        // Channels last is the layout of cuDNN's bf16 tensor-core kernels (`BlockLayout::Nhwc`).
+        for layout in [BlockLayout::Nchw, BlockLayout::Nhwc] {
+            let op = run(&dev_vars, x16.clone(), Some(layout));
+            close(&format!("bf16 bottleneck block forward, {layout:?}"), &op, &expected, 3e-2);
+            let g_op = weighted_grads(&op);
+            for (k, v) in dev_vars.iter().enumerate() {
+                let (a, b) = (g_op.get(v.as_tensor()).unwrap(), g_layers.get(v.as_tensor()).unwrap());
+                let what = format!("bf16 block op ({layout:?}) against the bf16 layers, gradient of var {k}");
+                close_rms(&what, a, b, 1e-2);
+            }
         }
     }
 }

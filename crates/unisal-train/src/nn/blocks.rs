@@ -3,7 +3,7 @@
 //! at every edge of the graph. The model (`models/resnet.rs`) asks for it first and runs its layers one by one
 //! (`nn::fused::conv_bn_train`) where it returns `None`.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use super::fused::fused_train;
 use super::{BatchNorm2d, Conv2d, NoGrad};
@@ -47,11 +47,44 @@ impl BlockMode {
     }
 }
 
+/// How the block op stores its activations (`UNISAL_BLOCK_NHWC`): NCHW (unset, `0`), channels last (`1`), or
+/// channels last for bf16 activations only (`bf16`). Channels last is what cuDNN's bf16 tensor-core convolutions
+/// and persistent batch norm take without transposing (`nn/cudnn/block.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockLayout {
+    /// `[N, C, H, W]`, the layout of every other layer.
+    Nchw,
+    /// `[N, H, W, C]` inside the op, the input and output transposed at its edges, the weights as `[O, k, k, C]`.
+    Nhwc,
+}
+
+impl BlockLayout {
+    /// The layout a value of `UNISAL_BLOCK_NHWC` asks for activations of type `dt` (unknown values: NCHW).
+    pub fn parse(value: Option<&str>, dt: DType) -> Self {
+        match value.map(str::trim) {
+            Some("1" | "on" | "true") => Self::Nhwc,
+            Some("bf16") if dt == DType::BF16 => Self::Nhwc,
+            _ => Self::Nchw,
+        }
+    }
+
+    /// This process's layout for activations of type `dt`.
+    pub fn current(dt: DType) -> Self {
+        static VALUE: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+        Self::parse(VALUE.get_or_init(|| std::env::var("UNISAL_BLOCK_NHWC").ok()).as_deref(), dt)
+    }
+}
+
 /// ResNet blocks in train mode one after the other, each `relu(main(x) + shortcut(x))`, as one op on CUDA with
 /// cuDNN (`nn/cudnn/block.rs`: the gradients between the layers and blocks inside it never pass through candle's
-/// gradient accumulation); `None` elsewhere, under [`BlockMode::Off`], or where a layer does not fit the op: the
-/// caller then runs the layers one by one.
+/// gradient accumulation), in this process's [`BlockLayout`]; `None` elsewhere, under [`BlockMode::Off`], or
+/// where a layer does not fit the op: the caller then runs the layers one by one.
 pub fn blocks_train(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
+    blocks_train_in(x, blocks, BlockLayout::current(x.dtype()))
+}
+
+/// [`blocks_train`] in the layout `layout` (`x` and the result NCHW either way).
+pub fn blocks_train_in(x: &Tensor, blocks: &[BlockRef<'_>], layout: BlockLayout) -> Result<Option<Tensor>> {
     if BlockMode::current() == BlockMode::Off || NoGrad::active() || blocks.is_empty() {
         return Ok(None);
     }
@@ -60,18 +93,20 @@ pub fn blocks_train(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor
     }
     #[cfg(feature = "cuda")]
     {
-        blocks_train_cuda(x, blocks)
+        blocks_train_cuda(x, blocks, layout == BlockLayout::Nhwc)
     }
     #[cfg(not(feature = "cuda"))]
     {
+        let _ = layout;
         Ok(None)
     }
 }
 
 /// [`blocks_train`] on CUDA: the layers' parameters packed into one tensor (each piece 8-value aligned, as the
-/// cuDNN ops expect of their addresses), one op.
+/// cuDNN ops expect of their addresses; with `nhwc` each weight as `[O, k, k, C]`), one op; with `nhwc` its input
+/// and output transposed to and from channels last here, where candle's autograd takes care of their gradients.
 #[cfg(feature = "cuda")]
-fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
+fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>], nhwc: bool) -> Result<Option<Tensor>> {
     use super::cudnn::{Block, BlockLayer, BlocksCudnn};
     type Dims = (usize, usize, usize, usize);
     let dt = x.dtype();
@@ -92,7 +127,9 @@ fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tenso
                      relu: bool,
                      pieces: &mut Vec<Tensor>|
      -> Result<Option<(BlockLayer, Dims)>> {
-        let Some((op, w)) = conv.cudnn_train_part(dims, dt)? else { return Ok(None) };
+        let Some((mut op, w)) = conv.cudnn_train_part(dims, dt)? else { return Ok(None) };
+        op.nhwc = nhwc;
+        let w = if nhwc { w.permute((0, 2, 3, 1))?.contiguous()? } else { w };
         let (gb, (mean, var), args) = bn.cudnn_train_args(dt)?;
         let w_at = push(w.flatten_all()?, pieces)?;
         let gb_at = push(gb, pieces)?;
@@ -119,5 +156,46 @@ fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tenso
         ops.push(Block::new(layers, down)?);
     }
     let p = Tensor::cat(&pieces, 0)?;
-    Ok(Some(super::cudnn::block_train(x, &p, BlocksCudnn::new(ops))?))
+    let op = BlocksCudnn::new(ops, nhwc)?;
+    if !nhwc {
+        return Ok(Some(super::cudnn::block_train(x, &p, op)?));
+    }
+    let y = super::cudnn::block_train(&x.permute((0, 2, 3, 1))?.contiguous()?, &p, op)?;
+    Ok(Some(y.permute((0, 3, 1, 2))?.contiguous()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_block_switches_read_their_values() {
+        assert_eq!(BlockMode::parse(None), BlockMode::All);
+        assert_eq!(BlockMode::parse(Some(" block ")), BlockMode::Each);
+        for off in ["0", "false", "off"] {
+            assert_eq!(BlockMode::parse(Some(off)), BlockMode::Off);
+        }
+        assert_eq!(BlockMode::parse(Some("2")), BlockMode::All);
+        for dt in [DType::F32, DType::BF16] {
+            assert_eq!(BlockLayout::parse(None, dt), BlockLayout::Nchw);
+            assert_eq!(BlockLayout::parse(Some("0"), dt), BlockLayout::Nchw);
+            assert_eq!(BlockLayout::parse(Some("1"), dt), BlockLayout::Nhwc);
+            assert_eq!(BlockLayout::parse(Some("nhwc?"), dt), BlockLayout::Nchw);
+        }
+        assert_eq!(BlockLayout::parse(Some("bf16"), DType::BF16), BlockLayout::Nhwc);
+        assert_eq!(BlockLayout::parse(Some("bf16"), DType::F32), BlockLayout::Nchw);
+    }
+
+    #[test]
+    fn off_cuda_the_block_op_declines_in_either_layout() {
+        let dev = candle_core::Device::Cpu;
+        let x = Tensor::zeros((2, 4, 5, 5), DType::F32, &dev).unwrap();
+        let init = crate::nn::Init::new(1, &dev);
+        let conv = Conv2d::new(&init, "conv", 4, 4, 3, 1, 1, false).unwrap();
+        let layers = [(conv, BatchNorm2d::new(&init, 4).unwrap())];
+        for layout in [BlockLayout::Nchw, BlockLayout::Nhwc] {
+            let got = blocks_train_in(&x, &[(&layers[..], None)], layout).unwrap();
+            assert!(got.is_none(), "the CPU runs the layers one by one");
+        }
+    }
 }

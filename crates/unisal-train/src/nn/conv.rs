@@ -106,7 +106,7 @@ impl Conv2d {
     fn run(&self, x: &Tensor, imp: ConvImpl, keep: bool) -> Result<Tensor> {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
         if imp == ConvImpl::Auto && super::cudnn_usable(x) {
-            let op = ConvOp { g: self.geometry(x, k)?, out, keep: None };
+            let op = ConvOp { g: self.geometry(x, k)?, out, keep: None, nhwc: false };
             let y = x.contiguous()?.apply_op2(&param_as(&self.weight, x.dtype())?.contiguous()?, op)?;
             return self.with_bias(y);
         }
@@ -139,7 +139,7 @@ impl Conv2d {
     #[cfg(feature = "cuda")]
     pub(crate) fn eval_op(&self, x: &Tensor) -> Result<ConvOp> {
         let (out, _, k, _) = self.weight.as_tensor().dims4()?;
-        Ok(ConvOp { g: self.geometry(x, k)?, out, keep: None })
+        Ok(ConvOp { g: self.geometry(x, k)?, out, keep: None, nhwc: false })
     }
 
     /// The geometry of this convolution on `x`, checked to fit.
@@ -187,7 +187,7 @@ impl Conv2d {
     fn im2col(&self, x: &Tensor, out: usize, k: usize, limit: usize, keep: bool) -> Result<Tensor> {
         let w = param(&self.weight).contiguous()?;
         self.in_parts(x, k, limit, &|x: &Tensor, _| {
-            let op = ConvOp { g: self.geometry(x, k)?, out, keep: keep.then(KeptCols::default) };
+            let op = ConvOp { g: self.geometry(x, k)?, out, keep: keep.then(KeptCols::default), nhwc: false };
             Ok(x.contiguous()?.apply_op2(&w, op)?)
         })
     }
@@ -226,7 +226,7 @@ impl Conv2d {
         }
         check_train_input((g.n, out, g.ho(), g.wo()))?;
         let saved = Arc::new(Mutex::new(Saved::default()));
-        let conv = ConvOp { g, out, keep: Some(KeptCols::default()) };
+        let conv = ConvOp { g, out, keep: Some(KeptCols::default()), nhwc: false };
         let op = ConvBnTrain { conv, eps: bn.eps(), relu, saved: saved.clone() };
         let (gamma, beta) = bn.params();
         let gb = Tensor::cat(&[&gamma, &beta], 0)?;
@@ -268,7 +268,7 @@ impl Conv2d {
         }
         let g = self.geometry_of(dims, k)?;
         check_train_input((g.n, out, g.ho(), g.wo()))?;
-        Ok(Some((ConvOp { g, out, keep: None }, param_as(&self.weight, dt)?)))
+        Ok(Some((ConvOp { g, out, keep: None, nhwc: false }, param_as(&self.weight, dt)?)))
     }
 
     /// Eval mode on the CPU: `act(conv(x) * scale + shift [+ residual])` as one op (`conv_eval_cpu.rs`), the
@@ -302,7 +302,7 @@ impl Conv2d {
         };
         let w = self.weight.as_tensor().detach().to_dtype(x.dtype())?.contiguous()?;
         self.in_parts(x, k, limit, &|x: &Tensor, start| {
-            let conv = ConvOp { g: self.geometry(x, k)?, out, keep: None };
+            let conv = ConvOp { g: self.geometry(x, k)?, out, keep: None, nhwc: false };
             let op = ConvEvalOp { conv, scale: scale.clone(), shift: shift.clone(), relu };
             let x = x.contiguous()?;
             Ok(match residual {

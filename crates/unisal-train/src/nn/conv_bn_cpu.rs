@@ -20,7 +20,8 @@ use super::batchnorm_cpu::{
     backward_into, backward_sums, forward as bn_forward, normalise, stats_of_planes, BnGrad, BnStats,
     PlaneOrder,
 };
-use super::conv_cpu::{dw_offset, unpack_grads, ConvOp};
+use super::conv_backward::{dw_offset, unpack_grads};
+use super::conv_cpu::ConvOp;
 use super::conv_sample_cpu::Dy;
 use super::cpu_util::{cpu_op, Elem, Kernel};
 use super::gemm_cpu::with_scratch;

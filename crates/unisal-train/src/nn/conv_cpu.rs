@@ -27,8 +27,8 @@
 //! 14-26% faster, `docs/performance.md` session 10). An epilogue (`conv_eval_cpu.rs`: the eval batch norm, ReLU,
 //! residual join) runs on each output run right after its product, on either path.
 //!
-//! On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead (`cudnn/conv.rs`), with the same shape
-//! checks ([`Kernel::shape`]) and the same backward.
+//! The backward op is `conv_backward.rs`'s. On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead
+//! (`cudnn/conv.rs`), with the same shape checks ([`Kernel::shape`]) and the same backward.
 
 use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,37 +37,13 @@ use std::sync::{Arc, Mutex};
 use candle_core::{Layout, Shape, Tensor};
 
 use super::batchnorm_cpu::PlaneOrder;
+use super::conv_backward::dw_offset;
 use super::conv_eval_cpu::Epilogue;
 use super::conv_sample_cpu::{self as sample, Dy};
 use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 use super::gemm_cpu::{give_scratch, matmul, take_scratch, transpose, with_scratch, MatRef};
 use super::im2col::{run_col2im, run_im2col, Geometry};
 use super::op_profile::timed_cpu as timed;
-
-/// Elements (16 f32: 64 bytes) to which the backward's packed output aligns `dW` after `dx`, so that no pass writes
-/// through a pointer aligned to less than that (cuDNN's kernels may load and store in vectors).
-const ALIGN: usize = 16;
-
-/// Where `dW` starts in the backward's packed output `[dx | padding | dW]`: `dx`'s length rounded up to
-/// [`ALIGN`] elements (0 without `dx`).
-pub(crate) fn dw_offset(x_len: usize) -> usize {
-    x_len.next_multiple_of(ALIGN)
-}
-
-/// `(dx, dW)` of a backward's packed output `[dx | padding | dW | ...]` for input `x` and weight `w` (no `dx`
-/// without `need_dx`), and where `dW` ends (what the caller packed after it starts there).
-pub(crate) fn unpack_grads(
-    packed: &Tensor,
-    x: &Tensor,
-    w: &Tensor,
-    need_dx: bool,
-) -> candle_core::Result<(Option<Tensor>, Tensor, usize)> {
-    let len = if need_dx { x.elem_count() } else { 0 };
-    let dx = need_dx.then(|| packed.narrow(0, 0, len)?.reshape(x.shape())).transpose()?;
-    let (start, wl) = (dw_offset(len), w.elem_count());
-    let dw = packed.narrow(0, start, wl)?.reshape(w.shape())?;
-    Ok((dx, dw, start + wl))
-}
 
 /// The most output channels for which the forward runs one product per sample ([`ConvOp::forward`]).
 const PER_SAMPLE_MAX_OUT: usize = 64;
@@ -128,10 +104,21 @@ pub(crate) struct ConvOp {
     pub out: usize,
     /// Where a training forward keeps its patch matrix for the backward (CPU only; `None`: not kept).
     pub keep: Option<KeptCols>,
+    /// CUDA only (the block op's, `cudnn/block.rs`): `x`, `y` and their gradients stored channels last and `w`
+    /// as `[O, k, k, C]`, under the same (logical) shapes.
+    pub nhwc: bool,
 }
 
 impl ConvOp {
-    fn check(&self, x: &Layout, w: &Layout) -> candle_core::Result<()> {
+    /// Refuses channels-last data on the CPU, whose kernels take NCHW.
+    pub(super) fn on_cpu(&self) -> candle_core::Result<()> {
+        if self.nhwc {
+            candle_core::bail!("conv2d: channels-last data runs on CUDA only");
+        }
+        Ok(())
+    }
+
+    pub(super) fn check(&self, x: &Layout, w: &Layout) -> candle_core::Result<()> {
         let g = self.g;
         if dims4(x, "conv2d")? != (g.n, g.c, g.h, g.w) || w.shape().dims() != [self.out, g.c, g.k, g.k] {
             candle_core::bail!("conv2d: input {:?} / weight {:?} do not fit {g:?}", x.shape(), w.shape());
@@ -201,7 +188,7 @@ impl ConvOp {
 
     /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the
     /// image input of a network's first layer).
-    fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
+    pub(super) fn backward<T: Elem>(&self, x: &[T], w: &[T], dy: &[T], need_dx: bool) -> Vec<T> {
         self.backward_from((x, w), Dy::Slice(dy, PlaneOrder::SampleMajor), need_dx, 0)
     }
 
@@ -299,24 +286,6 @@ fn swap_outer<T: Elem>(
     });
 }
 
-impl ConvOp {
-    /// `(dx, dW)` of `conv(x, w)` for the output's gradient `dy`, through [`ConvBackwardOp`]; `dx` only where
-    /// `need_dx` (not for the images into the first layer: `x.track_op()`). Also the CUDA ops' (`cudnn/`).
-    pub(crate) fn grads(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        dy: &Tensor,
-        need_dx: bool,
-    ) -> candle_core::Result<(Option<Tensor>, Tensor)> {
-        let (x, w) = (x.detach().contiguous()?, w.detach().contiguous()?);
-        let op = ConvBackwardOp { conv: self.clone(), need_dx };
-        let packed = x.apply_op3_no_bwd(&w, &dy.contiguous()?, &op)?;
-        let (dx, dw, _) = unpack_grads(&packed, &x, &w, need_dx)?;
-        Ok((dx, dw))
-    }
-}
-
 impl Kernel for ConvOp {
     const NAME: &'static str = "conv2d";
 
@@ -328,6 +297,7 @@ impl Kernel for ConvOp {
 
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, w] = inputs else { candle_core::bail!("conv2d: two inputs expected") };
+        self.on_cpu()?;
         Ok(self.forward(x, w, None))
     }
 }
@@ -353,49 +323,5 @@ cpu_op!(CustomOp2 for ConvOp {
         wl: &Layout,
     ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
         super::cudnn::conv_forward(self, xs, xl, ws, wl)
-    }
-});
-
-/// `(x, w, dy) -> [dx | padding | dW]` (flat, `dW` at [`dw_offset`]; only `dW` without `need_dx`), without
-/// backward.
-#[derive(Debug, Clone)]
-pub(crate) struct ConvBackwardOp {
-    pub conv: ConvOp,
-    pub need_dx: bool,
-}
-
-impl Kernel for ConvBackwardOp {
-    const NAME: &'static str = "conv2d-backward";
-
-    fn shape(&self, inputs: &[&Layout]) -> candle_core::Result<Shape> {
-        let [x, w, dy] = inputs else { candle_core::bail!("conv2d backward: three inputs expected") };
-        self.conv.check(x, w)?;
-        let (g, o) = (self.conv.g, self.conv.out);
-        if dy.shape().dims() != [g.n, o, g.ho(), g.wo()] {
-            candle_core::bail!("conv2d backward: gradient {:?} does not fit {g:?}", dy.shape());
-        }
-        let x_len = if self.need_dx { x.shape().elem_count() } else { 0 };
-        Ok(Shape::from(dw_offset(x_len) + w.shape().elem_count()))
-    }
-
-    fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
-        let [x, w, dy] = inputs else { candle_core::bail!("conv2d backward: three inputs expected") };
-        Ok(self.conv.backward(x, w, dy, self.need_dx))
-    }
-}
-
-cpu_op!(CustomOp3 for ConvBackwardOp {
-    #[cfg(feature = "cuda")]
-    #[allow(clippy::too_many_arguments)]
-    fn cuda_fwd(
-        &self,
-        xs: &candle_core::CudaStorage,
-        xl: &Layout,
-        ws: &candle_core::CudaStorage,
-        wl: &Layout,
-        dys: &candle_core::CudaStorage,
-        dyl: &Layout,
-    ) -> candle_core::Result<(candle_core::CudaStorage, Shape)> {
-        super::cudnn::conv_backward(self, (xs, xl), (ws, wl), (dys, dyl))
     }
 });

@@ -20,6 +20,7 @@ mod batchnorm;
 mod batchnorm_cpu;
 pub mod blocks;
 mod conv;
+mod conv_backward;
 mod conv_bn_cpu;
 mod conv_cpu;
 mod conv_eval_cpu;

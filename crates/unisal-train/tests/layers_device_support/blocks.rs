@@ -1,8 +1,8 @@
 //! ResNet blocks for `layers_gradcheck_device.rs`: their vars, and the blocks built from them and run in train mode
-//! as one op (`nn::blocks::blocks_train`) or layer by layer.
+//! as one op (`nn::blocks::blocks_train_in`, in either layout) or layer by layer.
 
 use candle_core::{Device, Tensor, Var};
-use unisal_train::nn::blocks::blocks_train;
+use unisal_train::nn::blocks::{blocks_train_in, BlockLayout};
 use unisal_train::nn::fused::conv_bn_train;
 use unisal_train::nn::{add_relu, BatchNorm2d, Conv2d};
 
@@ -16,13 +16,13 @@ pub type Vars = Vec<(Var, Var)>;
 
 /// The vars of blocks one after the other (the first's input, then each convolution's weight, gamma and beta, each
 /// block's main path then its downsample) and `f(vars, x, as_op)` building the blocks from them and running them in
-/// train mode: with `as_op` as one op (`blocks_train`) where it runs, which on CUDA with our kernels it must, else
-/// (or without `as_op`) layer by layer.
+/// train mode: with `as_op` as one op in that layout (`blocks_train_in`) where it runs, which on CUDA with our
+/// kernels it must, else (or without `as_op`) layer by layer.
 pub fn block_case(
     specs: &[BlockSpec],
     seed: u64,
     dev: &Device,
-) -> (Vars, impl Fn(&[&Var], Tensor, bool) -> Tensor) {
+) -> (Vars, impl Fn(&[&Var], Tensor, Option<BlockLayout>) -> Tensor) {
     let mut blocks = Vec::new();
     for (xs, main, down) in specs {
         let mut layers = main.clone();
@@ -40,7 +40,7 @@ pub fn block_case(
             pair(&[co], s + 2, false, dev),
         ]);
     }
-    let run = move |v: &[&Var], x: Tensor, as_op: bool| {
+    let run = move |v: &[&Var], x: Tensor, as_op: Option<BlockLayout>| {
         let mut at = 0;
         let mut built = Vec::new();
         for (layers, main) in &blocks {
@@ -58,8 +58,8 @@ pub fn block_case(
             built.push((convs, ds));
         }
         let refs: Vec<_> = built.iter().map(|(c, d)| (&c[..], d.as_ref())).collect();
-        if as_op {
-            if let Some(y) = blocks_train(&x, &refs).unwrap() {
+        if let Some(layout) = as_op {
+            if let Some(y) = blocks_train_in(&x, &refs, layout).unwrap() {
                 return y;
             }
             let kernels = std::env::var("UNISAL_GPU_KERNELS").map_or(true, |v| v.trim() != "0");

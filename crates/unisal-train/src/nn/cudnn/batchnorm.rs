@@ -26,13 +26,19 @@ use super::handle::{
 /// cuDNN's batch norm mode in eval mode, and in train mode by default.
 const MODE: c_int = super::ffi::BATCHNORM_SPATIAL;
 
-/// The mode of train mode's forward and backward: [`MODE`], or with `UNISAL_BN_PERSISTENT=1` cuDNN's
-/// `SPATIAL_PERSISTENT` (faster kernels; on NCHW data a scaled integer reduction, which cuDNN documents may
-/// overflow to Inf or NaN for very large values where `SPATIAL` stays finite: an experiment for `gpu-bench.sh`).
-pub(super) fn train_mode() -> c_int {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let on = *ON.get_or_init(|| std::env::var("UNISAL_BN_PERSISTENT").is_ok_and(|v| v.trim() == "1"));
-    if on {
+/// The mode of train mode's forward and backward: [`MODE`], or cuDNN's `SPATIAL_PERSISTENT` (faster kernels) with
+/// `UNISAL_BN_PERSISTENT=1`, and for channels-last data (`nhwc`) unless `UNISAL_BN_PERSISTENT=0`. On NCHW data
+/// the persistent mode is a scaled integer reduction, which cuDNN documents may overflow to Inf or NaN for very
+/// large values where `SPATIAL` stays finite (an experiment for `gpu-bench.sh`); cuDNN's note on that is for NCHW
+/// only, and PyTorch takes the persistent mode for channels-last training.
+pub(super) fn train_mode(nhwc: bool) -> c_int {
+    static SET: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
+    let set = *SET.get_or_init(|| match std::env::var("UNISAL_BN_PERSISTENT").as_deref().map(str::trim) {
+        Ok("1") => Some(true),
+        Ok("0") => Some(false),
+        _ => None,
+    });
+    if set.unwrap_or(nhwc) {
         super::ffi::BATCHNORM_SPATIAL_PERSISTENT
     } else {
         MODE
@@ -62,8 +68,8 @@ pub(crate) fn eval(
     eps: f64,
     relu: bool,
 ) -> crate::error::Result<Tensor> {
-    let op =
-        BnCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone(), mode: None };
+    let (running_mean, running_var) = (running.0.clone(), running.1.clone());
+    let op = BnCudnn { eps, relu, running_mean, running_var, mode: None, nhwc: false };
     apply(x, gamma, beta, op)
 }
 
@@ -90,6 +96,8 @@ pub(super) struct BnCudnn {
     running_mean: Tensor,
     running_var: Tensor,
     mode: Option<Train>,
+    /// The activations channels last under their `[N, C, H, W]` shape (the block op's, `block.rs`).
+    nhwc: bool,
 }
 
 /// The op's output: `y`, or `max(0, y)` with `relu` (one more kernel, but one autograd node fewer than a separate
@@ -148,7 +156,13 @@ impl BnCudnn {
     /// Train mode with the running statistics `running` (`[C]`, f32), `eps` and `momentum`, with ReLU if `relu`.
     pub(super) fn for_train(running: (&Tensor, &Tensor), (eps, momentum): (f64, f64), relu: bool) -> Self {
         let mode = Some(Train { momentum, saved: Arc::new(Mutex::new(None)) });
-        BnCudnn { eps, relu, running_mean: running.0.clone(), running_var: running.1.clone(), mode }
+        let (running_mean, running_var) = (running.0.clone(), running.1.clone());
+        BnCudnn { eps, relu, running_mean, running_var, mode, nhwc: false }
+    }
+
+    /// The same op on activations stored channels last (`nhwc`) under their `[N, C, H, W]` shape.
+    pub(super) fn channels_last(self, nhwc: bool) -> Self {
+        Self { nhwc, ..self }
     }
 
     /// [`candle_core::CustomOp3::cuda_fwd`] for activations of type `T` (f32 or bf16; the parameters are
@@ -168,7 +182,7 @@ impl BnCudnn {
         let (rm_guard, rv_guard) =
             (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
         let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
-        let (xd, pd) = (Desc::nchw_of(dims, T::DATA)?, Desc::channels(c)?);
+        let (xd, pd) = (Desc::tensor4(dims, T::DATA, self.nhwc)?, Desc::channels(c)?);
         let what = if self.mode.is_some() { "batch-norm-train" } else { "batch-norm-eval" };
         let y = with_handle(&xs.device, what, |a, h, stream| {
             let mut y = output::<T>(stream, xl.shape().elem_count())?;
@@ -190,7 +204,7 @@ impl BnCudnn {
                                 unsafe {
                                     (a.cudnnBatchNormalizationForwardTraining)(
                                         h,
-                                        train_mode(),
+                                        train_mode(self.nhwc),
                                         one,
                                         zero,
                                         xd,
@@ -300,7 +314,7 @@ impl BnCudnn {
         let saved = lock(&train.saved)?.clone();
         let saved =
             saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
-        let op = BnBackwardCudnn { eps: self.eps, saved };
+        let op = BnBackwardCudnn { eps: self.eps, saved, nhwc: self.nhwc };
         let grad = if self.relu { relu_mask(grad, res)? } else { grad.contiguous()? };
         let packed = x.detach().contiguous()?.apply_op3_no_bwd(&grad, &gamma.detach().contiguous()?, &op)?;
         let (len, c) = (x.elem_count(), gamma.elem_count());

@@ -23,6 +23,8 @@ pub(super) fn packed_layout(len: usize, c: usize) -> (usize, usize, usize) {
 pub(super) struct BnBackwardCudnn {
     pub(super) eps: f64,
     pub(super) saved: Arc<Saved>,
+    /// The forward's layout: channels last under the `[N, C, H, W]` shape.
+    pub(super) nhwc: bool,
 }
 
 impl candle_core::CustomOp3 for BnBackwardCudnn {
@@ -64,7 +66,7 @@ impl BnBackwardCudnn {
         let what = "batch norm";
         let (x, dy, g) =
             (input::<T>(xs, xl, what)?, input::<T>(dys, dyl, what)?, input::<f32>(gs, gl, what)?);
-        let (xd, pd) = (Desc::nchw_of(dims, T::DATA)?, Desc::channels(c)?);
+        let (xd, pd) = (Desc::tensor4(dims, T::DATA, self.nhwc)?, Desc::channels(c)?);
         let direct = T::DATA == super::ffi::DATA_FLOAT;
         with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
             let (g_at, b_at, total) = packed_layout(len, c);
@@ -89,7 +91,7 @@ impl BnBackwardCudnn {
                     unsafe {
                         (a.cudnnBatchNormalizationBackward)(
                             h,
-                            train_mode(),
+                            train_mode(self.nhwc),
                             scale(&ONE),
                             scale(&ZERO),
                             scale(&ONE),

@@ -12,6 +12,12 @@
 //! gamma and beta (`BlockLayer::w_at`, `gb_at`), in `x`'s data type; the backward returns `(dx, dp)`. The running
 //! statistics are updated in place by cuDNN. The layers' outputs are kept until the backward takes them; a second
 //! backward of the same forward is an error.
+//!
+//! Channels last (`BlocksCudnn::nhwc`, `nn/blocks.rs`'s `BlockLayout::Nhwc`): `x` comes as `[N, H, W, C]`, the
+//! output goes as `[N, Ho, Wo, O]`, and each weight in `p` is `[O, k, k, C]`: cuDNN's bf16 tensor-core kernels
+//! take channels-last data without transposing it on each call, as PyTorch's channels-last autocast does. Inside
+//! the op every tensor keeps its logical `[N, C, H, W]` shape over the channels-last data: the convolutions and
+//! batch norms are told the layout by their descriptors, and the ReLUs, masks and joins are element-wise.
 
 use std::sync::{Arc, Mutex};
 
@@ -46,7 +52,8 @@ impl BlockLayer {
         relu: bool,
         (w_at, gb_at): (usize, usize),
     ) -> Self {
-        Self { conv, bn: BnCudnn::for_train(running, bn_args, relu), w_at, gb_at }
+        let bn = BnCudnn::for_train(running, bn_args, relu).channels_last(conv.nhwc);
+        Self { conv, bn, w_at, gb_at }
     }
 
     fn w_layout(&self, p: &Layout) -> Layout {
@@ -247,11 +254,36 @@ struct KeptStack {
 pub(crate) struct BlocksCudnn {
     blocks: Vec<Block>,
     kept: Arc<Mutex<Option<KeptStack>>>,
+    /// The data channels last (see the module's note): the layers' `ConvOp::nhwc`.
+    nhwc: bool,
 }
 
 impl BlocksCudnn {
-    pub(crate) fn new(blocks: Vec<Block>) -> Self {
-        Self { blocks, kept: Arc::new(Mutex::new(None)) }
+    /// The op of `blocks`, whose layers were all made for data channels last or all not (`nhwc`).
+    pub(crate) fn new(blocks: Vec<Block>, nhwc: bool) -> crate::error::Result<Self> {
+        let layers = blocks.iter().flat_map(|b| b.layers.iter().chain(&b.downsample));
+        if layers.into_iter().any(|l| l.conv.nhwc != nhwc) {
+            return Err(crate::error::TrainError::InvalidModel("ResNet blocks: mixed layouts".into()));
+        }
+        Ok(Self { blocks, kept: Arc::new(Mutex::new(None)), nhwc })
+    }
+
+    /// The shape outside the op of a tensor whose logical shape inside it is `[n, c, h, w]`: the same, or
+    /// `[n, h, w, c]` channels last.
+    fn outer(&self, logical: Shape) -> Shape {
+        match (self.nhwc, logical.dims()) {
+            (true, &[n, c, h, w]) => Shape::from((n, h, w, c)),
+            _ => logical,
+        }
+    }
+
+    /// The logical `[n, c, h, w]` inside the op of a tensor of shape `outer` outside it.
+    fn logical(&self, outer: &Shape) -> candle_core::Result<Shape> {
+        match (self.nhwc, outer.dims()) {
+            (false, &[_, _, _, _]) => Ok(outer.clone()),
+            (true, &[n, h, w, c]) => Ok(Shape::from((n, c, h, w))),
+            _ => candle_core::bail!("ResNet blocks: expected a 4-d input, got {outer:?}"),
+        }
     }
 }
 
@@ -284,6 +316,10 @@ impl candle_core::CustomOp2 for BlocksCudnn {
     ) -> candle_core::Result<(CudaStorage, Shape)> {
         let mut kept = KeptStack { blocks: Vec::with_capacity(self.blocks.len()), outs: Vec::new() };
         let mut out = None;
+        if !xl.is_contiguous() {
+            candle_core::bail!("ResNet blocks: a contiguous input expected");
+        }
+        let xl = Layout::contiguous_with_offset(self.logical(xl.shape())?, xl.start_offset());
         for (b, block) in self.blocks.iter().enumerate() {
             let input = match b {
                 0 => (xs, xl.clone()),
@@ -299,7 +335,7 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         }
         *lock(&self.kept)? = Some(kept);
         let last = &self.blocks[self.blocks.len() - 1];
-        Ok((out.expect("the last block ran"), last.out_shape()))
+        Ok((out.expect("the last block ran"), self.outer(last.out_shape())))
     }
 
     fn bwd(
@@ -319,19 +355,21 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         for (b, o) in kept.outs.into_iter().enumerate() {
             outs.push(crate::device::tensor_of_storage(o, self.blocks[b].out_shape(), &cuda)?);
         }
-        let (p, x_in) = (p.detach(), x.detach());
+        // Inside the op: the logical shapes over the same data (see the module's note).
+        let inside = |t: &Tensor| t.reshape(self.logical(t.shape())?);
+        let (p, x_in, res) = (p.detach(), inside(&x.detach().contiguous()?)?, inside(res)?);
         // The parameters' gradients, written layer by layer (the alignment gaps stay zero).
         let dp = Tensor::zeros(p.elem_count(), p.dtype(), p.device())?;
-        let mut dy = grad.clone();
+        let mut dy = inside(&grad.contiguous()?)?;
         let mut dx = None;
         for (b, (block, k)) in self.blocks.iter().zip(kept.blocks).enumerate().rev() {
             let input = if b == 0 { &x_in } else { &outs[b - 1] };
-            let out = if b + 1 == self.blocks.len() { res } else { &outs[b] };
+            let out = if b + 1 == self.blocks.len() { &res } else { &outs[b] };
             match block.backward((input, out, &dy), (k, &p, &dp), b > 0 || x.track_op())? {
                 Some(d) if b > 0 => dy = d,
                 d => dx = d,
             }
         }
-        Ok((dx, Some(dp)))
+        Ok((dx.map(|d| d.reshape(x.shape())).transpose()?, Some(dp)))
     }
 }

@@ -1,6 +1,8 @@
-//! The CUDA side of the convolution op (`conv_cpu.rs`'s `ConvOp` and `ConvBackwardOp`): cuDNN's forward, and a
-//! backward of cuDNN's backward-data and backward-filter (candle 0.11.1 uses cuDNN for the forward only; its backward is a naive `conv_transpose2d` and
-//! a convolution per weight gradient, and fails for stride 2 on non-square inputs).
+//! The CUDA side of the convolution ops (`conv_cpu.rs`'s `ConvOp`, `conv_backward.rs`'s `ConvBackwardOp`): cuDNN's
+//! forward, and a backward of cuDNN's backward-data and backward-filter (candle 0.11.1 uses cuDNN for the forward
+//! only; its backward is a naive `conv_transpose2d` and a convolution per weight gradient, and fails for stride 2
+//! on non-square inputs). With `ConvOp::nhwc` the activations are channels last and the weights `[O, k, k, C]`
+//! (the block op's, `block.rs`).
 //!
 //! The algorithms are chosen once per geometry, pass and thread (`conv_choice.rs`). On the H200 cuDNN's
 //! heuristics' fp32 choices made ResNet-18's convolutions about twice as slow as PyTorch's (session 6); its timed
@@ -29,7 +31,8 @@ use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, with_workspace, CudnnElem,
     Desc, ONE, ZERO,
 };
-use crate::nn::conv_cpu::{dw_offset, ConvBackwardOp, ConvOp};
+use crate::nn::conv_backward::{dw_offset, ConvBackwardOp};
+use crate::nn::conv_cpu::ConvOp;
 use crate::nn::cpu_util::Kernel;
 
 /// The four descriptors of one convolution.
@@ -45,22 +48,22 @@ pub(super) struct Descs {
 thread_local! {
     // The descriptors of each geometry and data type, made once: they never change, but for the convolution's math
     // type, which each pass sets before its calls (`workspace_bytes`).
-    static DESCS: RefCell<HashMap<[usize; 9], Rc<Descs>>> = RefCell::new(HashMap::new());
+    static DESCS: RefCell<HashMap<[usize; 10], Rc<Descs>>> = RefCell::new(HashMap::new());
 }
 
 /// The descriptors of `op` on data of cuDNN's type `data` (this thread's, made on first use).
 pub(super) fn descs(op: &ConvOp, data: c_int) -> candle_core::Result<Rc<Descs>> {
     let (g, out) = (op.g, op.out);
-    let key = [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, out, data as usize];
+    let key = [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, out, data as usize, op.nhwc as usize];
     let reuse = super::reuse();
     if let Some(d) = DESCS.with(|m| m.borrow().get(&key).cloned()).filter(|_| reuse) {
         return Ok(d);
     }
     let d = Rc::new(Descs {
-        x: Desc::nchw_of([g.n, g.c, g.h, g.w], data)?,
-        w: Desc::filter([out, g.c, g.k, g.k], data)?,
+        x: Desc::tensor4([g.n, g.c, g.h, g.w], data, op.nhwc)?,
+        w: Desc::filter_in([out, g.c, g.k, g.k], data, op.nhwc)?,
         conv: Desc::conv(g.pad, g.stride)?,
-        y: Desc::nchw_of([g.n, out, g.ho(), g.wo()], data)?,
+        y: Desc::tensor4([g.n, out, g.ho(), g.wo()], data, op.nhwc)?,
         data,
     });
     if reuse {

@@ -15,11 +15,15 @@ use super::handle::check;
 use super::{allowed_math, tf32_allowed};
 use crate::nn::conv_cpu::ConvOp;
 
-/// Cache key of an algorithm choice: the geometry, the pass, the data type and whether TF32 was allowed.
-pub(super) fn key(op: &ConvOp, pass: u8, data: c_int) -> [usize; 11] {
+/// Cache key of an algorithm choice: see [`key`].
+pub(super) type ChoiceKey = [usize; 12];
+
+/// Cache key of an algorithm choice: the geometry, the pass, the data type, whether TF32 was allowed and whether
+/// the data is channels last.
+pub(super) fn key(op: &ConvOp, pass: u8, data: c_int) -> ChoiceKey {
     let g = op.g;
-    let t = [pass as usize, data as usize, tf32_allowed() as usize];
-    [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out, t[0], t[1], t[2]]
+    let t = [pass as usize, data as usize, tf32_allowed() as usize, op.nhwc as usize];
+    [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out, t[0], t[1], t[2], t[3]]
 }
 
 /// Whether tensor-core math may run: always for bf16 data, for f32 only with TF32 allowed.
@@ -37,10 +41,10 @@ pub(super) struct Choice {
 }
 
 /// A pass's key (see [`key`]), its algorithm and math type.
-type WorkspaceKey = ([usize; 11], c_int, c_int);
+type WorkspaceKey = (ChoiceKey, c_int, c_int);
 
 thread_local! {
-    static CHOICES: RefCell<HashMap<[usize; 11], Choice>> = RefCell::new(HashMap::new());
+    static CHOICES: RefCell<HashMap<ChoiceKey, Choice>> = RefCell::new(HashMap::new());
     // The workspace of each (pass key, algorithm, math type), asked of cuDNN once: the question costs host time at
     // every call (cuDNN 9 works out the algorithm's engine to answer it).
     static WORKSPACE_BYTES: RefCell<HashMap<WorkspaceKey, usize>> = RefCell::new(HashMap::new());
@@ -91,9 +95,9 @@ pub(super) fn log_choices() -> bool {
     *ON.get_or_init(|| std::env::var("UNISAL_CUDNN_LOG").is_ok_and(|v| v.trim() == "1"))
 }
 
-/// One line of the choice log: `cudnn-choice <pass> n c h w k stride pad out dtype tf32 -> algo math ms | algo:ms:MiB
-/// ...` (a time of -1 where cuDNN did not time it: its heuristics).
-fn choice_line(what: &str, key: [usize; 11], results: &[AlgoPerf], choice: Option<&Choice>) -> String {
+/// One line of the choice log: `cudnn-choice <pass> n c h w k stride pad out dtype tf32 nchw|nhwc -> algo math ms |
+/// algo:ms:MiB ...` (a time of -1 where cuDNN did not time it: its heuristics).
+fn choice_line(what: &str, key: ChoiceKey, results: &[AlgoPerf], choice: Option<&Choice>) -> String {
     let pass = what.trim_start_matches("convolution ").replace(' ', "-");
     let geometry = key[..8].iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
     let chosen = choice.map_or("none".to_string(), |c| format!("{} {} {:.4}", c.algo, c.math, c.ms));
@@ -102,7 +106,9 @@ fn choice_line(what: &str, key: [usize; 11], results: &[AlgoPerf], choice: Optio
         .filter(|p| p.status == ffi::STATUS_SUCCESS)
         .map(|p| format!("{}:{:.4}:{}:{}", p.algo, p.time, p.memory >> 20, p.math_type))
         .collect();
-    format!("cudnn-choice {pass} {geometry} {} {} -> {chosen} | {}", key[9], key[10], ranked.join(" "))
+    let layout = if key[11] == 1 { "nhwc" } else { "nchw" };
+    let ranked = ranked.join(" ");
+    format!("cudnn-choice {pass} {geometry} {} {} {layout} -> {chosen} | {ranked}", key[9], key[10])
 }
 
 /// The cached choice for `key`, else cuDNN's answer to `find` (timed) or `get` (heuristics) for the descriptors
@@ -111,7 +117,7 @@ fn choice_line(what: &str, key: [usize; 11], results: &[AlgoPerf], choice: Optio
 pub(super) fn cached(
     a: &Api,
     h: Ptr,
-    (key, what, data): ([usize; 11], &str, c_int),
+    (key, what, data): (ChoiceKey, &str, c_int),
     d: [Ptr; 4],
     (get, find): (Query, Query),
 ) -> candle_core::Result<Choice> {
@@ -154,7 +160,7 @@ pub(super) fn cached(
 pub(super) fn workspace_bytes(
     a: &Api,
     d: &Descs,
-    (key, choice, what): ([usize; 11], Choice, &str),
+    (key, choice, what): (ChoiceKey, Choice, &str),
     size: impl FnOnce(*mut usize) -> ffi::Status,
 ) -> candle_core::Result<usize> {
     check(unsafe { (a.cudnnSetConvolutionMathType)(d.conv.ptr, choice.math) }, what)?;

@@ -126,19 +126,29 @@ struct Plan {
     _parts: Vec<Rc<BDesc>>,
 }
 
-/// A plan's key: the geometry `[n, c, h, w, k, stride, pad, out]`, the pass and cuDNN's data type.
-type PlanKey = ([usize; 8], Pass, c_int);
+/// A plan's key: the geometry `[n, c, h, w, k, stride, pad, out]`, the pass, cuDNN's data type and whether the
+/// data is channels last.
+type PlanKey = ([usize; 8], Pass, c_int, bool);
 
 thread_local! {
     // The chosen plan of each key, or None where the graph API had none.
     static PLANS: RefCell<HashMap<PlanKey, Option<Rc<Plan>>>> = RefCell::new(HashMap::new());
 }
 
-/// A finalised NCHW tensor descriptor of `dims` with id `uid`.
-fn tensor(a: &Api, dims: [usize; 4], data: c_int, uid: i64) -> candle_core::Result<Rc<BDesc>> {
+/// A finalised tensor descriptor of logical dims `dims` (`[n, c, h, w]`, or a filter's `[o, c, k, k]`), stored in
+/// that order or, with `nhwc`, channels last, with id `uid`.
+fn tensor(
+    a: &Api,
+    dims: [usize; 4],
+    (data, nhwc): (c_int, bool),
+    uid: i64,
+) -> candle_core::Result<Rc<BDesc>> {
     let d = BDesc::new(a, TENSOR_DESCRIPTOR)?;
     let dims = dims.map(|v| v as i64);
-    let strides = [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1];
+    let strides = match nhwc {
+        false => [dims[1] * dims[2] * dims[3], dims[2] * dims[3], dims[3], 1],
+        true => [dims[1] * dims[2] * dims[3], 1, dims[3] * dims[1], dims[1]],
+    };
     d.set(a, (901, T_DATA_TYPE), &[data])?
         .set(a, (902, T_INT64), &dims)?
         .set(a, (903, T_INT64), &strides)?
@@ -157,9 +167,10 @@ fn graph(
     data: c_int,
 ) -> candle_core::Result<(BDesc, Vec<Rc<BDesc>>)> {
     let g = op.g;
-    let x = tensor(a, [g.n, g.c, g.h, g.w], data, 1)?;
-    let w = tensor(a, [op.out, g.c, g.k, g.k], data, 2)?;
-    let y = tensor(a, [g.n, op.out, g.ho(), g.wo()], data, 3)?;
+    let layout = (data, op.nhwc);
+    let x = tensor(a, [g.n, g.c, g.h, g.w], layout, 1)?;
+    let w = tensor(a, [op.out, g.c, g.k, g.k], layout, 2)?;
+    let y = tensor(a, [g.n, op.out, g.ho(), g.wo()], layout, 3)?;
     let conv = Rc::new(BDesc::new(a, CONVOLUTION_DESCRIPTOR)?);
     let (s, p) = (g.stride as i64, g.pad as i64);
     conv.set(a, (100, T_DATA_TYPE), &[ffi::DATA_FLOAT])?
@@ -267,7 +278,7 @@ pub(super) fn run(
     (mode, legacy_ms): (Mode, f32),
 ) -> candle_core::Result<bool> {
     let g = op.g;
-    let key = ([g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out], pass, data);
+    let key = ([g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out], pass, data, op.nhwc);
     let cached = PLANS.with(|m| m.borrow().get(&key).cloned());
     let plan = match cached {
         Some(p) => p,
@@ -275,9 +286,10 @@ pub(super) fn run(
             let p = choose(a, (h, stream), (op, pass, data), ptrs)?.map(Rc::new);
             if let (Some(p), true) = (&p, super::conv_choice::log_choices()) {
                 let dims = key.0.map(|v| v.to_string()).join(" ");
-                let took = mode.takes_plan(p.ms, legacy_ms);
+                let (took, layout) =
+                    (mode.takes_plan(p.ms, legacy_ms), if op.nhwc { "nhwc" } else { "nchw" });
                 eprintln!(
-                    "cudnn-graph {pass:?} {dims} {data} -> {:.4} ms, legacy {legacy_ms:.4} ms, plan {took}",
+                    "cudnn-graph {pass:?} {dims} {data} {layout} -> {:.4} ms, legacy {legacy_ms:.4} ms, plan {took}",
                     p.ms
                 );
             }

@@ -220,11 +220,18 @@ impl Desc {
 
     /// A contiguous `[n, c, h, w]` tensor of cuDNN's data type `data`.
     pub fn nchw_of(dims: [usize; 4], data: c_int) -> candle_core::Result<Self> {
+        Self::tensor4(dims, data, false)
+    }
+
+    /// A contiguous tensor of cuDNN's data type `data` and logical dims `[n, c, h, w]`, stored in that order or,
+    /// with `nhwc`, channels last (`[n, h, w, c]` in memory).
+    pub fn tensor4(dims: [usize; 4], data: c_int, nhwc: bool) -> candle_core::Result<Self> {
         let a = lib()?;
         let what = "tensor descriptor";
         let d = Self::new(what, a.cudnnCreateTensorDescriptor, a.cudnnDestroyTensorDescriptor)?;
         let [n, c, h, w] = dims_i32(dims, what)?;
-        check(unsafe { (a.cudnnSetTensor4dDescriptor)(d.ptr, ffi::TENSOR_NCHW, data, n, c, h, w) }, what)?;
+        let format = if nhwc { ffi::TENSOR_NHWC } else { ffi::TENSOR_NCHW };
+        check(unsafe { (a.cudnnSetTensor4dDescriptor)(d.ptr, format, data, n, c, h, w) }, what)?;
         Ok(d)
     }
 
@@ -233,13 +240,15 @@ impl Desc {
         Self::nchw([1, c, 1, 1])
     }
 
-    /// An `[out, in, k, k]` filter of cuDNN's data type `data`.
-    pub fn filter(dims: [usize; 4], data: c_int) -> candle_core::Result<Self> {
+    /// An `[out, in, k, k]` filter of cuDNN's data type `data`, stored in that order or, with `nhwc`, as
+    /// `[out, k, k, in]` (KRSC, what channels-last convolutions take).
+    pub fn filter_in(dims: [usize; 4], data: c_int, nhwc: bool) -> candle_core::Result<Self> {
         let a = lib()?;
         let what = "filter descriptor";
         let d = Self::new(what, a.cudnnCreateFilterDescriptor, a.cudnnDestroyFilterDescriptor)?;
         let [k, c, h, w] = dims_i32(dims, what)?;
-        check(unsafe { (a.cudnnSetFilter4dDescriptor)(d.ptr, data, ffi::TENSOR_NCHW, k, c, h, w) }, what)?;
+        let format = if nhwc { ffi::TENSOR_NHWC } else { ffi::TENSOR_NCHW };
+        check(unsafe { (a.cudnnSetFilter4dDescriptor)(d.ptr, data, format, k, c, h, w) }, what)?;
         Ok(d)
     }
 
