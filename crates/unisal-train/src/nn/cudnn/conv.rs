@@ -150,11 +150,13 @@ pub(super) fn run_pass_beta(
 }
 
 /// Runs a pass through an execution plan of cuDNN's graph API where `UNISAL_CUDNN_GRAPH` asks for it (`graph.rs`:
-/// always with `1`; with `auto` where its best plan timed faster than `legacy_ms`, the legacy choice's time) and it
-/// has one; `false` otherwise, nothing enqueued.
+/// always with `1`; with `auto` where its best plan timed faster than the legacy choice, whose time `legacy_ms`
+/// gives: the legacy timed search runs only where that is asked) and it has one; `false` otherwise, nothing
+/// enqueued.
 fn by_graph(
     (h, stream): (Ptr, &Arc<CudaStream>),
-    (op, pass, data, legacy_ms): (&ConvOp, Pass, std::ffi::c_int, f32),
+    (op, pass, data): (&ConvOp, Pass, std::ffi::c_int),
+    legacy_ms: impl FnOnce() -> candle_core::Result<f32>,
     ptrs: [*mut c_void; 3],
 ) -> candle_core::Result<bool> {
     let mode = graph::mode();
@@ -198,8 +200,10 @@ fn forward_as<T: CudnnElem>(
         {
             let ((xp, _gx), (wp, _gw)) = (ptr(&x, stream), ptr(&w, stream));
             let (yp, _gy) = ptr_mut(&mut y, stream);
-            let choice = forward_choice(a, h, op, &d)?;
-            if !by_graph((h, stream), (op, Pass::Forward, d.data, choice.ms), [xp as _, wp as _, yp])? {
+            let legacy = || forward_choice(a, h, op, &d);
+            let ptrs = [xp as _, wp as _, yp];
+            if !by_graph((h, stream), (op, Pass::Forward, d.data), || Ok(legacy()?.ms), ptrs)? {
+                let choice = legacy()?;
                 let bytes = forward_workspace(a, h, (op, &d), (choice, what))?;
                 let ins = [(d.x.ptr, xp), (d.w.ptr, wp)];
                 let call = a.cudnnConvolutionForward;
@@ -248,9 +252,10 @@ fn backward_as<T: CudnnElem>(
                 a.cudnnFindConvolutionBackwardFilterAlgorithm,
             );
             let k = key(c, 2, d.data);
-            let choice = cached(a, h, (k, what, d.data), [dx_d, dy_d, dc, dw_d], queries)?;
+            let legacy = || cached(a, h, (k, what, d.data), [dx_d, dy_d, dc, dw_d], queries);
             let ptrs = [xp as _, dwp, dyp as _];
-            if !by_graph((h, stream), (c, Pass::BackwardFilter, d.data, choice.ms), ptrs)? {
+            if !by_graph((h, stream), (c, Pass::BackwardFilter, d.data), || Ok(legacy()?.ms), ptrs)? {
+                let choice = legacy()?;
                 let bytes = workspace_bytes(a, &d, (k, choice, what), |bytes| unsafe {
                     (a.cudnnGetConvolutionBackwardFilterWorkspaceSize)(
                         h,
@@ -271,9 +276,10 @@ fn backward_as<T: CudnnElem>(
             let mut dx = out.slice_mut(0..x_len);
             let (wp, _gw) = ptr(&w, stream);
             let (dxp, _gdx) = ptr_mut(&mut dx, stream);
-            let choice = backward_data_choice(a, h, c, &d)?;
-            if !by_graph((h, stream), (c, Pass::BackwardData, d.data, choice.ms), [dxp, wp as _, dyp as _])? {
-                run_backward_data((a, h, stream), (c, &d, choice), (wp, dyp, dxp), &ZERO)?;
+            let legacy = || backward_data_choice(a, h, c, &d);
+            let ptrs = [dxp, wp as _, dyp as _];
+            if !by_graph((h, stream), (c, Pass::BackwardData, d.data), || Ok(legacy()?.ms), ptrs)? {
+                run_backward_data((a, h, stream), (c, &d, legacy()?), (wp, dyp, dxp), &ZERO)?;
             }
         }
         Ok((storage(out, &xs.device), shape))

@@ -268,39 +268,44 @@ fn execute(
 }
 
 /// Runs `pass` of `op` on the tensors at `ptrs` (x or dx, w or dw, y or dy) with the fastest plan of the graph API
-/// (chosen on first use by timing each on these buffers) where `mode` takes it over the legacy choice's
-/// `legacy_ms`; `false` otherwise, nothing enqueued but the search's timing runs.
+/// (chosen on first use by timing each on these buffers) where `mode` takes it over the legacy choice, whose time
+/// `legacy_ms` gives (asked for only under [`Mode::Auto`] and for the choice log: it may run cuDNN's legacy timed
+/// search); `false` otherwise, nothing enqueued but the search's timing runs.
 pub(super) fn run(
     a: &Api,
     (h, stream): (Ptr, &Arc<CudaStream>),
     (op, pass, data): (&ConvOp, Pass, c_int),
     ptrs: [*mut c_void; 3],
-    (mode, legacy_ms): (Mode, f32),
+    (mode, legacy_ms): (Mode, impl FnOnce() -> candle_core::Result<f32>),
 ) -> candle_core::Result<bool> {
     let g = op.g;
     let key = ([g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, op.out], pass, data, op.nhwc);
     let cached = PLANS.with(|m| m.borrow().get(&key).cloned());
+    let fresh = cached.is_none();
     let plan = match cached {
         Some(p) => p,
         None => {
             let p = choose(a, (h, stream), (op, pass, data), ptrs)?.map(Rc::new);
-            if let (Some(p), true) = (&p, super::conv_choice::log_choices()) {
-                let dims = key.0.map(|v| v.to_string()).join(" ");
-                let (took, layout) =
-                    (mode.takes_plan(p.ms, legacy_ms), if op.nhwc { "nhwc" } else { "nchw" });
-                eprintln!(
-                    "cudnn-graph {pass:?} {dims} {data} {layout} -> {:.4} ms, legacy {legacy_ms:.4} ms, plan {took}",
-                    p.ms
-                );
-            }
             PLANS.with(|m| m.borrow_mut().insert(key, p.clone()));
             p
         }
     };
-    match plan {
-        Some(p) if mode.takes_plan(p.ms, legacy_ms) => execute(a, h, stream, &p, ptrs).map(|()| true),
-        _ => Ok(false),
+    let Some(p) = plan else { return Ok(false) };
+    let log = fresh && super::conv_choice::log_choices();
+    let legacy_ms = if mode == Mode::Auto || log { legacy_ms()? } else { -1.0 };
+    let took = mode.takes_plan(p.ms, legacy_ms);
+    if log {
+        let dims = key.0.map(|v| v.to_string()).join(" ");
+        let layout = if op.nhwc { "nhwc" } else { "nchw" };
+        eprintln!(
+            "cudnn-graph {pass:?} {dims} {data} {layout} -> {:.4} ms, legacy {legacy_ms:.4} ms, plan {took}",
+            p.ms
+        );
     }
+    if took {
+        execute(a, h, stream, &p, ptrs)?;
+    }
+    Ok(took)
 }
 
 /// The fastest plan of the ranked configurations (mode A, then the fallback list) on these buffers, by the median
