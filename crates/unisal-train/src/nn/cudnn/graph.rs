@@ -308,8 +308,8 @@ pub(super) fn run(
     Ok(took)
 }
 
-/// The fastest plan of the ranked configurations (mode A, then the fallback list) on these buffers, by the median
-/// of three timed runs after one warm-up; `None` where none finalises.
+/// The fastest plan of the ranked configurations (mode A, then the fallback list) on these buffers, by [`time`];
+/// `None` where none finalises.
 fn choose(
     a: &Api,
     (h, stream): (Ptr, &Arc<CudaStream>),
@@ -357,21 +357,30 @@ fn choose(
     Ok(best)
 }
 
-/// The median time of three runs of `plan` after one warm-up, ms (CUDA events on the stream; waits for them).
+/// The time of one run of `plan`, ms: the median of three spans of three runs each, enqueued back to back after a
+/// warm-up run with no wait between them (CUDA events on the stream, read at the end). Timed one run at a time
+/// from an idle stream, each span would also hold the host's time to enqueue the run (its variant pack), which
+/// cuDNN's timing of the legacy choice, what `auto` compares with, does not.
 fn time(
     a: &Api,
     (h, stream): (Ptr, &Arc<CudaStream>),
     plan: &Plan,
     ptrs: [*mut c_void; 3],
 ) -> candle_core::Result<f32> {
+    const RUNS: usize = 3;
     let err = |e| candle_core::Error::Msg(format!("graph: timing event: {e:?}"));
+    let event = || stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(err);
     execute(a, h, stream, plan, ptrs)?;
-    let mut times = Vec::with_capacity(3);
+    let mut events = vec![event()?];
     for _ in 0..3 {
-        let start = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(err)?;
-        execute(a, h, stream, plan, ptrs)?;
-        let end = stream.record_event(Some(CUevent_flags::CU_EVENT_DEFAULT)).map_err(err)?;
-        times.push(start.elapsed_ms(&end).map_err(err)?);
+        for _ in 0..RUNS {
+            execute(a, h, stream, plan, ptrs)?;
+        }
+        events.push(event()?);
+    }
+    let mut times = Vec::with_capacity(3);
+    for pair in events.windows(2) {
+        times.push(pair[0].elapsed_ms(&pair[1]).map_err(err)? / RUNS as f32);
     }
     times.sort_by(f32::total_cmp);
     Ok(times[1])
