@@ -227,6 +227,17 @@ if want events; then
   UNISAL_OP_PROFILE=events timeout 120 "$bin" bench train $common $r18 --steps 6 > "$OUT/events-r18.txt" 2>&1
   tail -n 16 "$OUT/events-r18.txt"
 fi
+# The same profile of the dual ResNet-50 step in bf16, the block op NCHW and channels last (UNISAL_BLOCK_NHWC=1):
+# where the bf16 step's time goes against PyTorch's channels-last autocast.
+if want events-bf16; then
+  for layout in 0 1; do
+    echo "== events profile, bf16, UNISAL_BLOCK_NHWC=$layout (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
+    # shellcheck disable=SC2086
+    UNISAL_BLOCK_NHWC=$layout UNISAL_OP_PROFILE=events timeout 120 "$bin" bench train $common --model resnet50 \
+      --size 224 --batch 128 --dual --amp bf16 --steps 4 > "$OUT/events-r50-dual-bf16-nhwc$layout.txt" 2>&1
+    tail -n 20 "$OUT/events-r50-dual-bf16-nhwc$layout.txt"
+  done
+fi
 # 3. The loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL losses (gpu-sim
 #    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.
 #    Default: kernels on, two rounds of SIM_ITERS (100); kernels off (candle's composed ops): round 0 of 40, for its
