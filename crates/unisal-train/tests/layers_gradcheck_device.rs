@@ -307,6 +307,41 @@ fn sgd_steps_over_a_layers_parameters_match_the_cpu_reference() {
 }
 
 #[test]
+fn a_resnet_stem_and_block_as_one_op_match_the_cpu_reference() {
+    // Channels last, the op takes the stem (7x7 convolution, batch norm, ReLU, 3x3 max pool) too; NCHW, the stem
+    // runs layer by layer and the block as the op. Small images: few max-pool windows whose two largest values
+    // f32 could order otherwise than f64.
+    let (dev, _) = device();
+    let block: BlockSpec = ([2, 16, 4, 4], vec![(16, 8, 1, 1), (8, 8, 3, 1), (8, 32, 1, 1)], Some(1));
+    let (vars, run) = block_case(Some(([2, 3, 16, 16], 16)), &[block], 1200, &dev);
+    for layout in [BlockLayout::Nchw, BlockLayout::Nhwc] {
+        check(&format!("stem + bottleneck, {layout:?}"), &vars, |v| {
+            run(v, v[0].as_tensor().clone(), Some(layout))
+        });
+    }
+    if dev.is_cuda() {
+        // bf16, as the bf16 block below: the forward against f64, the gradients against our bf16 layers.
+        let dev_vars: Vec<&Var> = vars.iter().map(|p| &p.1).collect();
+        let x16 = dev_vars[0].as_tensor().to_dtype(DType::BF16).unwrap();
+        let cpu_vars: Vec<&Var> = vars.iter().map(|p| &p.0).collect();
+        let expected = run(&cpu_vars, vars[0].0.as_tensor().clone(), None);
+        let g_layers = weighted_grads(&run(&dev_vars, x16.clone(), None));
+        let op = run(&dev_vars, x16, Some(BlockLayout::Nhwc));
+        close("bf16 stem + bottleneck forward, Nhwc", &op, &expected, 3e-2);
+        let g_op = weighted_grads(&op);
+        for (k, v) in dev_vars.iter().enumerate() {
+            let (a, b) = (g_op.get(v.as_tensor()).unwrap(), g_layers.get(v.as_tensor()).unwrap());
+            close_rms(
+                &format!("bf16 stem + block op against the bf16 layers, gradient of var {k}"),
+                a,
+                b,
+                1e-2,
+            );
+        }
+    }
+}
+
+#[test]
 fn resnet_blocks_as_one_op_match_the_cpu_reference() {
     // Train mode: on CUDA one op for the blocks (`cudnn/block.rs`), on the CPU the f64 layers one by one.
     let (dev, _) = device();
@@ -320,7 +355,7 @@ fn resnet_blocks_as_one_op_match_the_cpu_reference() {
         ("two bottlenecks, one op", vec![down.clone(), same]),
     ];
     for (b, (name, specs)) in cases.iter().enumerate() {
-        let (vars, run) = block_case(specs, 900 + 50 * b as u64, &dev);
+        let (vars, run) = block_case(None, specs, 900 + 50 * b as u64, &dev);
         for layout in [BlockLayout::Nchw, BlockLayout::Nhwc] {
             let name = format!("{name}, {layout:?}");
             check(&name, &vars, |v| run(v, v[0].as_tensor().clone(), Some(layout)));
@@ -332,7 +367,7 @@ fn resnet_blocks_as_one_op_match_the_cpu_reference() {
         // rms errors up to 4.1e-2 of the largest value for the block op and 8.8e-2 for candle's composed bf16
         // layers): the forward is checked against them, and the gradients against our bf16 layers one by one
         // (each checked against f64 in `bf16_layers_match_the_cpu_reference`), which the op must reproduce.
-        let (vars, run) = block_case(&[down], 1100, &dev);
+        let (vars, run) = block_case(None, &[down], 1100, &dev);
         let dev_vars: Vec<&Var> = vars.iter().map(|p| &p.1).collect();
         let x16 = dev_vars[0].as_tensor().to_dtype(DType::BF16).unwrap();
         let cpu_vars: Vec<&Var> = vars.iter().map(|p| &p.0).collect();

@@ -6,7 +6,7 @@
 use candle_core::Tensor;
 
 use crate::error::Result;
-use crate::nn::blocks::{blocks_train, BlockMode, BlockRef};
+use crate::nn::blocks::{blocks_train, stem_blocks_train, BlockMode, BlockRef};
 use crate::nn::fused::{conv_bn_eval, conv_bn_train, Epilogue};
 use crate::nn::{
     add_relu, global_avg_pool, join_name, max_pool2d, BatchNorm2d, Conv2d, HasVars, Init, NamedVar,
@@ -157,6 +157,14 @@ impl ResNet {
 
     /// `[N, 3, S, S]` -> pooled features `[N, h]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if train && BlockMode::current() == BlockMode::All {
+            // Channels last (`UNISAL_BLOCK_NHWC`), the stem too is in the one op, from the images on.
+            let blocks: Vec<BlockRef<'_>> =
+                self.layers.iter().flatten().map(|b| (&b.convs[..], b.downsample.as_ref())).collect();
+            if let Some(y) = stem_blocks_train(x, ((&self.conv1, &self.bn1), (3, 2, 1)), &blocks)? {
+                return global_avg_pool(&y);
+            }
+        }
         let x = if train {
             conv_bn_train(&self.conv1, &self.bn1, x, true)?
         } else {

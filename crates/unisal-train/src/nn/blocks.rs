@@ -85,6 +85,45 @@ pub fn blocks_train(x: &Tensor, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor
 
 /// [`blocks_train`] in the layout `layout` (`x` and the result NCHW either way).
 pub fn blocks_train_in(x: &Tensor, blocks: &[BlockRef<'_>], layout: BlockLayout) -> Result<Option<Tensor>> {
+    train_in(x, None, blocks, layout)
+}
+
+/// A ResNet's stem: its first convolution and batch norm (ReLU after), and the max pool's `(k, stride, pad)`.
+pub type StemRef<'a> = ((&'a Conv2d, &'a BatchNorm2d), (usize, usize, usize));
+
+/// Whether the channels-last op takes the stem in too (`UNISAL_NHWC_STEM`, on unless `0`): the images are then
+/// transposed (three channels) instead of the pool's output, and the stem's convolution runs channels last.
+fn stem_in_op() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("UNISAL_NHWC_STEM").map_or(true, |v| v.trim() != "0"))
+}
+
+/// The stem `stem` and the blocks `blocks` in train mode as one op, from the images `x` to the last block's
+/// output (see [`blocks_train`]), where the op runs channels last ([`BlockLayout::Nhwc`], and `UNISAL_NHWC_STEM`
+/// not `0`); `None` otherwise: the caller then runs the stem itself and asks [`blocks_train`].
+pub fn stem_blocks_train(x: &Tensor, stem: StemRef<'_>, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
+    stem_blocks_train_in(x, stem, blocks, BlockLayout::current(x.dtype()))
+}
+
+/// [`stem_blocks_train`] in the layout `layout` (`None` unless channels last).
+pub fn stem_blocks_train_in(
+    x: &Tensor,
+    stem: StemRef<'_>,
+    blocks: &[BlockRef<'_>],
+    layout: BlockLayout,
+) -> Result<Option<Tensor>> {
+    if layout != BlockLayout::Nhwc || !stem_in_op() {
+        return Ok(None);
+    }
+    train_in(x, Some(stem), blocks, layout)
+}
+
+fn train_in(
+    x: &Tensor,
+    stem: Option<StemRef<'_>>,
+    blocks: &[BlockRef<'_>],
+    layout: BlockLayout,
+) -> Result<Option<Tensor>> {
     if BlockMode::current() == BlockMode::Off || NoGrad::active() || blocks.is_empty() {
         return Ok(None);
     }
@@ -93,21 +132,27 @@ pub fn blocks_train_in(x: &Tensor, blocks: &[BlockRef<'_>], layout: BlockLayout)
     }
     #[cfg(feature = "cuda")]
     {
-        blocks_train_cuda(x, blocks, layout == BlockLayout::Nhwc)
+        blocks_train_cuda(x, stem, blocks, layout == BlockLayout::Nhwc)
     }
     #[cfg(not(feature = "cuda"))]
     {
-        let _ = layout;
+        let _ = (stem, layout);
         Ok(None)
     }
 }
 
-/// [`blocks_train`] on CUDA: the layers' parameters packed into one tensor (each piece 8-value aligned, as the
-/// cuDNN ops expect of their addresses; with `nhwc` each weight as `[O, k, k, C]`), one op; with `nhwc` its input
-/// and output transposed to and from channels last here, where candle's autograd takes care of their gradients.
+/// [`blocks_train`] (with `stem`: [`stem_blocks_train`]) on CUDA: the layers' parameters packed into one tensor
+/// (each piece 8-value aligned, as the cuDNN ops expect of their addresses; with `nhwc` each weight as
+/// `[O, k, k, C]`), one op; with `nhwc` its input and output transposed to and from channels last here, where
+/// candle's autograd takes care of their gradients.
 #[cfg(feature = "cuda")]
-fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>], nhwc: bool) -> Result<Option<Tensor>> {
-    use super::cudnn::{Block, BlockLayer, BlocksCudnn};
+fn blocks_train_cuda(
+    x: &Tensor,
+    stem: Option<StemRef<'_>>,
+    blocks: &[BlockRef<'_>],
+    nhwc: bool,
+) -> Result<Option<Tensor>> {
+    use super::cudnn::{Block, BlockLayer, BlocksCudnn, Stem};
     type Dims = (usize, usize, usize, usize);
     let dt = x.dtype();
     let mut pieces: Vec<Tensor> = Vec::new();
@@ -122,7 +167,7 @@ fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>], nhwc: bool) -> Result<
         pieces.push(t);
         Ok(start)
     };
-    let mut layer = |(conv, bn): &(Conv2d, BatchNorm2d),
+    let mut layer = |(conv, bn): (&Conv2d, &BatchNorm2d),
                      dims: Dims,
                      relu: bool,
                      pieces: &mut Vec<Tensor>|
@@ -137,17 +182,30 @@ fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>], nhwc: bool) -> Result<
         Ok(Some((BlockLayer::new(op, (&mean, &var), args, relu, (w_at, gb_at)), out)))
     };
     let mut dims = x.dims4()?;
+    let stem = match stem {
+        Some((cb, (k, stride, pad))) => {
+            let Some((l, (n, c, h, w))) = layer(cb, dims, true, &mut pieces)? else { return Ok(None) };
+            if k == 0 || stride == 0 || 2 * pad > k || h + 2 * pad < k || w + 2 * pad < k {
+                return Ok(None);
+            }
+            let out = |size: usize| (size + 2 * pad - k) / stride + 1;
+            dims = (n, c, out(h), out(w));
+            Some(Stem::new(l, (k, stride, pad)))
+        }
+        None => None,
+    };
     let mut ops = Vec::with_capacity(blocks.len());
     for &(convs, downsample) in blocks {
         let block_in = dims;
         let mut layers = Vec::with_capacity(convs.len());
-        for (i, cb) in convs.iter().enumerate() {
-            let Some((l, out)) = layer(cb, dims, i + 1 < convs.len(), &mut pieces)? else { return Ok(None) };
+        for (i, (conv, bn)) in convs.iter().enumerate() {
+            let last = i + 1 == convs.len();
+            let Some((l, out)) = layer((conv, bn), dims, !last, &mut pieces)? else { return Ok(None) };
             layers.push(l);
             dims = out;
         }
         let down = match downsample {
-            Some(cb) => match layer(cb, block_in, false, &mut pieces)? {
+            Some((conv, bn)) => match layer((conv, bn), block_in, false, &mut pieces)? {
                 Some((l, _)) => Some(l),
                 None => return Ok(None),
             },
@@ -156,7 +214,7 @@ fn blocks_train_cuda(x: &Tensor, blocks: &[BlockRef<'_>], nhwc: bool) -> Result<
         ops.push(Block::new(layers, down)?);
     }
     let p = Tensor::cat(&pieces, 0)?;
-    let op = BlocksCudnn::new(ops, nhwc)?;
+    let op = BlocksCudnn::new(stem, ops, nhwc)?;
     if !nhwc {
         return Ok(Some(super::cudnn::block_train(x, &p, op)?));
     }

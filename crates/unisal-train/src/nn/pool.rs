@@ -44,7 +44,7 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> R
     check_pool(x, kernel, stride, padding)?;
     if cpu_float(x) || super::cudnn_usable(x) {
         let (_, _, h, w) = x.dims4()?;
-        let op = MaxPool { h, w, k: kernel, stride, pad: padding };
+        let op = MaxPool { h, w, k: kernel, stride, pad: padding, nhwc: false };
         return Ok(x.contiguous()?.apply_op1(op)?);
     }
     max_pool2d_composed(x, kernel, stride, padding)

@@ -24,6 +24,9 @@ pub(crate) struct MaxPool {
     pub k: usize,
     pub stride: usize,
     pub pad: usize,
+    /// CUDA only (the block op's stem, `cudnn/block_layer.rs`): the data channels last under the same (logical)
+    /// shapes.
+    pub nhwc: bool,
 }
 
 impl MaxPool {
@@ -85,6 +88,9 @@ impl Kernel for MaxPool {
     }
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let x = inputs[0];
+        if self.nhwc {
+            candle_core::bail!("max pool: channels-last data runs on CUDA only");
+        }
         let (hw, ho, wo) = (self.h * self.w, self.out(self.h), self.out(self.w));
         let (rows, cols) = self.windows();
         let mut y = vec![T::default(); x.len() / hw * ho * wo];
@@ -146,6 +152,9 @@ impl Kernel for MaxPoolBackward {
     fn run<T: Elem>(&self, inputs: &[&[T]]) -> candle_core::Result<Vec<T>> {
         let [x, y, dy] = inputs else { candle_core::bail!("max pool backward: three inputs expected") };
         let op = &self.0;
+        if op.nhwc {
+            candle_core::bail!("max pool backward: channels-last data runs on CUDA only");
+        }
         let (hw, ho, wo) = (op.h * op.w, op.out(op.h), op.out(op.w));
         let (rows, cols) = op.windows();
         let mut dx = vec![T::default(); x.len()];

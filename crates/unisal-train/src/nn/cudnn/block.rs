@@ -21,106 +21,11 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
-use super::batchnorm::BnCudnn;
-use super::conv_accumulate::ConvDataAccumulate;
-use super::handle::by_elem;
-use crate::nn::conv_cpu::ConvOp;
+use super::block_layer::{BlockLayer, Stem, StemKept};
 use crate::nn::cuda_kernels::{map, Map};
 use crate::nn::elementwise::relu_mask;
-
-/// One convolution + batch norm of a block: its geometry, its batch norm op (with ReLU on the main path but for
-/// its last layer) and where its parameters are in the packed `p`.
-pub(crate) struct BlockLayer {
-    conv: ConvOp,
-    bn: BnCudnn,
-    /// Offset of the weight `[out, c, k, k]` in `p`.
-    w_at: usize,
-    /// Offset of gamma then beta (`2 * out`) in `p`.
-    gb_at: usize,
-}
-
-impl BlockLayer {
-    /// A layer of `conv`'s geometry with the running statistics `running`, `(eps, momentum)`, ReLU if `relu`, its
-    /// parameters at `w_at` and `gb_at` of `p`.
-    pub(crate) fn new(
-        conv: ConvOp,
-        running: (&Tensor, &Tensor),
-        bn_args: (f64, f64),
-        relu: bool,
-        (w_at, gb_at): (usize, usize),
-    ) -> Self {
-        let bn = BnCudnn::for_train(running, bn_args, relu).channels_last(conv.nhwc);
-        Self { conv, bn, w_at, gb_at }
-    }
-
-    fn w_layout(&self, p: &Layout) -> Layout {
-        let g = self.conv.g;
-        Layout::contiguous_with_offset((self.conv.out, g.c, g.k, g.k), p.start_offset() + self.w_at)
-    }
-
-    fn gb_layouts(&self, p: &Layout) -> (Layout, Layout) {
-        let (c, at) = (self.conv.out, p.start_offset() + self.gb_at);
-        (Layout::contiguous_with_offset(c, at), Layout::contiguous_with_offset(c, at + c))
-    }
-
-    fn out_shape(&self) -> Shape {
-        let g = self.conv.g;
-        Shape::from((g.n, self.conv.out, g.ho(), g.wo()))
-    }
-
-    /// `bn(conv(x))` (ReLU'd where the layer has it) and the convolution's output `z`.
-    fn forward(
-        &self,
-        (xs, xl): (&CudaStorage, &Layout),
-        (ps, pl): (&CudaStorage, &Layout),
-    ) -> candle_core::Result<(CudaStorage, CudaStorage)> {
-        let (z, shape) = super::conv::forward(&self.conv, xs, xl, ps, &self.w_layout(pl))?;
-        let zl = Layout::contiguous(shape);
-        let (gl, bl) = self.gb_layouts(pl);
-        let (y, _) =
-            by_elem!(xs.dtype(), "ResNet block", T => self.bn.fwd_as::<T>((&z, &zl), (ps, &gl), (ps, &bl)))?;
-        Ok((y, z))
-    }
-
-    /// The gradient of the layer's input `x` (only where `need_dx`) for its kept `z`, its output `y` (for the
-    /// ReLU's mask; unused without one) and the output's gradient `dy`, or, with `into`, that gradient added into
-    /// `into` in place (`conv_accumulate.rs`; then `None`); the parameters' gradients are written into `dp` at the
-    /// layer's offsets (copied out at once: as views they would keep the whole backward buffers alive).
-    fn backward(
-        &self,
-        (x, z, y): (&Tensor, &Tensor, &Tensor),
-        (p, dp): (&Tensor, &Tensor),
-        (dy, into): (&Tensor, Option<&Tensor>),
-        need_dx: bool,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let train = self
-            .bn
-            .train_mode()
-            .ok_or_else(|| candle_core::Error::Msg("ResNet block: no train mode".into()))?;
-        let out = self.conv.out;
-        let gamma = p.narrow(0, self.gb_at, out)?;
-        let (dz, dgamma, dbeta) = self.bn.train_grads(train, z, &gamma, (y, dy))?;
-        let dt = dp.dtype();
-        dp.slice_set(&dgamma.to_dtype(dt)?.contiguous()?, 0, self.gb_at)?;
-        dp.slice_set(&dbeta.to_dtype(dt)?.contiguous()?, 0, self.gb_at + out)?;
-        let g = self.conv.g;
-        let w = p.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
-        let (dx, dw) = match into {
-            Some(target) => {
-                let (_, dw) = self.conv.grads(x, &w, &dz, false)?;
-                let op = ConvDataAccumulate { conv: self.conv.clone() };
-                target.inplace_op3(&w.contiguous()?, &dz.contiguous()?, &op)?;
-                (None, dw)
-            }
-            None => self.conv.grads(x, &w, &dz, need_dx)?,
-        };
-        dp.slice_set(&dw.flatten_all()?.to_dtype(dt)?.contiguous()?, 0, self.w_at)?;
-        Ok(dx)
-    }
-}
 
 /// What the forward keeps of a block for the backward: each main-path layer's `z` and output (the last one's
 /// output is not needed: the join's mask is the block's output), and the downsample's `z`.
@@ -244,14 +149,17 @@ impl Block {
     }
 }
 
-/// What the forward keeps: each block's, and each block's output but the last (the op's own output).
+/// What the forward keeps: the stem's, each block's, and each block's output but the last (the op's own output).
 struct KeptStack {
+    stem: Option<StemKept>,
     blocks: Vec<Kept>,
     outs: Vec<CudaStorage>,
 }
 
-/// The op: blocks one after the other (a stage, or all of a ResNet's) and what the forward kept.
+/// The op: the stem where it has one, then blocks one after the other (a stage, or all of a ResNet's), and what
+/// the forward kept.
 pub(crate) struct BlocksCudnn {
+    stem: Option<Stem>,
     blocks: Vec<Block>,
     kept: Arc<Mutex<Option<KeptStack>>>,
     /// The data channels last (see the module's note): the layers' `ConvOp::nhwc`.
@@ -259,13 +167,15 @@ pub(crate) struct BlocksCudnn {
 }
 
 impl BlocksCudnn {
-    /// The op of `blocks`, whose layers were all made for data channels last or all not (`nhwc`).
-    pub(crate) fn new(blocks: Vec<Block>, nhwc: bool) -> crate::error::Result<Self> {
+    /// The op of `stem` (only channels last) and `blocks`, whose layers were all made for data channels last or
+    /// all not (`nhwc`).
+    pub(crate) fn new(stem: Option<Stem>, blocks: Vec<Block>, nhwc: bool) -> crate::error::Result<Self> {
         let layers = blocks.iter().flat_map(|b| b.layers.iter().chain(&b.downsample));
-        if layers.into_iter().any(|l| l.conv.nhwc != nhwc) {
+        let stem_fits = stem.as_ref().is_none_or(|s| nhwc && s.nhwc());
+        if !stem_fits || layers.into_iter().any(|l| l.conv.nhwc != nhwc) {
             return Err(crate::error::TrainError::InvalidModel("ResNet blocks: mixed layouts".into()));
         }
-        Ok(Self { blocks, kept: Arc::new(Mutex::new(None)), nhwc })
+        Ok(Self { stem, blocks, kept: Arc::new(Mutex::new(None)), nhwc })
     }
 
     /// The shape outside the op of a tensor whose logical shape inside it is `[n, c, h, w]`: the same, or
@@ -314,15 +224,20 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         ps: &CudaStorage,
         pl: &Layout,
     ) -> candle_core::Result<(CudaStorage, Shape)> {
-        let mut kept = KeptStack { blocks: Vec::with_capacity(self.blocks.len()), outs: Vec::new() };
-        let mut out = None;
         if !xl.is_contiguous() {
             candle_core::bail!("ResNet blocks: a contiguous input expected");
         }
         let xl = Layout::contiguous_with_offset(self.logical(xl.shape())?, xl.start_offset());
+        let stem = self.stem.as_ref().map(|s| s.forward((xs, &xl), (ps, pl))).transpose()?;
+        let mut kept = KeptStack { stem, blocks: Vec::with_capacity(self.blocks.len()), outs: Vec::new() };
+        let first = match (&self.stem, &kept.stem) {
+            (Some(s), Some(k)) => (&k.pooled, Layout::contiguous(s.out_shape())),
+            _ => (xs, xl),
+        };
+        let mut out = None;
         for (b, block) in self.blocks.iter().enumerate() {
             let input = match b {
-                0 => (xs, xl.clone()),
+                0 => (first.0, first.1.clone()),
                 _ => (&kept.outs[b - 1], Layout::contiguous(self.blocks[b - 1].out_shape())),
             };
             let (y, k) = block.forward((input.0, &input.1), (ps, pl))?;
@@ -362,13 +277,26 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         let dp = Tensor::zeros(p.elem_count(), p.dtype(), p.device())?;
         let mut dy = inside(&grad.contiguous()?)?;
         let mut dx = None;
+        // The blocks' input: the images, or the stem's pooled output.
+        let stem = self.stem.as_ref();
+        let (stem_zy, pooled) = match (stem, kept.stem) {
+            (Some(s), Some(StemKept { z, y, pooled })) => {
+                (Some((z, y)), Some(crate::device::tensor_of_storage(pooled, s.out_shape(), &cuda)?))
+            }
+            (None, _) => (None, None),
+            (Some(_), None) => candle_core::bail!("ResNet blocks: the stem's outputs were not kept"),
+        };
+        let need_first = stem.is_some() || x.track_op();
         for (b, (block, k)) in self.blocks.iter().zip(kept.blocks).enumerate().rev() {
-            let input = if b == 0 { &x_in } else { &outs[b - 1] };
+            let input = if b > 0 { &outs[b - 1] } else { pooled.as_ref().unwrap_or(&x_in) };
             let out = if b + 1 == self.blocks.len() { &res } else { &outs[b] };
-            match block.backward((input, out, &dy), (k, &p, &dp), b > 0 || x.track_op())? {
+            match block.backward((input, out, &dy), (k, &p, &dp), b > 0 || need_first)? {
                 Some(d) if b > 0 => dy = d,
                 d => dx = d,
             }
+        }
+        if let (Some(s), Some(zy), Some(pooled), Some(d)) = (stem, stem_zy, pooled, dx.take()) {
+            dx = s.backward(&x_in, (zy, pooled), (&p, &dp), &d, x.track_op())?;
         }
         Ok((dx.map(|d| d.reshape(x.shape())).transpose()?, Some(dp)))
     }

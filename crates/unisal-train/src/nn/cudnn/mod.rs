@@ -30,6 +30,7 @@ pub(crate) use cuda_only_cpu_fwd;
 mod batchnorm;
 mod batchnorm_bwd;
 mod block;
+mod block_layer;
 mod conv;
 mod conv_accumulate;
 mod conv_bn;
@@ -45,7 +46,8 @@ use std::sync::OnceLock;
 use candle_core::Tensor;
 
 pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
-pub(crate) use block::{train as block_train, Block, BlockLayer, BlocksCudnn};
+pub(crate) use block::{train as block_train, Block, BlocksCudnn};
+pub(crate) use block_layer::{BlockLayer, Stem};
 pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
 pub(crate) use conv_bn::train as conv_bn_train;
 pub(crate) use fused::conv_bias_act;

@@ -1,5 +1,5 @@
 //! The CUDA side of the max-pooling op (`pool_cpu.rs`'s `MaxPool` and `MaxPoolBackward`): cuDNN's pooling forward
-//! and backward (padded cells never win), with the ops' own shape checks. Composed from candle ops a 3x3 stride-2
+//! and backward (padded cells never win), with the ops' own shape checks; channels last with `MaxPool::nhwc`. Composed from candle ops a 3x3 stride-2
 //! pool is about 30 graph nodes of padding, strided views and maxima.
 
 use candle_core::backend::BackendStorage;
@@ -23,7 +23,8 @@ fn descs(
         let (n, c, h, w) = s.dims4()?;
         Ok([n, c, h, w])
     };
-    let (xd, yd) = (Desc::nchw_of(dims4(x.shape())?, data)?, Desc::nchw_of(dims4(out)?, data)?);
+    let (xd, yd) =
+        (Desc::tensor4(dims4(x.shape())?, data, op.nhwc)?, Desc::tensor4(dims4(out)?, data, op.nhwc)?);
     Ok((xd, yd, Desc::max_pool(op.k, op.stride, op.pad)?))
 }
 
