@@ -128,6 +128,11 @@ run_case "r18-224-b64-train-accumulate-graphauto" "UNISAL_BLOCK_ACCUMULATE=1 UNI
 run_case "r18-224-b64-train-bf16-nhwc" "UNISAL_BLOCK_NHWC=1" "train $common $r18 --amp bf16" "train $common $r18 --amp bf16 --channels-last"
 run_case "r50-224-dual-train-bf16-nhwc" "UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16 --channels-last"
 run_case "r50-224-dual-train-bf16-nhwc-graph" "UNISAL_BLOCK_NHWC=1 UNISAL_CUDNN_GRAPH=auto" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
+# The host's floor: the same dual ResNet-50 step at 4 + 4 images, where the GPU's work is small and the step takes
+# about the host's time to enqueue it (its tensors and launches do not depend on the batch). Against the full
+# batch's step time it says whether that step waits on the host.
+run_case "r50-224-dual-b8-hostfloor" "" "train $common --model resnet50 --size 224 --batch 8 --dual" "train $common --model resnet50 --size 224 --batch 8 --dual"
+run_case "r50-224-dual-b8-hostfloor-bf16-nhwc" "UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 8 --dual --amp bf16" "train $common --model resnet50 --size 224 --batch 8 --dual --amp bf16 --channels-last"
 run_case "r18-224-b64-train-nhwc"     "UNISAL_BLOCK_NHWC=1" "train $common $r18" "-"
 run_case "r50-224-dual-train-nhwc"    "UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
