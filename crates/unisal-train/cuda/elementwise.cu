@@ -67,15 +67,49 @@ UNISAL_MAP4(unisal_add_relu_f32, 1, unisal_add_relu1)
 __device__ __forceinline__ float unisal_relu_mask1(float dy, float y) { return y > 0.f ? dy : 0.f; }
 UNISAL_MAP4(unisal_relu_mask_f32, 1, unisal_relu_mask1)
 
-// The same three in bf16 (mixed precision: bf16 activations), computed in f32 and rounded once.
-#define UNISAL_MAP_BF16(name, body) UNISAL_MAP_T(name, __nv_bfloat16, body)
+// The same three in bf16 (mixed precision: bf16 activations), computed in f32 and rounded once (exact for ReLU
+// and the mask, which pass values through). Eight values a thread: one 16-byte load of each input and one store
+// where the buffers are 16-byte aligned, then the rest one at a time; the launch gives them an eighth of the
+// threads (cuda_kernels.rs). A warp of 2-byte loads moves half a cache line a request; these move four.
+#define UNISAL_MAP8_BF16(name, B, f)                                                                   \
+  extern "C" __global__ void name(const __nv_bfloat16* __restrict__ a, const __nv_bfloat16* __restrict__ b, \
+                                  const __nv_bfloat16* __restrict__ c, __nv_bfloat16* __restrict__ out,     \
+                                  unsigned long long n, float p0, float p1, float p2) {              \
+    const unsigned long long first = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;       \
+    const unsigned long long step = (unsigned long long)blockDim.x * gridDim.x;                       \
+    unsigned long long done = 0;                                                                      \
+    const unsigned long long bits = reinterpret_cast<unsigned long long>(a) |                         \
+                                    (B ? reinterpret_cast<unsigned long long>(b) : 0ull) |            \
+                                    reinterpret_cast<unsigned long long>(out);                        \
+    if ((bits & 15ull) == 0) {                                                                        \
+      const unsigned long long n8 = n / 8;                                                            \
+      const uint4* a8 = reinterpret_cast<const uint4*>(a);                                            \
+      const uint4* b8 = reinterpret_cast<const uint4*>(b);                                            \
+      uint4* o8 = reinterpret_cast<uint4*>(out);                                                      \
+      for (unsigned long long i = first; i < n8; i += step) {                                         \
+        const uint4 xa = a8[i];                                                                       \
+        const uint4 xb = B ? b8[i] : xa;                                                              \
+        const __nv_bfloat162* pa = reinterpret_cast<const __nv_bfloat162*>(&xa);                      \
+        const __nv_bfloat162* pb = reinterpret_cast<const __nv_bfloat162*>(&xb);                      \
+        uint4 r;                                                                                      \
+        __nv_bfloat162* pr = reinterpret_cast<__nv_bfloat162*>(&r);                                   \
+        for (int j = 0; j < 4; ++j) {                                                                 \
+          const float2 x = __bfloat1622float2(pa[j]);                                                 \
+          const float2 y = __bfloat1622float2(pb[j]);                                                 \
+          pr[j] = __floats2bfloat162_rn(f(x.x, y.x), f(x.y, y.y));                                    \
+        }                                                                                             \
+        o8[i] = r;                                                                                    \
+      }                                                                                               \
+      done = n8 * 8;                                                                                  \
+    }                                                                                                 \
+    for (unsigned long long i = done + first; i < n; i += step) {                                     \
+      out[i] = __float2bfloat16(f(__bfloat162float(a[i]), __bfloat162float(B ? b[i] : a[i])));       \
+    }                                                                                                 \
+  }
 
-UNISAL_MAP_BF16(unisal_relu_bf16, { out[i] = __bfloat162float(a[i]) < 0.f ? __float2bfloat16(0.f) : a[i]; })
-UNISAL_MAP_BF16(unisal_add_relu_bf16, {
-  float s = __bfloat162float(a[i]) + __bfloat162float(b[i]);
-  out[i] = __float2bfloat16(s < 0.f ? 0.f : s);
-})
-UNISAL_MAP_BF16(unisal_relu_mask_bf16, { out[i] = __bfloat162float(b[i]) > 0.f ? a[i] : __float2bfloat16(0.f); })
+UNISAL_MAP8_BF16(unisal_relu_bf16, 0, unisal_relu1)
+UNISAL_MAP8_BF16(unisal_add_relu_bf16, 1, unisal_add_relu1)
+UNISAL_MAP8_BF16(unisal_relu_mask_bf16, 1, unisal_relu_mask1)
 
 // SGD's momentum buffer on a parameter's first step (optim.rs SgdFirstBuffer): a = w, b = g; p1 = weight decay.
 UNISAL_MAP(unisal_sgd_buffer_f32, { out[i] = b[i] + p1 * a[i]; })

@@ -1,8 +1,8 @@
 //! The element-wise CUDA kernels of `cuda/elementwise.cu` (PTX built by `build.rs`, feature `cuda`) and their
 //! launch: ReLU, the residual join `relu(a + b)`, the ReLU gradient mask and the SGD passes (in place on the
 //! momentum buffer and the weight), each one kernel where candle needs two to six (plus their allocations); the
-//! first three also in bf16, and in f32 four values a thread. The ops that use them (`elementwise.rs`, `optim.rs`)
-//! compute the same on the CPU in Rust.
+//! first three also in bf16, with four (f32) or eight (bf16) values a thread. The ops that use them
+//! (`elementwise.rs`, `optim.rs`) compute the same on the CPU in Rust.
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
@@ -42,10 +42,12 @@ impl Map {
         })
     }
 
-    /// Values a thread of the kernel takes: 4 for the f32 ReLU kernels (16-byte loads), else 1.
+    /// Values a thread of the kernel takes: 4 for the f32 ReLU kernels and 8 for the bf16 ones (16-byte loads),
+    /// else 1.
     fn per_thread(self, dtype: DType) -> usize {
         match (self, dtype) {
             (Map::Relu | Map::AddRelu | Map::ReluMask, DType::F32) => 4,
+            (Map::Relu | Map::AddRelu | Map::ReluMask, DType::BF16) => 8,
             _ => 1,
         }
     }
