@@ -16,6 +16,16 @@
   }
 #define UNISAL_MAP(name, body) UNISAL_MAP_T(name, float, body)
 
+// The vectorised kernels' grid-stride start and step, the count done by 16-byte loads (none yet), and whether
+// a, b (where read) and out are 16-byte aligned.
+#define UNISAL_VEC_SETUP(B)                                                                            \
+  const unsigned long long first = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;         \
+  const unsigned long long step = (unsigned long long)blockDim.x * gridDim.x;                         \
+  unsigned long long done = 0;                                                                        \
+  const bool aligned = ((reinterpret_cast<unsigned long long>(a) |                                    \
+                         (B ? reinterpret_cast<unsigned long long>(b) : 0ull) |                       \
+                         reinterpret_cast<unsigned long long>(out)) & 15ull) == 0;
+
 // The f32 ReLU kernels take four values a thread: one 16-byte load of each input and one store, where the buffers
 // are 16-byte aligned (candle's allocations are; a view at another offset may not be), then the rest one at a time.
 // The launch gives them a quarter of the threads (cuda_kernels.rs). `f(a, b)` is the value; `B` says whether b is
@@ -24,13 +34,8 @@
   extern "C" __global__ void name(const float* __restrict__ a, const float* __restrict__ b,          \
                                   const float* __restrict__ c, float* __restrict__ out,              \
                                   unsigned long long n, float p0, float p1, float p2) {              \
-    const unsigned long long first = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;       \
-    const unsigned long long step = (unsigned long long)blockDim.x * gridDim.x;                       \
-    unsigned long long done = 0;                                                                      \
-    const unsigned long long bits = reinterpret_cast<unsigned long long>(a) |                         \
-                                    (B ? reinterpret_cast<unsigned long long>(b) : 0ull) |            \
-                                    reinterpret_cast<unsigned long long>(out);                        \
-    if ((bits & 15ull) == 0) {                                                                        \
+    UNISAL_VEC_SETUP(B)                                                                               \
+    if (aligned) {                                                                                    \
       const unsigned long long n4 = n / 4;                                                            \
       const float4* a4 = reinterpret_cast<const float4*>(a);                                          \
       const float4* b4 = reinterpret_cast<const float4*>(b);                                          \
@@ -75,13 +80,8 @@ UNISAL_MAP4(unisal_relu_mask_f32, 1, unisal_relu_mask1)
   extern "C" __global__ void name(const __nv_bfloat16* __restrict__ a, const __nv_bfloat16* __restrict__ b, \
                                   const __nv_bfloat16* __restrict__ c, __nv_bfloat16* __restrict__ out,     \
                                   unsigned long long n, float p0, float p1, float p2) {              \
-    const unsigned long long first = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;       \
-    const unsigned long long step = (unsigned long long)blockDim.x * gridDim.x;                       \
-    unsigned long long done = 0;                                                                      \
-    const unsigned long long bits = reinterpret_cast<unsigned long long>(a) |                         \
-                                    (B ? reinterpret_cast<unsigned long long>(b) : 0ull) |            \
-                                    reinterpret_cast<unsigned long long>(out);                        \
-    if ((bits & 15ull) == 0) {                                                                        \
+    UNISAL_VEC_SETUP(B)                                                                               \
+    if (aligned) {                                                                                    \
       const unsigned long long n8 = n / 8;                                                            \
       const uint4* a8 = reinterpret_cast<const uint4*>(a);                                            \
       const uint4* b8 = reinterpret_cast<const uint4*>(b);                                            \
