@@ -30,7 +30,8 @@ const MODE: c_int = super::ffi::BATCHNORM_SPATIAL;
 /// `UNISAL_BN_PERSISTENT=1`, and for channels-last data (`nhwc`) unless `UNISAL_BN_PERSISTENT=0`. On NCHW data
 /// the persistent mode is a scaled integer reduction, which cuDNN documents may overflow to Inf or NaN for very
 /// large values where `SPATIAL` stays finite (an experiment for `gpu-bench.sh`); cuDNN's note on that is for NCHW
-/// only, and PyTorch takes the persistent mode for channels-last training.
+/// only, and PyTorch takes the persistent mode for channels-last training. Where cuDNN refuses the persistent
+/// mode for some data, the forward takes `SPATIAL` and says so once; the backward takes the forward's mode.
 pub(super) fn train_mode(nhwc: bool) -> c_int {
     static SET: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
     let set = *SET.get_or_init(|| match std::env::var("UNISAL_BN_PERSISTENT").as_deref().map(str::trim) {
@@ -77,10 +78,12 @@ fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, op: BnCudnn) -> crate::error
     Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?)
 }
 
-/// The batch mean and `1 / sqrt(var + eps)` of one forward, for its backward.
+/// The batch mean and `1 / sqrt(var + eps)` of one forward, for its backward, and the mode the forward ran in
+/// (which the backward must take too).
 pub(super) struct Saved {
     pub(super) mean: CudaSlice<f32>,
     pub(super) invstd: CudaSlice<f32>,
+    pub(super) mode: c_int,
 }
 
 /// What train mode adds: the momentum of the running statistics and what the forward saves for the backward.
@@ -196,36 +199,35 @@ impl BnCudnn {
                 match &self.mode {
                     Some(train) => {
                         let (mut mean, mut invstd) = (output::<f32>(stream, c)?, output::<f32>(stream, c)?);
+                        let saved_mode;
                         {
                             let ((mp, _g), (ip, _h)) =
                                 (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
                             let (rmp, rvp, m) = (rmp as *mut c_void, rvp as *mut c_void, train.momentum);
-                            check(
-                                unsafe {
-                                    (a.cudnnBatchNormalizationForwardTraining)(
-                                        h,
-                                        train_mode(self.nhwc),
-                                        one,
-                                        zero,
-                                        xd,
-                                        xp,
-                                        xd,
-                                        yp,
-                                        pd,
-                                        gp,
-                                        bp,
-                                        m,
-                                        rmp,
-                                        rvp,
-                                        eps,
-                                        mp,
-                                        ip,
-                                    )
-                                },
-                                "batch norm forward",
-                            )?;
+                            let call = |mode| unsafe {
+                                (a.cudnnBatchNormalizationForwardTraining)(
+                                    h, mode, one, zero, xd, xp, xd, yp, pd, gp, bp, m, rmp, rvp, eps, mp, ip,
+                                )
+                            };
+                            let mut mode = train_mode(self.nhwc);
+                            let mut status = call(mode);
+                            if status != super::ffi::STATUS_SUCCESS && mode != MODE {
+                                // Where cuDNN refuses the persistent kernels for this data, the plain ones.
+                                static SAID: std::sync::Once = std::sync::Once::new();
+                                SAID.call_once(|| {
+                                    if let Err(why) = check(status, "persistent batch norm") {
+                                        eprintln!(
+                                            "unisal: {why}; batch norm in cuDNN's SPATIAL mode instead"
+                                        );
+                                    }
+                                });
+                                mode = MODE;
+                                status = call(mode);
+                            }
+                            check(status, "batch norm forward")?;
+                            saved_mode = mode;
                         }
-                        Some(Saved { mean, invstd })
+                        Some(Saved { mean, invstd, mode: saved_mode })
                     }
                     None => {
                         check(

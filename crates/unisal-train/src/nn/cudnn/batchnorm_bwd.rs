@@ -6,7 +6,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout, Shape};
 use std::sync::Arc;
 
-use super::batchnorm::{dims, params_f32, train_mode, Saved};
+use super::batchnorm::{dims, params_f32, Saved};
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
@@ -91,7 +91,7 @@ impl BnBackwardCudnn {
                     unsafe {
                         (a.cudnnBatchNormalizationBackward)(
                             h,
-                            train_mode(self.nhwc),
+                            self.saved.mode,
                             scale(&ONE),
                             scale(&ZERO),
                             scale(&ONE),
