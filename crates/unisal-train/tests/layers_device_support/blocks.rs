@@ -79,7 +79,9 @@ pub fn block_case(
             if let Some(y) = stem_blocks_train_in(&x, ((conv, bn), (3, 2, 1)), &refs, layout).unwrap() {
                 return y;
             }
-            assert!(!(must_run && layout == BlockLayout::Nhwc), "the stem did not run in the op on CUDA");
+            let stem_on = std::env::var("UNISAL_NHWC_STEM").map_or(true, |v| v.trim() != "0");
+            let expected = must_run && stem_on && layout == BlockLayout::Nhwc;
+            assert!(!expected, "the stem did not run in the op on CUDA");
         }
         let mut x = match stem_layer {
             Some((conv, bn)) => max_pool2d(&conv_bn_train(conv, bn, &x, true).unwrap(), 3, 2, 1).unwrap(),
