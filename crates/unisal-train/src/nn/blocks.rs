@@ -91,11 +91,12 @@ pub fn blocks_train_in(x: &Tensor, blocks: &[BlockRef<'_>], layout: BlockLayout)
 /// A ResNet's stem: its first convolution and batch norm (ReLU after), and the max pool's `(k, stride, pad)`.
 pub type StemRef<'a> = ((&'a Conv2d, &'a BatchNorm2d), (usize, usize, usize));
 
-/// Whether the channels-last op takes the stem in too (`UNISAL_NHWC_STEM`, on unless `0`): the images are then
-/// transposed (three channels) instead of the pool's output, and the stem's convolution runs channels last.
+/// Whether the channels-last op takes the stem in too (`UNISAL_NHWC_STEM`, on unless `0`, `false`, `off`): the
+/// images are then transposed (three channels) instead of the pool's output, and the stem's convolution runs
+/// channels last.
 fn stem_in_op() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("UNISAL_NHWC_STEM").map_or(true, |v| v.trim() != "0"))
+    *ON.get_or_init(|| super::env_not_off("UNISAL_NHWC_STEM"))
 }
 
 /// The stem `stem` and the blocks `blocks` in train mode as one op, from the images `x` to the last block's
@@ -186,13 +187,11 @@ fn blocks_train_cuda(
     let mut dims = x.dims4()?;
     let stem = match stem {
         Some((cb, (k, stride, pad))) => {
-            let Some((l, (n, c, h, w))) = layer(cb, dims, true, &mut pieces)? else { return Ok(None) };
-            if k == 0 || stride == 0 || 2 * pad > k || h + 2 * pad < k || w + 2 * pad < k {
-                return Ok(None);
-            }
-            let out = |size: usize| (size + 2 * pad - k) / stride + 1;
-            dims = (n, c, out(h), out(w));
-            Some(Stem::new(l, (k, stride, pad)))
+            let Some((l, (_, _, h, w))) = layer(cb, dims, true, &mut pieces)? else { return Ok(None) };
+            super::pool::check_pool_dims((h, w), k, stride, pad)?;
+            let stem = Stem::new(l, (k, stride, pad));
+            dims = stem.out_shape().dims4()?;
+            Some(stem)
         }
         None => None,
     };
@@ -217,7 +216,7 @@ fn blocks_train_cuda(
     }
     let p = Tensor::cat(&pieces, 0)?;
     let p = if dt == pdt { p } else { p.to_dtype(dt)? };
-    let op = BlocksCudnn::new(stem, ops, nhwc)?;
+    let op = BlocksCudnn::new(stem, ops)?;
     if !nhwc {
         return Ok(Some(super::cudnn::block_train(x, &p, op)?));
     }

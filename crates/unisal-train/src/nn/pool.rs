@@ -59,6 +59,16 @@ pub fn max_pool2d_composed(x: &Tensor, kernel: usize, stride: usize, padding: us
 
 fn check_pool(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<()> {
     let (_, _, h, w) = x.dims4()?;
+    check_pool_dims((h, w), kernel, stride, padding)
+}
+
+/// [`max_pool2d`]'s check of its window on an `h x w` input (also the block op's stem's, `nn/blocks.rs`).
+pub(crate) fn check_pool_dims(
+    (h, w): (usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<()> {
     if kernel == 0
         || stride == 0
         || padding * 2 > kernel

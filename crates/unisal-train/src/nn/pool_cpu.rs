@@ -30,7 +30,8 @@ pub(crate) struct MaxPool {
 }
 
 impl MaxPool {
-    fn out(&self, size: usize) -> usize {
+    /// The output's length along a side of `size` cells.
+    pub(crate) fn out(&self, size: usize) -> usize {
         (size + 2 * self.pad - self.k) / self.stride + 1
     }
 

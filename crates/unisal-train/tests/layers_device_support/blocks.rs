@@ -79,7 +79,8 @@ pub fn block_case(
             if let Some(y) = stem_blocks_train_in(&x, ((conv, bn), (3, 2, 1)), &refs, layout).unwrap() {
                 return y;
             }
-            let stem_on = std::env::var("UNISAL_NHWC_STEM").map_or(true, |v| v.trim() != "0");
+            let stem_on = std::env::var("UNISAL_NHWC_STEM")
+                .map_or(true, |v| !matches!(v.trim(), "0" | "false" | "off"));
             let expected = must_run && stem_on && layout == BlockLayout::Nhwc;
             assert!(!expected, "the stem did not run in the op on CUDA");
         }

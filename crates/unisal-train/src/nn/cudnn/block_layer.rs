@@ -124,16 +124,15 @@ impl Stem {
         Self { layer, pool }
     }
 
-    /// Whether the stem's data is channels last.
-    pub(super) fn nhwc(&self) -> bool {
-        self.layer.conv.nhwc
+    /// The stem's convolution layer.
+    pub(super) fn layer(&self) -> &BlockLayer {
+        &self.layer
     }
 
     /// The pool's output shape (logical).
-    pub(super) fn out_shape(&self) -> Shape {
+    pub(crate) fn out_shape(&self) -> Shape {
         let (g, p) = (self.layer.conv.g, &self.pool);
-        let out = |size: usize| (size + 2 * p.pad - p.k) / p.stride + 1;
-        Shape::from((g.n, self.layer.conv.out, out(g.ho()), out(g.wo())))
+        Shape::from((g.n, self.layer.conv.out, p.out(g.ho()), p.out(g.wo())))
     }
 
     /// `pool(relu(bn(conv(x))))` and what the backward needs.

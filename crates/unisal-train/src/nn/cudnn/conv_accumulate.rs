@@ -28,17 +28,7 @@ impl candle_core::InplaceOp3 for ConvDataAccumulate {
         "conv-backward-data-accumulate"
     }
 
-    fn cpu_fwd(
-        &self,
-        _: &mut candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-        _: &candle_core::CpuStorage,
-        _: &Layout,
-    ) -> candle_core::Result<()> {
-        candle_core::bail!("{} runs on CUDA devices only", self.name())
-    }
+    super::cuda_only_cpu_fwd!(InplaceOp3);
 
     fn cuda_fwd(
         &self,

@@ -9,8 +9,8 @@
 //! (PyTorch's `cudnn.allow_tf32`).
 //! `tests/layers_gradcheck_device.rs` checks every layer on the GPU against the f64 CPU reference.
 
-/// `cpu_fwd` of a CUDA-only `CustomOp2` or `CustomOp3`, written inside the impl as `cuda_only_cpu_fwd!(CustomOp3)`:
-/// an error naming the op.
+/// `cpu_fwd` of a CUDA-only `CustomOp2`, `CustomOp3` or `InplaceOp3`, written inside the impl as
+/// `cuda_only_cpu_fwd!(CustomOp3)`: an error naming the op.
 macro_rules! cuda_only_cpu_fwd {
     (@fn $t:ident; $($s:ident $l:ident),+) => {
         #[allow(clippy::too_many_arguments)]
@@ -24,6 +24,20 @@ macro_rules! cuda_only_cpu_fwd {
     };
     (CustomOp2) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp2; s1 l1, s2 l2); };
     (CustomOp3) => { $crate::nn::cudnn::cuda_only_cpu_fwd!(@fn CustomOp3; s1 l1, s2 l2, s3 l3); };
+    (InplaceOp3) => {
+        fn cpu_fwd(
+            &self,
+            s1: &mut candle_core::CpuStorage,
+            l1: &candle_core::Layout,
+            s2: &candle_core::CpuStorage,
+            l2: &candle_core::Layout,
+            s3: &candle_core::CpuStorage,
+            l3: &candle_core::Layout,
+        ) -> candle_core::Result<()> {
+            let _ = (s1, l1, s2, l2, s3, l3);
+            candle_core::bail!("{} runs on CUDA devices only", <Self as candle_core::InplaceOp3>::name(self))
+        }
+    };
 }
 pub(crate) use cuda_only_cpu_fwd;
 
