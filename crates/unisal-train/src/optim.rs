@@ -52,7 +52,10 @@ impl Sgd {
     }
 
     /// One update of every parameter that has a gradient in `grads`.
+    /// An error, before anything is updated, if the block op's packed gradients were not collected into a store
+    /// (`crate::nn::backward`): those parameters would otherwise be skipped without a word.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        crate::nn::packed_grads::ensure_collected()?;
         for (var, buf) in self.vars.iter().zip(self.buffers.iter_mut()) {
             let Some(grad) = grads.get(var.as_tensor()) else { continue };
             let ours = cpu_float(var.as_tensor()) || gpu_f32(var.as_tensor());

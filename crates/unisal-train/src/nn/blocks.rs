@@ -170,6 +170,9 @@ fn blocks_train_cuda(
         pieces.push(t);
         Ok(start)
     };
+    // Outside the graph (`nn/packed_grads.rs`), where each variable's place in `p` is recorded for its gradient.
+    let outside = super::packed_grads::enabled();
+    let mut vars = super::packed_grads::PackedVars::default();
     let mut layer = |(conv, bn): (&Conv2d, &BatchNorm2d),
                      dims: Dims,
                      relu: bool,
@@ -179,8 +182,14 @@ fn blocks_train_cuda(
         op.nhwc = nhwc;
         let w = if nhwc { w.permute((0, 2, 3, 1))?.contiguous()? } else { w };
         let (gb, (mean, var), args) = bn.cudnn_train_args(pdt)?;
+        let c = gb.elem_count() / 2;
         let w_at = push(w.flatten_all()?, pieces)?;
         let gb_at = push(gb, pieces)?;
+        if outside {
+            vars.push(conv.weight().as_tensor(), w_at, nhwc)?;
+            vars.push(bn.weight().as_tensor(), gb_at, false)?;
+            vars.push(bn.bias().as_tensor(), gb_at + c, false)?;
+        }
         let out = (op.g.n, op.out, op.g.ho(), op.g.wo());
         Ok(Some((BlockLayer::new(op, (&mean, &var), args, relu, (w_at, gb_at)), out)))
     };
@@ -215,8 +224,13 @@ fn blocks_train_cuda(
         ops.push(Block::new(layers, down)?);
     }
     let p = Tensor::cat(&pieces, 0)?;
+    let p = if outside { p.detach() } else { p };
     let p = if dt == pdt { p } else { p.to_dtype(dt)? };
+    // Outside the graph, `p` is made a variable of its own (one copy): a leaf, whose gradient candle neither needs
+    // nor walks, that keeps the op a node of the graph where `x` is the images (the stem in the op).
+    let p = if outside { candle_core::Var::from_tensor(&p)?.as_tensor().clone() } else { p };
     let op = BlocksCudnn::new(stem, ops)?;
+    let op = if outside { op.with_grads_to(std::sync::Arc::new(vars)) } else { op };
     if !nhwc {
         return Ok(Some(super::cudnn::block_train(x, &p, op)?));
     }

@@ -45,6 +45,8 @@ mod lanes_cpu;
 mod linear;
 mod no_grad;
 pub mod op_profile;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub(crate) mod packed_grads;
 mod pool;
 mod pool_cpu;
 
@@ -54,6 +56,7 @@ pub use init::Init;
 pub use linear::Linear;
 pub use no_grad::NoGrad;
 pub(crate) use no_grad::{param, param_as};
+pub use packed_grads::{backward, collect};
 pub use pool::{add_relu, global_avg_pool, max_pool2d, max_pool2d_composed, relu};
 
 use candle_core::{DType, Tensor, Var};

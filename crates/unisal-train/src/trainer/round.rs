@@ -150,7 +150,7 @@ pub fn run_round(
         let lambda = schedule.lambda_at(it);
         let loss = parts.total(lambda, cfg.contrastive_weight)?;
         tick(&mut clock.losses);
-        let grads = loss.backward()?;
+        let grads = crate::nn::backward(&loss)?;
         tick(&mut clock.backward);
         let lr = schedule.lr_at(it);
         opt_a.set_lr(lr);

@@ -102,7 +102,8 @@ pub fn check_within(name: &str, vars: &[(Var, Var)], tol: f64, f: impl Fn(&[&Var
 pub fn weighted_grads(out: &Tensor) -> candle_core::backprop::GradStore {
     let r = Tensor::from_vec(host(out.elem_count(), 4242, false), out.shape(), &Device::Cpu).unwrap();
     let r = r.to_dtype(out.dtype()).unwrap().to_device(out.device()).unwrap();
-    (out * &r).unwrap().sum_all().unwrap().backward().unwrap()
+    // nn::backward: the block op's packed gradients reach their variables (`nn/packed_grads.rs`).
+    unisal_train::nn::backward(&(out * &r).unwrap().sum_all().unwrap()).unwrap()
 }
 
 /// [`check`] with the tolerance `tol` on the outputs and `grad_close` comparing the gradients.

@@ -164,6 +164,9 @@ pub(crate) struct BlocksCudnn {
     kept: Arc<Mutex<Option<KeptStack>>>,
     /// The data channels last (see the module's note): the layers' `ConvOp::nhwc`.
     nhwc: bool,
+    /// Where the packed parameters' gradient goes when `p` was packed outside the autograd graph
+    /// (`nn/packed_grads.rs`): handed over there, not returned to candle.
+    grads_to: Option<Arc<crate::nn::packed_grads::PackedVars>>,
 }
 
 impl BlocksCudnn {
@@ -176,7 +179,14 @@ impl BlocksCudnn {
         if (stem.is_some() && !nhwc) || layers.any(|l| l.conv.nhwc != nhwc) {
             return Err(crate::error::TrainError::InvalidModel("ResNet blocks: mixed layouts".into()));
         }
-        Ok(Self { stem, blocks, kept: Arc::new(Mutex::new(None)), nhwc })
+        Ok(Self { stem, blocks, kept: Arc::new(Mutex::new(None)), nhwc, grads_to: None })
+    }
+
+    /// The op with its parameters' gradient handed to `vars`' variables (`nn/packed_grads.rs`) instead of returned
+    /// as `p`'s.
+    pub(crate) fn with_grads_to(mut self, vars: Arc<crate::nn::packed_grads::PackedVars>) -> Self {
+        self.grads_to = Some(vars);
+        self
     }
 
     /// The shape outside the op of a tensor whose logical shape inside it is `[n, c, h, w]`: the same, or
@@ -299,6 +309,13 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         if let (Some(s), Some(zy), Some(pooled), Some(d)) = (stem, stem_zy, pooled, dx.take()) {
             dx = s.backward(&x_in, (zy, pooled), (&p, &dp), &d, x.track_op())?;
         }
-        Ok((dx.map(|d| d.reshape(x.shape())).transpose()?, Some(dp)))
+        let dx = dx.map(|d| d.reshape(x.shape())).transpose()?;
+        match &self.grads_to {
+            Some(vars) => {
+                crate::nn::packed_grads::hand_over(vars, dp);
+                Ok((dx, None))
+            }
+            None => Ok((dx, Some(dp))),
+        }
     }
 }
