@@ -158,7 +158,7 @@ impl ResNet {
     /// `[N, 3, S, S]` -> pooled features `[N, h]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if train && BlockMode::current() == BlockMode::All {
-            // Channels last (`UNISAL_BLOCK_NHWC`), the stem too is in the one op, from the images on.
+            // The stem too is in the one op, from the images on (unless `UNISAL_BLOCK_STEM=0`).
             let blocks: Vec<BlockRef<'_>> =
                 self.layers.iter().flatten().map(|b| (&b.convs[..], b.downsample.as_ref())).collect();
             if let Some(y) = stem_blocks_train(x, ((&self.conv1, &self.bn1), (3, 2, 1)), &blocks)? {

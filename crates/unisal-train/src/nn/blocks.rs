@@ -91,29 +91,29 @@ pub fn blocks_train_in(x: &Tensor, blocks: &[BlockRef<'_>], layout: BlockLayout)
 /// A ResNet's stem: its first convolution and batch norm (ReLU after), and the max pool's `(k, stride, pad)`.
 pub type StemRef<'a> = ((&'a Conv2d, &'a BatchNorm2d), (usize, usize, usize));
 
-/// Whether the channels-last op takes the stem in too (`UNISAL_NHWC_STEM`, on unless `0`, `false`, `off`): the
-/// images are then transposed (three channels) instead of the pool's output, and the stem's convolution runs
-/// channels last.
+/// Whether the op takes the stem in too (`UNISAL_BLOCK_STEM`, on unless `0`, `false`, `off`): it then starts from
+/// the images (channels last, they are what is transposed, three channels, instead of the pool's output), and the
+/// gradients between the stem's layers and the blocks never pass through candle's accumulation either.
 fn stem_in_op() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| super::env_not_off("UNISAL_NHWC_STEM"))
+    *ON.get_or_init(|| super::env_not_off("UNISAL_BLOCK_STEM"))
 }
 
 /// The stem `stem` and the blocks `blocks` in train mode as one op, from the images `x` to the last block's
-/// output (see [`blocks_train`]), where the op runs channels last ([`BlockLayout::Nhwc`], and `UNISAL_NHWC_STEM`
-/// not `0`); `None` otherwise: the caller then runs the stem itself and asks [`blocks_train`].
+/// output (see [`blocks_train`]), unless `UNISAL_BLOCK_STEM=0`; `None` where it does not run: the caller then runs
+/// the stem itself and asks [`blocks_train`].
 pub fn stem_blocks_train(x: &Tensor, stem: StemRef<'_>, blocks: &[BlockRef<'_>]) -> Result<Option<Tensor>> {
     stem_blocks_train_in(x, stem, blocks, BlockLayout::current(x.dtype()))
 }
 
-/// [`stem_blocks_train`] in the layout `layout` (`None` unless channels last).
+/// [`stem_blocks_train`] in the layout `layout`.
 pub fn stem_blocks_train_in(
     x: &Tensor,
     stem: StemRef<'_>,
     blocks: &[BlockRef<'_>],
     layout: BlockLayout,
 ) -> Result<Option<Tensor>> {
-    if layout != BlockLayout::Nhwc || !stem_in_op() {
+    if !stem_in_op() {
         return Ok(None);
     }
     train_in(x, Some(stem), blocks, layout)

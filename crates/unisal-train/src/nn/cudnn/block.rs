@@ -170,13 +170,13 @@ pub(crate) struct BlocksCudnn {
 }
 
 impl BlocksCudnn {
-    /// The op of `stem` (only channels last) and `blocks`, whose layers were all made for data channels last or
-    /// all not (the op's layout).
+    /// The op of `stem` and `blocks`, whose layers were all made for data channels last or all not (the op's
+    /// layout).
     pub(crate) fn new(stem: Option<Stem>, blocks: Vec<Block>) -> crate::error::Result<Self> {
         let in_blocks = blocks.iter().flat_map(|b| b.layers.iter().chain(&b.downsample));
         let mut layers = stem.as_ref().map(Stem::layer).into_iter().chain(in_blocks);
         let nhwc = layers.clone().next().is_some_and(|l| l.conv.nhwc);
-        if (stem.is_some() && !nhwc) || layers.any(|l| l.conv.nhwc != nhwc) {
+        if layers.any(|l| l.conv.nhwc != nhwc) {
             return Err(crate::error::TrainError::InvalidModel("ResNet blocks: mixed layouts".into()));
         }
         Ok(Self { stem, blocks, kept: Arc::new(Mutex::new(None)), nhwc, grads_to: None })

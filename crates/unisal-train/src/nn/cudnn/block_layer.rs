@@ -1,7 +1,7 @@
 //! The layers of the block op (`block.rs`): a convolution with its batch norm (and ReLU) as the op runs it on
-//! storages (`BlockLayer`, `conv_bn.rs`'s work), and, channels last, the network's stem before the blocks (`Stem`:
-//! the 7x7 convolution's layer and the max pool), so that the op runs from the images to the last block in that
-//! layout.
+//! storages (`BlockLayer`, `conv_bn.rs`'s work), and the network's stem before the blocks (`Stem`: the 7x7
+//! convolution's layer and the max pool, in the op's layout), so that the op runs from the images to the last
+//! block.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout, Shape, Tensor};
