@@ -230,7 +230,22 @@ pub(crate) fn tensor_of_storage(
     shape: candle_core::Shape,
     cuda: &candle_core::CudaDevice,
 ) -> candle_core::Result<candle_core::Tensor> {
-    let dummy = candle_core::Tensor::zeros(1, candle_core::DType::F32, &Device::Cuda(cuda.clone()))?;
+    // The op's input is only a carrier, read by nothing: one a thread and device, not an allocation and a fill
+    // each call (the block op's backward makes about a hundred such tensors a ResNet-50).
+    thread_local! {
+        static CARRIER: std::cell::RefCell<Option<candle_core::Tensor>> = const { std::cell::RefCell::new(None) };
+    }
+    let dummy = CARRIER.with(|c| -> candle_core::Result<candle_core::Tensor> {
+        let mut c = c.borrow_mut();
+        match &*c {
+            Some(t) if t.device().same_device(&Device::Cuda(cuda.clone())) => Ok(t.clone()),
+            _ => {
+                let t = candle_core::Tensor::zeros(1, candle_core::DType::F32, &Device::Cuda(cuda.clone()))?;
+                *c = Some(t.clone());
+                Ok(t)
+            }
+        }
+    })?;
     dummy.apply_op1_no_bwd(&Handover { storage: std::sync::Mutex::new(Some(storage)), shape })
 }
 

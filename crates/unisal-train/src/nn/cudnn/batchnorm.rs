@@ -18,7 +18,7 @@ use candle_core::{CudaStorage, DType, Layout, Shape, Storage, Tensor};
 
 use crate::nn::elementwise::relu_mask;
 
-use super::batchnorm_bwd::{packed_layout, BnBackwardCudnn};
+use super::batchnorm_bwd::{packed_layout, BnBackwardCudnn, ParamGradsInto};
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
@@ -313,16 +313,41 @@ impl BnCudnn {
         gamma: &Tensor,
         (res, grad): (&Tensor, &Tensor),
     ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+        let (dx, packed) = self.backward_op(train, x, gamma, (res, grad), None)?;
+        let (g_at, b_at, _) = packed_layout(x.elem_count(), gamma.elem_count());
+        let c = gamma.elem_count();
+        Ok((dx, packed.narrow(0, g_at, c)?, packed.narrow(0, b_at, c)?))
+    }
+
+    /// [`BnCudnn::train_grads`]'s `dx`, with `dgamma` and `dbeta` written by cuDNN into `into` (the block op's f32
+    /// packed gradient, `batchnorm_bwd.rs`'s `ParamGradsInto`).
+    pub(super) fn train_grads_into(
+        &self,
+        train: &Train,
+        x: &Tensor,
+        gamma: &Tensor,
+        (res, grad): (&Tensor, &Tensor),
+        into: ParamGradsInto,
+    ) -> candle_core::Result<Tensor> {
+        Ok(self.backward_op(train, x, gamma, (res, grad), Some(into))?.0)
+    }
+
+    /// The backward op's `dx` and its whole packed output.
+    fn backward_op(
+        &self,
+        train: &Train,
+        x: &Tensor,
+        gamma: &Tensor,
+        (res, grad): (&Tensor, &Tensor),
+        into: Option<ParamGradsInto>,
+    ) -> candle_core::Result<(Tensor, Tensor)> {
         let saved = lock(&train.saved)?.clone();
         let saved =
             saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
-        let op = BnBackwardCudnn { eps: self.eps, saved, nhwc: self.nhwc };
+        let op = BnBackwardCudnn { eps: self.eps, saved, nhwc: self.nhwc, into };
         let grad = if self.relu { relu_mask(grad, res)? } else { grad.contiguous()? };
         let packed = x.detach().contiguous()?.apply_op3_no_bwd(&grad, &gamma.detach().contiguous()?, &op)?;
-        let (len, c) = (x.elem_count(), gamma.elem_count());
-        let (g_at, b_at, _) = packed_layout(len, c);
-        let dx = packed.narrow(0, 0, len)?.reshape(x.shape())?;
-        Ok((dx, packed.narrow(0, g_at, c)?, packed.narrow(0, b_at, c)?))
+        Ok((packed.narrow(0, 0, x.elem_count())?.reshape(x.shape())?, packed))
     }
 
     /// The train mode of the op (`None` in eval mode).

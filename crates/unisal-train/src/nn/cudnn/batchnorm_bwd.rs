@@ -10,6 +10,7 @@ use super::batchnorm::{dims, params_f32, Saved};
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
+use candle_core::cuda_backend::cudarc::driver::CudaView;
 
 /// Where `dgamma` and `dbeta` start in the backward's packed output, and its length: each part starts at a multiple
 /// of 16 elements (64 bytes), so that cuDNN never writes through a less aligned pointer.
@@ -19,12 +20,48 @@ pub(super) fn packed_layout(len: usize, c: usize) -> (usize, usize, usize) {
     (g_at, b_at, b_at + c)
 }
 
-/// `(x, dy, gamma) -> [dx | dgamma | dbeta]` (flat, at [`packed_layout`]'s offsets), without backward.
+/// `(x, dy, gamma) -> [dx | dgamma | dbeta]` (flat, at [`packed_layout`]'s offsets), without backward; with
+/// `into`, `dx` alone, `dgamma` and `dbeta` written by cuDNN straight into the f32 tensor it names.
 pub(super) struct BnBackwardCudnn {
     pub(super) eps: f64,
     pub(super) saved: Arc<Saved>,
     /// The forward's layout: channels last under the `[N, C, H, W]` shape.
     pub(super) nhwc: bool,
+    pub(super) into: Option<ParamGradsInto>,
+}
+
+/// Where the block op wants a batch norm's parameter gradients: its packed f32 gradient `dp` (contiguous, 1-d), at
+/// `gamma_at` and `gamma_at + C`. cuDNN computes them in f32 whatever the activations' type, so they land there with
+/// no buffer, cast or copy of their own (under bf16 four kernels a layer fewer, and no rounding to bf16).
+pub(crate) struct ParamGradsInto {
+    pub(crate) dp: candle_core::Tensor,
+    pub(crate) gamma_at: usize,
+}
+
+impl ParamGradsInto {
+    /// The f32 views of `dgamma` and `dbeta` in `guard` (`dp`'s storage) for `c` channels.
+    fn views<'a>(
+        &self,
+        (guard, layout): &'a (impl std::ops::Deref<Target = candle_core::Storage>, &Layout),
+        c: usize,
+    ) -> candle_core::Result<(CudaView<'a, f32>, CudaView<'a, f32>)> {
+        let candle_core::Storage::Cuda(s) = &**guard else {
+            candle_core::bail!("batch norm backward: the parameter gradients are not on the CUDA device")
+        };
+        let at = layout.start_offset() + self.gamma_at;
+        if !layout.is_contiguous()
+            || layout.shape().rank() != 1
+            || self.gamma_at + 2 * c > layout.shape().elem_count()
+        {
+            candle_core::bail!(
+                "batch norm backward: {c} channels' gradients at {} do not fit {:?}",
+                self.gamma_at,
+                layout.shape()
+            );
+        }
+        let all = s.as_cuda_slice::<f32>()?;
+        Ok((all.slice(at..at + c), all.slice(at + c..at + 2 * c)))
+    }
 }
 
 impl candle_core::CustomOp3 for BnBackwardCudnn {
@@ -48,8 +85,8 @@ impl candle_core::CustomOp3 for BnBackwardCudnn {
 }
 
 impl BnBackwardCudnn {
-    /// The backward for activations of type `T`. cuDNN computes `dgamma` and `dbeta` in f32: straight into the
-    /// packed output for f32, else into f32 buffers converted into it.
+    /// The backward for activations of type `T`. cuDNN computes `dgamma` and `dbeta` in f32: straight into `into`
+    /// where given, else straight into the packed output for f32, else into f32 buffers converted into it.
     fn bwd_as<T: CudnnElem>(
         &self,
         (xs, xl): (&CudaStorage, &Layout),
@@ -67,13 +104,22 @@ impl BnBackwardCudnn {
         let (x, dy, g) =
             (input::<T>(xs, xl, what)?, input::<T>(dys, dyl, what)?, input::<f32>(gs, gl, what)?);
         let (xd, pd) = (Desc::tensor4(dims, T::DATA, self.nhwc)?, Desc::channels(c)?);
+        let into_guard = self.into.as_ref().map(|i| i.dp.storage_and_layout());
+        let into = match (&self.into, &into_guard) {
+            (Some(i), Some(g)) => Some(i.views(g, c)?),
+            _ => None,
+        };
         let direct = T::DATA == super::ffi::DATA_FLOAT;
         with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
+            // With `into`, the output's `dgamma` and `dbeta` parts are left unwritten (and unread).
             let (g_at, b_at, total) = packed_layout(len, c);
             let mut out = output::<T>(stream, total)?;
             // For bf16: cuDNN's f32 dgamma and dbeta, converted into `out` below.
-            let mut temps =
-                if direct { None } else { Some((output::<f32>(stream, c)?, output::<f32>(stream, c)?)) };
+            let mut temps = if direct || into.is_some() {
+                None
+            } else {
+                Some((output::<f32>(stream, c)?, output::<f32>(stream, c)?))
+            };
             {
                 let (mut dx, mut rest) = out.split_at_mut(g_at);
                 let (mut dg, mut db) = rest.split_at_mut(b_at - g_at);
@@ -83,9 +129,13 @@ impl BnBackwardCudnn {
                 let (dxp, _f) = ptr_mut(&mut dx, stream);
                 let ((dgp, _g), (dbp, _h)) = (ptr_mut(&mut dg, stream), ptr_mut(&mut db, stream));
                 let temp_ptrs = temps.as_mut().map(|(g, b)| (ptr_mut(g, stream), ptr_mut(b, stream)));
-                let (dgp, dbp) = match &temp_ptrs {
-                    Some(((g32, _), (b32, _))) => (*g32, *b32),
-                    None => (dgp, dbp),
+                // Into `dp` as the module's note says: written through its read guard's addresses, as the forward
+                // writes the running statistics.
+                let into_ptrs = into.as_ref().map(|(g, b)| (ptr(g, stream), ptr(b, stream)));
+                let (dgp, dbp) = match (&temp_ptrs, &into_ptrs) {
+                    (_, Some(((g, _), (b, _)))) => (*g as *mut std::ffi::c_void, *b as *mut std::ffi::c_void),
+                    (Some(((g32, _), (b32, _))), None) => (*g32, *b32),
+                    (None, None) => (dgp, dbp),
                 };
                 check(
                     unsafe {

@@ -284,8 +284,11 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         // Inside the op: the logical shapes over the same data (see the module's note).
         let inside = |t: &Tensor| t.reshape(self.logical(t.shape())?);
         let (p, x_in, res) = (p.detach(), inside(&x.detach().contiguous()?)?, inside(res)?);
-        // The parameters' gradients, written layer by layer (the alignment gaps stay zero).
-        let dp = Tensor::zeros(p.elem_count(), p.dtype(), p.device())?;
+        // The parameters' gradients, written layer by layer (the alignment gaps stay zero): in `p`'s type where they
+        // go back to candle as its gradient; in f32, the variables' type, where they are handed over (under bf16 the
+        // batch norms' f32 gradients then are not rounded to bf16, and nothing casts the whole of them after).
+        let dt = if self.grads_to.is_some() { candle_core::DType::F32 } else { p.dtype() };
+        let dp = Tensor::zeros(p.elem_count(), dt, p.device())?;
         let mut dy = inside(&grad.contiguous()?)?;
         let mut dx = None;
         // The blocks' input: the images, or the stem's pooled output.
