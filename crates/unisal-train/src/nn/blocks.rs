@@ -155,9 +155,10 @@ fn blocks_train_cuda(
 ) -> Result<Option<Tensor>> {
     use super::cudnn::{Block, BlockLayer, BlocksCudnn, Stem};
     type Dims = (usize, usize, usize, usize);
-    // The parameters are packed in f32 (the weights' type) and cast to the activations' type `dt` once, not piece
-    // by piece: under bf16 a few hundred casts a network and step fewer, forward and backward.
-    let (dt, pdt) = (x.dtype(), DType::F32);
+    // The parameters are packed in f32 (the variables' type). Under bf16 the op casts the whole pack for its
+    // convolutions once a pass, and its batch norms read their f32 gamma and beta from it as they are: not a cast
+    // of each piece here, nor of each batch norm's parameters at each call.
+    let pdt = DType::F32;
     let mut pieces: Vec<Tensor> = Vec::new();
     let mut at = 0usize;
     let mut push = |t: Tensor, pieces: &mut Vec<Tensor>| -> Result<usize> {
@@ -225,7 +226,6 @@ fn blocks_train_cuda(
     }
     let p = Tensor::cat(&pieces, 0)?;
     let p = if outside { p.detach() } else { p };
-    let p = if dt == pdt { p } else { p.to_dtype(dt)? };
     // Outside the graph, `p` is made a variable of its own (one copy): a leaf, whose gradient candle neither needs
     // nor walks, that keeps the op a node of the graph where `x` is the images (the stem in the op).
     let p = if outside { candle_core::Var::from_tensor(&p)?.as_tensor().clone() } else { p };

@@ -9,9 +9,10 @@
 //! go straight from one cuDNN backward to the next; candle sees the first block's input and the parameters only.
 //!
 //! Inputs `(x [N, C, H, W], p)`: `p` is the parameters packed one after the other, each layer's weight then its
-//! gamma and beta (`BlockLayer::w_at`, `gb_at`), in `x`'s data type; the backward returns `(dx, dp)`. The running
-//! statistics are updated in place by cuDNN. The layers' outputs are kept until the backward takes them; a second
-//! backward of the same forward is an error.
+//! gamma and beta (`BlockLayer::w_at`, `gb_at`), in f32 (under bf16 the convolutions' weights are cast from it
+//! once a pass, `block_layer.rs`'s `Packed`); the backward returns `(dx, dp)`. The running statistics are updated
+//! in place by cuDNN. The layers' outputs are kept until the backward takes them; a second backward of the same
+//! forward is an error.
 //!
 //! Channels last (`BlocksCudnn::nhwc`, `nn/blocks.rs`'s `BlockLayout::Nhwc`): `x` comes as `[N, H, W, C]`, the
 //! output goes as `[N, Ho, Wo, O]`, and each weight in `p` is `[O, k, k, C]`: cuDNN's bf16 tensor-core kernels
@@ -21,9 +22,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
-use super::block_layer::{BlockLayer, Stem, StemKept};
+use super::block_layer::{BlockLayer, Packed, PackedGrads, Stem, StemKept};
 use crate::nn::cuda_kernels::{map, Map};
 use crate::nn::elementwise::relu_mask;
 
@@ -58,7 +60,7 @@ impl Block {
     fn forward(
         &self,
         (xs, xl): (&CudaStorage, &Layout),
-        (ps, pl): (&CudaStorage, &Layout),
+        p: Packed<'_>,
     ) -> candle_core::Result<(CudaStorage, Kept)> {
         let mut kept = Kept { z: Vec::new(), y: Vec::new(), z_down: None };
         let last = self.layers.len() - 1;
@@ -68,7 +70,7 @@ impl Block {
                 0 => (xs, xl.clone()),
                 _ => (&kept.y[i - 1], Layout::contiguous(self.layers[i - 1].out_shape())),
             };
-            let (y, z) = layer.forward((input.0, &input.1), (ps, pl))?;
+            let (y, z) = layer.forward((input.0, &input.1), p)?;
             kept.z.push(z);
             if i == last {
                 y_last = Some(y);
@@ -80,7 +82,7 @@ impl Block {
         let (y_last, yl) = (y_last.expect("the last layer ran"), Layout::contiguous(shape.clone()));
         let (out, _) = match &self.downsample {
             Some(d) => {
-                let (yd, zd) = d.forward((xs, xl), (ps, pl))?;
+                let (yd, zd) = d.forward((xs, xl), p)?;
                 kept.z_down = Some(zd);
                 map(Map::AddRelu, &[(&y_last, &yl), (&yd, &yl)], [0.0; 3])?
             }
@@ -99,7 +101,7 @@ impl Block {
     fn backward(
         &self,
         (x, out, grad): (&Tensor, &Tensor, &Tensor),
-        (kept, p, dp): (Kept, &Tensor, &Tensor),
+        (kept, p): (Kept, PackedGrads<'_>),
         need_dx: bool,
     ) -> candle_core::Result<Option<Tensor>> {
         let cuda = out.device().as_cuda_device()?.clone();
@@ -118,7 +120,7 @@ impl Block {
             match (&self.downsample, z_down.take()) {
                 (Some(d), Some(zd)) => {
                     let zd = as_tensor(zd, d.out_shape())?;
-                    d.backward((x, &zd, g), (p, dp), (g, None), need_dx)
+                    d.backward((x, &zd, g), p, (g, None), need_dx)
                 }
                 (None, _) => Ok(Some(g.clone())),
                 (Some(_), None) => candle_core::bail!("ResNet block: the downsample's output was not kept"),
@@ -132,7 +134,7 @@ impl Block {
             let input = if i == 0 { x } else { &ys[i - 1] };
             let y = ys.get(i).unwrap_or(&g);
             let into = early.as_ref().filter(|_| i == 0);
-            match layer.backward((input, &z, y), (p, dp), (&dy, into), i > 0 || need_dx)? {
+            match layer.backward((input, &z, y), p, (&dy, into), i > 0 || need_dx)? {
                 Some(dx) if i > 0 => dy = dx,
                 dx => dx_main = dx,
             }
@@ -239,7 +241,14 @@ impl candle_core::CustomOp2 for BlocksCudnn {
             candle_core::bail!("ResNet blocks: a contiguous input expected");
         }
         let xl = Layout::contiguous_with_offset(self.logical(xl.shape())?, xl.start_offset());
-        let stem = self.stem.as_ref().map(|s| s.forward((xs, &xl), (ps, pl))).transpose()?;
+        // The weights in the activations' type (see `Packed`): under bf16 one cast of the f32 pack.
+        let cast = match ps.dtype() == xs.dtype() {
+            true => None,
+            false => Some((ps.to_dtype(pl, xs.dtype())?, Layout::contiguous(pl.shape()))),
+        };
+        let w = cast.as_ref().map_or((ps, pl), |(s, l)| (s, l));
+        let p = Packed { f32: (ps, pl), w };
+        let stem = self.stem.as_ref().map(|s| s.forward((xs, &xl), p)).transpose()?;
         let mut kept = KeptStack { stem, blocks: Vec::with_capacity(self.blocks.len()), outs: Vec::new() };
         let first = match (&self.stem, &kept.stem) {
             (Some(s), Some(k)) => (&k.pooled, Layout::contiguous(s.out_shape())),
@@ -251,7 +260,7 @@ impl candle_core::CustomOp2 for BlocksCudnn {
                 0 => (first.0, first.1.clone()),
                 _ => (&kept.outs[b - 1], Layout::contiguous(self.blocks[b - 1].out_shape())),
             };
-            let (y, k) = block.forward((input.0, &input.1), (ps, pl))?;
+            let (y, k) = block.forward((input.0, &input.1), p)?;
             kept.blocks.push(k);
             if b + 1 < self.blocks.len() {
                 kept.outs.push(y);
@@ -284,11 +293,14 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         // Inside the op: the logical shapes over the same data (see the module's note).
         let inside = |t: &Tensor| t.reshape(self.logical(t.shape())?);
         let (p, x_in, res) = (p.detach(), inside(&x.detach().contiguous()?)?, inside(res)?);
+        // The weights in the activations' type, as the forward read them (`Packed`).
+        let pw = if p.dtype() == res.dtype() { p.clone() } else { p.to_dtype(res.dtype())? };
         // The parameters' gradients, written layer by layer (the alignment gaps stay zero): in `p`'s type where they
         // go back to candle as its gradient; in f32, the variables' type, where they are handed over (under bf16 the
         // batch norms' f32 gradients then are not rounded to bf16, and nothing casts the whole of them after).
         let dt = if self.grads_to.is_some() { candle_core::DType::F32 } else { p.dtype() };
         let dp = Tensor::zeros(p.elem_count(), dt, p.device())?;
+        let packed = PackedGrads { f32: &p, w: &pw, dp: &dp };
         let mut dy = inside(&grad.contiguous()?)?;
         let mut dx = None;
         // The blocks' input: the images, or the stem's pooled output.
@@ -304,13 +316,13 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         for (b, (block, k)) in self.blocks.iter().zip(kept.blocks).enumerate().rev() {
             let input = if b > 0 { &outs[b - 1] } else { pooled.as_ref().unwrap_or(&x_in) };
             let out = if b + 1 == self.blocks.len() { &res } else { &outs[b] };
-            match block.backward((input, out, &dy), (k, &p, &dp), b > 0 || need_first)? {
+            match block.backward((input, out, &dy), (k, packed), b > 0 || need_first)? {
                 Some(d) if b > 0 => dy = d,
                 d => dx = d,
             }
         }
         if let (Some(s), Some(zy), Some(pooled), Some(d)) = (stem, stem_zy, pooled, dx.take()) {
-            dx = s.backward(&x_in, (zy, pooled), (&p, &dp), &d, x.track_op())?;
+            dx = s.backward(&x_in, (zy, pooled), packed, &d, x.track_op())?;
         }
         let dx = dx.map(|d| d.reshape(x.shape())).transpose()?;
         match &self.grads_to {

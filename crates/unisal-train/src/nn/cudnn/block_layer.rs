@@ -13,6 +13,24 @@ use super::handle::by_elem;
 use crate::nn::conv_cpu::ConvOp;
 use crate::nn::pool_cpu::{MaxPool, MaxPoolBackward};
 
+/// The packed parameters as the forward reads them: `f32`, the pack itself (f32: the batch norms take their gamma and
+/// beta from it, as cuDNN wants them whatever the data's type); `w`, the same in the activations' type, whose
+/// weights the convolutions read (the pack itself under f32; under bf16 one cast of the whole pack a pass, not a
+/// cast of each batch norm's parameters at each call).
+#[derive(Clone, Copy)]
+pub(super) struct Packed<'a> {
+    pub(super) f32: (&'a CudaStorage, &'a Layout),
+    pub(super) w: (&'a CudaStorage, &'a Layout),
+}
+
+/// [`Packed`] as the backward reads it, with `dp`, the parameters' gradient the layers write into.
+#[derive(Clone, Copy)]
+pub(super) struct PackedGrads<'a> {
+    pub(super) f32: &'a Tensor,
+    pub(super) w: &'a Tensor,
+    pub(super) dp: &'a Tensor,
+}
+
 /// One convolution + batch norm of a block: its geometry, its batch norm op (with ReLU on the main path but for
 /// its last layer) and where its parameters are in the packed `p`.
 pub(crate) struct BlockLayer {
@@ -57,11 +75,11 @@ impl BlockLayer {
     pub(super) fn forward(
         &self,
         (xs, xl): (&CudaStorage, &Layout),
-        (ps, pl): (&CudaStorage, &Layout),
+        p: Packed<'_>,
     ) -> candle_core::Result<(CudaStorage, CudaStorage)> {
-        let (z, shape) = super::conv::forward(&self.conv, xs, xl, ps, &self.w_layout(pl))?;
+        let (z, shape) = super::conv::forward(&self.conv, xs, xl, p.w.0, &self.w_layout(p.w.1))?;
         let zl = Layout::contiguous(shape);
-        let (gl, bl) = self.gb_layouts(pl);
+        let (ps, (gl, bl)) = (p.f32.0, self.gb_layouts(p.f32.1));
         let (y, _) =
             by_elem!(xs.dtype(), "ResNet block", T => self.bn.fwd_as::<T>((&z, &zl), (ps, &gl), (ps, &bl)))?;
         Ok((y, z))
@@ -74,7 +92,7 @@ impl BlockLayer {
     pub(super) fn backward(
         &self,
         (x, z, y): (&Tensor, &Tensor, &Tensor),
-        (p, dp): (&Tensor, &Tensor),
+        PackedGrads { f32: p, w: pw, dp }: PackedGrads<'_>,
         (dy, into): (&Tensor, Option<&Tensor>),
         need_dx: bool,
     ) -> candle_core::Result<Option<Tensor>> {
@@ -96,7 +114,7 @@ impl BlockLayer {
             dz
         };
         let g = self.conv.g;
-        let w = p.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
+        let w = pw.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
         let (dx, dw) = match into {
             Some(target) => {
                 let (_, dw) = self.conv.grads(x, &w, &dz, false)?;
@@ -144,11 +162,7 @@ impl Stem {
     }
 
     /// `pool(relu(bn(conv(x))))` and what the backward needs.
-    pub(super) fn forward(
-        &self,
-        x: (&CudaStorage, &Layout),
-        p: (&CudaStorage, &Layout),
-    ) -> candle_core::Result<StemKept> {
+    pub(super) fn forward(&self, x: (&CudaStorage, &Layout), p: Packed<'_>) -> candle_core::Result<StemKept> {
         let (y, z) = self.layer.forward(x, p)?;
         let (pooled, _) = super::pool::forward(&self.pool, &y, &Layout::contiguous(self.layer.out_shape()))?;
         Ok(StemKept { z, y, pooled })
@@ -160,7 +174,7 @@ impl Stem {
         &self,
         x: &Tensor,
         ((z, y), pooled): ((CudaStorage, CudaStorage), Tensor),
-        (p, dp): (&Tensor, &Tensor),
+        p: PackedGrads<'_>,
         dpooled: &Tensor,
         need_dx: bool,
     ) -> candle_core::Result<Option<Tensor>> {
@@ -170,6 +184,6 @@ impl Stem {
         let (z, y) = (as_tensor(z, shape.clone())?, as_tensor(y, shape)?);
         let dy = y.apply_op3_no_bwd(&pooled, &dpooled.contiguous()?, &MaxPoolBackward(self.pool))?;
         drop(pooled);
-        self.layer.backward((x, &z, &y), (p, dp), (&dy, None), need_dx)
+        self.layer.backward((x, &z, &y), p, (&dy, None), need_dx)
     }
 }
