@@ -185,7 +185,7 @@ impl BnCudnn {
         let (rm_guard, rv_guard) =
             (self.running_mean.storage_and_layout(), self.running_var.storage_and_layout());
         let (rm, rv) = (running_view(&rm_guard, c)?, running_view(&rv_guard, c)?);
-        let (xd, pd) = (Desc::tensor4(dims, T::DATA, self.nhwc)?, Desc::channels(c)?);
+        let (xd, pd) = (Desc::tensor4_kept(dims, T::DATA, self.nhwc)?, Desc::channels_kept(c)?);
         let what = if self.mode.is_some() { "batch-norm-train" } else { "batch-norm-eval" };
         let y = with_handle(&xs.device, what, |a, h, stream| {
             let mut y = output::<T>(stream, xl.shape().elem_count())?;

@@ -103,7 +103,7 @@ impl BnBackwardCudnn {
         let what = "batch norm";
         let (x, dy, g) =
             (input::<T>(xs, xl, what)?, input::<T>(dys, dyl, what)?, input::<f32>(gs, gl, what)?);
-        let (xd, pd) = (Desc::tensor4(dims, T::DATA, self.nhwc)?, Desc::channels(c)?);
+        let (xd, pd) = (Desc::tensor4_kept(dims, T::DATA, self.nhwc)?, Desc::channels_kept(c)?);
         let into_guard = self.into.as_ref().map(|i| i.dp.storage_and_layout());
         let into = match (&self.into, &into_guard) {
             (Some(i), Some(g)) => Some(i.views(g, c)?),

@@ -240,6 +240,31 @@ impl Desc {
         Self::nchw([1, c, 1, 1])
     }
 
+    /// [`Desc::tensor4`], made once per thread, shape, type and layout and kept (unless `UNISAL_CUDNN_REUSE=0`):
+    /// the batch norms' descriptors, three driver calls each fewer a call (the convolutions keep theirs in
+    /// `conv.rs`).
+    pub fn tensor4_kept(dims: [usize; 4], data: c_int, nhwc: bool) -> candle_core::Result<Rc<Self>> {
+        type Kept = HashMap<([usize; 4], c_int, bool), Rc<Desc>>;
+        thread_local! {
+            static KEPT: RefCell<Kept> = RefCell::new(HashMap::new());
+        }
+        let key = (dims, data, nhwc);
+        if !super::reuse() {
+            return Ok(Rc::new(Self::tensor4(dims, data, nhwc)?));
+        }
+        if let Some(d) = KEPT.with(|m| m.borrow().get(&key).cloned()) {
+            return Ok(d);
+        }
+        let d = Rc::new(Self::tensor4(dims, data, nhwc)?);
+        KEPT.with(|m| m.borrow_mut().insert(key, d.clone()));
+        Ok(d)
+    }
+
+    /// [`Desc::channels`], kept as [`Desc::tensor4_kept`] keeps its descriptors.
+    pub fn channels_kept(c: usize) -> candle_core::Result<Rc<Self>> {
+        Self::tensor4_kept([1, c, 1, 1], ffi::DATA_FLOAT, false)
+    }
+
     /// An `[out, in, k, k]` filter of cuDNN's data type `data`, stored in that order or, with `nhwc`, as
     /// `[out, k, k, in]` (KRSC, what channels-last convolutions take).
     pub fn filter_in(dims: [usize; 4], data: c_int, nhwc: bool) -> candle_core::Result<Self> {
