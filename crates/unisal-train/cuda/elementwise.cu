@@ -146,3 +146,44 @@ extern "C" __global__ void unisal_sgd_step_in_place_f32(float* __restrict__ a, c
     a[i] -= p2 * buf;
   }
 }
+
+// SGD over many parameters in one launch (nn/cuda_sgd.rs): blockIdx.y picks a parameter's entry of the table, the
+// x dimension strides over its values. An entry is 13 words: the weight, its momentum buffer (0 without
+// momentum), the gradient, the count n, the weight's dims [4] and the gradient's strides [4] (in values; read
+// only with flag 1: a gradient that is a strided 4-d view, such as a channels-last weight's piece of the block op's
+// packed gradient), and the flags (1: strided gradient; 2: the parameter's first step, whose buffer is the
+// gradient itself). The arithmetic is unisal_sgd_step_in_place_f32's (and, on a first step,
+// unisal_sgd_buffer_f32's then unisal_sgd_apply_in_place_f32's): d = g + wd * w; b = d on a first step or without
+// momentum, else momentum * buf + d; buf = b (with momentum); w -= lr * b.
+extern "C" __global__ void unisal_sgd_multi_f32(const unsigned long long* __restrict__ table, float lr,
+                                                float momentum, float wd) {
+  const unsigned long long* e = table + 13ull * blockIdx.y;
+  float* w = reinterpret_cast<float*>(e[0]);
+  float* buf = reinterpret_cast<float*>(e[1]);
+  const float* g = reinterpret_cast<const float*>(e[2]);
+  const unsigned long long n = e[3];
+  const bool strided = (e[12] & 1ull) != 0, first = (e[12] & 2ull) != 0;
+  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+       i += (unsigned long long)blockDim.x * gridDim.x) {
+    float gv;
+    if (strided) {
+      unsigned long long r = i;
+      const unsigned long long i3 = r % e[7];
+      r /= e[7];
+      const unsigned long long i2 = r % e[6];
+      r /= e[6];
+      const unsigned long long i1 = r % e[5];
+      const unsigned long long i0 = r / e[5];
+      gv = g[i0 * e[8] + i1 * e[9] + i2 * e[10] + i3 * e[11]];
+    } else {
+      gv = g[i];
+    }
+    const float wv = w[i];
+    float b = gv + wd * wv;
+    if (momentum != 0.0f) {
+      if (!first) b = momentum * buf[i] + b;
+      buf[i] = b;
+    }
+    w[i] = wv - lr * b;
+  }
+}

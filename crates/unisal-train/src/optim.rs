@@ -7,7 +7,9 @@
 //! without allocations; only the first step allocates the buffer. Elsewhere the arithmetic is composed from
 //! candle ops. On CUDA, from a parameter's second step on, the two passes are one kernel
 //! (`SgdBufferInPlace::then_apply`; `UNISAL_FUSED_SGD=0` keeps two). (Until session 6 the CUDA path made two new
-//! tensors a parameter and copied the weight back: three kernels and two allocations.)
+//! tensors a parameter and copied the weight back: three kernels and two allocations.) And every CUDA f32
+//! parameter whose gradient fits takes its step in one launch for all of them (`nn/cuda_sgd.rs`, also over strided
+//! gradients; `UNISAL_SGD_MULTI=0` goes back to a kernel a parameter).
 
 use crate::error::Result;
 use crate::nn::cpu_util::{
@@ -56,8 +58,12 @@ impl Sgd {
     /// (`crate::nn::backward`): those parameters would otherwise be skipped without a word.
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         crate::nn::packed_grads::ensure_collected()?;
-        for (var, buf) in self.vars.iter().zip(self.buffers.iter_mut()) {
-            let Some(grad) = grads.get(var.as_tensor()) else { continue };
+        #[cfg(feature = "cuda")]
+        let done = self.step_in_one_launch(grads)?;
+        #[cfg(not(feature = "cuda"))]
+        let done = vec![false; self.vars.len()];
+        for ((var, buf), done) in self.vars.iter().zip(self.buffers.iter_mut()).zip(done) {
+            let Some(grad) = grads.get(var.as_tensor()).filter(|_| !done) else { continue };
             let ours = cpu_float(var.as_tensor()) || gpu_f32(var.as_tensor());
             if ours && grad.dtype() == var.dtype() && var.as_tensor().is_contiguous() {
                 let g = grad.contiguous()?;
@@ -95,6 +101,62 @@ impl Sgd {
         }
         Ok(())
     }
+}
+
+#[cfg(feature = "cuda")]
+impl Sgd {
+    /// The step of every CUDA f32 parameter whose gradient fits (`nn/cuda_sgd.rs`) in one launch; which
+    /// parameters it took. None with `UNISAL_SGD_MULTI=0`, `UNISAL_FUSED_SGD=0` or `UNISAL_GPU_KERNELS=0`.
+    fn step_in_one_launch(&mut self, grads: &GradStore) -> Result<Vec<bool>> {
+        use crate::nn::cuda_sgd::{fits, step, Part};
+        let mut done = vec![false; self.vars.len()];
+        if !multi_step() || !one_kernel_step() {
+            return Ok(done);
+        }
+        let mut taken = Vec::new();
+        for (i, (var, buf)) in self.vars.iter().zip(self.buffers.iter_mut()).enumerate() {
+            let Some(grad) = grads.get(var.as_tensor()) else { continue };
+            if !gpu_f32(var.as_tensor()) || !fits(var.as_tensor(), grad) {
+                continue;
+            }
+            let first = buf.is_none();
+            if self.momentum != 0.0 && first {
+                // Written whole by the first step (the gradient, with weight decay).
+                *buf = Some(var.as_tensor().zeros_like()?);
+            }
+            taken.push((i, grad, first));
+        }
+        let parts: Vec<Part<'_>> = taken
+            .iter()
+            .map(|&(i, g, first)| Part {
+                w: self.vars[i].as_tensor(),
+                buf: self.buffers[i].as_ref().filter(|_| self.momentum != 0.0),
+                g,
+                first,
+            })
+            .collect();
+        // One launch per device (all of them on one, in practice).
+        let mut rest: Vec<Part<'_>> = parts;
+        while let Some(head) = rest.first() {
+            let dev = head.w.device().clone();
+            let (here, other): (Vec<_>, Vec<_>) =
+                rest.into_iter().partition(|p| p.w.device().same_device(&dev));
+            step(&here, (self.lr, self.momentum, self.weight_decay))?;
+            rest = other;
+        }
+        for (i, _, _) in taken {
+            done[i] = true;
+        }
+        Ok(done)
+    }
+}
+
+/// Whether CUDA f32 parameters take their step in one launch (`nn/cuda_sgd.rs`; `UNISAL_SGD_MULTI=0`: one
+/// kernel per parameter, for a comparison).
+#[cfg(feature = "cuda")]
+fn multi_step() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| crate::nn::env_not_off("UNISAL_SGD_MULTI"))
 }
 
 /// Whether a CUDA parameter's step with momentum is one kernel (`SgdBufferInPlace::then_apply`) rather than two

@@ -3,7 +3,8 @@
 //! - the UniSAL losses with their pseudo-labels, gates and contrastive masks computed on the device
 //!   (`LossPath::Device`, what training on a GPU uses) against the host path on the same tensors: the same counts,
 //!   totals and gradients (both paths see the same probabilities, so every gate decides alike);
-//! - the batch upload (on CUDA through pinned buffers used in turn): each tensor holds its batch's values.
+//! - the batch upload (on CUDA through pinned buffers used in turn): each tensor holds its batch's values;
+//! - SGD (on CUDA one launch for all parameters) over strided and offset gradients, as the block op's come.
 
 use candle_core::{Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -88,5 +89,60 @@ fn uploaded_batches_hold_their_values_while_the_buffers_turn() {
     for (k, (t, data)) in kept.iter().enumerate() {
         assert_eq!(t.dims()[0], data.len() / (3 * 8 * 8), "upload {k}: shape");
         assert_eq!(&host(t), data, "upload {k}: values");
+    }
+}
+
+#[test]
+fn sgd_over_strided_and_offset_gradients_follows_the_host_arithmetic() {
+    // On CUDA one launch updates every parameter (`nn/cuda_sgd.rs`). It reads a channels-last weight's gradient
+    // through its strides and a vector's at an offset of a packed buffer, as the block op's packed gradients come
+    // (`nn/packed_grads.rs`). With and without momentum, over a first and a second step, against PyTorch's SGD
+    // written out here.
+    let dev = device();
+    let (lr, wd) = (0.1f32, 1e-3f32);
+    for momentum in [0.9f32, 0.0] {
+        let w =
+            Var::from_tensor(&var(12, 4, 1.0, 70, &dev).as_tensor().reshape((4, 3, 2, 2)).unwrap()).unwrap();
+        let v = Var::from_tensor(&var(1, 5, 1.0, 71, &dev).as_tensor().reshape(5).unwrap()).unwrap();
+        let gw = var(16, 3, 2.0, 72, &dev)
+            .as_tensor()
+            .reshape((4, 2, 2, 3))
+            .unwrap()
+            .permute((0, 3, 1, 2))
+            .unwrap();
+        assert!(!gw.is_contiguous(), "a strided gradient");
+        let gv = var(1, 16, 2.0, 73, &dev).as_tensor().reshape(16).unwrap().narrow(0, 8, 5).unwrap();
+        let mut grads = (w.as_tensor().sum_all().unwrap() + v.as_tensor().sum_all().unwrap())
+            .unwrap()
+            .backward()
+            .unwrap();
+        grads.insert(w.as_tensor(), gw.clone());
+        grads.insert(v.as_tensor(), gv.clone());
+        let mut opt =
+            unisal_train::optim::Sgd::new(vec![w.clone(), v.clone()], lr as f64, momentum as f64, wd as f64);
+        let mut want: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = [(&w, &gw), (&v, &gv)]
+            .iter()
+            .map(|(p, g)| (host(p.as_tensor()), host(&g.contiguous().unwrap()), Vec::new()))
+            .collect();
+        for step in 0..2 {
+            opt.step(&grads).unwrap();
+            for (wv, gv, buf) in want.iter_mut() {
+                for i in 0..wv.len() {
+                    let d = gv[i] + wd * wv[i];
+                    let b = if step == 0 || momentum == 0.0 { d } else { momentum * buf[i] + d };
+                    if step == 0 {
+                        buf.push(b);
+                    } else {
+                        buf[i] = b;
+                    }
+                    wv[i] -= lr * b;
+                }
+            }
+        }
+        for ((p, name), (wv, _, _)) in [(&w, "weight"), (&v, "vector")].iter().zip(&want) {
+            let got = host(p.as_tensor());
+            let worst = got.iter().zip(wv).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst <= 1e-5, "momentum {momentum}: {name} off by {worst:.3e}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::cuda_backend::CudaDType;
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape};
 
-const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/unisal_kernels.ptx"));
+pub(crate) const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/unisal_kernels.ptx"));
 const THREADS: u32 = 256;
 
 /// The out-of-place kernels of `cuda/elementwise.cu`.

@@ -29,6 +29,8 @@ pub(crate) mod cpu_util;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_kernels;
 #[cfg(feature = "cuda")]
+pub(crate) mod cuda_sgd;
+#[cfg(feature = "cuda")]
 mod cudnn;
 #[cfg(feature = "cuda")]
 pub(crate) use cudnn::handle::release_workspaces as release_cudnn_workspaces;
