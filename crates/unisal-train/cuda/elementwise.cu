@@ -187,3 +187,25 @@ extern "C" __global__ void unisal_sgd_multi_f32(const unsigned long long* __rest
     w[i] = wv - lr * b;
   }
 }
+
+// The block op's parameter pack in one launch (nn/cuda_pack.rs): blockIdx.y picks a piece of the table, the x
+// dimension strides over its values. An entry is 6 words: the source (a variable's f32 values), the offset of the
+// piece in `out`, its count n, and, for a weight packed channels last (flag in the last word), C and kh * kw: the
+// piece is then [O, kh, kw, C] of a source [O, C, kh, kw].
+extern "C" __global__ void unisal_pack_f32(const unsigned long long* __restrict__ table, float* __restrict__ out) {
+  const unsigned long long* e = table + 6ull * blockIdx.y;
+  const float* src = reinterpret_cast<const float*>(e[0]);
+  float* dst = out + e[1];
+  const unsigned long long n = e[2], c = e[3], kk = e[4];
+  const bool nhwc = e[5] != 0ull;
+  for (unsigned long long j = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; j < n;
+       j += (unsigned long long)blockDim.x * gridDim.x) {
+    if (nhwc) {
+      const unsigned long long ci = j % c, r = j / c;
+      const unsigned long long s = r % kk, o = r / kk;
+      dst[j] = src[(o * c + ci) * kk + s];
+    } else {
+      dst[j] = src[j];
+    }
+  }
+}

@@ -188,8 +188,20 @@ impl BatchNorm2d {
     #[cfg(feature = "cuda")]
     #[allow(clippy::type_complexity)]
     pub(crate) fn cudnn_train_args(&self, dt: DType) -> Result<(Tensor, (Tensor, Tensor), (f64, f64))> {
-        let gb = Tensor::cat(&[&param_as(&self.weight, dt)?, &param_as(&self.bias, dt)?], 0)?;
-        Ok((gb, (param(&self.running_mean), param(&self.running_var)), (self.eps, self.momentum)))
+        let (running, args) = self.cudnn_train_running();
+        Ok((self.cudnn_train_gb(dt)?, running, args))
+    }
+
+    /// Gamma then beta in one tensor of type `dt` (in the graph).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cudnn_train_gb(&self, dt: DType) -> Result<Tensor> {
+        Ok(Tensor::cat(&[&param_as(&self.weight, dt)?, &param_as(&self.bias, dt)?], 0)?)
+    }
+
+    /// The running statistics and `(eps, momentum)` (`cudnn_train_args` without the parameters).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn cudnn_train_running(&self) -> ((Tensor, Tensor), (f64, f64)) {
+        ((param(&self.running_mean), param(&self.running_var)), (self.eps, self.momentum))
     }
 
     /// Updates the running statistics from batch statistics computed on the host (the CPU ops: this file's and

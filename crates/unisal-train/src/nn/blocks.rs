@@ -142,10 +142,10 @@ fn train_in(
     }
 }
 
-/// [`blocks_train`] (with `stem`: [`stem_blocks_train`]) on CUDA: the layers' parameters packed into one tensor
-/// (each piece 8-value aligned, as the cuDNN ops expect of their addresses; with `nhwc` each weight as
-/// `[O, k, k, C]`), one op; with `nhwc` its input and output transposed to and from channels last here, where
-/// candle's autograd takes care of their gradients.
+/// [`blocks_train`] (with `stem`: [`stem_blocks_train`]) on CUDA: the layers' parameters packed into one f32
+/// tensor (each piece 8-value aligned, as the cuDNN ops expect of their addresses; with `nhwc` each weight as
+/// `[O, k, k, C]`; by default in one launch, outside the graph), one op; with `nhwc` its input and output
+/// transposed to and from channels last here, where candle's autograd takes care of their gradients.
 #[cfg(feature = "cuda")]
 fn blocks_train_cuda(
     x: &Tensor,
@@ -159,21 +159,24 @@ fn blocks_train_cuda(
     // convolutions once a pass, and its batch norms read their f32 gamma and beta from it as they are: not a cast
     // of each piece here, nor of each batch norm's parameters at each call.
     let pdt = DType::F32;
-    let mut pieces: Vec<Tensor> = Vec::new();
-    let mut at = 0usize;
-    let mut push = |t: Tensor, pieces: &mut Vec<Tensor>| -> Result<usize> {
-        let pad = at.next_multiple_of(8) - at;
-        if pad > 0 {
-            pieces.push(Tensor::zeros(pad, pdt, x.device())?);
-        }
-        let start = at + pad;
-        at = start + t.elem_count();
-        pieces.push(t);
-        Ok(start)
-    };
-    // Outside the graph (`nn/packed_grads.rs`), where each variable's place in `p` is recorded for its gradient.
+    // Outside the graph (`nn/packed_grads.rs`, the default): each variable's place in `p` recorded, for the pack
+    // made in one launch (`nn/cuda_pack.rs`) and for the gradients; else the pieces, concatenated in the graph.
     let outside = super::packed_grads::enabled();
     let mut vars = super::packed_grads::PackedVars::default();
+    let mut pieces: Vec<Tensor> = Vec::new();
+    let mut at = 0usize;
+    // The next place (8-value aligned) for `n` values, and in the graph the piece `t` (made only there) put there.
+    let mut place = |n: usize, t: &dyn Fn() -> Result<Tensor>, pieces: &mut Vec<Tensor>| -> Result<usize> {
+        let start = at.next_multiple_of(8);
+        if !outside {
+            if start > at {
+                pieces.push(Tensor::zeros(start - at, pdt, x.device())?);
+            }
+            pieces.push(t()?);
+        }
+        at = start + n;
+        Ok(start)
+    };
     let mut layer = |(conv, bn): (&Conv2d, &BatchNorm2d),
                      dims: Dims,
                      relu: bool,
@@ -181,11 +184,14 @@ fn blocks_train_cuda(
      -> Result<Option<(BlockLayer, Dims)>> {
         let Some((mut op, w)) = conv.cudnn_train_part(dims, pdt)? else { return Ok(None) };
         op.nhwc = nhwc;
-        let w = if nhwc { w.permute((0, 2, 3, 1))?.contiguous()? } else { w };
-        let (gb, (mean, var), args) = bn.cudnn_train_args(pdt)?;
-        let c = gb.elem_count() / 2;
-        let w_at = push(w.flatten_all()?, pieces)?;
-        let gb_at = push(gb, pieces)?;
+        let ((mean, var), args) = bn.cudnn_train_running();
+        let c = op.out;
+        let w_at = place(
+            w.elem_count(),
+            &|| Ok(if nhwc { w.permute((0, 2, 3, 1))?.flatten_all()? } else { w.flatten_all()? }),
+            pieces,
+        )?;
+        let gb_at = place(2 * c, &|| bn.cudnn_train_gb(pdt), pieces)?;
         if outside {
             vars.push(conv.weight().as_tensor(), w_at, nhwc)?;
             vars.push(bn.weight().as_tensor(), gb_at, false)?;
@@ -224,11 +230,9 @@ fn blocks_train_cuda(
         };
         ops.push(Block::new(layers, down)?);
     }
-    let p = Tensor::cat(&pieces, 0)?;
-    let p = if outside { p.detach() } else { p };
-    // Outside the graph, `p` is made a variable of its own (one copy): a leaf, whose gradient candle neither needs
-    // nor walks, that keeps the op a node of the graph where `x` is the images (the stem in the op).
-    let p = if outside { candle_core::Var::from_tensor(&p)?.as_tensor().clone() } else { p };
+    // Outside the graph `p` is a variable of its own: a leaf, whose gradient candle neither needs nor walks, that
+    // keeps the op a node of the graph where `x` is the images (the stem in the op).
+    let p = if outside { super::cuda_pack::gather(&vars, at, x.device())? } else { Tensor::cat(&pieces, 0)? };
     let op = BlocksCudnn::new(stem, ops)?;
     let op = if outside { op.with_grads_to(std::sync::Arc::new(vars)) } else { op };
     if !nhwc {

@@ -29,6 +29,8 @@ pub(crate) mod cpu_util;
 #[cfg(feature = "cuda")]
 pub(crate) mod cuda_kernels;
 #[cfg(feature = "cuda")]
+mod cuda_pack;
+#[cfg(feature = "cuda")]
 pub(crate) mod cuda_sgd;
 #[cfg(feature = "cuda")]
 mod cudnn;

@@ -58,6 +58,11 @@ impl PackedVars {
         self.entries.len()
     }
 
+    /// Each variable's tensor, its offset and whether it is packed channels last, in the order recorded.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (&Tensor, usize, bool)> + '_ {
+        self.entries.iter().map(|e| (&e.var, e.offset, e.channels_last))
+    }
+
     /// Each variable with its gradient, a view of `dp` (the packed gradient, 1-d) cast to the variable's type.
     fn grads(&self, dp: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
         let mut cast: Option<Tensor> = None;

@@ -1,0 +1,98 @@
+//! The block op's parameter pack made in one CUDA launch (`unisal_pack_f32`, `cuda/elementwise.cu`): each
+//! variable's values copied to its place in a new f32 variable, a channels-last weight permuted to `[O, k, k, C]`
+//! on the way. Packing with candle ops cost a network some 200 kernels and 50 allocations a step: a concatenation
+//! of each batch norm's gamma and beta, one copy per piece into the pack, a copy of the pack into a variable, and
+//! under channels last a copy of each weight permuted. A table of the pieces' addresses, offsets and counts goes
+//! to the device with the launch; the pack is a variable of its own, zero in its alignment gaps
+//! (`nn/packed_grads.rs`).
+
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg, SyncOnDrop};
+use candle_core::{DType, Device, Storage, Tensor, Var};
+
+use super::packed_grads::PackedVars;
+
+/// Words of a table entry (see the kernel's note).
+const WORDS: usize = 6;
+/// Threads a block.
+const THREADS: u32 = 256;
+/// Blocks a piece at most (grid-stride beyond).
+const MAX_BLOCKS: usize = 512;
+/// Pieces a launch at most (the grid's y dimension).
+const MAX_PIECES: usize = 65_535;
+
+/// A new f32 variable of `len` values on `device` holding the variables of `vars` at their places (f32, contiguous,
+/// on `device`), zero elsewhere.
+pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_core::Result<Tensor> {
+    let pack = Var::zeros(len, DType::F32, device)?;
+    let cuda = device.as_cuda_device()?.clone();
+    let stream = cuda.cuda_stream();
+    let entries: Vec<_> = vars.entries().collect();
+    for (var, offset, _) in &entries {
+        let ok = var.dtype() == DType::F32 && var.is_contiguous() && var.device().same_device(device);
+        if !ok || offset + var.elem_count() > len {
+            candle_core::bail!(
+                "parameter pack: a piece of {:?} at {offset} does not fit {len} f32 values",
+                var.shape()
+            );
+        }
+    }
+    let (out_guard, out_layout) = pack.as_tensor().storage_and_layout();
+    let Storage::Cuda(out) = &*out_guard else {
+        candle_core::bail!("parameter pack: not on the CUDA device")
+    };
+    let out_at = out_layout.start_offset();
+    let guards: Vec<_> = entries.iter().map(|(v, _, _)| v.storage_and_layout()).collect();
+    for (part, guards) in entries.chunks(MAX_PIECES).zip(guards.chunks(MAX_PIECES)) {
+        let mut table: Vec<u64> = Vec::with_capacity(part.len() * WORDS);
+        let mut held: Vec<SyncOnDrop<'_>> = Vec::with_capacity(part.len());
+        let mut longest = 0usize;
+        for ((var, offset, channels_last), (s, l)) in part.iter().zip(guards) {
+            let Storage::Cuda(c) = &**s else {
+                candle_core::bail!("parameter pack: a variable is not on CUDA")
+            };
+            let (base, guard) = c.as_cuda_slice::<f32>()?.device_ptr(&stream);
+            held.push(guard);
+            let (o_c, kk) = match channels_last {
+                true => {
+                    let (_, c, kh, kw) = var.dims4()?;
+                    (c, kh * kw)
+                }
+                false => (1, 1),
+            };
+            let n = var.elem_count();
+            table.extend([base + 4 * l.start_offset() as u64, (out_at + offset) as u64, n as u64]);
+            table.extend([o_c as u64, kk as u64, u64::from(*channels_last)]);
+            longest = longest.max(n);
+        }
+        if part.is_empty() {
+            continue;
+        }
+        let table = stream
+            .clone_htod(&table)
+            .map_err(|e| candle_core::Error::Msg(format!("parameter pack: upload its table: {e:?}")))?;
+        let name = "unisal_pack_f32";
+        let func = cuda.get_or_load_custom_func(name, "unisal_elementwise", super::cuda_kernels::PTX)?;
+        let (out_base, out_sync) = out.as_cuda_slice::<f32>()?.device_ptr(&stream);
+        let mut b = func.builder();
+        b.arg(&table);
+        b.arg(&out_base);
+        let blocks = longest.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS) as u32;
+        let cfg = LaunchConfig {
+            grid_dim: (blocks, part.len() as u32, 1),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        super::op_profile::timed(name, &stream, || {
+            // SAFETY: the table holds, for each piece, the address of a variable's n contiguous f32 values and an
+            // offset in the pack that leaves room for them (checked above); the pack and the variables outlive the
+            // kernel (candle frees memory in stream order). The pack is written through its read guard's address,
+            // as the batch norm writes its running statistics: nothing else holds it yet.
+            unsafe { b.launch(cfg) }
+                .map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
+            Ok(())
+        })?;
+        drop((held, out_sync));
+    }
+    drop(out_guard);
+    Ok(pack.as_tensor().clone())
+}
