@@ -133,6 +133,15 @@ run_case "r50-224-dual-train-bf16-nhwc-graph" "UNISAL_BLOCK_NHWC=1 UNISAL_CUDNN_
 # batch's step time it says whether that step waits on the host.
 run_case "r50-224-dual-b8-hostfloor" "" "train $common --model resnet50 --size 224 --batch 8 --dual" "train $common --model resnet50 --size 224 --batch 8 --dual"
 run_case "r50-224-dual-b8-hostfloor-bf16-nhwc" "UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 8 --dual --amp bf16" "train $common --model resnet50 --size 224 --batch 8 --dual --amp bf16 --channels-last"
+# Session 16 (no GPU; written blind): the host's work of a step cut (the pack made in one launch outside the graph and
+# its gradient handed to the variables as views, nn/packed_grads.rs and nn/cuda_pack.rs; SGD in one launch,
+# nn/cuda_sgd.rs; the stem in the block op in either layout). These rows switch those three back off, for the
+# difference; the plain rows above and below have them on.
+old_host="UNISAL_PACKED_GRADS=0 UNISAL_SGD_MULTI=0 UNISAL_BLOCK_STEM=0"
+run_case "r50-224-dual-train-oldhost" "$old_host" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-bf16-oldhost" "$old_host" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
+run_case "r50-224-dual-train-bf16-nhwc-oldhost" "$old_host UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
+run_case "r50-224-dual-b8-hostfloor-oldhost" "$old_host" "train $common --model resnet50 --size 224 --batch 8 --dual" "-"
 run_case "r18-224-b64-train-nhwc"     "UNISAL_BLOCK_NHWC=1" "train $common $r18" "-"
 run_case "r50-224-dual-train-nhwc"    "UNISAL_BLOCK_NHWC=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-tf32"     "UNISAL_TF32=1"        "train $common $r18" "train $common $r18 --tf32"
