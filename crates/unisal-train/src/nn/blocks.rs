@@ -186,6 +186,12 @@ fn blocks_train_cuda(
         op.nhwc = nhwc;
         let ((mean, var), args) = bn.cudnn_train_running();
         let c = op.out;
+        if bn.weight().as_tensor().elem_count() != c || bn.bias().as_tensor().elem_count() != c {
+            return Err(crate::error::TrainError::InvalidModel(format!(
+                "ResNet blocks: a batch norm of {:?} channels after a convolution of {c}",
+                bn.weight().shape()
+            )));
+        }
         let w_at = place(
             w.elem_count(),
             &|| Ok(if nhwc { w.permute((0, 2, 3, 1))?.flatten_all()? } else { w.flatten_all()? }),
