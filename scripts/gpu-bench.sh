@@ -252,6 +252,19 @@ if want events-bf16; then
     tail -n 20 "$OUT/events-r50-dual-bf16-nhwc$layout.txt"
   done
 fi
+# Session 16: where the host's time of the dual ResNet-50 step goes, by op (UNISAL_OP_PROFILE=host: nothing waits,
+# each op's time to enqueue; the step's host time beyond their sum is candle's own ops and graph walk), bf16 channels
+# last, bf16 and fp32: whether cuDNN's calls, our launches or candle's ops hold the bf16 step (host-bound in run 12).
+if want hostprofile; then
+  for cfg in "bf16-nhwc:UNISAL_BLOCK_NHWC=1:--amp bf16" "bf16::--amp bf16" "fp32::"; do
+    IFS=: read -r tag cenv cargs <<< "$cfg"
+    echo "== host profile, dual ResNet-50 $tag (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
+    # shellcheck disable=SC2086
+    env $cenv UNISAL_OP_PROFILE=host timeout 120 "$bin" bench train $common --model resnet50 --size 224 --batch 128 \
+      --dual $cargs --steps 4 > "$OUT/hostprofile-r50-dual-$tag.txt" 2>&1
+    tail -n 24 "$OUT/hostprofile-r50-dual-$tag.txt"
+  done
+fi
 # 3. The loop on the real pool (packed by gpu-pack.sh): import, dual training with the UniSAL losses (gpu-sim
 #    preset, UNISAL.md section 5: ResNet-18 at 128 px, 64 + 64), prediction of the pool, selection, test.
 #    Default: kernels on, two rounds of SIM_ITERS (100); kernels off (candle's composed ops): round 0 of 40, for its
