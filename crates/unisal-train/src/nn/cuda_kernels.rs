@@ -197,3 +197,25 @@ pub(crate) fn update(
     // n of each input.
     unsafe { launch(name, &dev, n, b) }
 }
+
+/// Blocks a table entry at most in [`per_entry_config`] (grid-stride beyond).
+const MAX_ENTRY_BLOCKS: usize = 512;
+
+/// Table entries a launch at most (the grid's y dimension): callers launch in chunks of this many.
+pub(crate) const MAX_ENTRIES: usize = 65_535;
+
+/// The launch of a table kernel (`cuda_sgd.rs`, `cuda_pack.rs`): a row of blocks per entry (the grid's y), each row
+/// enough blocks of [`THREADS`] for the longest entry's `longest` values, at most [`MAX_ENTRY_BLOCKS`].
+pub(crate) fn per_entry_config(longest: usize, entries: usize) -> LaunchConfig {
+    let blocks = longest.div_ceil(THREADS as usize).clamp(1, MAX_ENTRY_BLOCKS) as u32;
+    LaunchConfig { grid_dim: (blocks, entries as u32, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+}
+
+/// A table kernel's table (addresses, counts, flags as `u64` words) on the device, for one launch.
+pub(crate) fn upload_table(
+    stream: &std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaStream>,
+    table: &[u64],
+    what: &str,
+) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaSlice<u64>> {
+    stream.clone_htod(table).map_err(|e| candle_core::Error::Msg(format!("{what}: upload its table: {e:?}")))
+}

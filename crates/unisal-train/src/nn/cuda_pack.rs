@@ -6,19 +6,14 @@
 //! to the device with the launch; the pack is a variable of its own, zero in its alignment gaps
 //! (`nn/packed_grads.rs`).
 
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, LaunchConfig, PushKernelArg, SyncOnDrop};
+use candle_core::cuda_backend::cudarc::driver::{DevicePtr, PushKernelArg, SyncOnDrop};
 use candle_core::{DType, Device, Storage, Tensor, Var};
 
+use super::cuda_kernels::{per_entry_config, upload_table, MAX_ENTRIES};
 use super::packed_grads::PackedVars;
 
 /// Words of a table entry (see the kernel's note).
 const WORDS: usize = 6;
-/// Threads a block.
-const THREADS: u32 = 256;
-/// Blocks a piece at most (grid-stride beyond).
-const MAX_BLOCKS: usize = 512;
-/// Pieces a launch at most (the grid's y dimension).
-const MAX_PIECES: usize = 65_535;
 
 /// A new f32 variable of `len` values on `device` holding the variables of `vars` at their places (f32, contiguous,
 /// on `device`), zero elsewhere.
@@ -42,7 +37,7 @@ pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_c
     };
     let out_at = out_layout.start_offset();
     let guards: Vec<_> = entries.iter().map(|(v, _, _)| v.storage_and_layout()).collect();
-    for (part, guards) in entries.chunks(MAX_PIECES).zip(guards.chunks(MAX_PIECES)) {
+    for (part, guards) in entries.chunks(MAX_ENTRIES).zip(guards.chunks(MAX_ENTRIES)) {
         let mut table: Vec<u64> = Vec::with_capacity(part.len() * WORDS);
         let mut held: Vec<SyncOnDrop<'_>> = Vec::with_capacity(part.len());
         let mut longest = 0usize;
@@ -67,21 +62,14 @@ pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_c
         if part.is_empty() {
             continue;
         }
-        let table = stream
-            .clone_htod(&table)
-            .map_err(|e| candle_core::Error::Msg(format!("parameter pack: upload its table: {e:?}")))?;
+        let table = upload_table(&stream, &table, "parameter pack")?;
         let name = "unisal_pack_f32";
         let func = cuda.get_or_load_custom_func(name, "unisal_elementwise", super::cuda_kernels::PTX)?;
         let (out_base, out_sync) = out.as_cuda_slice::<f32>()?.device_ptr(&stream);
         let mut b = func.builder();
         b.arg(&table);
         b.arg(&out_base);
-        let blocks = longest.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS) as u32;
-        let cfg = LaunchConfig {
-            grid_dim: (blocks, part.len() as u32, 1),
-            block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: 0,
-        };
+        let cfg = per_entry_config(longest, part.len());
         super::op_profile::timed(name, &stream, || {
             // SAFETY: the table holds, for each piece, the address of a variable's n contiguous f32 values and an
             // offset in the pack that leaves room for them (checked above); the pack and the variables outlive the

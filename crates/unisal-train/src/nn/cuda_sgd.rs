@@ -8,10 +8,10 @@
 //! buffers are written through the addresses of their storages' read guards, as the batch norm writes its running
 //! statistics: the optimiser owns them, and the step's work is in stream order.
 
-use candle_core::cuda_backend::cudarc::driver::{
-    CudaStream, DevicePtr, LaunchConfig, PushKernelArg, SyncOnDrop,
-};
+use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, PushKernelArg, SyncOnDrop};
 use candle_core::{DType, Storage, Tensor};
+
+use super::cuda_kernels::{per_entry_config, upload_table, MAX_ENTRIES};
 
 /// One parameter's part of a step: its weight, its momentum buffer (`None` without momentum), its gradient, and
 /// whether this is its first step (the buffer then becomes the gradient, whatever it held).
@@ -24,12 +24,6 @@ pub(crate) struct Part<'a> {
 
 /// Words of a table entry (see the kernel's note).
 const WORDS: usize = 13;
-/// Threads a block.
-const THREADS: u32 = 256;
-/// Blocks a parameter at most (grid-stride beyond).
-const MAX_BLOCKS: usize = 512;
-/// Parameters a launch at most (the grid's y dimension).
-const MAX_PARTS: usize = 65_535;
 
 /// Whether the weight `w` and its gradient `g` can take the one-launch step: f32 on the same CUDA device, the
 /// weight contiguous, the gradient of its shape and contiguous or 4-d.
@@ -49,7 +43,7 @@ pub(crate) fn step(
     parts: &[Part<'_>],
     (lr, momentum, weight_decay): (f64, f64, f64),
 ) -> candle_core::Result<()> {
-    for chunk in parts.chunks(MAX_PARTS) {
+    for chunk in parts.chunks(MAX_ENTRIES) {
         step_chunk(chunk, [lr as f32, momentum as f32, weight_decay as f32])?;
     }
     Ok(())
@@ -103,9 +97,7 @@ fn step_chunk(parts: &[Part<'_>], [lr, momentum, wd]: [f32; 3]) -> candle_core::
         table.push(flags);
         longest = longest.max(n);
     }
-    let table = stream
-        .clone_htod(&table)
-        .map_err(|e| candle_core::Error::Msg(format!("sgd: upload the parameter table: {e:?}")))?;
+    let table = upload_table(&stream, &table, "sgd")?;
     let name = "unisal_sgd_multi_f32";
     let func = cuda.get_or_load_custom_func(name, "unisal_elementwise", super::cuda_kernels::PTX)?;
     let mut b = func.builder();
@@ -113,12 +105,7 @@ fn step_chunk(parts: &[Part<'_>], [lr, momentum, wd]: [f32; 3]) -> candle_core::
     b.arg(&lr);
     b.arg(&momentum);
     b.arg(&wd);
-    let blocks = longest.div_ceil(THREADS as usize).clamp(1, MAX_BLOCKS) as u32;
-    let cfg = LaunchConfig {
-        grid_dim: (blocks, parts.len() as u32, 1),
-        block_dim: (THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
+    let cfg = per_entry_config(longest, parts.len());
     super::op_profile::timed(name, &stream, || {
         // SAFETY: the table holds, for each part, the addresses of a weight, a buffer (with momentum) and a
         // gradient of n values each (the gradient through its strides), alive until the kernel has run: their
