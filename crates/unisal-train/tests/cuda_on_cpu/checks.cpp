@@ -1,10 +1,10 @@
-// Checks of the table kernels of cuda/elementwise.cu run on the CPU (tests/cuda_kernels_on_cpu.rs puts the kernels'
-// own source before this file, with blockIdx, threadIdx, blockDim and gridDim as globals and a loop over the grid):
-// the parameter pack (unisal_pack_f32) and SGD over many parameters (unisal_sgd_multi_f32), with their tables laid
-// out as nn/cuda_pack.rs and nn/cuda_sgd.rs lay them out. Prints "ok" or the first mismatch, and exits non-zero on one.
+// Checks of the kernels of cuda/elementwise.cu run on the CPU (tests/cuda_kernels_on_cpu.rs puts prelude.hpp and the
+// whole .cu file before this file): `run` loops over the grid, each thread's body one after the other. Every kernel
+// against the arithmetic written out, through both paths of the vectorised ones (16-byte aligned buffers, and a
+// view one value off) and their tails; the table kernels (the parameter pack, SGD over many parameters) with their
+// tables laid out as nn/cuda_pack.rs and nn/cuda_sgd.rs lay them out. Prints "ok" or the first mismatch, and exits
+// non-zero on one.
 
-#include <cmath>
-#include <cstdint>
 #include <cstdio>
 #include <vector>
 
@@ -97,8 +97,74 @@ static int sgd(float mom) {
   return 0;
 }
 
+typedef void (*Map)(const float*, const float*, const float*, float*, unsigned long long, float, float, float);
+typedef void (*MapBf16)(const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*,
+                        unsigned long long, float, float, float);
+
+static float ref_relu(float x, float) { return x < 0.f ? 0.f : x; }
+static float ref_add_relu(float x, float y) { return x + y < 0.f ? 0.f : x + y; }
+static float ref_mask(float dy, float y) { return y > 0.f ? dy : 0.f; }
+
+// Inputs of 45 values (ten a third negative, one exactly 0), out of 48-value buffers: at offset 0 the vectorised
+// path and its tail run; at offset 1 (4 bytes, or 2 in bf16, off 16-byte alignment) the one-at-a-time path. The
+// launch is small (2 blocks of 3 threads), so every thread strides.
+static float input(int k, int i) { return i == 5 ? 0.f : 0.37f * ((i * (7 + k)) % 19) - 2.1f; }
+
+static int maps() {
+  const int n = 45;
+  const struct {
+    const char* name;
+    Map f32;
+    MapBf16 bf16;
+    float (*ref)(float, float);
+  } all[] = {{"relu", unisal_relu_f32, unisal_relu_bf16, ref_relu},
+             {"add_relu", unisal_add_relu_f32, unisal_add_relu_bf16, ref_add_relu},
+             {"relu_mask", unisal_relu_mask_f32, unisal_relu_mask_bf16, ref_mask}};
+  for (const auto& k : all)
+    for (int off = 0; off < 2; off++) {
+      alignas(16) float a[48], b[48], out[48];
+      alignas(16) __nv_bfloat16 ah[48], bh[48], oh[48];
+      for (int i = 0; i < 48; i++) {
+        a[i] = input(0, i), b[i] = input(1, i), out[i] = -99.f;
+        ah[i] = __float2bfloat16(a[i]), bh[i] = __float2bfloat16(b[i]), oh[i] = __float2bfloat16(-99.f);
+      }
+      run({2, 1, 1}, {3, 1, 1}, [&] { k.f32(a + off, b + off, a + off, out + off, n, 0.f, 0.f, 0.f); });
+      run({2, 1, 1}, {3, 1, 1}, [&] { k.bf16(ah + off, bh + off, ah + off, oh + off, n, 0.f, 0.f, 0.f); });
+      for (int i = 0; i < 48; i++) {
+        bool in = i >= off && i < off + n;
+        float want = in ? k.ref(a[i], b[i]) : -99.f;
+        if (out[i] != want) return fail(k.name, i, out[i], want);
+        float wh = in ? __bfloat162float(__float2bfloat16(k.ref(__bfloat162float(ah[i]), __bfloat162float(bh[i]))))
+                      : -99.f;
+        if (__bfloat162float(oh[i]) != wh) return fail(k.name, i, __bfloat162float(oh[i]), wh);
+      }
+    }
+  return 0;
+}
+
+// The per-parameter SGD kernels: the first buffer, the buffer in place, the weight in place, the fused step.
+static int sgd_kernels() {
+  const int n = 11;
+  const float lr = 0.1f, mom = 0.9f, wd = 0.01f;
+  float w[n], g[n], buf[n], first[n], w2[n], buf2[n];
+  for (int i = 0; i < n; i++) w[i] = w2[i] = 0.2f * i - 1.f, g[i] = 0.3f - 0.05f * i, buf[i] = buf2[i] = 0.5f;
+  run({2, 1, 1}, {4, 1, 1}, [&] { unisal_sgd_buffer_f32(w, g, w, first, n, 0.f, wd, 0.f); });
+  run({2, 1, 1}, {4, 1, 1}, [&] { unisal_sgd_buffer_in_place_f32(w, g, buf, n, mom, wd, 0.f); });
+  run({2, 1, 1}, {4, 1, 1}, [&] { unisal_sgd_apply_in_place_f32(buf, buf, w, n, lr, 0.f, 0.f); });
+  run({2, 1, 1}, {4, 1, 1}, [&] { unisal_sgd_step_in_place_f32(w2, g, buf2, n, mom, wd, lr); });
+  for (int i = 0; i < n; i++) {
+    float w0 = 0.2f * i - 1.f, d = g[i] + wd * w0, b = mom * 0.5f + d;
+    if (std::fabs(first[i] - d) > 1e-6f) return fail("sgd first buffer", i, first[i], d);
+    if (std::fabs(buf[i] - b) > 1e-6f) return fail("sgd buffer in place", i, buf[i], b);
+    if (std::fabs(w[i] - (w0 - lr * b)) > 1e-6f) return fail("sgd apply in place", i, w[i], w0 - lr * b);
+    if (std::fabs(buf2[i] - b) > 1e-6f || std::fabs(w2[i] - (w0 - lr * b)) > 1e-6f)
+      return fail("sgd step in place", i, w2[i], w0 - lr * b);
+  }
+  return 0;
+}
+
 int main() {
-  if (pack() || sgd(0.9f) || sgd(0.f)) return 1;
+  if (maps() || sgd_kernels() || pack() || sgd(0.9f) || sgd(0.f)) return 1;
   std::printf("ok\n");
   return 0;
 }
