@@ -5,9 +5,9 @@
 //! The `.cu` file is compiled whole with the host's C++ compiler after `tests/cuda_on_cpu/prelude.hpp`. That
 //! prelude makes `__global__` and the other qualifiers nothing and `blockIdx`, `threadIdx`, `blockDim` and
 //! `gridDim` globals, and gives the vector and bf16 types and conversions. `tests/cuda_on_cpu/checks.cpp` then runs
-//! each kernel under a loop over a small grid, the tables laid out as `nn/cuda_pack.rs` and `nn/cuda_sgd.rs` lay
-//! them out, against the arithmetic written out. Where no C++ compiler is installed, the test says so and passes
-//! (CI installs one: `build-essential`).
+//! each kernel under a loop over a small grid, the tables laid out as `nn/kernel_tables.rs` lays them out, against
+//! the arithmetic written out. Where no C++ compiler is installed, the test says so and passes (CI installs one:
+//! `build-essential`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

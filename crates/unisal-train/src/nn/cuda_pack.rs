@@ -10,10 +10,8 @@ use candle_core::cuda_backend::cudarc::driver::{DevicePtr, PushKernelArg, SyncOn
 use candle_core::{DType, Device, Storage, Tensor, Var};
 
 use super::cuda_kernels::{per_entry_config, upload_table, MAX_ENTRIES};
+use super::kernel_tables::{pack_entry, PACK_WORDS};
 use super::packed_grads::PackedVars;
-
-/// Words of a table entry (see the kernel's note).
-const WORDS: usize = 6;
 
 /// A new f32 variable of `len` values on `device` holding the variables of `vars` at their places (f32, contiguous,
 /// on `device`), zero elsewhere.
@@ -38,7 +36,7 @@ pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_c
     let out_at = out_layout.start_offset();
     let guards: Vec<_> = entries.iter().map(|(v, _, _)| v.storage_and_layout()).collect();
     for (part, guards) in entries.chunks(MAX_ENTRIES).zip(guards.chunks(MAX_ENTRIES)) {
-        let mut table: Vec<u64> = Vec::with_capacity(part.len() * WORDS);
+        let mut table: Vec<u64> = Vec::with_capacity(part.len() * PACK_WORDS);
         let mut held: Vec<SyncOnDrop<'_>> = Vec::with_capacity(part.len());
         let mut longest = 0usize;
         for ((var, offset, channels_last), (s, l)) in part.iter().zip(guards) {
@@ -47,16 +45,13 @@ pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_c
             };
             let (base, guard) = c.as_cuda_slice::<f32>()?.device_ptr(&stream);
             held.push(guard);
-            let (o_c, kk) = match channels_last {
-                true => {
-                    let (_, c, kh, kw) = var.dims4()?;
-                    (c, kh * kw)
-                }
-                false => (1, 1),
-            };
             let n = var.elem_count();
-            table.extend([base + 4 * l.start_offset() as u64, (out_at + offset) as u64, n as u64]);
-            table.extend([o_c as u64, kk as u64, u64::from(*channels_last)]);
+            table.extend(pack_entry(
+                base + 4 * l.start_offset() as u64,
+                out_at + offset,
+                var.shape(),
+                *channels_last,
+            )?);
             longest = longest.max(n);
         }
         if part.is_empty() {

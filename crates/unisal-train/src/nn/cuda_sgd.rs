@@ -12,6 +12,7 @@ use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, PushKerne
 use candle_core::{DType, Storage, Tensor};
 
 use super::cuda_kernels::{per_entry_config, upload_table, MAX_ENTRIES};
+use super::kernel_tables::{sgd_entry, SGD_WORDS};
 
 /// One parameter's part of a step: its weight, its momentum buffer (`None` without momentum), its gradient, and
 /// whether this is its first step (the buffer then becomes the gradient, whatever it held).
@@ -21,9 +22,6 @@ pub(crate) struct Part<'a> {
     pub g: &'a Tensor,
     pub first: bool,
 }
-
-/// Words of a table entry (see the kernel's note).
-const WORDS: usize = 13;
 
 /// Whether the weight `w` and its gradient `g` can take the one-launch step: f32 on the same CUDA device, the
 /// weight contiguous, the gradient of its shape and contiguous or 4-d.
@@ -57,7 +55,7 @@ fn step_chunk(parts: &[Part<'_>], [lr, momentum, wd]: [f32; 3]) -> candle_core::
         .iter()
         .map(|p| (p.w.storage_and_layout(), p.buf.map(Tensor::storage_and_layout), p.g.storage_and_layout()))
         .collect();
-    let mut table: Vec<u64> = Vec::with_capacity(parts.len() * WORDS);
+    let mut table: Vec<u64> = Vec::with_capacity(parts.len() * SGD_WORDS);
     let mut longest = 0usize;
     // The address guards (no-ops with event tracking off, `device.rs`) live until the launch is enqueued.
     let mut held = Vec::with_capacity(parts.len() * 3);
@@ -82,19 +80,7 @@ fn step_chunk(parts: &[Part<'_>], [lr, momentum, wd]: [f32; 3]) -> candle_core::
             _ => 0,
         };
         let g_at = address(g, &stream, &mut held)?;
-        let strided = !g.1.is_contiguous();
-        let (dims, strides) = match strided {
-            true => (p.w.dims4()?, {
-                let s = g.1.stride();
-                (s[0], s[1], s[2], s[3])
-            }),
-            false => ((1, 1, 1, 1), (0, 0, 0, 0)),
-        };
-        let flags = u64::from(strided) | (u64::from(p.first) << 1);
-        table.extend([w_at, buf_at, g_at, n as u64]);
-        table.extend([dims.0, dims.1, dims.2, dims.3].map(|d| d as u64));
-        table.extend([strides.0, strides.1, strides.2, strides.3].map(|s| s as u64));
-        table.push(flags);
+        table.extend(sgd_entry([w_at, buf_at, g_at], p.w.shape(), g.1, p.first)?);
         longest = longest.max(n);
     }
     let table = upload_table(&stream, &table, "sgd")?;

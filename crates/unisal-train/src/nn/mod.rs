@@ -45,6 +45,8 @@ mod gemm_cpu;
 mod graph_mode;
 mod im2col;
 mod init;
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+mod kernel_tables;
 mod lanes_cpu;
 mod linear;
 mod no_grad;

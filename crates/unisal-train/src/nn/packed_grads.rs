@@ -64,7 +64,7 @@ impl PackedVars {
     }
 
     /// Each variable with its gradient, a view of `dp` (the packed gradient, 1-d) cast to the variable's type.
-    fn grads(&self, dp: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
+    pub(crate) fn grads(&self, dp: &Tensor) -> Result<Vec<(Tensor, Tensor)>> {
         let mut cast: Option<Tensor> = None;
         let mut out = Vec::with_capacity(self.entries.len());
         for e in &self.entries {

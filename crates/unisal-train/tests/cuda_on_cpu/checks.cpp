@@ -2,8 +2,8 @@
 // whole .cu file before this file): `run` loops over the grid, each thread's body one after the other. Every kernel
 // against the arithmetic written out, through both paths of the vectorised ones (16-byte aligned buffers, and a
 // view one value off) and their tails; the table kernels (the parameter pack, SGD over many parameters) with their
-// tables laid out as nn/cuda_pack.rs and nn/cuda_sgd.rs lay them out. Prints "ok" or the first mismatch, and exits
-// non-zero on one.
+// tables laid out as nn/kernel_tables.rs lays them out (its unit tests check the same entries). Prints "ok" or the
+// first mismatch, and exits non-zero on one.
 
 #include <cstdio>
 #include <vector>
