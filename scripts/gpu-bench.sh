@@ -44,6 +44,17 @@ for t in "$PACK"/tests/*.xz; do
     else
       echo "  ... and FAIL with UNISAL_GPU_KERNELS=0 too (test-$name-composed.log)"
     fi
+    # Which recent default is at fault: the same test with each switched off in turn (BISECT, space-separated
+    # environments; session 16's blind changes by default), so that one device call both finds and names it.
+    for e in ${BISECT:-UNISAL_PACKED_GRADS=0 UNISAL_SGD_MULTI=0 UNISAL_BLOCK_STEM=0 UNISAL_CUDNN_REUSE=0 UNISAL_FUSED_BLOCK=0}; do
+      tag=$(echo "$e" | tr -c 'A-Za-z0-9=\n' '_' | tr '=' '-')
+      # shellcheck disable=SC2086
+      if env $e timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name-bisect-$tag.log" 2>&1; then
+        echo "  ... PASS with $e"
+      else
+        echo "  ... FAIL with $e too"
+      fi
+    done
   fi
   # The same tests again under each opt-in switch of TEST_ALSO (comma-separated environments, e.g.
   # TEST_ALSO="UNISAL_CUDNN_GRAPH=auto,UNISAL_BLOCK_ACCUMULATE=1"): what must pass before a switch becomes a default.
