@@ -28,8 +28,8 @@ use super::conv_choice::{cached, key, workspace_bytes};
 use super::ffi::{self, Api, Ptr};
 use super::graph::{self, Pass};
 use super::handle::{
-    by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, with_workspace, CudnnElem,
-    Desc, ONE, ZERO,
+    by_elem, check, input, kept, output, ptr, ptr_mut, scale, storage, with_handle, with_workspace,
+    CudnnElem, Desc, ONE, ZERO,
 };
 use crate::nn::conv_backward::{dw_offset, ConvBackwardOp};
 use crate::nn::conv_cpu::ConvOp;
@@ -55,21 +55,15 @@ thread_local! {
 pub(super) fn descs(op: &ConvOp, data: c_int) -> candle_core::Result<Rc<Descs>> {
     let (g, out) = (op.g, op.out);
     let key = [g.n, g.c, g.h, g.w, g.k, g.stride, g.pad, out, data as usize, op.nhwc as usize];
-    let reuse = super::reuse();
-    if let Some(d) = DESCS.with(|m| m.borrow().get(&key).cloned()).filter(|_| reuse) {
-        return Ok(d);
-    }
-    let d = Rc::new(Descs {
-        x: Desc::tensor4([g.n, g.c, g.h, g.w], data, op.nhwc)?,
-        w: Desc::filter_in([out, g.c, g.k, g.k], data, op.nhwc)?,
-        conv: Desc::conv(g.pad, g.stride)?,
-        y: Desc::tensor4([g.n, out, g.ho(), g.wo()], data, op.nhwc)?,
-        data,
-    });
-    if reuse {
-        DESCS.with(|m| m.borrow_mut().insert(key, d.clone()));
-    }
-    Ok(d)
+    kept(&DESCS, key, || {
+        Ok(Descs {
+            x: Desc::tensor4([g.n, g.c, g.h, g.w], data, op.nhwc)?,
+            w: Desc::filter_in([out, g.c, g.k, g.k], data, op.nhwc)?,
+            conv: Desc::conv(g.pad, g.stride)?,
+            y: Desc::tensor4([g.n, out, g.ho(), g.wo()], data, op.nhwc)?,
+            data,
+        })
+    })
 }
 
 /// The forward pass's algorithm for `op` (cached; see [`cached`]).

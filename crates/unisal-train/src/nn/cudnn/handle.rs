@@ -196,6 +196,24 @@ pub(crate) struct Desc {
     destroy: unsafe extern "C" fn(Ptr) -> Status,
 }
 
+/// The value `make` makes for `key`, made once per thread and kept in `cache` (descriptors never change), or made
+/// anew at each call with `UNISAL_CUDNN_REUSE=0`: the convolutions' descriptors (`conv.rs`) and the batch norms'.
+pub(crate) fn kept<K: std::hash::Hash + Eq, V>(
+    cache: &'static std::thread::LocalKey<RefCell<HashMap<K, Rc<V>>>>,
+    key: K,
+    make: impl FnOnce() -> candle_core::Result<V>,
+) -> candle_core::Result<Rc<V>> {
+    if !super::reuse() {
+        return Ok(Rc::new(make()?));
+    }
+    if let Some(v) = cache.with(|m| m.borrow().get(&key).cloned()) {
+        return Ok(v);
+    }
+    let v = Rc::new(make()?);
+    cache.with(|m| m.borrow_mut().insert(key, v.clone()));
+    Ok(v)
+}
+
 impl Drop for Desc {
     fn drop(&mut self) {
         let _ = unsafe { (self.destroy)(self.ptr) };
@@ -248,16 +266,7 @@ impl Desc {
         thread_local! {
             static KEPT: RefCell<Kept> = RefCell::new(HashMap::new());
         }
-        let key = (dims, data, nhwc);
-        if !super::reuse() {
-            return Ok(Rc::new(Self::tensor4(dims, data, nhwc)?));
-        }
-        if let Some(d) = KEPT.with(|m| m.borrow().get(&key).cloned()) {
-            return Ok(d);
-        }
-        let d = Rc::new(Self::tensor4(dims, data, nhwc)?);
-        KEPT.with(|m| m.borrow_mut().insert(key, d.clone()));
-        Ok(d)
+        kept(&KEPT, (dims, data, nhwc), || Self::tensor4(dims, data, nhwc))
     }
 
     /// [`Desc::channels`], kept as [`Desc::tensor4_kept`] keeps its descriptors.
