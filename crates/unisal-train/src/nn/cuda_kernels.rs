@@ -6,7 +6,8 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::cudarc::driver::{
-    CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg,
+    CudaSlice, CudaStream, CudaView, DevicePtr, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg,
+    SyncOnDrop,
 };
 use candle_core::cuda_backend::CudaDType;
 use candle_core::{CudaDevice, CudaStorage, DType, Layout, Shape};
@@ -151,11 +152,25 @@ unsafe fn launch(
     name: &'static str,
     dev: &CudaDevice,
     n: usize,
-    mut b: LaunchArgs<'_>,
+    b: LaunchArgs<'_>,
 ) -> candle_core::Result<()> {
     let blocks = n.div_ceil(THREADS as usize).min(1 << 20) as u32;
     let cfg = LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 };
-    super::op_profile::timed(name, &dev.cuda_stream(), || {
+    // SAFETY: the caller's contract.
+    unsafe { launch_with(name, &dev.cuda_stream(), b, cfg) }
+}
+
+/// Launches `b` as `cfg` says on `stream`, timed by the op profile under `name`.
+///
+/// # Safety
+/// `b` must hold the kernel's arguments, with buffers of the lengths the kernel reads and writes under `cfg`.
+pub(crate) unsafe fn launch_with(
+    name: &'static str,
+    stream: &std::sync::Arc<CudaStream>,
+    mut b: LaunchArgs<'_>,
+    cfg: LaunchConfig,
+) -> candle_core::Result<()> {
+    super::op_profile::timed(name, stream, || {
         // SAFETY: see the function's contract.
         unsafe { b.launch(cfg) }.map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
         Ok(())
@@ -213,9 +228,26 @@ pub(crate) fn per_entry_config(longest: usize, entries: usize) -> LaunchConfig {
 
 /// A table kernel's table (addresses, counts, flags as `u64` words) on the device, for one launch.
 pub(crate) fn upload_table(
-    stream: &std::sync::Arc<candle_core::cuda_backend::cudarc::driver::CudaStream>,
+    stream: &std::sync::Arc<CudaStream>,
     table: &[u64],
     what: &str,
-) -> candle_core::Result<candle_core::cuda_backend::cudarc::driver::CudaSlice<u64>> {
+) -> candle_core::Result<CudaSlice<u64>> {
     stream.clone_htod(table).map_err(|e| candle_core::Error::Msg(format!("{what}: upload its table: {e:?}")))
+}
+
+/// The device address of the first value of a tensor's f32 CUDA storage (`(guard, layout)`, from
+/// `storage_and_layout`), for a table kernel's table; its address guard is kept in `held` until the launch is
+/// enqueued (a no-op with event tracking off, `device.rs`).
+pub(crate) fn address<'a>(
+    (s, l): &'a (candle_core::StorageRef<'_>, &Layout),
+    stream: &'a CudaStream,
+    held: &mut Vec<SyncOnDrop<'a>>,
+    what: &str,
+) -> candle_core::Result<u64> {
+    let candle_core::Storage::Cuda(c) = &**s else {
+        candle_core::bail!("{what}: a tensor is not on the CUDA device")
+    };
+    let (base, guard) = c.as_cuda_slice::<f32>()?.device_ptr(stream);
+    held.push(guard);
+    Ok(base + 4 * l.start_offset() as u64)
 }

@@ -6,10 +6,10 @@
 //! to the device with the launch; the pack is a variable of its own, zero in its alignment gaps
 //! (`nn/packed_grads.rs`).
 
-use candle_core::cuda_backend::cudarc::driver::{DevicePtr, PushKernelArg, SyncOnDrop};
-use candle_core::{DType, Device, Storage, Tensor, Var};
+use candle_core::cuda_backend::cudarc::driver::{PushKernelArg, SyncOnDrop};
+use candle_core::{DType, Device, Tensor, Var};
 
-use super::cuda_kernels::{per_entry_config, upload_table, MAX_ENTRIES};
+use super::cuda_kernels::{address, launch_with, per_entry_config, upload_table, MAX_ENTRIES};
 use super::kernel_tables::{pack_entry, PACK_WORDS};
 use super::packed_grads::PackedVars;
 
@@ -29,30 +29,16 @@ pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_c
             );
         }
     }
-    let (out_guard, out_layout) = pack.as_tensor().storage_and_layout();
-    let Storage::Cuda(out) = &*out_guard else {
-        candle_core::bail!("parameter pack: not on the CUDA device")
-    };
-    let out_at = out_layout.start_offset();
+    let out = pack.as_tensor().storage_and_layout();
     let guards: Vec<_> = entries.iter().map(|(v, _, _)| v.storage_and_layout()).collect();
     for (part, guards) in entries.chunks(MAX_ENTRIES).zip(guards.chunks(MAX_ENTRIES)) {
         let mut table: Vec<u64> = Vec::with_capacity(part.len() * PACK_WORDS);
         let mut held: Vec<SyncOnDrop<'_>> = Vec::with_capacity(part.len());
         let mut longest = 0usize;
-        for ((var, offset, channels_last), (s, l)) in part.iter().zip(guards) {
-            let Storage::Cuda(c) = &**s else {
-                candle_core::bail!("parameter pack: a variable is not on CUDA")
-            };
-            let (base, guard) = c.as_cuda_slice::<f32>()?.device_ptr(&stream);
-            held.push(guard);
-            let n = var.elem_count();
-            table.extend(pack_entry(
-                base + 4 * l.start_offset() as u64,
-                out_at + offset,
-                var.shape(),
-                *channels_last,
-            )?);
-            longest = longest.max(n);
+        for ((var, offset, channels_last), guard) in part.iter().zip(guards) {
+            let src = address(guard, &stream, &mut held, "parameter pack")?;
+            table.extend(pack_entry(src, *offset, var.shape(), *channels_last)?);
+            longest = longest.max(var.elem_count());
         }
         if part.is_empty() {
             continue;
@@ -60,22 +46,18 @@ pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_c
         let table = upload_table(&stream, &table, "parameter pack")?;
         let name = "unisal_pack_f32";
         let func = cuda.get_or_load_custom_func(name, "unisal_elementwise", super::cuda_kernels::PTX)?;
-        let (out_base, out_sync) = out.as_cuda_slice::<f32>()?.device_ptr(&stream);
+        let out_base = address(&out, &stream, &mut held, "parameter pack")?;
         let mut b = func.builder();
         b.arg(&table);
         b.arg(&out_base);
         let cfg = per_entry_config(longest, part.len());
-        super::op_profile::timed(name, &stream, || {
-            // SAFETY: the table holds, for each piece, the address of a variable's n contiguous f32 values and an
-            // offset in the pack that leaves room for them (checked above); the pack and the variables outlive the
-            // kernel (candle frees memory in stream order). The pack is written through its read guard's address,
-            // as the batch norm writes its running statistics: nothing else holds it yet.
-            unsafe { b.launch(cfg) }
-                .map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
-            Ok(())
-        })?;
-        drop((held, out_sync));
+        // SAFETY: the table holds, for each piece, the address of a variable's n contiguous f32 values and an offset
+        // in the pack that leaves room for them (checked above); the pack and the variables outlive the kernel
+        // (candle frees memory in stream order). The pack is written through its read guard's address, as the batch
+        // norm writes its running statistics: nothing else holds it yet.
+        unsafe { launch_with(name, &stream, b, cfg) }?;
+        drop(held);
     }
-    drop(out_guard);
+    drop(out);
     Ok(pack.as_tensor().clone())
 }

@@ -8,10 +8,10 @@
 //! buffers are written through the addresses of their storages' read guards, as the batch norm writes its running
 //! statistics: the optimiser owns them, and the step's work is in stream order.
 
-use candle_core::cuda_backend::cudarc::driver::{CudaStream, DevicePtr, PushKernelArg, SyncOnDrop};
-use candle_core::{DType, Storage, Tensor};
+use candle_core::cuda_backend::cudarc::driver::PushKernelArg;
+use candle_core::{DType, Tensor};
 
-use super::cuda_kernels::{per_entry_config, upload_table, MAX_ENTRIES};
+use super::cuda_kernels::{address, launch_with, per_entry_config, upload_table, MAX_ENTRIES};
 use super::kernel_tables::{sgd_entry, SGD_WORDS};
 
 /// One parameter's part of a step: its weight, its momentum buffer (`None` without momentum), its gradient, and
@@ -64,7 +64,7 @@ fn step_chunk(parts: &[Part<'_>], [lr, momentum, wd]: [f32; 3]) -> candle_core::
             candle_core::bail!("sgd: a parameter of {:?} does not fit the one-launch step", p.w.shape());
         }
         let n = p.w.elem_count();
-        let w_at = address(w, &stream, &mut held)?;
+        let w_at = address(w, &stream, &mut held, "sgd")?;
         let buf_at = match buf {
             Some(b) if momentum != 0.0 => {
                 if b.1.shape() != p.w.shape() || !b.1.is_contiguous() {
@@ -74,12 +74,12 @@ fn step_chunk(parts: &[Part<'_>], [lr, momentum, wd]: [f32; 3]) -> candle_core::
                         p.w.shape()
                     );
                 }
-                address(b, &stream, &mut held)?
+                address(b, &stream, &mut held, "sgd")?
             }
             None if momentum != 0.0 => candle_core::bail!("sgd: momentum without a buffer"),
             _ => 0,
         };
-        let g_at = address(g, &stream, &mut held)?;
+        let g_at = address(g, &stream, &mut held, "sgd")?;
         table.extend(sgd_entry([w_at, buf_at, g_at], p.w.shape(), g.1, p.first)?);
         longest = longest.max(n);
     }
@@ -92,26 +92,10 @@ fn step_chunk(parts: &[Part<'_>], [lr, momentum, wd]: [f32; 3]) -> candle_core::
     b.arg(&momentum);
     b.arg(&wd);
     let cfg = per_entry_config(longest, parts.len());
-    super::op_profile::timed(name, &stream, || {
-        // SAFETY: the table holds, for each part, the addresses of a weight, a buffer (with momentum) and a
-        // gradient of n values each (the gradient through its strides), alive until the kernel has run: their
-        // tensors outlive this call, and candle frees memory in stream order.
-        unsafe { b.launch(cfg) }.map_err(|e| candle_core::Error::Msg(format!("{name}: launch: {e:?}")))?;
-        Ok(())
-    })?;
+    // SAFETY: the table holds, for each part, the addresses of a weight, a buffer (with momentum) and a gradient of
+    // n values each (the gradient through its strides), alive until the kernel has run: their tensors outlive this
+    // call, and candle frees memory in stream order.
+    unsafe { launch_with(name, &stream, b, cfg) }?;
     drop(held);
     Ok(())
-}
-
-/// The device address of the first value of a tensor's f32 CUDA storage (`(guard, layout)`, from
-/// `storage_and_layout`), its address guard kept in `held`.
-fn address<'a>(
-    (s, l): &'a (candle_core::StorageRef<'_>, &candle_core::Layout),
-    stream: &'a CudaStream,
-    held: &mut Vec<SyncOnDrop<'a>>,
-) -> candle_core::Result<u64> {
-    let Storage::Cuda(c) = &**s else { candle_core::bail!("sgd: a parameter is not on the CUDA device") };
-    let (base, guard) = c.as_cuda_slice::<f32>()?.device_ptr(stream);
-    held.push(guard);
-    Ok(base + 4 * l.start_offset() as u64)
 }
