@@ -240,6 +240,9 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         if !xl.is_contiguous() {
             candle_core::bail!("ResNet blocks: a contiguous input expected");
         }
+        if ps.dtype() != candle_core::DType::F32 {
+            candle_core::bail!("ResNet blocks: the parameters come packed in f32, got {:?}", ps.dtype());
+        }
         let xl = Layout::contiguous_with_offset(self.logical(xl.shape())?, xl.start_offset());
         // The weights in the activations' type (see `Packed`): under bf16 one cast of the f32 pack.
         let cast = match ps.dtype() == xs.dtype() {
@@ -295,11 +298,9 @@ impl candle_core::CustomOp2 for BlocksCudnn {
         let (p, x_in, res) = (p.detach(), inside(&x.detach().contiguous()?)?, inside(res)?);
         // The weights in the activations' type, as the forward read them (`Packed`).
         let pw = if p.dtype() == res.dtype() { p.clone() } else { p.to_dtype(res.dtype())? };
-        // The parameters' gradients, written layer by layer (the alignment gaps stay zero): in `p`'s type where they
-        // go back to candle as its gradient; in f32, the variables' type, where they are handed over (under bf16 the
-        // batch norms' f32 gradients then are not rounded to bf16, and nothing casts the whole of them after).
-        let dt = if self.grads_to.is_some() { candle_core::DType::F32 } else { p.dtype() };
-        let dp = Tensor::zeros(p.elem_count(), dt, p.device())?;
+        // The parameters' gradients in f32 like `p` (under bf16 the batch norms' f32 gradients are not rounded to
+        // bf16), written layer by layer (the alignment gaps stay zero).
+        let dp = Tensor::zeros(p.elem_count(), p.dtype(), p.device())?;
         let packed = PackedGrads { f32: &p, w: &pw, dp: &dp };
         let mut dy = inside(&grad.contiguous()?)?;
         let mut dx = None;

@@ -4,7 +4,7 @@
 //! block.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CudaStorage, DType, Layout, Shape, Tensor};
+use candle_core::{CudaStorage, Layout, Shape, Tensor};
 
 use super::batchnorm::BnCudnn;
 use super::batchnorm_bwd::ParamGradsInto;
@@ -102,17 +102,9 @@ impl BlockLayer {
             .ok_or_else(|| candle_core::Error::Msg("ResNet block: no train mode".into()))?;
         let out = self.conv.out;
         let gamma = p.narrow(0, self.gb_at, out)?;
-        let dt = dp.dtype();
-        let dz = if dt == DType::F32 {
-            // cuDNN writes the f32 gradients of gamma and beta into `dp` itself (`ParamGradsInto`).
-            let into = ParamGradsInto { dp: dp.clone(), gamma_at: self.gb_at };
-            self.bn.train_grads_into(train, z, &gamma, (y, dy), into)?
-        } else {
-            let (dz, dgamma, dbeta) = self.bn.train_grads(train, z, &gamma, (y, dy))?;
-            dp.slice_set(&dgamma.to_dtype(dt)?.contiguous()?, 0, self.gb_at)?;
-            dp.slice_set(&dbeta.to_dtype(dt)?.contiguous()?, 0, self.gb_at + out)?;
-            dz
-        };
+        // cuDNN writes the f32 gradients of gamma and beta into `dp` itself (`ParamGradsInto`).
+        let into_dp = ParamGradsInto { dp: dp.clone(), gamma_at: self.gb_at };
+        let dz = self.bn.train_grads_into(train, z, &gamma, (y, dy), into_dp)?;
         let g = self.conv.g;
         let w = pw.narrow(0, self.w_at, out * g.c * g.k * g.k)?.reshape((out, g.c, g.k, g.k))?;
         let (dx, dw) = match into {
@@ -124,7 +116,7 @@ impl BlockLayer {
             }
             None => self.conv.grads(x, &w, &dz, need_dx)?,
         };
-        dp.slice_set(&dw.flatten_all()?.to_dtype(dt)?.contiguous()?, 0, self.w_at)?;
+        dp.slice_set(&dw.flatten_all()?.to_dtype(dp.dtype())?.contiguous()?, 0, self.w_at)?;
         Ok(dx)
     }
 }
