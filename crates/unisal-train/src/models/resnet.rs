@@ -157,10 +157,13 @@ impl ResNet {
 
     /// `[N, 3, S, S]` -> pooled features `[N, h]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        // In train mode the blocks as one op where it runs (`nn::blocks`).
+        let blocks: Vec<BlockRef<'_>> = match train {
+            true => self.layers.iter().flatten().map(|b| (&b.convs[..], b.downsample.as_ref())).collect(),
+            false => Vec::new(),
+        };
         if train && BlockMode::current() == BlockMode::All {
             // The stem too is in the one op, from the images on (unless `UNISAL_BLOCK_STEM=0`).
-            let blocks: Vec<BlockRef<'_>> =
-                self.layers.iter().flatten().map(|b| (&b.convs[..], b.downsample.as_ref())).collect();
             if let Some(y) = stem_blocks_train(x, ((&self.conv1, &self.bn1), (3, 2, 1)), &blocks)? {
                 return global_avg_pool(&y);
             }
@@ -174,8 +177,6 @@ impl ResNet {
         if train {
             // In train mode all the blocks as one op where it can run (CUDA with cuDNN; `nn::blocks::blocks_train`),
             // or one op a block with `UNISAL_FUSED_BLOCK=block`; else layer by layer.
-            let blocks: Vec<BlockRef<'_>> =
-                self.layers.iter().flatten().map(|b| (&b.convs[..], b.downsample.as_ref())).collect();
             match BlockMode::current() {
                 BlockMode::All => {
                     if let Some(y) = blocks_train(&x, &blocks)? {
