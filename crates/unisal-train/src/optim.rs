@@ -105,48 +105,44 @@ impl Sgd {
 
 #[cfg(feature = "cuda")]
 impl Sgd {
-    /// The step of every CUDA f32 parameter whose gradient fits (`nn/cuda_sgd.rs`) in one launch; which
-    /// parameters it took. None with `UNISAL_SGD_MULTI=0`, `UNISAL_FUSED_SGD=0` or `UNISAL_GPU_KERNELS=0`.
+    /// The step in one launch (`nn/cuda_sgd.rs`) of every f32 parameter on the first such parameter's CUDA device
+    /// whose gradient fits; which parameters it took (the rest take the per-parameter path). None with
+    /// `UNISAL_SGD_MULTI=0`, `UNISAL_FUSED_SGD=0` or `UNISAL_GPU_KERNELS=0`.
     fn step_in_one_launch(&mut self, grads: &GradStore) -> Result<Vec<bool>> {
         use crate::nn::cuda_sgd::{fits, step, Part};
         let mut done = vec![false; self.vars.len()];
         if !multi_step() || !one_kernel_step() {
             return Ok(done);
         }
+        let mut device: Option<candle_core::Device> = None;
         let mut taken = Vec::new();
         for (i, (var, buf)) in self.vars.iter().zip(self.buffers.iter_mut()).enumerate() {
             let Some(grad) = grads.get(var.as_tensor()) else { continue };
-            if !gpu_f32(var.as_tensor()) || !fits(var.as_tensor(), grad) {
+            let w = var.as_tensor();
+            if !gpu_f32(w)
+                || !fits(w, grad)
+                || !w.device().same_device(device.get_or_insert(w.device().clone()))
+            {
                 continue;
             }
             let first = buf.is_none();
             if self.momentum != 0.0 && first {
                 // Written whole by the first step (the gradient, with weight decay).
-                *buf = Some(var.as_tensor().zeros_like()?);
+                *buf = Some(w.zeros_like()?);
             }
             taken.push((i, grad, first));
+            done[i] = true;
         }
         let parts: Vec<Part<'_>> = taken
             .iter()
             .map(|&(i, g, first)| Part {
                 w: self.vars[i].as_tensor(),
-                buf: self.buffers[i].as_ref().filter(|_| self.momentum != 0.0),
+                buf: self.buffers[i].as_ref(),
                 g,
                 first,
             })
             .collect();
-        // One launch per device (all of them on one, in practice).
-        let mut rest: Vec<Part<'_>> = parts;
-        while let Some(head) = rest.first() {
-            let dev = head.w.device().clone();
-            let (here, other): (Vec<_>, Vec<_>) =
-                rest.into_iter().partition(|p| p.w.device().same_device(&dev));
-            step(&here, (self.lr, self.momentum, self.weight_decay))?;
-            rest = other;
-        }
-        for (i, _, _) in taken {
-            done[i] = true;
-        }
+        step(&parts, (self.lr, self.momentum, self.weight_decay))?;
         Ok(done)
     }
 }
