@@ -235,12 +235,13 @@ pub(crate) fn tensor_of_storage(
     thread_local! {
         static CARRIER: std::cell::RefCell<Option<candle_core::Tensor>> = const { std::cell::RefCell::new(None) };
     }
+    let device = Device::Cuda(cuda.clone());
     let dummy = CARRIER.with(|c| -> candle_core::Result<candle_core::Tensor> {
         let mut c = c.borrow_mut();
         match &*c {
-            Some(t) if t.device().same_device(&Device::Cuda(cuda.clone())) => Ok(t.clone()),
+            Some(t) if t.device().same_device(&device) => Ok(t.clone()),
             _ => {
-                let t = candle_core::Tensor::zeros(1, candle_core::DType::F32, &Device::Cuda(cuda.clone()))?;
+                let t = candle_core::Tensor::zeros(1, candle_core::DType::F32, &device)?;
                 *c = Some(t.clone());
                 Ok(t)
             }
