@@ -8,9 +8,9 @@
 //!
 //! So the packed tensor is made outside the graph, as a variable of its own: a leaf, which keeps the op a node of the
 //! graph even where its other input is the images (the stem inside the op), and whose gradient candle neither
-//! allocates nor walks. The op's backward hands its packed gradient to this thread's pending list ([`hand_over`]). [`backward`], used in place of `Tensor::backward`, then gives each variable its piece
-//! of it: a view, cast once per pack to the variables' type. A channels-last weight's piece is permuted back to
-//! `[O, C, kh, kw]`.
+//! allocates nor walks. The op's backward hands its packed gradient to this thread's pending list ([`hand_over`]).
+//! [`backward`], used in place of `Tensor::backward`, then gives each variable its piece of it: a view, cast once
+//! per pack to the variables' type. A channels-last weight's piece is permuted back to `[O, C, kh, kw]`.
 //!
 //! Gradients left uncollected are an error at the next optimiser step ([`ensure_collected`]), not a silent skip of
 //! those parameters. `UNISAL_PACKED_GRADS=0` keeps the packing inside the graph, for comparisons.
