@@ -44,6 +44,7 @@ use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 use super::gemm_cpu::{give_scratch, matmul, take_scratch, transpose, with_scratch, MatRef};
 use super::im2col::{run_col2im, run_im2col, Geometry};
 use super::op_profile::timed_cpu as timed;
+use super::winograd_cpu::{self as winograd, Planes};
 
 /// The most output channels for which the forward runs one product per sample ([`ConvOp::forward`]).
 const PER_SAMPLE_MAX_OUT: usize = 64;
@@ -136,6 +137,9 @@ impl ConvOp {
     pub(super) fn forward<T: Elem>(&self, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
+        if winograd::applies(&g, o) {
+            return self.winograd_forward(x, w, epi, false).0;
+        }
         if self.per_sample() {
             return self.sample_forward(x, w, epi, false).0;
         }
@@ -168,6 +172,10 @@ impl ConvOp {
     /// [`ConvOp::forward`] without epilogue, and on the per-sample path each output plane's
     /// `batchnorm_cpu::plane_sums` as well (for `conv_bn_cpu.rs`), taken while the plane is in cache.
     pub(super) fn forward_with_sums<T: Elem>(&self, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<[f64; 3]>>) {
+        if winograd::applies(&self.g, self.out) {
+            let (y, sums) = self.winograd_forward(x, w, None, true);
+            return (y, Some(sums));
+        }
         if !self.per_sample() {
             return (self.forward(x, w, None), None);
         }
@@ -184,6 +192,36 @@ impl ConvOp {
         sums: bool,
     ) -> (Vec<T>, Vec<[f64; 3]>) {
         timed("conv2d: im2col + product", || sample::forward(&self.g, self.out, (x, w), epi, sums))
+    }
+
+    /// The forward by Winograd's transforms (`winograd_cpu.rs`), with `epi` and, with `sums`, each output plane's
+    /// sums as [`ConvOp::sample_forward`]'s, both on each sample's output while it is in cache.
+    fn winograd_forward<T: Elem>(
+        &self,
+        x: &[T],
+        w: &[T],
+        epi: Option<&Epilogue<'_, T>>,
+        sums: bool,
+    ) -> (Vec<T>, Vec<[f64; 3]>) {
+        let (g, o) = (self.g, self.out);
+        let hw = g.h * g.w;
+        let u = timed("conv2d: winograd filters", || winograd::filter(w, o, g.c, false));
+        timed("conv2d: winograd", || {
+            let mut y = vec![T::zero(); g.n * o * hw];
+            let stats = Mutex::new(vec![[0.0; 3]; if sums { g.n * o } else { 0 }]);
+            let d = winograd::Dims { cin: g.c, cout: o, h: g.h, w: g.w };
+            winograd::convolve(Planes::nchw(x, g.c, hw), d, &u, &mut y, |n, y_n| {
+                if let Some(epi) = epi {
+                    for (oi, run) in y_n.chunks_mut(hw).enumerate() {
+                        epi.apply(n, oi, run);
+                    }
+                }
+                if sums {
+                    sample::store_sums(&stats, n, y_n, hw);
+                }
+            });
+            (y, stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+        })
     }
 
     /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the
@@ -258,7 +296,13 @@ impl ConvOp {
         } else {
             timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
         }
-        if !dx.is_empty() {
+        if !dx.is_empty() && winograd::applies(&g, o) {
+            // dY: [O, N * P] is sample n's plane o at o * N P + n P.
+            let u = timed("conv2d-backward: winograd filters", || winograd::filter(w, o, g.c, true));
+            let src = Planes { data: dy_t.data, sample: g.ho() * g.wo(), plane: npix };
+            let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
+            timed("conv2d-backward: winograd dx", || winograd::convolve(src, back, &u, dx, |_, _| {}));
+        } else if !dx.is_empty() {
             // The same buffer now takes dcols = W^T · dY (cols is no longer needed).
             let w_t = MatRef::row_major(w, o, ckk).t();
             timed("conv2d-backward: product dx", || matmul(cols, w_t, dy_t));

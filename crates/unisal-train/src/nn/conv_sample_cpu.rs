@@ -19,6 +19,7 @@ use super::conv_eval_cpu::Epilogue;
 use super::cpu_util::{for_each_item, for_each_part, Elem};
 use super::gemm_cpu::{matmul_add, matmul_on, transpose, with_scratch, MatRef};
 use super::im2col::{col2im_sample, im2col_sample, with_source, Geometry};
+use super::winograd_cpu::{self as winograd, Planes};
 
 /// The most partial weight gradients of a backward (groups of samples worked on in parallel).
 const PARTS: usize = 8;
@@ -50,13 +51,18 @@ pub(super) fn forward<T: Elem>(
                 }
             }
             if sums {
-                let mine: Vec<[f64; 3]> = y_n.chunks(p).map(plane_sums).collect();
-                let mut all = plane_stats.lock().unwrap_or_else(|e| e.into_inner());
-                all[n * o..(n + 1) * o].copy_from_slice(&mine);
+                store_sums(&plane_stats, n, y_n, p);
             }
         })
     });
     (y, plane_stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+}
+
+/// Sample `n`'s output planes' [`plane_sums`] (planes of `p`) into `all[n * O..]`.
+pub(super) fn store_sums<T: Elem>(all: &Mutex<Vec<[f64; 3]>>, n: usize, y_n: &[T], p: usize) {
+    let mine: Vec<[f64; 3]> = y_n.chunks(p).map(plane_sums).collect();
+    let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
+    all[n * mine.len()..][..mine.len()].copy_from_slice(&mine);
 }
 
 /// Where the backward finds `dY_n: [O, P]`.
@@ -124,6 +130,9 @@ pub(super) fn backward<T: Elem>(
     let dz_len = if matches!(dy, Dy::Fill(_)) { o * p } else { 0 };
     let transposed = ckk >= o;
     let w_t = MatRef::row_major(w, o, ckk).t();
+    // The input gradient by Winograd's transforms where they apply (`winograd_cpu.rs`), from cout to cin.
+    let wino = (need_dx && winograd::applies(g, o)).then(|| winograd::filter(w, o, g.c, true));
+    let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
     with_source(g, x, |xs| {
         for_each_part(&mut parts, g.n * ckk * p, |_, part| {
             with_scratch(ckk * p, |cols: &mut [T]| {
@@ -137,7 +146,10 @@ pub(super) fn backward<T: Elem>(
                         } else {
                             matmul_add(&mut part.dw, d, c.t(), j > 0);
                         }
-                        if need_dx {
+                        if let Some(u) = &wino {
+                            let src = Planes { data: d.data, sample: 0, plane: d.row_stride };
+                            winograd::convolve_group(src, back, u, 0, 1, &mut part.dx[j * chw..][..chw]);
+                        } else if need_dx {
                             // The same buffer now takes dcols_n = W^T · dY_n.
                             matmul_on(cols, w_t, d, 1);
                             col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);

@@ -55,6 +55,7 @@ pub mod op_profile;
 pub(crate) mod packed_grads;
 mod pool;
 mod pool_cpu;
+mod winograd_cpu;
 
 pub use batchnorm::{BatchNorm2d, BnImpl};
 pub use conv::{Conv2d, ConvImpl};

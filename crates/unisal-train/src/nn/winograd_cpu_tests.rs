@@ -1,0 +1,147 @@
+//! Unit tests of `winograd_cpu.rs`: the convolution and its input gradient against direct sums in f64, over
+//! odd and even planes, grouped samples, a sample cut into blocks of tile rows, and strided input planes.
+
+use super::*;
+
+fn values(len: usize, seed: f64) -> Vec<f64> {
+    (0..len).map(|i| ((i as f64 + seed) * 0.731).sin()).collect()
+}
+
+/// `y[n, o, i, j] = sum x[n, c, i + a - 1, j + b - 1] w[o, c, a, b]`, directly.
+fn direct(x: &[f64], w: &[f64], n: usize, d: Dims) -> Vec<f64> {
+    let (h, wd) = (d.h as isize, d.w as isize);
+    let mut y = vec![0.0; n * d.cout * d.h * d.w];
+    for s in 0..n {
+        for o in 0..d.cout {
+            for i in 0..h {
+                for j in 0..wd {
+                    let mut acc = 0.0;
+                    for c in 0..d.cin {
+                        for a in 0..3 {
+                            for b in 0..3 {
+                                let (ii, jj) = (i + a - 1, j + b - 1);
+                                if (0..h).contains(&ii) && (0..wd).contains(&jj) {
+                                    let xv = x[((s * d.cin + c) * d.h + ii as usize) * d.w + jj as usize];
+                                    acc += xv * w[((o * d.cin + c) * 3 + a as usize) * 3 + b as usize];
+                                }
+                            }
+                        }
+                    }
+                    y[((s * d.cout + o) * d.h + i as usize) * d.w + j as usize] = acc;
+                }
+            }
+        }
+    }
+    y
+}
+
+/// `dx[n, c, p, q] = sum dy[n, o, p - a + 1, q - b + 1] w[o, c, a, b]`, directly.
+fn direct_dx(dy: &[f64], w: &[f64], n: usize, d: Dims) -> Vec<f64> {
+    let (h, wd) = (d.h as isize, d.w as isize);
+    let mut dx = vec![0.0; n * d.cin * d.h * d.w];
+    for s in 0..n {
+        for c in 0..d.cin {
+            for p in 0..h {
+                for q in 0..wd {
+                    let mut acc = 0.0;
+                    for o in 0..d.cout {
+                        for a in 0..3 {
+                            for b in 0..3 {
+                                let (i, j) = (p - a + 1, q - b + 1);
+                                if (0..h).contains(&i) && (0..wd).contains(&j) {
+                                    let g = dy[((s * d.cout + o) * d.h + i as usize) * d.w + j as usize];
+                                    acc += g * w[((o * d.cin + c) * 3 + a as usize) * 3 + b as usize];
+                                }
+                            }
+                        }
+                    }
+                    dx[((s * d.cin + c) * d.h + p as usize) * d.w + q as usize] = acc;
+                }
+            }
+        }
+    }
+    dx
+}
+
+fn assert_close(a: &[f64], b: &[f64], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}: lengths");
+    let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!((x - y).abs() <= 1e-12 * scale, "{what}: element {i}: {x} against {y}");
+    }
+}
+
+/// Shapes: odd and even planes, a plane of one, grouped small samples, one sample cut into blocks.
+const CASES: [(usize, Dims); 5] = [
+    (3, Dims { cin: 8, cout: 9, h: 7, w: 5 }),
+    (5, Dims { cin: 9, cout: 8, h: 1, w: 1 }),
+    (4, Dims { cin: 10, cout: 8, h: 6, w: 9 }),
+    (2, Dims { cin: 8, cout: 11, h: 12, w: 13 }),
+    (1, Dims { cin: 8, cout: 8, h: 70, w: 67 }),
+];
+
+#[test]
+fn the_convolution_matches_direct_sums() {
+    for (n, d) in CASES {
+        let (x, w) = (values(n * d.cin * d.h * d.w, 1.0), values(d.cout * d.cin * 9, 2.0));
+        let u = filter(&w, d.cout, d.cin, false);
+        let mut y = vec![f64::NAN; n * d.cout * d.h * d.w];
+        let seen = std::sync::Mutex::new(vec![0; n]);
+        convolve(Planes::nchw(&x, d.cin, d.h * d.w), d, &u, &mut y, |s, y_s| {
+            assert_eq!(y_s.len(), d.cout * d.h * d.w);
+            seen.lock().unwrap()[s] += 1;
+        });
+        assert_eq!(*seen.lock().unwrap(), vec![1; n], "{d:?}: each sample handed over once");
+        assert_close(&y, &direct(&x, &w, n, d), &format!("forward {d:?}"));
+    }
+}
+
+#[test]
+fn the_input_gradient_matches_direct_sums() {
+    for (n, d) in CASES {
+        let (dy, w) = (values(n * d.cout * d.h * d.w, 3.0), values(d.cout * d.cin * 9, 4.0));
+        // The input gradient is a convolution from cout to cin channels.
+        let back = Dims { cin: d.cout, cout: d.cin, ..d };
+        let u = filter(&w, d.cout, d.cin, true);
+        let mut dx = vec![f64::NAN; n * d.cin * d.h * d.w];
+        convolve(Planes::nchw(&dy, d.cout, d.h * d.w), back, &u, &mut dx, |_, _| {});
+        assert_close(&dx, &direct_dx(&dy, &w, n, d), &format!("input gradient {d:?}"));
+    }
+}
+
+#[test]
+fn strided_planes_give_the_same_result() {
+    let (n, d) = (3, Dims { cin: 8, cout: 8, h: 6, w: 5 });
+    let hw = d.h * d.w;
+    let (x, w) = (values(n * d.cin * hw, 5.0), values(d.cout * d.cin * 9, 6.0));
+    // The same input as [C, N, H W] (the batch path's channel-major layout).
+    let mut x_t = vec![0.0; x.len()];
+    for s in 0..n {
+        for c in 0..d.cin {
+            x_t[(c * n + s) * hw..][..hw].copy_from_slice(&x[(s * d.cin + c) * hw..][..hw]);
+        }
+    }
+    let u = filter(&w, d.cout, d.cin, false);
+    let run = |src: Planes<'_, f64>| {
+        let mut y = vec![0.0; n * d.cout * hw];
+        convolve(src, d, &u, &mut y, |_, _| {});
+        y
+    };
+    let a = run(Planes::nchw(&x, d.cin, hw));
+    assert_eq!(a, run(Planes { data: &x_t, sample: hw, plane: n * hw }));
+    // One sample at a time, as the per-sample backward calls it.
+    let mut one = vec![0.0; d.cout * hw];
+    convolve_group(Planes::nchw(&x, d.cin, hw), d, &u, 2, 1, &mut one);
+    assert_close(&one, &a[2 * d.cout * hw..], "sample 2 alone");
+}
+
+#[test]
+fn only_3x3_stride_1_padding_1_with_enough_channels_fits() {
+    let g = Geometry { n: 2, c: 8, h: 5, w: 5, k: 3, stride: 1, pad: 1 };
+    assert!(shape_fits(&g, 8));
+    assert!(!shape_fits(&g, 4), "few outputs");
+    assert!(!shape_fits(&Geometry { c: 3, ..g }, 8), "few inputs");
+    assert!(!shape_fits(&Geometry { stride: 2, ..g }, 8));
+    assert!(!shape_fits(&Geometry { pad: 0, ..g }, 8));
+    assert!(!shape_fits(&Geometry { k: 1, pad: 0, ..g }, 8));
+}
