@@ -44,7 +44,7 @@ use super::cpu_util::{cpu_op, dims4, for_each_item, Elem, Kernel};
 use super::gemm_cpu::{give_scratch, matmul, take_scratch, transpose, with_scratch, MatRef};
 use super::im2col::{run_col2im, run_im2col, Geometry};
 use super::op_profile::timed_cpu as timed;
-use super::winograd_cpu::{self as winograd, Planes};
+use super::winograd_cpu::{self as winograd, Filters, Planes};
 
 /// The most output channels for which the forward runs one product per sample ([`ConvOp::forward`]).
 const PER_SAMPLE_MAX_OUT: usize = 64;
@@ -204,24 +204,37 @@ impl ConvOp {
         sums: bool,
     ) -> (Vec<T>, Vec<[f64; 3]>) {
         let (g, o) = (self.g, self.out);
-        let hw = g.h * g.w;
-        let u = timed("conv2d: winograd filters", || winograd::filter(w, o, g.c, false));
-        timed("conv2d: winograd", || {
-            let mut y = vec![T::zero(); g.n * o * hw];
-            let stats = Mutex::new(vec![[0.0; 3]; if sums { g.n * o } else { 0 }]);
-            let d = winograd::Dims { cin: g.c, cout: o, h: g.h, w: g.w };
-            winograd::convolve(Planes::nchw(x, g.c, hw), d, &u, &mut y, |n, y_n| {
-                if let Some(epi) = epi {
-                    for (oi, run) in y_n.chunks_mut(hw).enumerate() {
-                        epi.apply(n, oi, run);
-                    }
-                }
-                if sums {
-                    sample::store_sums(&stats, n, y_n, hw);
-                }
-            });
-            (y, stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+        with_scratch(16 * o * g.c, |u: &mut [T]| {
+            timed("conv2d: winograd filters", || winograd::filter_into(w, o, g.c, u));
+            let u = Filters { u, for_dx: false };
+            timed("conv2d: winograd", || self.winograd_run(x, u, epi, sums))
         })
+    }
+
+    /// [`ConvOp::winograd_forward`] with the filters transformed.
+    fn winograd_run<T: Elem>(
+        &self,
+        x: &[T],
+        u: Filters<'_, T>,
+        epi: Option<&Epilogue<'_, T>>,
+        sums: bool,
+    ) -> (Vec<T>, Vec<[f64; 3]>) {
+        let (g, o) = (self.g, self.out);
+        let hw = g.h * g.w;
+        let mut y = vec![T::zero(); g.n * o * hw];
+        let stats = Mutex::new(vec![[0.0; 3]; if sums { g.n * o } else { 0 }]);
+        let d = winograd::Dims { cin: g.c, cout: o, h: g.h, w: g.w };
+        winograd::convolve(Planes::nchw(x, g.c, hw), d, u, &mut y, |n, y_n| {
+            if let Some(epi) = epi {
+                for (oi, run) in y_n.chunks_mut(hw).enumerate() {
+                    epi.apply(n, oi, run);
+                }
+            }
+            if sums {
+                sample::store_sums(&stats, n, y_n, hw);
+            }
+        });
+        (y, stats.into_inner().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the
@@ -298,10 +311,13 @@ impl ConvOp {
         }
         if !dx.is_empty() && winograd::applies(&g, o) {
             // dY: [O, N * P] is sample n's plane o at o * N P + n P.
-            let u = timed("conv2d-backward: winograd filters", || winograd::filter(w, o, g.c, true));
             let src = Planes { data: dy_t.data, sample: g.ho() * g.wo(), plane: npix };
             let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
-            timed("conv2d-backward: winograd dx", || winograd::convolve(src, back, &u, dx, |_, _| {}));
+            with_scratch(16 * o * g.c, |u: &mut [T]| {
+                timed("conv2d-backward: winograd filters", || winograd::filter_into(w, o, g.c, u));
+                let u = Filters { u, for_dx: true };
+                timed("conv2d-backward: winograd dx", || winograd::convolve(src, back, u, dx, |_, _| {}));
+            });
         } else if !dx.is_empty() {
             // The same buffer now takes dcols = W^T · dY (cols is no longer needed).
             let w_t = MatRef::row_major(w, o, ckk).t();

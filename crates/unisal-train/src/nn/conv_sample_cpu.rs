@@ -17,9 +17,9 @@ use std::sync::Mutex;
 use super::batchnorm_cpu::{plane_sums, PlaneOrder};
 use super::conv_eval_cpu::Epilogue;
 use super::cpu_util::{for_each_item, for_each_part, Elem};
-use super::gemm_cpu::{matmul_add, matmul_on, transpose, with_scratch, MatRef};
+use super::gemm_cpu::{give_scratch, matmul_add, matmul_on, take_scratch, transpose, with_scratch, MatRef};
 use super::im2col::{col2im_sample, im2col_sample, with_source, Geometry};
-use super::winograd_cpu::{self as winograd, Planes};
+use super::winograd_cpu::{self as winograd, Filters, Planes};
 
 /// The most partial weight gradients of a backward (groups of samples worked on in parallel).
 const PARTS: usize = 8;
@@ -131,7 +131,11 @@ pub(super) fn backward<T: Elem>(
     let transposed = ckk >= o;
     let w_t = MatRef::row_major(w, o, ckk).t();
     // The input gradient by Winograd's transforms where they apply (`winograd_cpu.rs`), from cout to cin.
-    let wino = (need_dx && winograd::applies(g, o)).then(|| winograd::filter(w, o, g.c, true));
+    let wino = (need_dx && winograd::applies(g, o)).then(|| {
+        let mut u = take_scratch::<T>(16 * o * g.c);
+        winograd::filter_into(w, o, g.c, &mut u);
+        u
+    });
     let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
     with_source(g, x, |xs| {
         for_each_part(&mut parts, g.n * ckk * p, |_, part| {
@@ -147,8 +151,9 @@ pub(super) fn backward<T: Elem>(
                             matmul_add(&mut part.dw, d, c.t(), j > 0);
                         }
                         if let Some(u) = &wino {
+                            let u = Filters { u, for_dx: true };
                             let src = Planes { data: d.data, sample: 0, plane: d.row_stride };
-                            winograd::convolve_group(src, back, u, 0, 1, &mut part.dx[j * chw..][..chw]);
+                            winograd::convolve_sample(src, back, u, 0, &mut part.dx[j * chw..][..chw]);
                         } else if need_dx {
                             // The same buffer now takes dcols_n = W^T · dY_n.
                             matmul_on(cols, w_t, d, 1);
@@ -159,6 +164,9 @@ pub(super) fn backward<T: Elem>(
             })
         })
     });
+    if let Some(u) = wino {
+        give_scratch(u);
+    }
     let (sum, rest) = parts.split_first_mut().expect("at least one group");
     for part in rest {
         for (a, b) in sum.dw.iter_mut().zip(&part.dw) {

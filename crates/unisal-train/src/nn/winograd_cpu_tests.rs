@@ -63,6 +63,13 @@ fn direct_dx(dy: &[f64], w: &[f64], n: usize, d: Dims) -> Vec<f64> {
     dx
 }
 
+/// [`filter_into`] into a new buffer.
+fn transformed(w: &[f64], o: usize, c: usize) -> Vec<f64> {
+    let mut u = vec![f64::NAN; 16 * o * c];
+    filter_into(w, o, c, &mut u);
+    u
+}
+
 fn assert_close(a: &[f64], b: &[f64], what: &str) {
     assert_eq!(a.len(), b.len(), "{what}: lengths");
     let scale = b.iter().fold(1.0f64, |m, v| m.max(v.abs()));
@@ -71,7 +78,7 @@ fn assert_close(a: &[f64], b: &[f64], what: &str) {
     }
 }
 
-/// Shapes: odd and even planes, a plane of one, grouped small samples, one sample cut into blocks.
+/// Shapes: odd and even planes, a plane of one, one sample cut into blocks of tile rows.
 const CASES: [(usize, Dims); 5] = [
     (3, Dims { cin: 8, cout: 9, h: 7, w: 5 }),
     (5, Dims { cin: 9, cout: 8, h: 1, w: 1 }),
@@ -84,10 +91,11 @@ const CASES: [(usize, Dims); 5] = [
 fn the_convolution_matches_direct_sums() {
     for (n, d) in CASES {
         let (x, w) = (values(n * d.cin * d.h * d.w, 1.0), values(d.cout * d.cin * 9, 2.0));
-        let u = filter(&w, d.cout, d.cin, false);
+        let u = transformed(&w, d.cout, d.cin);
+        let u = Filters { u: &u, for_dx: false };
         let mut y = vec![f64::NAN; n * d.cout * d.h * d.w];
         let seen = std::sync::Mutex::new(vec![0; n]);
-        convolve(Planes::nchw(&x, d.cin, d.h * d.w), d, &u, &mut y, |s, y_s| {
+        convolve(Planes::nchw(&x, d.cin, d.h * d.w), d, u, &mut y, |s, y_s| {
             assert_eq!(y_s.len(), d.cout * d.h * d.w);
             seen.lock().unwrap()[s] += 1;
         });
@@ -102,9 +110,10 @@ fn the_input_gradient_matches_direct_sums() {
         let (dy, w) = (values(n * d.cout * d.h * d.w, 3.0), values(d.cout * d.cin * 9, 4.0));
         // The input gradient is a convolution from cout to cin channels.
         let back = Dims { cin: d.cout, cout: d.cin, ..d };
-        let u = filter(&w, d.cout, d.cin, true);
+        let u = transformed(&w, d.cout, d.cin);
+        let u = Filters { u: &u, for_dx: true };
         let mut dx = vec![f64::NAN; n * d.cin * d.h * d.w];
-        convolve(Planes::nchw(&dy, d.cout, d.h * d.w), back, &u, &mut dx, |_, _| {});
+        convolve(Planes::nchw(&dy, d.cout, d.h * d.w), back, u, &mut dx, |_, _| {});
         assert_close(&dx, &direct_dx(&dy, &w, n, d), &format!("input gradient {d:?}"));
     }
 }
@@ -121,24 +130,26 @@ fn strided_planes_give_the_same_result() {
             x_t[(c * n + s) * hw..][..hw].copy_from_slice(&x[(s * d.cin + c) * hw..][..hw]);
         }
     }
-    let u = filter(&w, d.cout, d.cin, false);
+    let u = transformed(&w, d.cout, d.cin);
+    let u = Filters { u: &u, for_dx: false };
     let run = |src: Planes<'_, f64>| {
         let mut y = vec![0.0; n * d.cout * hw];
-        convolve(src, d, &u, &mut y, |_, _| {});
+        convolve(src, d, u, &mut y, |_, _| {});
         y
     };
     let a = run(Planes::nchw(&x, d.cin, hw));
     assert_eq!(a, run(Planes { data: &x_t, sample: hw, plane: n * hw }));
     // One sample at a time, as the per-sample backward calls it.
     let mut one = vec![0.0; d.cout * hw];
-    convolve_group(Planes::nchw(&x, d.cin, hw), d, &u, 2, 1, &mut one);
+    convolve_sample(Planes::nchw(&x, d.cin, hw), d, u, 2, &mut one);
     assert_close(&one, &a[2 * d.cout * hw..], "sample 2 alone");
 }
 
 #[test]
 fn only_3x3_stride_1_padding_1_with_enough_channels_fits() {
-    let g = Geometry { n: 2, c: 8, h: 5, w: 5, k: 3, stride: 1, pad: 1 };
+    let g = Geometry { n: 2, c: 8, h: 12, w: 11, k: 3, stride: 1, pad: 1 };
     assert!(shape_fits(&g, 8));
+    assert!(!shape_fits(&Geometry { h: 10, ..g }, 8), "30 tiles");
     assert!(!shape_fits(&g, 4), "few outputs");
     assert!(!shape_fits(&Geometry { c: 3, ..g }, 8), "few inputs");
     assert!(!shape_fits(&Geometry { stride: 2, ..g }, 8));
