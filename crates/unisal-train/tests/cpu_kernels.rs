@@ -20,7 +20,7 @@ fn expected_side(size: usize, k: usize, s: usize, p: usize) -> usize {
 #[test]
 fn im2col_conv_gradients_match_finite_differences() {
     // The last case has more output channels than patch-matrix rows (the weight gradient's untransposed product).
-    let cases: [Case; 11] = [
+    let cases: [Case; 12] = [
         ([2, 2, 5, 5], 3, 3, 1, 1, true),
         ([2, 2, 5, 7], 3, 3, 1, 1, false),
         ([2, 2, 6, 6], 3, 3, 2, 1, false),
@@ -32,6 +32,8 @@ fn im2col_conv_gradients_match_finite_differences() {
         ([2, 3, 7, 6], 2, 1, 2, 0, true),
         ([1, 2, 4, 5], 2, 1, 1, 1, false),
         ([1, 1, 4, 4], 66, 3, 1, 1, false),
+        // Winograd's F(2x2, 3x3) (`winograd_cpu.rs`: 3x3, stride 1, padding 1, 8+ channels, 36+ tiles).
+        ([2, 8, 12, 11], 8, 3, 1, 1, true),
     ];
     for (i, (xs, out, k, s, p, bias)) in cases.into_iter().enumerate() {
         let seed = 100 * i as u64;
@@ -54,7 +56,7 @@ fn im2col_conv_matches_candle_conv_forward_and_backward() {
     // Square inputs: candle's own stride-2 backward is only right on square inputs. Both weight-gradient layouts
     // `conv_cpu.rs` chooses: `C * k * k` at least / below `O`. Batches of 9-17 put several samples in each
     // partial weight gradient of the per-sample path (`conv_sample_cpu.rs`), the last group shorter.
-    let cases: [Case; 11] = [
+    let cases: [Case; 14] = [
         ([4, 3, 16, 16], 8, 3, 1, 1, false),
         ([4, 8, 16, 16], 16, 3, 2, 1, false),
         ([2, 3, 23, 23], 8, 7, 2, 3, false),
@@ -66,6 +68,11 @@ fn im2col_conv_matches_candle_conv_forward_and_backward() {
         ([9, 3, 8, 8], 16, 3, 1, 1, true),
         ([10, 4, 9, 9], 8, 3, 2, 1, false),
         ([17, 2, 7, 7], 40, 3, 2, 1, false),
+        // Winograd (`winograd_cpu.rs`) on the per-sample path, on the batch path (over 64 outputs), and on a
+        // plane cut into blocks of tile rows (over 1,024 tiles).
+        ([3, 8, 12, 12], 8, 3, 1, 1, false),
+        ([2, 16, 13, 12], 72, 3, 1, 1, true),
+        ([2, 8, 70, 66], 8, 3, 1, 1, false),
     ];
     for (i, (xs, out, k, s, p, bias)) in cases.into_iter().enumerate() {
         let seed = 1000 + 10 * i as u64;

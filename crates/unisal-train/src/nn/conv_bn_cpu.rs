@@ -271,7 +271,7 @@ mod tests {
         // (input shape, (out channels, kernel, stride, padding), relu, x a variable). Up to 64 outputs and a
         // batch of two or more: the per-sample convolution (with the plane sums and dz on demand, several samples
         // a partial sum at a batch of 10); a batch of one or more than 64 outputs: the batch path.
-        let cases: [(&[usize], _, bool, bool); 7] = [
+        let cases: [(&[usize], _, bool, bool); 9] = [
             (&[2, 3, 7, 6], (4, 3, 1, 1), true, true),
             (&[10, 3, 6, 6], (6, 3, 2, 1), true, true),
             (&[2, 2, 5, 5], (66, 3, 1, 1), true, true),
@@ -279,6 +279,9 @@ mod tests {
             (&[2, 4, 6, 6], (8, 1, 2, 0), true, true),
             (&[2, 3, 5, 5], (4, 3, 1, 1), true, false),
             (&[1, 2, 8, 8], (3, 7, 2, 3), true, true),
+            // Winograd's transforms (`winograd_cpu.rs`) on the per-sample path and on the batch path.
+            (&[3, 8, 12, 12], (8, 3, 1, 1), true, true),
+            (&[2, 8, 12, 12], (72, 3, 1, 1), true, true),
         ];
         for (shape, geometry, relu, x_is_var) in cases {
             let x = var(shape, 1.0);
