@@ -27,6 +27,9 @@
 //! 14-26% faster, `docs/performance.md` session 10). An epilogue (`conv_eval_cpu.rs`: the eval batch norm, ReLU,
 //! residual join) runs on each output run right after its product, on either path.
 //!
+//! 3x3 convolutions of stride 1 and padding 1 on planes of 36+ tiles run their forward and input gradient by
+//! Winograd's transforms instead (`winograd_cpu.rs`, one sample a thread; the weight gradient stays here).
+//!
 //! The backward op is `conv_backward.rs`'s. On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead
 //! (`cudnn/conv.rs`), with the same shape checks ([`Kernel::shape`]) and the same backward.
 
@@ -137,10 +140,7 @@ impl ConvOp {
     pub(super) fn forward<T: Elem>(&self, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
-        if winograd::applies(&g, o) {
-            return self.winograd_forward(x, w, epi, false).0;
-        }
-        if self.per_sample() {
+        if self.per_sample() || winograd::applies(&g, o) {
             return self.sample_forward(x, w, epi, false).0;
         }
         let mut buf = take_scratch::<T>(ckk * npix);
@@ -169,21 +169,19 @@ impl ConvOp {
         y
     }
 
-    /// [`ConvOp::forward`] without epilogue, and on the per-sample path each output plane's
+    /// [`ConvOp::forward`] without epilogue, and on the per-sample and Winograd paths each output plane's
     /// `batchnorm_cpu::plane_sums` as well (for `conv_bn_cpu.rs`), taken while the plane is in cache.
     pub(super) fn forward_with_sums<T: Elem>(&self, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<[f64; 3]>>) {
-        if winograd::applies(&self.g, self.out) {
-            let (y, sums) = self.winograd_forward(x, w, None, true);
-            return (y, Some(sums));
-        }
-        if !self.per_sample() {
+        if !self.per_sample() && !winograd::applies(&self.g, self.out) {
             return (self.forward(x, w, None), None);
         }
         let (y, sums) = self.sample_forward(x, w, None, true);
         (y, Some(sums))
     }
 
-    /// The per-sample path's forward (`conv_sample_cpu::forward`), timed.
+    /// A forward one sample at a time, timed: by Winograd's transforms where they apply (`winograd_cpu.rs`),
+    /// else the per-sample path's (`conv_sample_cpu::forward`). Either applies `epi` and, with `sums`, takes
+    /// each output plane's sums on each sample's output while it is in cache.
     fn sample_forward<T: Elem>(
         &self,
         x: &[T],
@@ -191,27 +189,19 @@ impl ConvOp {
         epi: Option<&Epilogue<'_, T>>,
         sums: bool,
     ) -> (Vec<T>, Vec<[f64; 3]>) {
-        timed("conv2d: im2col + product", || sample::forward(&self.g, self.out, (x, w), epi, sums))
-    }
-
-    /// The forward by Winograd's transforms (`winograd_cpu.rs`), with `epi` and, with `sums`, each output plane's
-    /// sums as [`ConvOp::sample_forward`]'s, both on each sample's output while it is in cache.
-    fn winograd_forward<T: Elem>(
-        &self,
-        x: &[T],
-        w: &[T],
-        epi: Option<&Epilogue<'_, T>>,
-        sums: bool,
-    ) -> (Vec<T>, Vec<[f64; 3]>) {
         let (g, o) = (self.g, self.out);
-        with_scratch(16 * o * g.c, |u: &mut [T]| {
-            timed("conv2d: winograd filters", || winograd::filter_into(w, o, g.c, u));
-            let u = Filters { u, for_dx: false };
-            timed("conv2d: winograd", || self.winograd_run(x, u, epi, sums))
-        })
+        if !winograd::applies(&g, o) {
+            return timed("conv2d: im2col + product", || sample::forward(&g, o, (x, w), epi, sums));
+        }
+        let mut u = take_scratch::<T>(16 * o * g.c);
+        timed("conv2d: winograd filters", || winograd::filter_into(w, o, g.c, &mut u));
+        let filters = Filters { u: &u, for_dx: false };
+        let out = timed("conv2d: winograd", || self.winograd_run(x, filters, epi, sums));
+        give_scratch(u);
+        out
     }
 
-    /// [`ConvOp::winograd_forward`] with the filters transformed.
+    /// Winograd's forward (`winograd_cpu.rs`) with the filters transformed: `y` and the plane sums.
     fn winograd_run<T: Elem>(
         &self,
         x: &[T],
