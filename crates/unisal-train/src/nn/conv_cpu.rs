@@ -27,8 +27,8 @@
 //! 14-26% faster, `docs/performance.md` session 10). An epilogue (`conv_eval_cpu.rs`: the eval batch norm, ReLU,
 //! residual join) runs on each output run right after its product, on either path.
 //!
-//! 3x3 convolutions of stride 1 and padding 1 on planes of 36+ tiles take the per-sample path by Winograd's
-//! transforms instead: forward, input and weight gradient (`winograd_cpu.rs`, `winograd_grad_cpu.rs`).
+//! 3x3 convolutions of stride 1 and padding 1 on planes of 36+ tiles run their forward and input gradient by
+//! Winograd's transforms instead (`winograd_cpu.rs`, one sample a thread; the weight gradient stays here).
 //!
 //! The backward op is `conv_backward.rs`'s. On CUDA (feature `cuda`) the same two ops run cuDNN's passes instead
 //! (`cudnn/conv.rs`), with the same shape checks ([`Kernel::shape`]) and the same backward.
@@ -131,17 +131,16 @@ impl ConvOp {
     }
 
     /// Whether this convolution runs one sample at a time (`conv_sample_cpu.rs`): at most
-    /// [`PER_SAMPLE_MAX_OUT`] outputs and a batch of at least two, or a layer of Winograd's (`winograd_cpu.rs`).
-    /// Its backward then takes `dY` in either layout.
+    /// [`PER_SAMPLE_MAX_OUT`] outputs and a batch of at least two. Its backward then takes `dY` in either layout.
     pub(super) fn per_sample(&self) -> bool {
-        (self.out <= PER_SAMPLE_MAX_OUT && self.g.n >= 2) || winograd::applies(&self.g, self.out)
+        self.out <= PER_SAMPLE_MAX_OUT && self.g.n >= 2
     }
 
     /// `y = W · cols`, then `epi` on each output run `y[n, o]` while it is in cache.
     pub(super) fn forward<T: Elem>(&self, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
-        if self.per_sample() {
+        if self.per_sample() || winograd::applies(&g, o) {
             return self.sample_forward(x, w, epi, false).0;
         }
         let mut buf = take_scratch::<T>(ckk * npix);
@@ -173,7 +172,7 @@ impl ConvOp {
     /// [`ConvOp::forward`] without epilogue, and on the per-sample and Winograd paths each output plane's
     /// `batchnorm_cpu::plane_sums` as well (for `conv_bn_cpu.rs`), taken while the plane is in cache.
     pub(super) fn forward_with_sums<T: Elem>(&self, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<[f64; 3]>>) {
-        if !self.per_sample() {
+        if !self.per_sample() && !winograd::applies(&self.g, self.out) {
             return (self.forward(x, w, None), None);
         }
         let (y, sums) = self.sample_forward(x, w, None, true);
@@ -300,7 +299,16 @@ impl ConvOp {
         } else {
             timed("conv2d-backward: product dW", || matmul(dw, dy_t, cols_m.t()));
         }
-        if !dx.is_empty() {
+        if !dx.is_empty() && winograd::applies(&g, o) {
+            // dY: [O, N * P] is sample n's plane o at o * N P + n P.
+            let src = Planes { data: dy_t.data, sample: g.ho() * g.wo(), plane: npix };
+            let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
+            with_scratch(16 * o * g.c, |u: &mut [T]| {
+                timed("conv2d-backward: winograd filters", || winograd::filter_into(w, o, g.c, u));
+                let u = Filters { u, for_dx: true };
+                timed("conv2d-backward: winograd dx", || winograd::convolve(src, back, u, dx, |_, _| {}));
+            });
+        } else if !dx.is_empty() {
             // The same buffer now takes dcols = W^T · dY (cols is no longer needed).
             let w_t = MatRef::row_major(w, o, ckk).t();
             timed("conv2d-backward: product dx", || matmul(cols, w_t, dy_t));

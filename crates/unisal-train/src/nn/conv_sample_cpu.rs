@@ -20,7 +20,6 @@ use super::cpu_util::{for_each_item, for_each_part, Elem};
 use super::gemm_cpu::{give_scratch, matmul_add, matmul_on, take_scratch, transpose, with_scratch, MatRef};
 use super::im2col::{col2im_sample, im2col_sample, with_source, Geometry};
 use super::winograd_cpu::{self as winograd, Filters, Planes};
-use super::winograd_grad_cpu as winograd_grad;
 
 /// The most partial weight gradients of a backward (groups of samples worked on in parallel).
 const PARTS: usize = 8;
@@ -121,45 +120,52 @@ pub(super) fn backward<T: Elem>(
     let need_dx = !dx.is_empty();
     let per = g.n.div_ceil(PARTS);
     let mut dx_groups = dx.chunks_mut(per * chw);
-    // Winograd's layers sum their weight gradient transformed, `[16, O, C]` (`winograd_grad_cpu.rs`).
-    let wino = winograd::applies(g, o);
-    let dw_len = if wino { 16 * o * g.c } else { o * ckk };
     let mut parts: Vec<Part<'_, T>> = (0..g.n.div_ceil(per))
         .map(|i| Part {
             first: i * per,
             dx: dx_groups.next().unwrap_or_default(),
-            dw: vec![T::zero(); dw_len],
+            dw: vec![T::zero(); o * ckk],
         })
         .collect();
     let dz_len = if matches!(dy, Dy::Fill(_)) { o * p } else { 0 };
     let transposed = ckk >= o;
     let w_t = MatRef::row_major(w, o, ckk).t();
-    if wino {
-        winograd_parts(g, o, (x, w), dy, (&mut parts, per, need_dx));
-    } else {
-        with_source(g, x, |xs| {
-            for_each_part(&mut parts, g.n * ckk * p, |_, part| {
-                with_scratch(ckk * p, |cols: &mut [T]| {
-                    with_scratch(dz_len, |dz: &mut [T]| {
-                        for j in 0..per.min(g.n - part.first) {
-                            let n = part.first + j;
-                            im2col_sample(g, xs, n, cols);
-                            let (c, d) = (MatRef::row_major(&*cols, ckk, p), dy_view(dy, n, (o, p, g.n), dz));
-                            if transposed {
-                                matmul_add(&mut part.dw, c, d.t(), j > 0);
-                            } else {
-                                matmul_add(&mut part.dw, d, c.t(), j > 0);
-                            }
-                            if need_dx {
-                                // The same buffer now takes dcols_n = W^T · dY_n.
-                                matmul_on(cols, w_t, d, 1);
-                                col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);
-                            }
+    // The input gradient by Winograd's transforms where they apply (`winograd_cpu.rs`), from cout to cin.
+    let wino = (need_dx && winograd::applies(g, o)).then(|| {
+        let mut u = take_scratch::<T>(16 * o * g.c);
+        winograd::filter_into(w, o, g.c, &mut u);
+        u
+    });
+    let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
+    with_source(g, x, |xs| {
+        for_each_part(&mut parts, g.n * ckk * p, |_, part| {
+            with_scratch(ckk * p, |cols: &mut [T]| {
+                with_scratch(dz_len, |dz: &mut [T]| {
+                    for j in 0..per.min(g.n - part.first) {
+                        let n = part.first + j;
+                        im2col_sample(g, xs, n, cols);
+                        let (c, d) = (MatRef::row_major(&*cols, ckk, p), dy_view(dy, n, (o, p, g.n), dz));
+                        if transposed {
+                            matmul_add(&mut part.dw, c, d.t(), j > 0);
+                        } else {
+                            matmul_add(&mut part.dw, d, c.t(), j > 0);
                         }
-                    })
+                        if let Some(u) = &wino {
+                            let u = Filters { u, for_dx: true };
+                            let src = Planes { data: d.data, sample: 0, plane: d.row_stride };
+                            winograd::convolve_sample(src, back, u, 0, &mut part.dx[j * chw..][..chw]);
+                        } else if need_dx {
+                            // The same buffer now takes dcols_n = W^T · dY_n.
+                            matmul_on(cols, w_t, d, 1);
+                            col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);
+                        }
+                    }
                 })
             })
-        });
+        })
+    });
+    if let Some(u) = wino {
+        give_scratch(u);
     }
     let (sum, rest) = parts.split_first_mut().expect("at least one group");
     for part in rest {
@@ -167,49 +173,11 @@ pub(super) fn backward<T: Elem>(
             *a += *b;
         }
     }
-    if wino {
-        winograd_grad::filter_grad(&sum.dw, o, g.c, dw);
-    } else if transposed {
+    if transposed {
         transpose(&sum.dw, ckk, o, dw);
     } else {
         dw[..o * ckk].copy_from_slice(&sum.dw);
     }
-}
-
-/// [`backward`]'s loop for a layer of Winograd's (`winograd_cpu.rs`): each sample's weight gradient transformed
-/// into its group's partial sum (`winograd_grad_cpu.rs`) and, with `need_dx`, its input gradient by the forward's
-/// transforms of the filters turned and swapped.
-fn winograd_parts<T: Elem>(
-    g: &Geometry,
-    o: usize,
-    (x, w): (&[T], &[T]),
-    dy: Dy<'_, T>,
-    (parts, per, need_dx): (&mut [Part<'_, T>], usize, bool),
-) {
-    let (hw, chw) = (g.h * g.w, g.c * g.h * g.w);
-    let d = winograd::Dims { cin: g.c, cout: o, h: g.h, w: g.w };
-    let back = winograd::Dims { cin: o, cout: g.c, ..d };
-    let dz_len = if matches!(dy, Dy::Fill(_)) { o * hw } else { 0 };
-    let mut u = take_scratch::<T>(if need_dx { 16 * o * g.c } else { 0 });
-    if need_dx {
-        winograd::filter_into(w, o, g.c, &mut u);
-    }
-    let filters = Filters { u: &u, for_dx: true };
-    for_each_part(parts, g.n * (g.c + o) * hw * 4, |_, part| {
-        with_scratch(dz_len, |dz: &mut [T]| {
-            for j in 0..per.min(g.n - part.first) {
-                let n = part.first + j;
-                let d_n = dy_view(dy, n, (o, hw, g.n), dz);
-                let dys = Planes { data: d_n.data, sample: 0, plane: d_n.row_stride };
-                let xs = Planes::nchw(x, g.c, hw);
-                winograd_grad::add_weight_grad((xs, n), (dys, 0), d, &mut part.dw, j > 0);
-                if need_dx {
-                    winograd::convolve_sample(dys, back, filters, 0, &mut part.dx[j * chw..][..chw]);
-                }
-            }
-        })
-    });
-    give_scratch(u);
 }
 
 #[cfg(test)]

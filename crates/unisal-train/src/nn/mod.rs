@@ -56,7 +56,6 @@ pub(crate) mod packed_grads;
 mod pool;
 mod pool_cpu;
 mod winograd_cpu;
-mod winograd_grad_cpu;
 
 pub use batchnorm::{BatchNorm2d, BnImpl};
 pub use conv::{Conv2d, ConvImpl};

@@ -11,7 +11,7 @@
 //!
 //! The backward's input gradient of such a layer is the same convolution of `dY` with each filter turned by 180
 //! degrees and its channels swapped, whose transforms are a permutation of the forward's ([`Filters`]), so it
-//! runs here too, and so does the weight gradient (`winograd_grad_cpu.rs`).
+//! runs here too. The weight gradient stays with im2col + product.
 //!
 //! Samples are split over threads, one at a time (a large plane in blocks of tile rows), so the result does not
 //! depend on the thread count; a batch uses at most as many threads as it has samples. Planes under
@@ -130,14 +130,14 @@ pub(super) struct Dims {
 }
 
 impl Dims {
-    pub fn tile_rows(&self) -> usize {
+    fn tile_rows(&self) -> usize {
         self.h.div_ceil(2)
     }
-    pub fn tile_cols(&self) -> usize {
+    fn tile_cols(&self) -> usize {
         self.w.div_ceil(2)
     }
     /// Tile rows a block holds.
-    pub fn block_rows(&self) -> usize {
+    fn block_rows(&self) -> usize {
         (MAX_TILES / self.tile_cols().max(1)).clamp(1, self.tile_rows().max(1))
     }
 }
@@ -191,7 +191,7 @@ pub(super) fn convolve_sample<T: Elem>(
 
 /// `V: [16, cin, nt]` of the tiles of tile rows `rows` of sample `n`. `tmp` holds the even and odd values of an
 /// input row and the column combinations of the block's input rows.
-pub(super) fn input_transform<T: Elem>(
+fn input_transform<T: Elem>(
     src: Planes<'_, T>,
     d: Dims,
     (n, rows): (usize, Range<usize>),
