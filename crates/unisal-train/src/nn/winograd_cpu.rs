@@ -202,16 +202,20 @@ fn input_transform<T: Elem>(
     let nt = rows.len() * tw;
     let (ev, rest) = tmp.split_at_mut(tw + 1);
     let (od, rt) = rest.split_at_mut(tw + 1);
-    // Input rows 2 tr0 - 1 ..= 2 tr1: their column combinations, 4 runs of tw each.
+    // Input rows 2 tr0 - 1 ..= 2 tr1: their 4 column combinations, kept by the row's parity and combination,
+    // `rt[parity][k][row / 2][q]`, so that each transform element's rows over the whole block are two runs.
     let first_row = 2 * rows.start as isize - 1;
     let n_rows = 2 * rows.len() + 2;
+    let run = (rows.len() + 1) * tw;
     for ci in 0..d.cin {
         let plane = &src.data[n * src.sample + ci * src.plane..][..d.h * d.w];
         for r in 0..n_rows {
             let ih = first_row + r as isize;
-            let t = &mut rt[r * 4 * tw..][..4 * tw];
+            let at = |k: usize| ((r % 2 * 4 + k) * run) + r / 2 * tw;
             if ih < 0 || ih as usize >= d.h {
-                t.fill(T::zero());
+                for k in 0..4 {
+                    rt[at(k)..][..tw].fill(T::zero());
+                }
                 continue;
             }
             // ev[q] = x[2q], od[q] = x[2q - 1], zero outside the row.
@@ -227,34 +231,32 @@ fn input_transform<T: Elem>(
             if d.w % 2 == 1 {
                 ev[half] = row[d.w - 1];
             }
-            let (t0, rest) = t.split_at_mut(tw);
-            let (t1, rest) = rest.split_at_mut(tw);
-            let (t2, t3) = rest.split_at_mut(tw);
-            for q in 0..tw {
-                t0[q] = od[q] - od[q + 1];
-                t1[q] = ev[q] + od[q + 1];
-                t2[q] = od[q + 1] - ev[q];
-                t3[q] = ev[q] - ev[q + 1];
-            }
+            // Bᵀ's rows on the columns (x[2q - 1], x[2q], x[2q + 1], x[2q + 2]) = (od[q], ev[q], od[q + 1],
+            // ev[q + 1]): a - c, b + c, c - b, b - d.
+            let (o1, e1) = (&od[1..], &ev[1..]);
+            combine(&mut rt[at(0)..][..tw], &od[..tw], &o1[..tw], |a, c| a - c);
+            combine(&mut rt[at(1)..][..tw], &ev[..tw], &o1[..tw], |b, c| b + c);
+            combine(&mut rt[at(2)..][..tw], &o1[..tw], &ev[..tw], |c, b| c - b);
+            combine(&mut rt[at(3)..][..tw], &ev[..tw], &e1[..tw], |b, e| b - e);
         }
-        for tr in rows.clone() {
-            let (off, base) = ((tr - rows.start) * tw, 2 * (tr - rows.start));
-            for k in 0..4 {
-                let row = |r: usize| &rt[((base + r) * 4 + k) * tw..][..tw];
-                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
-                // Bᵀ's rows: r0 - r2, r1 + r2, r2 - r1, r1 - r3.
-                for (i, (x, y, sign)) in
-                    [(r0, r2, -1), (r1, r2, 1), (r2, r1, -1), (r1, r3, -1)].into_iter().enumerate()
-                {
-                    let out = &mut v[((i * 4 + k) * d.cin + ci) * nt + off..][..tw];
-                    if sign > 0 {
-                        out.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (a, b))| *o = *a + *b);
-                    } else {
-                        out.iter_mut().zip(x.iter().zip(y)).for_each(|(o, (a, b))| *o = *a - *b);
-                    }
-                }
-            }
+        // Tile row t's input rows 2t .. 2t + 3 are even row t, odd row t, even row t + 1, odd row t + 1: over the
+        // block, runs starting at 0 and at tw of each parity's rows.
+        for k in 0..4 {
+            let (even, odd) = (&rt[k * run..][..run], &rt[(4 + k) * run..][..run]);
+            let (r0, r1, r2, r3) = (&even[..nt], &odd[..nt], &even[tw..][..nt], &odd[tw..][..nt]);
+            let out = |i: usize| ((i * 4 + k) * d.cin + ci) * nt;
+            combine(&mut v[out(0)..][..nt], r0, r2, |a, c| a - c);
+            combine(&mut v[out(1)..][..nt], r1, r2, |b, c| b + c);
+            combine(&mut v[out(2)..][..nt], r2, r1, |c, b| c - b);
+            combine(&mut v[out(3)..][..nt], r1, r3, |b, e| b - e);
         }
+    }
+}
+
+/// `out[q] = f(a[q], b[q])` (a loop the compiler vectorises).
+fn combine<T: Copy>(out: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
+    for ((r, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *r = f(x, y);
     }
 }
 
