@@ -153,7 +153,7 @@ pub(super) fn backward<T: Elem>(
                         if let Some(u) = &wino {
                             let u = Filters { u, for_dx: true };
                             let src = Planes { data: d.data, sample: 0, plane: d.row_stride };
-                            winograd::convolve_sample(src, back, u, 0, &mut part.dx[j * chw..][..chw]);
+                            winograd::convolve_sample(src, back, u, (0, 1), &mut part.dx[j * chw..][..chw]);
                         } else if need_dx {
                             // The same buffer now takes dcols_n = W^T · dY_n.
                             matmul_on(cols, w_t, d, 1);

@@ -13,8 +13,9 @@
 //! degrees and its channels swapped, whose transforms are a permutation of the forward's ([`Filters`]), so it
 //! runs here too. The weight gradient stays with im2col + product.
 //!
-//! Samples are split over threads, one at a time (a large plane in blocks of tile rows), so the result does not
-//! depend on the thread count; a batch uses at most as many threads as it has samples. Planes under
+//! Samples are split over threads, one at a time (a large plane in blocks of tile rows); a batch smaller than the
+//! thread count gives each sample's products the threads left over. The result does not depend on the thread
+//! count (a unit test checks it bit for bit). Planes under
 //! [`MIN_TILES`] tiles stay with im2col. The errors are those of the transforms' few additions (about 1e-6
 //! relative in f32, as im2col's; unit tests against a direct convolution in f64). `UNISAL_WINOGRAD=0` turns this
 //! path off (im2col + product everywhere).
@@ -151,18 +152,22 @@ pub(super) fn convolve<T: Elem>(
     dst: &mut [T],
     then: impl Fn(usize, &mut [T]) + Sync,
 ) {
+    // A batch smaller than the thread count gives each sample's products the threads left over.
+    let samples = dst.len() / (d.cout * d.h * d.w).max(1);
+    let threads = (candle_core::utils::get_num_threads() / samples.max(1)).max(1);
     for_each_item(dst, d.cout * d.h * d.w, |n, y_n| {
-        convolve_sample(src, d, u, n, y_n);
+        convolve_sample(src, d, u, (n, threads), y_n);
         then(n, y_n);
     });
 }
 
-/// `dst: [cout, h, w]` of sample `n` of `src`, on the calling thread.
+/// `dst: [cout, h, w]` of sample `n` of `src`, its products on `threads` threads (gemm splits the outputs, not
+/// the sums, so the result does not depend on them).
 pub(super) fn convolve_sample<T: Elem>(
     src: Planes<'_, T>,
     d: Dims,
     u: Filters<'_, T>,
-    n: usize,
+    (n, threads): (usize, usize),
     dst: &mut [T],
 ) {
     let (th, tw, rows) = (d.tile_rows(), d.tile_cols(), d.block_rows());
@@ -179,7 +184,7 @@ pub(super) fn convolve_sample<T: Elem>(
                     for xi in 0..16 {
                         let a = u.at(xi, d);
                         let b = MatRef::row_major(&v[xi * d.cin * nt..], d.cin, nt);
-                        matmul_on(&mut m[xi * d.cout * nt..][..d.cout * nt], a, b, 1);
+                        matmul_on(&mut m[xi * d.cout * nt..][..d.cout * nt], a, b, threads);
                     }
                     output_transform(&m[..16 * d.cout * nt], d, tr0..tr1, dst, tmp);
                     tr0 = tr1;

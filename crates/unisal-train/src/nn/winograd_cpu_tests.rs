@@ -141,7 +141,7 @@ fn strided_planes_give_the_same_result() {
     assert_eq!(a, run(Planes { data: &x_t, sample: hw, plane: n * hw }));
     // One sample at a time, as the per-sample backward calls it.
     let mut one = vec![0.0; d.cout * hw];
-    convolve_sample(Planes::nchw(&x, d.cin, hw), d, u, 2, &mut one);
+    convolve_sample(Planes::nchw(&x, d.cin, hw), d, u, (2, 1), &mut one);
     assert_close(&one, &a[2 * d.cout * hw..], "sample 2 alone");
 }
 
@@ -155,4 +155,27 @@ fn only_3x3_stride_1_padding_1_with_enough_channels_fits() {
     assert!(!shape_fits(&Geometry { stride: 2, ..g }, 8));
     assert!(!shape_fits(&Geometry { pad: 0, ..g }, 8));
     assert!(!shape_fits(&Geometry { k: 1, pad: 0, ..g }, 8));
+}
+
+#[test]
+fn the_thread_count_of_the_products_changes_no_bit() {
+    // f32 and shapes whose products gemm splits: 64 outputs, 36 and 1,000+ tiles (blocks of tile rows).
+    for d in [Dims { cin: 64, cout: 64, h: 12, w: 12 }, Dims { cin: 16, cout: 64, h: 66, w: 70 }] {
+        let hw = d.h * d.w;
+        let x: Vec<f32> = values(d.cin * hw, 7.0).into_iter().map(|v| v as f32).collect();
+        let w: Vec<f32> = values(d.cout * d.cin * 9, 8.0).into_iter().map(|v| v as f32).collect();
+        let mut u = vec![0.0f32; 16 * d.cout * d.cin];
+        filter_into(&w, d.cout, d.cin, &mut u);
+        let u = Filters { u: &u, for_dx: false };
+        let run = |threads: usize| {
+            let mut y = vec![f32::NAN; d.cout * hw];
+            convolve_sample(Planes::nchw(&x, d.cin, hw), d, u, (0, threads), &mut y);
+            y
+        };
+        let one = run(1);
+        for threads in [2, 3, 4] {
+            let same = one.iter().zip(run(threads)).all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{d:?}: {threads} threads");
+        }
+    }
 }
