@@ -5,20 +5,21 @@
 //! With `d` a 4x4 input tile, `g` a 3x3 filter, `V = Bᵀ d B`, `U = G g Gᵀ` and `Y = Aᵀ M A`:
 //! - the filters into `U: [16, O, C]` ([`filter_into`]), once a call, into a scratch buffer;
 //! - the input tiles of a block of tile rows into `V: [16, C_in, tiles]`, one pass a channel: each input row's
-//!   four column combinations once (an input row serves two tile rows), then the row combinations;
-//! - 16 products `M[ξ] = U[ξ] · V[ξ]` (`[C_out, tiles]`), one a transform element, on the calling thread;
+//!   four column combinations once (an input row serves two tile rows), kept by the row's parity so that the row
+//!   combinations over the whole block are long runs;
+//! - 16 products `M[ξ] = U[ξ] · V[ξ]` (`[C_out, tiles]`), one a transform element;
 //! - `M` back into output tiles, written into the output planes.
 //!
 //! The backward's input gradient of such a layer is the same convolution of `dY` with each filter turned by 180
 //! degrees and its channels swapped, whose transforms are a permutation of the forward's ([`Filters`]), so it
-//! runs here too. The weight gradient stays with im2col + product.
+//! runs here too. The weight gradient stays with im2col + product (done in the transformed domain as well, it
+//! gained nothing in whole steps: `docs/performance.md`, session 17).
 //!
 //! Samples are split over threads, one at a time (a large plane in blocks of tile rows); a batch smaller than the
 //! thread count gives each sample's products the threads left over. The result does not depend on the thread
-//! count (a unit test checks it bit for bit). Planes under
-//! [`MIN_TILES`] tiles stay with im2col. The errors are those of the transforms' few additions (about 1e-6
-//! relative in f32, as im2col's; unit tests against a direct convolution in f64). `UNISAL_WINOGRAD=0` turns this
-//! path off (im2col + product everywhere).
+//! count (a unit test checks it bit for bit). Planes under [`MIN_TILES`] tiles stay with im2col. The errors are
+//! those of the transforms' few additions (about 1e-6 relative in f32, as im2col's; unit tests against a direct
+//! convolution in f64). `UNISAL_WINOGRAD=0` turns this path off (im2col + product everywhere).
 
 use std::ops::Range;
 use std::sync::OnceLock;

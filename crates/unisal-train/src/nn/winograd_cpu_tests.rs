@@ -1,5 +1,6 @@
 //! Unit tests of `winograd_cpu.rs`: the convolution and its input gradient against direct sums in f64, over
-//! odd and even planes, grouped samples, a sample cut into blocks of tile rows, and strided input planes.
+//! odd and even planes, a plane of one, a sample cut into blocks of tile rows and strided input planes, and the
+//! thread count of the products changing no bit.
 
 use super::*;
 
