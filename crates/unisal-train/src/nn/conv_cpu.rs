@@ -136,11 +136,16 @@ impl ConvOp {
         self.out <= PER_SAMPLE_MAX_OUT && self.g.n >= 2
     }
 
+    /// Whether the forward runs one sample at a time: on the per-sample path or by Winograd's transforms.
+    fn sample_by_sample(&self) -> bool {
+        self.per_sample() || winograd::applies(&self.g, self.out)
+    }
+
     /// `y = W · cols`, then `epi` on each output run `y[n, o]` while it is in cache.
     pub(super) fn forward<T: Elem>(&self, x: &[T], w: &[T], epi: Option<&Epilogue<'_, T>>) -> Vec<T> {
         let g = self.g;
         let (p, o, npix, ckk) = (g.ho() * g.wo(), self.out, g.npix(), g.ckk());
-        if self.per_sample() || winograd::applies(&g, o) {
+        if self.sample_by_sample() {
             return self.sample_forward(x, w, epi, false).0;
         }
         let mut buf = take_scratch::<T>(ckk * npix);
@@ -153,11 +158,7 @@ impl ConvOp {
             let mut y = vec![T::zero(); g.n * o * p];
             timed("conv2d: layout", || {
                 swap_outer(prod, &mut y, o, g.n, p, |n: usize, y_n: &mut [T]| {
-                    if let Some(epi) = epi {
-                        for (oi, run) in y_n.chunks_mut(p).enumerate() {
-                            epi.apply(n, oi, run);
-                        }
-                    }
+                    sample::epilogue(epi, n, y_n, p)
                 })
             });
             y
@@ -172,7 +173,7 @@ impl ConvOp {
     /// [`ConvOp::forward`] without epilogue, and on the per-sample and Winograd paths each output plane's
     /// `batchnorm_cpu::plane_sums` as well (for `conv_bn_cpu.rs`), taken while the plane is in cache.
     pub(super) fn forward_with_sums<T: Elem>(&self, x: &[T], w: &[T]) -> (Vec<T>, Option<Vec<[f64; 3]>>) {
-        if !self.per_sample() && !winograd::applies(&self.g, self.out) {
+        if !self.sample_by_sample() {
             return (self.forward(x, w, None), None);
         }
         let (y, sums) = self.sample_forward(x, w, None, true);
@@ -193,12 +194,9 @@ impl ConvOp {
         if !winograd::applies(&g, o) {
             return timed("conv2d: im2col + product", || sample::forward(&g, o, (x, w), epi, sums));
         }
-        let mut u = take_scratch::<T>(16 * o * g.c);
-        timed("conv2d: winograd filters", || winograd::filter_into(w, o, g.c, &mut u));
-        let filters = Filters { u: &u, for_dx: false };
-        let out = timed("conv2d: winograd", || self.winograd_run(x, filters, epi, sums));
-        give_scratch(u);
-        out
+        winograd::with_filters(w, (o, g.c), false, |u| {
+            timed("conv2d: winograd", || self.winograd_run(x, u, epi, sums))
+        })
     }
 
     /// Winograd's forward (`winograd_cpu.rs`) with the filters transformed: `y` and the plane sums.
@@ -212,19 +210,10 @@ impl ConvOp {
         let (g, o) = (self.g, self.out);
         let hw = g.h * g.w;
         let mut y = vec![T::zero(); g.n * o * hw];
-        let stats = Mutex::new(vec![[0.0; 3]; if sums { g.n * o } else { 0 }]);
+        let finish = sample::Finish::new(epi, hw, if sums { g.n * o } else { 0 });
         let d = winograd::Dims { cin: g.c, cout: o, h: g.h, w: g.w };
-        winograd::convolve(Planes::nchw(x, g.c, hw), d, u, &mut y, |n, y_n| {
-            if let Some(epi) = epi {
-                for (oi, run) in y_n.chunks_mut(hw).enumerate() {
-                    epi.apply(n, oi, run);
-                }
-            }
-            if sums {
-                sample::store_sums(&stats, n, y_n, hw);
-            }
-        });
-        (y, stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+        winograd::convolve(Planes::nchw(x, g.c, hw), d, u, &mut y, |n, y_n| finish.sample(n, y_n));
+        (y, finish.sums())
     }
 
     /// `(x, w, dy)` -> `[dx | padding | dW]` (flat, [`dw_offset`]), or only `dW` when `need_dx` is false (the
@@ -303,10 +292,8 @@ impl ConvOp {
             // dY: [O, N * P] is sample n's plane o at o * N P + n P.
             let src = Planes { data: dy_t.data, sample: g.ho() * g.wo(), plane: npix };
             let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
-            with_scratch(16 * o * g.c, |u: &mut [T]| {
-                timed("conv2d-backward: winograd filters", || winograd::filter_into(w, o, g.c, u));
-                let u = Filters { u, for_dx: true };
-                timed("conv2d-backward: winograd dx", || winograd::convolve(src, back, u, dx, |_, _| {}));
+            winograd::with_filters(w, (o, g.c), true, |u| {
+                timed("conv2d-backward: winograd dx", || winograd::convolve(src, back, u, dx, |_, _| {}))
             });
         } else if !dx.is_empty() {
             // The same buffer now takes dcols = W^T · dY (cols is no longer needed).

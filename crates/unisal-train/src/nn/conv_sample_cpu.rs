@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use super::batchnorm_cpu::{plane_sums, PlaneOrder};
 use super::conv_eval_cpu::Epilogue;
 use super::cpu_util::{for_each_item, for_each_part, Elem};
-use super::gemm_cpu::{give_scratch, matmul_add, matmul_on, take_scratch, transpose, with_scratch, MatRef};
+use super::gemm_cpu::{matmul_add, matmul_on, transpose, with_scratch, MatRef};
 use super::im2col::{col2im_sample, im2col_sample, with_source, Geometry};
 use super::winograd_cpu::{self as winograd, Filters, Planes};
 
@@ -38,31 +38,60 @@ pub(super) fn forward<T: Elem>(
     let (p, ckk) = (g.ho() * g.wo(), g.ckk());
     let wm = MatRef::row_major(w, o, ckk);
     let mut y = vec![T::zero(); g.n * o * p];
-    let plane_stats = Mutex::new(vec![[0.0; 3]; if sums { g.n * o } else { 0 }]);
+    let finish = Finish::new(epi, p, if sums { g.n * o } else { 0 });
     with_source(g, x, |xs| {
         for_each_item(&mut y, o * p, |n, y_n| {
             with_scratch(ckk * p, |cols: &mut [T]| {
                 im2col_sample(g, xs, n, cols);
                 matmul_on(y_n, wm, MatRef::row_major(&*cols, ckk, p), 1);
             });
-            if let Some(epi) = epi {
-                for (oi, run) in y_n.chunks_mut(p).enumerate() {
-                    epi.apply(n, oi, run);
-                }
-            }
-            if sums {
-                store_sums(&plane_stats, n, y_n, p);
-            }
+            finish.sample(n, y_n);
         })
     });
-    (y, plane_stats.into_inner().unwrap_or_else(|e| e.into_inner()))
+    (y, finish.sums())
 }
 
-/// Sample `n`'s output planes' [`plane_sums`] (planes of `p`) into `all[n * O..]`.
-pub(super) fn store_sums<T: Elem>(all: &Mutex<Vec<[f64; 3]>>, n: usize, y_n: &[T], p: usize) {
-    let mine: Vec<[f64; 3]> = y_n.chunks(p).map(plane_sums).collect();
-    let mut all = all.lock().unwrap_or_else(|e| e.into_inner());
-    all[n * mine.len()..][..mine.len()].copy_from_slice(&mine);
+/// What a forward does to each sample's output while it is in cache (this path's and Winograd's,
+/// `conv_cpu.rs`): the epilogue on each output plane of `p` values, then, when sums were asked for (`planes` > 0),
+/// each plane's [`plane_sums`].
+pub(super) struct Finish<'a, T> {
+    epi: Option<&'a Epilogue<'a, T>>,
+    p: usize,
+    /// Whether sums were asked for.
+    summing: bool,
+    sums: Mutex<Vec<[f64; 3]>>,
+}
+
+impl<'a, T: Elem> Finish<'a, T> {
+    /// With sums of `planes` planes (`N * O`), or none (0).
+    pub(super) fn new(epi: Option<&'a Epilogue<'a, T>>, p: usize, planes: usize) -> Self {
+        Finish { epi, p, summing: planes > 0, sums: Mutex::new(vec![[0.0; 3]; planes]) }
+    }
+
+    /// Sample `n`'s output `y_n: [O, P]`.
+    pub(super) fn sample(&self, n: usize, y_n: &mut [T]) {
+        epilogue(self.epi, n, y_n, self.p);
+        if self.summing {
+            // Summed before the lock, so that threads do not wait on each other's sums.
+            let mine: Vec<[f64; 3]> = y_n.chunks(self.p).map(plane_sums).collect();
+            let mut all = self.sums.lock().unwrap_or_else(|e| e.into_inner());
+            all[n * mine.len()..][..mine.len()].copy_from_slice(&mine);
+        }
+    }
+
+    /// The planes' sums, `[N * O]` (empty where none were asked for).
+    pub(super) fn sums(self) -> Vec<[f64; 3]> {
+        self.sums.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// `epi` (if any) on each output run `y_n[o]` (of `p` values) of sample `n`.
+pub(super) fn epilogue<T: Elem>(epi: Option<&Epilogue<'_, T>>, n: usize, y_n: &mut [T], p: usize) {
+    if let Some(epi) = epi {
+        for (oi, run) in y_n.chunks_mut(p).enumerate() {
+            epi.apply(n, oi, run);
+        }
+    }
 }
 
 /// Where the backward finds `dY_n: [O, P]`.
@@ -130,42 +159,46 @@ pub(super) fn backward<T: Elem>(
     let dz_len = if matches!(dy, Dy::Fill(_)) { o * p } else { 0 };
     let transposed = ckk >= o;
     let w_t = MatRef::row_major(w, o, ckk).t();
-    // The input gradient by Winograd's transforms where they apply (`winograd_cpu.rs`), from cout to cin.
-    let wino = (need_dx && winograd::applies(g, o)).then(|| {
-        let mut u = take_scratch::<T>(16 * o * g.c);
-        winograd::filter_into(w, o, g.c, &mut u);
-        u
-    });
     let back = winograd::Dims { cin: o, cout: g.c, h: g.h, w: g.w };
-    with_source(g, x, |xs| {
-        for_each_part(&mut parts, g.n * ckk * p, |_, part| {
-            with_scratch(ckk * p, |cols: &mut [T]| {
-                with_scratch(dz_len, |dz: &mut [T]| {
-                    for j in 0..per.min(g.n - part.first) {
-                        let n = part.first + j;
-                        im2col_sample(g, xs, n, cols);
-                        let (c, d) = (MatRef::row_major(&*cols, ckk, p), dy_view(dy, n, (o, p, g.n), dz));
-                        if transposed {
-                            matmul_add(&mut part.dw, c, d.t(), j > 0);
-                        } else {
-                            matmul_add(&mut part.dw, d, c.t(), j > 0);
+    // `wino`: the input gradient by Winograd's transforms (`winograd_cpu.rs`), from cout to cin.
+    let mut run = |wino: Option<Filters<'_, T>>| {
+        with_source(g, x, |xs| {
+            for_each_part(&mut parts, g.n * ckk * p, |_, part| {
+                with_scratch(ckk * p, |cols: &mut [T]| {
+                    with_scratch(dz_len, |dz: &mut [T]| {
+                        for j in 0..per.min(g.n - part.first) {
+                            let n = part.first + j;
+                            im2col_sample(g, xs, n, cols);
+                            let (c, d) = (MatRef::row_major(&*cols, ckk, p), dy_view(dy, n, (o, p, g.n), dz));
+                            if transposed {
+                                matmul_add(&mut part.dw, c, d.t(), j > 0);
+                            } else {
+                                matmul_add(&mut part.dw, d, c.t(), j > 0);
+                            }
+                            if let Some(u) = wino {
+                                let src = Planes { data: d.data, sample: 0, plane: d.row_stride };
+                                winograd::convolve_sample(
+                                    src,
+                                    back,
+                                    u,
+                                    (0, 1),
+                                    &mut part.dx[j * chw..][..chw],
+                                );
+                            } else if need_dx {
+                                // The same buffer now takes dcols_n = W^T · dY_n.
+                                matmul_on(cols, w_t, d, 1);
+                                col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);
+                            }
                         }
-                        if let Some(u) = &wino {
-                            let u = Filters { u, for_dx: true };
-                            let src = Planes { data: d.data, sample: 0, plane: d.row_stride };
-                            winograd::convolve_sample(src, back, u, (0, 1), &mut part.dx[j * chw..][..chw]);
-                        } else if need_dx {
-                            // The same buffer now takes dcols_n = W^T · dY_n.
-                            matmul_on(cols, w_t, d, 1);
-                            col2im_sample(g, cols, p, 0, &mut part.dx[j * chw..]);
-                        }
-                    }
+                    })
                 })
             })
         })
-    });
-    if let Some(u) = wino {
-        give_scratch(u);
+    };
+    if need_dx && winograd::applies(g, o) {
+        winograd::with_filters(w, (o, g.c), true, |u| run(Some(u)));
+    } else {
+        run(None);
     }
     let (sum, rest) = parts.split_first_mut().expect("at least one group");
     for part in rest {

@@ -3,7 +3,7 @@
 //! multiplications than im2col + product (`conv_cpu.rs`). These layers carry most of a ResNet's work.
 //!
 //! With `d` a 4x4 input tile, `g` a 3x3 filter, `V = Bᵀ d B`, `U = G g Gᵀ` and `Y = Aᵀ M A`:
-//! - the filters into `U: [16, O, C]` ([`filter_into`]), once a call, into a scratch buffer;
+//! - the filters into `U: [16, O, C]` ([`with_filters`]), once a call, into a scratch buffer;
 //! - the input tiles of a block of tile rows into `V: [16, C_in, tiles]`, one pass a channel: each input row's
 //!   four column combinations once (an input row serves two tile rows), kept by the row's parity so that the row
 //!   combinations over the whole block are long runs;
@@ -27,6 +27,7 @@ use std::sync::OnceLock;
 use super::cpu_util::{for_each_item, Elem};
 use super::gemm_cpu::{matmul_on, with_scratch, MatRef};
 use super::im2col::Geometry;
+use super::op_profile::timed_cpu as timed;
 
 /// The fewest tiles a sample must have: on smaller planes one sample's products are too small to pay, and the
 /// im2col path's product over the whole batch uses every thread.
@@ -38,10 +39,10 @@ const MAX_TILES: usize = 1024;
 /// The fewest input channels for which the path pays (the transforms cost more than they save below).
 const MIN_CHANNELS: usize = 8;
 
-/// Whether `UNISAL_WINOGRAD` leaves this path on (anything but `0`; read once).
+/// Whether `UNISAL_WINOGRAD` leaves this path on (unless `0`, `false`, `off`; read once).
 fn switched_on() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    *ON.get_or_init(|| std::env::var("UNISAL_WINOGRAD").map_or(true, |v| v.trim() != "0"))
+    *ON.get_or_init(|| super::env_not_off("UNISAL_WINOGRAD"))
 }
 
 /// Whether a convolution of this geometry with `out` output channels runs here.
@@ -60,30 +61,38 @@ fn shape_fits(g: &Geometry, out: usize) -> bool {
         && tiles >= MIN_TILES
 }
 
+/// `f` with the transformed filters ([`Filters`]) of `w: [O, C, 3, 3]`, made in a scratch buffer for this call:
+/// as they are for the forward, or with `for_dx` for the input gradient.
+pub(super) fn with_filters<T: Elem, R>(
+    w: &[T],
+    (o, c): (usize, usize),
+    for_dx: bool,
+    f: impl FnOnce(Filters<'_, T>) -> R,
+) -> R {
+    with_scratch(16 * o * c, |u: &mut [T]| {
+        timed("conv2d: winograd filters", || filter_into(w, o, c, u));
+        f(Filters { u, for_dx })
+    })
+}
+
 /// `w: [O, C, 3, 3]` -> `u: [16, O, C]`, `U = G g Gᵀ` of every filter (`u` of at least `16 O C`).
-pub(super) fn filter_into<T: Elem>(w: &[T], o: usize, c: usize, u: &mut [T]) {
+fn filter_into<T: Elem>(w: &[T], o: usize, c: usize, u: &mut [T]) {
     let (half, oc) = (T::of(0.5), o * c);
     assert!(w.len() >= 9 * oc && u.len() >= 16 * oc, "winograd filters: {o} x {c}");
+    // G's rows on three values.
+    let g = |x: T, y: T, z: T| [x, half * (x + y + z), half * (x - y + z), z];
     for (pair, f) in w[..9 * oc].chunks_exact(9).enumerate() {
         // G g: [4, 3], a column at a time; then (G g) Gᵀ: [4, 4], a row at a time.
-        let mut gg = [[T::zero(); 3]; 4];
-        for b in 0..3 {
-            let (x, y, z) = (f[b], f[3 + b], f[6 + b]);
-            gg[0][b] = x;
-            gg[1][b] = half * (x + y + z);
-            gg[2][b] = half * (x - y + z);
-            gg[3][b] = z;
-        }
-        for (i, [x, y, z]) in gg.into_iter().enumerate() {
-            let row = [x, half * (x + y + z), half * (x - y + z), z];
-            for (k, v) in row.into_iter().enumerate() {
+        let cols: [[T; 4]; 3] = std::array::from_fn(|b| g(f[b], f[3 + b], f[6 + b]));
+        for i in 0..4 {
+            for (k, v) in g(cols[0][i], cols[1][i], cols[2][i]).into_iter().enumerate() {
                 u[(i * 4 + k) * oc + pair] = v;
             }
         }
     }
 }
 
-/// The transformed filters of a call: [`filter_into`]'s `[16, O, C]` of the layer's weights, used as they are
+/// The transformed filters of a call: `[16, O, C]` of the layer's weights ([`with_filters`]), used as they are
 /// for the forward and, for the input gradient (`for_dx`), as the transforms of the filters turned by 180
 /// degrees with their channels swapped: with `J` the 3x3 reversal, `G J = P G` where `P` swaps rows 0 and 3, so
 /// that filter's `U'[i][k]` is `U[p(i)][p(k)]`, read through a transposed view. Nothing is transformed twice.

@@ -36,35 +36,18 @@ fn direct(x: &[f64], w: &[f64], n: usize, d: Dims) -> Vec<f64> {
     y
 }
 
-/// `dx[n, c, p, q] = sum dy[n, o, p - a + 1, q - b + 1] w[o, c, a, b]`, directly.
+/// `dx[n, c, p, q] = sum dy[n, o, p - a + 1, q - b + 1] w[o, c, a, b]`: [`direct`] from `dy`'s `cout` channels
+/// with each filter turned by 180 degrees in the 3x3 domain and its channels swapped (`w'[c, o, a, b] =
+/// w[o, c, 2 - a, 2 - b]`), not by the transforms' permutation the code under test uses.
 fn direct_dx(dy: &[f64], w: &[f64], n: usize, d: Dims) -> Vec<f64> {
-    let (h, wd) = (d.h as isize, d.w as isize);
-    let mut dx = vec![0.0; n * d.cin * d.h * d.w];
-    for s in 0..n {
-        for c in 0..d.cin {
-            for p in 0..h {
-                for q in 0..wd {
-                    let mut acc = 0.0;
-                    for o in 0..d.cout {
-                        for a in 0..3 {
-                            for b in 0..3 {
-                                let (i, j) = (p - a + 1, q - b + 1);
-                                if (0..h).contains(&i) && (0..wd).contains(&j) {
-                                    let g = dy[((s * d.cout + o) * d.h + i as usize) * d.w + j as usize];
-                                    acc += g * w[((o * d.cin + c) * 3 + a as usize) * 3 + b as usize];
-                                }
-                            }
-                        }
-                    }
-                    dx[((s * d.cin + c) * d.h + p as usize) * d.w + q as usize] = acc;
-                }
-            }
-        }
+    let mut turned = vec![0.0; w.len()];
+    for (o, c, a, b) in (0..w.len()).map(|i| (i / (9 * d.cin), i / 9 % d.cin, i / 3 % 3, i % 3)) {
+        turned[((c * d.cout + o) * 3 + 2 - a) * 3 + 2 - b] = w[((o * d.cin + c) * 3 + a) * 3 + b];
     }
-    dx
+    direct(dy, &turned, n, Dims { cin: d.cout, cout: d.cin, ..d })
 }
 
-/// [`filter_into`] into a new buffer.
+/// `filter_into` into a new buffer.
 fn transformed(w: &[f64], o: usize, c: usize) -> Vec<f64> {
     let mut u = vec![f64::NAN; 16 * o * c];
     filter_into(w, o, c, &mut u);
