@@ -40,9 +40,6 @@ pub(crate) fn gather(vars: &PackedVars, len: usize, device: &Device) -> candle_c
             table.extend(pack_entry(src, *offset, var.shape(), *channels_last)?);
             longest = longest.max(var.elem_count());
         }
-        if part.is_empty() {
-            continue;
-        }
         let table = upload_table(&stream, &table, "parameter pack")?;
         let name = "unisal_pack_f32";
         let func = cuda.get_or_load_custom_func(name, "unisal_elementwise", super::cuda_kernels::PTX)?;
