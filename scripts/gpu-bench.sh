@@ -45,8 +45,9 @@ for t in "$PACK"/tests/*.xz; do
       echo "  ... and FAIL with UNISAL_GPU_KERNELS=0 too (test-$name-composed.log)"
     fi
     # Which recent default is at fault: the same test with each switched off in turn (BISECT, space-separated
-    # environments; session 16's blind changes by default), so that one device call both finds and names it.
-    for e in ${BISECT:-UNISAL_PACKED_GRADS=0 UNISAL_SGD_MULTI=0 UNISAL_BLOCK_STEM=0 UNISAL_CUDNN_REUSE=0 UNISAL_FUSED_BLOCK=0}; do
+    # environments; session 16's blind changes and session 18's new defaults), so that one device call both finds
+    # and names it.
+    for e in ${BISECT:-UNISAL_PACKED_GRADS=0 UNISAL_SGD_MULTI=0 UNISAL_BLOCK_STEM=0 UNISAL_CUDNN_GRAPH=0 UNISAL_BLOCK_ACCUMULATE=0}; do
       tag=$(echo "$e" | tr -c 'A-Za-z0-9=\n' '_' | tr '=' '-')
       # shellcheck disable=SC2086
       if env $e timeout 120 "/tmp/$name" --test-threads 1 > "$OUT/test-$name-bisect-$tag.log" 2>&1; then
@@ -133,6 +134,12 @@ run_case "r50-224-dual-train-bf16-graph" "UNISAL_CUDNN_GRAPH=1" "train $common -
 run_case "r50-224-dual-train-accumulate" "UNISAL_BLOCK_ACCUMULATE=1" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r50-224-dual-train-accumulate-graphauto" "UNISAL_BLOCK_ACCUMULATE=1 UNISAL_CUDNN_GRAPH=auto" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r18-224-b64-train-accumulate-graphauto" "UNISAL_BLOCK_ACCUMULATE=1 UNISAL_CUDNN_GRAPH=auto" "train $common $r18" "-"
+# Session 18: graph plans where faster (`auto`) and the in-place accumulation are the defaults; these rows run the
+# convolutions as before (legacy calls, no accumulation), for the difference.
+legacy_conv="UNISAL_CUDNN_GRAPH=0 UNISAL_BLOCK_ACCUMULATE=0"
+run_case "r18-224-b64-train-legacyconv" "$legacy_conv" "train $common $r18" "-"
+run_case "r50-224-dual-train-legacyconv" "$legacy_conv" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
+run_case "r50-224-dual-train-bf16-legacyconv" "$legacy_conv" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
 # Session 15 (no GPU; written blind): the block op's activations channels last (UNISAL_BLOCK_NHWC=1, or =bf16 for
 # bf16 only), weights [O, k, k, C], the persistent batch norm: what cuDNN's bf16 tensor-core kernels take. The bf16
 # rows are against PyTorch's channels-last autocast (the goal: 0.8x); the fp32 rows to see whether strict fp32 gains.

@@ -14,7 +14,7 @@ use unisal_train::optim::Sgd;
 
 mod layers_device_support;
 use layers_device_support::blocks::{block_case, BlockSpec};
-use layers_device_support::{check, check_bf16, close, close_rms, device, host, pair, weighted_grads};
+use layers_device_support::{check, check_bf16, close, close_rms_each, device, host, pair, weighted_grads};
 use unisal_train::nn::blocks::BlockLayout;
 
 #[test]
@@ -329,15 +329,12 @@ fn a_resnet_stem_and_block_as_one_op_match_the_cpu_reference() {
         let op = run(&dev_vars, x16, Some(BlockLayout::Nhwc));
         close("bf16 stem + bottleneck forward, Nhwc", &op, &expected, 3e-2);
         let g_op = weighted_grads(&op);
-        for (k, v) in dev_vars.iter().enumerate() {
-            let (a, b) = (g_op.get(v.as_tensor()).unwrap(), g_layers.get(v.as_tensor()).unwrap());
-            close_rms(
-                &format!("bf16 stem + block op against the bf16 layers, gradient of var {k}"),
-                a,
-                b,
-                1e-2,
-            );
-        }
+        // The images' gradient (var 0) passes back through the max pool, whose winners the op (channels last) and
+        // the layers (NCHW) pick apart where bf16 rounds a window's two largest values to one or swaps them (their
+        // convolutions sum in other orders): on an H200 in session 18 its rms error was 1.73e-2 of the largest
+        // value, where the fp32 op matches f64 (above). The parameters' gradients stay within 1e-2.
+        let what = "bf16 stem + block op against the bf16 layers";
+        close_rms_each(what, &dev_vars, (&g_op, &g_layers), |k| if k == 0 { 3e-2 } else { 1e-2 });
     }
 }
 
@@ -379,11 +376,8 @@ fn resnet_blocks_as_one_op_match_the_cpu_reference() {
             let op = run(&dev_vars, x16.clone(), Some(layout));
             close(&format!("bf16 bottleneck block forward, {layout:?}"), &op, &expected, 3e-2);
             let g_op = weighted_grads(&op);
-            for (k, v) in dev_vars.iter().enumerate() {
-                let (a, b) = (g_op.get(v.as_tensor()).unwrap(), g_layers.get(v.as_tensor()).unwrap());
-                let what = format!("bf16 block op ({layout:?}) against the bf16 layers, gradient of var {k}");
-                close_rms(&what, a, b, 1e-2);
-            }
+            let what = format!("bf16 block op ({layout:?}) against the bf16 layers");
+            close_rms_each(&what, &dev_vars, (&g_op, &g_layers), |_| 1e-2);
         }
     }
 }

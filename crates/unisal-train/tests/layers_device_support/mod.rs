@@ -5,6 +5,7 @@
 
 pub mod blocks;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -74,12 +75,44 @@ pub fn close(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
 /// says nothing (`scripts/torch_bf16_error.py`: PyTorch's own bf16 autocast has largest errors of 0.37-0.86 of
 /// the largest value on the batch norm + ReLU below, and a root mean square of 2.8e-3 to 5.8e-3).
 pub fn close_rms(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
+    if let Err(why) = rms_within(what, got, expected, tol) {
+        panic!("{why}");
+    }
+}
+
+/// [`close_rms`]'s check, its failure as the message.
+fn rms_within(what: &str, got: &Tensor, expected: &Tensor, tol: f64) -> Result<(), String> {
     let (g, e) = (values(got), values(expected));
     assert_eq!(g.len(), e.len(), "{what}: length");
     let scale = e.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
     let rms = (g.iter().zip(&e).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / e.len().max(1) as f64).sqrt();
     eprintln!("{what}: rms error {:.3e} of the largest value", rms / scale);
-    assert!(rms <= tol * scale, "{what}: rms error {rms:.3e} > {tol:.0e} x {scale:.3e}");
+    match rms <= tol * scale {
+        true => Ok(()),
+        false => Err(format!("{what}: rms error {rms:.3e} > {tol:.0e} x {scale:.3e}")),
+    }
+}
+
+/// [`close_rms`] over each variable `k`'s pair `(got, expected)` of the stores `got` and `expected`, within `tol(k)`:
+/// every error printed before any failure is reported, so that one run on a GPU shows them all.
+pub fn close_rms_each(
+    what: &str,
+    vars: &[&Var],
+    (got, expected): (&GradStore, &GradStore),
+    tol: impl Fn(usize) -> f64,
+) {
+    let mut failed = Vec::new();
+    for (k, v) in vars.iter().enumerate() {
+        let (g, e) = (got.get(v.as_tensor()), expected.get(v.as_tensor()));
+        let (Some(g), Some(e)) = (g, e) else {
+            failed.push(format!("var {k}: no gradient (got {}, expected {})", g.is_some(), e.is_some()));
+            continue;
+        };
+        if let Err(why) = rms_within(&format!("{what}, gradient of var {k}"), g, e, tol(k)) {
+            failed.push(why);
+        }
+    }
+    assert!(failed.is_empty(), "{what}: {}", failed.join("; "));
 }
 
 /// [`check_within`] for bf16 activations: the gradients compared by [`close_rms`], within 2e-2.

@@ -112,7 +112,7 @@ impl Block {
         for (i, y) in kept.y.into_iter().enumerate() {
             ys.push(as_tensor(y, self.layers[i].out_shape())?);
         }
-        // The shortcut's gradient of the input; with `UNISAL_BLOCK_ACCUMULATE=1` computed first, and the main
+        // The shortcut's gradient of the input; by default (`UNISAL_BLOCK_ACCUMULATE`) computed first, and the main
         // path's added into it in place by its first layer (no third buffer, no add).
         let accumulate = super::conv_accumulate::enabled() && need_dx;
         let mut z_down = kept.z_down;
@@ -322,7 +322,12 @@ impl candle_core::CustomOp2 for BlocksCudnn {
                 d => dx = d,
             }
         }
-        if let (Some(s), Some(zy), Some(pooled), Some(d)) = (stem, stem_zy, pooled, dx.take()) {
+        // (Not `dx.take()` in the pattern's tuple: it would run, and lose the blocks' input gradient, without a
+        // stem too.)
+        if let (Some(s), Some(zy), Some(pooled)) = (stem, stem_zy, pooled) {
+            let d = dx
+                .take()
+                .ok_or_else(|| candle_core::Error::Msg("ResNet blocks: no gradient for the stem".into()))?;
             dx = s.backward(&x_in, (zy, pooled), packed, &d, x.track_op())?;
         }
         let dx = dx.map(|d| d.reshape(x.shape())).transpose()?;
