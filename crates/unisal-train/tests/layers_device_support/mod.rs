@@ -75,41 +75,50 @@ pub fn close(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
 /// says nothing (`scripts/torch_bf16_error.py`: PyTorch's own bf16 autocast has largest errors of 0.37-0.86 of
 /// the largest value on the batch norm + ReLU below, and a root mean square of 2.8e-3 to 5.8e-3).
 pub fn close_rms(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
-    if let Err(why) = rms_within(what, got, expected, tol) {
-        panic!("{why}");
-    }
-}
-
-/// [`close_rms`]'s check, its failure as the message.
-fn rms_within(what: &str, got: &Tensor, expected: &Tensor, tol: f64) -> Result<(), String> {
     let (g, e) = (values(got), values(expected));
     assert_eq!(g.len(), e.len(), "{what}: length");
     let scale = e.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
     let rms = (g.iter().zip(&e).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / e.len().max(1) as f64).sqrt();
     eprintln!("{what}: rms error {:.3e} of the largest value", rms / scale);
-    match rms <= tol * scale {
-        true => Ok(()),
-        false => Err(format!("{what}: rms error {rms:.3e} > {tol:.0e} x {scale:.3e}")),
-    }
+    assert!(rms <= tol * scale, "{what}: rms error {rms:.3e} > {tol:.0e} x {scale:.3e}");
 }
 
-/// [`close_rms`] over each variable `k`'s pair `(got, expected)` of the stores `got` and `expected`, within `tol(k)`:
-/// every error printed before any failure is reported, so that one run on a GPU shows them all.
-pub fn close_rms_each(
+/// The rms error of `got` against `expected`, relative to `expected`'s largest value.
+fn rms_of_largest(got: &Tensor, expected: &Tensor) -> f64 {
+    let (g, e) = (values(got), values(expected));
+    assert_eq!(g.len(), e.len(), "length");
+    let scale = e.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
+    (g.iter().zip(&e).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / e.len().max(1) as f64).sqrt() / scale
+}
+
+/// Whether a bf16 op's gradients (`op`, keyed by the device vars) are as accurate as our bf16 layers' (`layers`):
+/// each against the f64 gradients (`f64`, keyed by the CPU vars), the op's rms error (of the largest value) within
+/// `max(5e-2, 1.5 x` the layers' `)`. Not the op against the layers: in bf16 a value rounded otherwise flips a ReLU
+/// mask or a max-pool winner, which moves a gradient by as much as itself, so two correct bf16 paths differ by as
+/// much as each differs from f64 (session 18's H200 run: up to 5.3e-2 between them, where the op's input gradient
+/// is within 9e-3). A wrong gradient is off by tenths. Every variable's errors are printed before any failure.
+pub fn bf16_grads_as_accurate(
     what: &str,
-    vars: &[&Var],
-    (got, expected): (&GradStore, &GradStore),
-    tol: impl Fn(usize) -> f64,
+    vars: &[(Var, Var)],
+    (f64s, op, layers): (&GradStore, &GradStore, &GradStore),
 ) {
     let mut failed = Vec::new();
-    for (k, v) in vars.iter().enumerate() {
-        let (g, e) = (got.get(v.as_tensor()), expected.get(v.as_tensor()));
-        let (Some(g), Some(e)) = (g, e) else {
-            failed.push(format!("var {k}: no gradient (got {}, expected {})", g.is_some(), e.is_some()));
+    for (k, (vc, vd)) in vars.iter().enumerate() {
+        let (e, o, l) = (f64s.get(vc.as_tensor()), op.get(vd.as_tensor()), layers.get(vd.as_tensor()));
+        let (Some(e), Some(o), Some(l)) = (e, o, l) else {
+            failed.push(format!(
+                "var {k}: a gradient is missing (f64 {}, op {}, layers {})",
+                e.is_some(),
+                o.is_some(),
+                l.is_some()
+            ));
             continue;
         };
-        if let Err(why) = rms_within(&format!("{what}, gradient of var {k}"), g, e, tol(k)) {
-            failed.push(why);
+        let (e_op, e_layers) = (rms_of_largest(o, e), rms_of_largest(l, e));
+        let bound = (1.5 * e_layers).max(5e-2);
+        eprintln!("{what}, var {k}: rms error against f64 {e_op:.3e} (our bf16 layers {e_layers:.3e})");
+        if e_op > bound {
+            failed.push(format!("var {k}: {e_op:.3e} > {bound:.3e}"));
         }
     }
     assert!(failed.is_empty(), "{what}: {}", failed.join("; "));

@@ -19,6 +19,7 @@ use candle_core::{CudaStorage, DType, Layout, Shape, Storage, Tensor};
 use crate::nn::elementwise::relu_mask;
 
 use super::batchnorm_bwd::{packed_layout, BnBackwardCudnn, ParamGradsInto};
+use super::batchnorm_ex::FwdPtrs;
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
@@ -78,12 +79,15 @@ fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, op: BnCudnn) -> crate::error
     Ok(x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?)
 }
 
-/// The batch mean and `1 / sqrt(var + eps)` of one forward, for its backward, and the mode the forward ran in
-/// (which the backward must take too).
+/// The batch mean and `1 / sqrt(var + eps)` of one forward, for its backward, and the mode and call the forward ran
+/// in (which the backward must take too).
 pub(super) struct Saved {
     pub(super) mean: CudaSlice<f32>,
     pub(super) invstd: CudaSlice<f32>,
     pub(super) mode: c_int,
+    /// Whether the forward ran through the `Ex` call (`batchnorm_ex.rs`), whose backward must too, and the reserve
+    /// space it left for it.
+    pub(super) ex: (bool, Option<CudaSlice<u8>>),
 }
 
 /// What train mode adds: the momentum of the running statistics and what the forward saves for the backward.
@@ -199,7 +203,7 @@ impl BnCudnn {
                 match &self.mode {
                     Some(train) => {
                         let (mut mean, mut invstd) = (output::<f32>(stream, c)?, output::<f32>(stream, c)?);
-                        let saved_mode;
+                        let (saved_mode, saved_ex);
                         {
                             let ((mp, _g), (ip, _h)) =
                                 (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
@@ -210,7 +214,33 @@ impl BnCudnn {
                                 )
                             };
                             let mut mode = train_mode(self.nhwc);
-                            let mut status = call(mode);
+                            // The `Ex` call where it is wanted (`batchnorm_ex.rs`), else or where refused the plain.
+                            let ex = super::batchnorm_ex::api_for(mode);
+                            let ptrs = FwdPtrs {
+                                x: xp,
+                                y: yp,
+                                gamma: gp,
+                                beta: bp,
+                                running: (rmp, rvp),
+                                saved: (mp, ip),
+                            };
+                            let (mut status, reserve) = match ex {
+                                Some(ex) => super::batchnorm_ex::forward(
+                                    ex,
+                                    (h, stream),
+                                    mode,
+                                    (xd, pd),
+                                    &ptrs,
+                                    (m, eps),
+                                )?,
+                                None => (call(mode), None),
+                            };
+                            let ex_ran = ex.is_some() && status == super::ffi::STATUS_SUCCESS;
+                            if ex.is_some() && !ex_ran {
+                                let why = check(status, "Ex batch norm forward").err().map(|e| e.to_string());
+                                super::batchnorm_ex::say_once(&why.unwrap_or_default());
+                                status = call(mode);
+                            }
                             if status != super::ffi::STATUS_SUCCESS && mode != MODE {
                                 // Where cuDNN refuses the persistent kernels for this data, the plain ones.
                                 static SAID: std::sync::Once = std::sync::Once::new();
@@ -225,9 +255,9 @@ impl BnCudnn {
                                 status = call(mode);
                             }
                             check(status, "batch norm forward")?;
-                            saved_mode = mode;
+                            (saved_mode, saved_ex) = (mode, (ex_ran, reserve.filter(|_| ex_ran)));
                         }
-                        Some(Saved { mean, invstd, mode: saved_mode })
+                        Some(Saved { mean, invstd, mode: saved_mode, ex: saved_ex })
                     }
                     None => {
                         check(

@@ -1,12 +1,14 @@
 //! The backward of train-mode batch normalisation on the GPU (`batchnorm.rs`): cuDNN's
-//! `BatchNormalizationBackward` with the batch mean and inverse standard deviation saved by the forward, as one
-//! candle op without backward whose output packs `dx`, `dgamma` and `dbeta`.
+//! `BatchNormalizationBackward` (or `...BackwardEx` after an `Ex` forward, `batchnorm_ex.rs`) with the batch mean
+//! and inverse standard deviation saved by the forward, as one candle op without backward whose output packs `dx`,
+//! `dgamma` and `dbeta`.
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CudaStorage, Layout, Shape};
 use std::sync::Arc;
 
 use super::batchnorm::{dims, params_f32, Saved};
+use super::batchnorm_ex::BwdPtrs;
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
@@ -137,8 +139,30 @@ impl BnBackwardCudnn {
                     (Some(((g32, _), (b32, _))), None) => (*g32, *b32),
                     (None, None) => (dgp, dbp),
                 };
-                check(
-                    unsafe {
+                let status = match &self.saved.ex {
+                    // The forward ran through the `Ex` call: so does its backward, with its reserve space.
+                    (true, reserve) => {
+                        let ex =
+                            super::ffi::bn_ex_api().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                        let ptrs = BwdPtrs {
+                            x: xp,
+                            dy: dyp,
+                            dx: dxp,
+                            gamma: gp,
+                            dparams: (dgp, dbp),
+                            saved: (mp, ip),
+                        };
+                        let (descs, mode) = ((xd.ptr, pd.ptr), self.saved.mode);
+                        super::batchnorm_ex::backward(
+                            ex,
+                            (h, stream),
+                            mode,
+                            descs,
+                            &ptrs,
+                            (self.eps, reserve.as_ref()),
+                        )?
+                    }
+                    (false, _) => unsafe {
                         (a.cudnnBatchNormalizationBackward)(
                             h,
                             self.saved.mode,
@@ -161,8 +185,8 @@ impl BnBackwardCudnn {
                             ip,
                         )
                     },
-                    "batch norm backward",
-                )?;
+                };
+                check(status, "batch norm backward")?;
             }
             if let Some((dg32, db32)) = temps {
                 for (part, at) in [(dg32, g_at), (db32, b_at)] {

@@ -23,6 +23,8 @@ pub(crate) const TENSOR_OP_MATH_ALLOW_CONVERSION: c_int = 2;
 pub(crate) const FMA_MATH: c_int = 3;
 pub(crate) const BATCHNORM_SPATIAL: c_int = 1;
 pub(crate) const BATCHNORM_SPATIAL_PERSISTENT: c_int = 2;
+/// `CUDNN_BATCHNORM_OPS_BN`: the `...Ex` batch norm calls without a fused addition or activation.
+pub(crate) const BATCHNORM_OPS_BN: c_int = 0;
 pub(crate) const POOLING_MAX: c_int = 0;
 pub(crate) const PROPAGATE_NAN: c_int = 1;
 pub(crate) const ACTIVATION_RELU: c_int = 1;
@@ -152,6 +154,25 @@ api! {
     cudnnBackendExecute: fn(Ptr, Ptr, Ptr) -> Status;
 }
 
+api! {
+    BnExApi;
+    cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize:
+        fn(Ptr, c_int, c_int, Ptr, Ptr, Ptr, Ptr, Ptr, *mut usize) -> Status;
+    cudnnGetBatchNormalizationBackwardExWorkspaceSize:
+        fn(Ptr, c_int, c_int, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, Ptr, *mut usize) -> Status;
+    cudnnGetBatchNormalizationTrainingExReserveSpaceSize: fn(Ptr, c_int, c_int, Ptr, Ptr, *mut usize) -> Status;
+    cudnnBatchNormalizationForwardTrainingEx: fn(
+        Ptr, c_int, c_int, *const c_void, *const c_void, Ptr, *const c_void, Ptr, *const c_void, Ptr, *mut c_void,
+        Ptr, *const c_void, *const c_void, f64, *mut c_void, *mut c_void, f64, *mut c_void, *mut c_void, Ptr,
+        *mut c_void, usize, *mut c_void, usize
+    ) -> Status;
+    cudnnBatchNormalizationBackwardEx: fn(
+        Ptr, c_int, c_int, *const c_void, *const c_void, *const c_void, *const c_void, Ptr, *const c_void, Ptr,
+        *const c_void, Ptr, *const c_void, Ptr, *mut c_void, Ptr, *mut c_void, Ptr, *const c_void, *const c_void,
+        *mut c_void, *mut c_void, f64, *const c_void, *const c_void, Ptr, *mut c_void, usize, *mut c_void, usize
+    ) -> Status;
+}
+
 // SAFETY: the entry points are plain C functions of a library that stays loaded for the process's life; cuDNN's
 // own rules (one handle per thread, `handle.rs`) are kept by the callers.
 unsafe impl Send for Api {}
@@ -169,6 +190,24 @@ pub(crate) fn graph_api() -> Result<&'static GraphApi, &'static str> {
         let lib = open(NAMES[0]).or_else(|_| open("libcudnn_graph.so.9"))?;
         // SAFETY: cuDNN 9 (checked by `api`), whose backend entry points have these signatures.
         unsafe { GraphApi::load(lib, Vec::new()) }.map_err(|e| format!("cuDNN lacks {e}"))
+    })
+    .as_ref()
+    .map_err(String::as_str)
+}
+
+// SAFETY: as for `Api`.
+unsafe impl Send for BnExApi {}
+unsafe impl Sync for BnExApi {}
+
+/// cuDNN's `...Ex` batch norm calls (`batchnorm_ex.rs`), loaded apart from [`api`] on first use: a library without
+/// them leaves the plain calls working.
+pub(crate) fn bn_ex_api() -> Result<&'static BnExApi, &'static str> {
+    static API: OnceLock<Result<BnExApi, String>> = OnceLock::new();
+    API.get_or_init(|| {
+        api().map_err(str::to_string)?;
+        let lib = open(NAMES[0]).or_else(|_| open(NAMES[1]))?;
+        // SAFETY: cuDNN 9 (checked by `api`), whose `...Ex` batch norm entry points have these signatures.
+        unsafe { BnExApi::load(lib, Vec::new()) }.map_err(|e| format!("cuDNN lacks {e}"))
     })
     .as_ref()
     .map_err(String::as_str)

@@ -43,6 +43,7 @@ pub(crate) use cuda_only_cpu_fwd;
 
 mod batchnorm;
 mod batchnorm_bwd;
+mod batchnorm_ex;
 mod block;
 mod block_layer;
 mod conv;
