@@ -140,6 +140,16 @@ legacy_conv="UNISAL_CUDNN_GRAPH=0 UNISAL_BLOCK_ACCUMULATE=0"
 run_case "r18-224-b64-train-legacyconv" "$legacy_conv" "train $common $r18" "-"
 run_case "r50-224-dual-train-legacyconv" "$legacy_conv" "train $common --model resnet50 --size 224 --batch 128 --dual" "-"
 run_case "r50-224-dual-train-bf16-legacyconv" "$legacy_conv" "train $common --model resnet50 --size 224 --batch 128 --dual --amp bf16" "-"
+# Session 18, written after its last run: cuDNN's Ex batch norm calls (nn/cudnn/batchnorm_ex.rs), by default for the
+# persistent mode (channels last), whose plain calls took 0.5-0.8 ms each there. UNISAL_BN_EX=1 takes them NCHW too,
+# =0 never; UNISAL_BN_PERSISTENT=1 makes NCHW persistent (and so Ex). Against PyTorch's channels-last autocast.
+r50d="--model resnet50 --size 224 --batch 128 --dual"
+run_case "r50-224-dual-train-bf16-nhwc-plainbn" "UNISAL_BLOCK_NHWC=1 UNISAL_BN_EX=0" "train $common $r50d --amp bf16" "-"
+run_case "r50-224-dual-train-bf16-bnex" "UNISAL_BN_EX=1" "train $common $r50d --amp bf16" "-"
+run_case "r50-224-dual-train-bf16-persistent" "UNISAL_BN_PERSISTENT=1" "train $common $r50d --amp bf16" "-"
+run_case "r50-224-dual-train-bnex" "UNISAL_BN_EX=1" "train $common $r50d" "-"
+# Issue 6's other fp32 target: the dual ResNet-18 step at 224 px, 64 + 64.
+run_case "r18-224-dual-train" "" "train $common --model resnet18 --size 224 --batch 128 --dual" "train $common --model resnet18 --size 224 --batch 128 --dual"
 # Session 15 (no GPU; written blind): the block op's activations channels last (UNISAL_BLOCK_NHWC=1, or =bf16 for
 # bf16 only), weights [O, k, k, C], the persistent batch norm: what cuDNN's bf16 tensor-core kernels take. The bf16
 # rows are against PyTorch's channels-last autocast (the goal: 0.8x); the fp32 rows to see whether strict fp32 gains.
