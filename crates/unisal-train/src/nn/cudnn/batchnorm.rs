@@ -31,8 +31,10 @@ const MODE: c_int = super::ffi::BATCHNORM_SPATIAL;
 /// `UNISAL_BN_PERSISTENT=1`, and for channels-last data (`nhwc`) unless `UNISAL_BN_PERSISTENT=0`. On NCHW data
 /// the persistent mode is a scaled integer reduction, which cuDNN documents may overflow to Inf or NaN for very
 /// large values where `SPATIAL` stays finite (an experiment for `gpu-bench.sh`); cuDNN's note on that is for NCHW
-/// only, and PyTorch takes the persistent mode for channels-last training. Where cuDNN refuses the persistent
-/// mode for some data, the forward takes `SPATIAL` and says so once; the backward takes the forward's mode.
+/// only. PyTorch's recent `cudnn_batch_norm` takes the persistent mode, through the `Ex` calls, for every training
+/// batch norm of 4-d input (the `-bf16-persistent` row of `gpu-bench.sh` measures it here). Where cuDNN refuses
+/// the persistent mode for some data, the forward takes `SPATIAL` and says so once; the backward takes the
+/// forward's mode and call (`batchnorm_ex.rs`).
 pub(super) fn train_mode(nhwc: bool) -> c_int {
     static SET: std::sync::OnceLock<Option<bool>> = std::sync::OnceLock::new();
     let set = *SET.get_or_init(|| match std::env::var("UNISAL_BN_PERSISTENT").as_deref().map(str::trim) {

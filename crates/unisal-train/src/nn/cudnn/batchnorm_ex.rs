@@ -73,10 +73,10 @@ pub(super) fn forward(
 ) -> candle_core::Result<(Status, Option<CudaSlice<u8>>)> {
     let (ops, null) = (ffi::BATCHNORM_OPS_BN, std::ptr::null_mut());
     let (mut ws, mut rs) = (0usize, 0usize);
-    // SAFETY: size queries on live descriptors; the optional ones (z, activation) are null as for OPS_BN.
+    // SAFETY: size queries on live descriptors (z's as x's, as PyTorch asks; no activation for OPS_BN).
     let status = unsafe {
         (ex.cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize)(
-            h, mode, ops, xd, null, xd, pd, null, &mut ws,
+            h, mode, ops, xd, xd, xd, pd, null, &mut ws,
         )
     };
     if status != ffi::STATUS_SUCCESS {
@@ -161,10 +161,10 @@ pub(super) fn backward(
 ) -> candle_core::Result<Status> {
     let (ops, null) = (ffi::BATCHNORM_OPS_BN, std::ptr::null_mut());
     let mut ws = 0usize;
-    // SAFETY: a size query on live descriptors; y, dz and the activation are null as for OPS_BN.
+    // SAFETY: a size query on live descriptors (y's as x's, no dz or activation for OPS_BN, as PyTorch asks).
     let status = unsafe {
         (ex.cudnnGetBatchNormalizationBackwardExWorkspaceSize)(
-            h, mode, ops, xd, null, xd, null, xd, pd, null, &mut ws,
+            h, mode, ops, xd, xd, xd, null, xd, pd, null, &mut ws,
         )
     };
     if status != ffi::STATUS_SUCCESS {
