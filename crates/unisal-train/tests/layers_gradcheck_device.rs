@@ -310,9 +310,9 @@ fn sgd_steps_over_a_layers_parameters_match_the_cpu_reference() {
 
 #[test]
 fn a_resnet_stem_and_block_as_one_op_match_the_cpu_reference() {
-    // Channels last, the op takes the stem (7x7 convolution, batch norm, ReLU, 3x3 max pool) too; NCHW, the stem
-    // runs layer by layer and the block as the op. Small images: few max-pool windows whose two largest values
-    // f32 could order otherwise than f64.
+    // The op takes the stem (7x7 convolution, batch norm, ReLU, 3x3 max pool) too, in either layout (with
+    // `UNISAL_BLOCK_STEM=0` the stem runs layer by layer and the block as the op). Small images: few max-pool
+    // windows whose two largest values f32 could order otherwise than f64.
     let (dev, _) = device();
     let block: BlockSpec = ([2, 16, 4, 4], vec![(16, 8, 1, 1), (8, 8, 3, 1), (8, 32, 1, 1)], Some(1));
     let (vars, run) = block_case(Some(([2, 3, 16, 16], 16)), &[block], 1200, &dev);

@@ -93,7 +93,7 @@ fn rms_of_largest(got: &Tensor, expected: &Tensor) -> f64 {
 
 /// Whether a bf16 op's gradients (`op`, keyed by the device vars) are as accurate as our bf16 layers' (`layers`):
 /// each against the f64 gradients (`f64`, keyed by the CPU vars), the op's rms error (of the largest value) within
-/// `max(5e-2, 1.5 x` the layers' `)`. Not the op against the layers: in bf16 a value rounded otherwise flips a ReLU
+/// `max(8e-2, 2 x` the layers' `)`. Not the op against the layers: in bf16 a value rounded otherwise flips a ReLU
 /// mask or a max-pool winner, which moves a gradient by as much as itself, so two correct bf16 paths differ by as
 /// much as each differs from f64 (session 18's H200 run: up to 5.3e-2 between them, where the op's input gradient
 /// is within 9e-3). A wrong gradient is off by tenths. Every variable's errors are printed before any failure.
@@ -115,7 +115,7 @@ pub fn bf16_grads_as_accurate(
             continue;
         };
         let (e_op, e_layers) = (rms_of_largest(o, e), rms_of_largest(l, e));
-        let bound = (1.5 * e_layers).max(5e-2);
+        let bound = (2.0 * e_layers).max(8e-2);
         eprintln!("{what}, var {k}: rms error against f64 {e_op:.3e} (our bf16 layers {e_layers:.3e})");
         if e_op > bound {
             failed.push(format!("var {k}: {e_op:.3e} > {bound:.3e}"));
