@@ -145,6 +145,8 @@ run_case "r50-224-dual-train-bf16-legacyconv" "$legacy_conv" "train $common --mo
 # =0 never; UNISAL_BN_PERSISTENT=1 makes NCHW persistent (and so Ex). Against PyTorch's channels-last autocast.
 r50d="--model resnet50 --size 224 --batch 128 --dual"
 run_case "r50-224-dual-train-bf16-nhwc-plainbn" "UNISAL_BLOCK_NHWC=1 UNISAL_BN_EX=0" "train $common $r50d --amp bf16" "-"
+# ... and the ReLU inside cuDNN's Ex batch norm (UNISAL_BN_FUSED_RELU=1, opt-in; channels last, persistent).
+run_case "r50-224-dual-train-bf16-nhwc-fusedrelu" "UNISAL_BLOCK_NHWC=1 UNISAL_BN_FUSED_RELU=1" "train $common $r50d --amp bf16" "-"
 run_case "r50-224-dual-train-bf16-bnex" "UNISAL_BN_EX=1" "train $common $r50d --amp bf16" "-"
 run_case "r50-224-dual-train-bf16-persistent" "UNISAL_BN_PERSISTENT=1" "train $common $r50d --amp bf16" "-"
 run_case "r50-224-dual-train-bnex" "UNISAL_BN_EX=1" "train $common $r50d" "-"

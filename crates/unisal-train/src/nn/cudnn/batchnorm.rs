@@ -19,7 +19,7 @@ use candle_core::{CudaStorage, DType, Layout, Shape, Storage, Tensor};
 use crate::nn::elementwise::relu_mask;
 
 use super::batchnorm_bwd::{packed_layout, BnBackwardCudnn, ParamGradsInto};
-use super::batchnorm_ex::FwdPtrs;
+use super::batchnorm_ex::{FwdPtrs, TrainRun};
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
@@ -86,10 +86,8 @@ fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, op: BnCudnn) -> crate::error
 pub(super) struct Saved {
     pub(super) mean: CudaSlice<f32>,
     pub(super) invstd: CudaSlice<f32>,
-    pub(super) mode: c_int,
-    /// Whether the forward ran through the `Ex` call (`batchnorm_ex.rs`), whose backward must too, and the reserve
-    /// space it left for it.
-    pub(super) ex: (bool, Option<CudaSlice<u8>>),
+    /// How cuDNN ran the forward (mode, call, reserve space, fused ReLU; `batchnorm_ex.rs`).
+    pub(super) run: TrainRun,
 }
 
 /// What train mode adds: the momentum of the running statistics and what the forward saves for the backward.
@@ -205,61 +203,27 @@ impl BnCudnn {
                 match &self.mode {
                     Some(train) => {
                         let (mut mean, mut invstd) = (output::<f32>(stream, c)?, output::<f32>(stream, c)?);
-                        let (saved_mode, saved_ex);
-                        {
+                        let run = {
                             let ((mp, _g), (ip, _h)) =
                                 (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
-                            let (rmp, rvp, m) = (rmp as *mut c_void, rvp as *mut c_void, train.momentum);
-                            let call = |mode| unsafe {
-                                (a.cudnnBatchNormalizationForwardTraining)(
-                                    h, mode, one, zero, xd, xp, xd, yp, pd, gp, bp, m, rmp, rvp, eps, mp, ip,
-                                )
-                            };
-                            let mut mode = train_mode(self.nhwc);
-                            // The `Ex` call where it is wanted (`batchnorm_ex.rs`), else or where refused the plain.
-                            let ex = super::batchnorm_ex::api_for(mode);
                             let ptrs = FwdPtrs {
                                 x: xp,
                                 y: yp,
                                 gamma: gp,
                                 beta: bp,
-                                running: (rmp, rvp),
+                                running: (rmp as *mut c_void, rvp as *mut c_void),
                                 saved: (mp, ip),
                             };
-                            let (mut status, reserve) = match ex {
-                                Some(ex) => super::batchnorm_ex::forward(
-                                    ex,
-                                    (h, stream),
-                                    mode,
-                                    (xd, pd),
-                                    &ptrs,
-                                    (m, eps),
-                                )?,
-                                None => (call(mode), None),
-                            };
-                            let ex_ran = ex.is_some() && status == super::ffi::STATUS_SUCCESS;
-                            if ex.is_some() && !ex_ran {
-                                let why = check(status, "Ex batch norm forward").err().map(|e| e.to_string());
-                                super::batchnorm_ex::say_once(&why.unwrap_or_default());
-                                status = call(mode);
-                            }
-                            if status != super::ffi::STATUS_SUCCESS && mode != MODE {
-                                // Where cuDNN refuses the persistent kernels for this data, the plain ones.
-                                static SAID: std::sync::Once = std::sync::Once::new();
-                                SAID.call_once(|| {
-                                    if let Err(why) = check(status, "persistent batch norm") {
-                                        eprintln!(
-                                            "unisal: {why}; batch norm in cuDNN's SPATIAL mode instead"
-                                        );
-                                    }
-                                });
-                                mode = MODE;
-                                status = call(mode);
-                            }
-                            check(status, "batch norm forward")?;
-                            (saved_mode, saved_ex) = (mode, (ex_ran, reserve.filter(|_| ex_ran)));
-                        }
-                        Some(Saved { mean, invstd, mode: saved_mode, ex: saved_ex })
+                            let how = (self.nhwc, self.relu);
+                            super::batchnorm_ex::train_forward(
+                                (a, h, stream),
+                                how,
+                                (xd, pd),
+                                &ptrs,
+                                (train.momentum, eps),
+                            )?
+                        };
+                        Some(Saved { mean, invstd, run })
                     }
                     None => {
                         check(
@@ -274,13 +238,15 @@ impl BnCudnn {
                     }
                 }
             };
+            let relu_fused = saved.as_ref().is_some_and(|s| s.run.relu_fused);
             if let (Some(train), Some(saved)) = (&self.mode, saved) {
                 *lock(&train.saved)? = Some(Arc::new(saved));
             }
-            Ok(storage(y, &xs.device))
+            Ok((storage(y, &xs.device), relu_fused))
         })?;
-        // After the cuDNN call, so that the GPU profile times the ReLU once, under its own name.
-        with_relu(y, xl.shape(), self.relu)
+        // After the cuDNN call, so that the GPU profile times the ReLU once, under its own name (unless cuDNN's
+        // batch norm applied it, `batchnorm_ex.rs`).
+        with_relu(y.0, xl.shape(), self.relu && !y.1)
     }
 }
 
@@ -376,8 +342,11 @@ impl BnCudnn {
         let saved = lock(&train.saved)?.clone();
         let saved =
             saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
-        let op = BnBackwardCudnn { eps: self.eps, saved, nhwc: self.nhwc, into };
-        let grad = if self.relu { relu_mask(grad, res)? } else { grad.contiguous()? };
+        // With the ReLU in cuDNN's forward its backward takes it too, from the output `res`.
+        let fused = saved.run.relu_fused;
+        let y = fused.then(|| res.detach());
+        let op = BnBackwardCudnn { eps: self.eps, saved, nhwc: self.nhwc, into, y };
+        let grad = if self.relu && !fused { relu_mask(grad, res)? } else { grad.contiguous()? };
         let packed = x.detach().contiguous()?.apply_op3_no_bwd(&grad, &gamma.detach().contiguous()?, &op)?;
         Ok((packed.narrow(0, 0, x.elem_count())?.reshape(x.shape())?, packed))
     }

@@ -30,6 +30,8 @@ pub(super) struct BnBackwardCudnn {
     /// The forward's layout: channels last under the `[N, C, H, W]` shape.
     pub(super) nhwc: bool,
     pub(super) into: Option<ParamGradsInto>,
+    /// The forward's output, where cuDNN's forward applied the ReLU and its backward must too (`batchnorm_ex.rs`).
+    pub(super) y: Option<candle_core::Tensor>,
 }
 
 /// Where the block op wants a batch norm's parameter gradients: its packed f32 gradient `dp` (contiguous, 1-d), at
@@ -111,6 +113,16 @@ impl BnBackwardCudnn {
             (Some(i), Some(g)) => Some(i.views(g, c)?),
             _ => None,
         };
+        let y_guard = self.y.as_ref().map(|t| t.storage_and_layout());
+        let y = match &y_guard {
+            Some((guard, l)) => match &**guard {
+                candle_core::Storage::Cuda(s) if l.shape() == xl.shape() => Some(input::<T>(s, l, what)?),
+                _ => {
+                    candle_core::bail!("batch norm backward: the ReLU's output does not fit {:?}", xl.shape())
+                }
+            },
+            None => None,
+        };
         let direct = T::DATA == super::ffi::DATA_FLOAT;
         with_handle(&xs.device, "batch-norm-backward", |a, h, stream| {
             // With `into`, the output's `dgamma` and `dbeta` parts are left unwritten (and unread).
@@ -139,11 +151,12 @@ impl BnBackwardCudnn {
                     (Some(((g32, _), (b32, _))), None) => (*g32, *b32),
                     (None, None) => (dgp, dbp),
                 };
-                let status = match &self.saved.ex {
+                let status = match self.saved.run.ex {
                     // The forward ran through the `Ex` call: so does its backward, with its reserve space.
-                    (true, reserve) => {
+                    true => {
                         let ex =
                             super::ffi::bn_ex_api().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+                        let y = y.as_ref().map(|y| ptr(y, stream));
                         let ptrs = BwdPtrs {
                             x: xp,
                             dy: dyp,
@@ -151,21 +164,22 @@ impl BnBackwardCudnn {
                             gamma: gp,
                             dparams: (dgp, dbp),
                             saved: (mp, ip),
+                            y: y.as_ref().map(|(p, _)| *p),
                         };
-                        let (descs, mode) = ((xd.ptr, pd.ptr), self.saved.mode);
+                        let descs = (xd.ptr, pd.ptr);
                         super::batchnorm_ex::backward(
                             ex,
                             (h, stream),
-                            mode,
+                            &self.saved.run,
                             descs,
                             &ptrs,
-                            (self.eps, reserve.as_ref()),
+                            self.eps,
                         )?
                     }
-                    (false, _) => unsafe {
+                    false => unsafe {
                         (a.cudnnBatchNormalizationBackward)(
                             h,
-                            self.saved.mode,
+                            self.saved.run.mode,
                             scale(&ONE),
                             scale(&ZERO),
                             scale(&ONE),

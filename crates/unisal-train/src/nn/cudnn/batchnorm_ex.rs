@@ -1,6 +1,6 @@
-//! Train-mode batch norm through cuDNN's `BatchNormalizationForwardTrainingEx` / `BatchNormalizationBackwardEx`
-//! (`CUDNN_BATCHNORM_OPS_BN`: no fused addition or activation), with a workspace and the reserve space the forward
-//! leaves for its backward. These are the calls PyTorch makes; the plain ones (`batchnorm.rs`) take neither buffer.
+//! Train-mode batch norm's forward as cuDNN runs it (`train_forward`: mode, call, fallbacks), and its calls through
+//! `BatchNormalizationForwardTrainingEx` / `BatchNormalizationBackwardEx`, with a workspace and the reserve space the
+//! forward leaves for its backward. These are the calls PyTorch makes; the plain ones take neither buffer.
 //!
 //! Why: on an H200 in session 18 the block op channels last in bf16 spent 225 ms a dual ResNet-50 step in the plain
 //! persistent forward and 346 ms in its backward (424 calls each, 0.5-0.8 ms a call), against 17 and 25 ms for the
@@ -8,16 +8,19 @@
 //! channels-last data want the `Ex` calls' buffers.
 //!
 //! `UNISAL_BN_EX`: unset, the `Ex` calls for the persistent mode (channels last by default, `batchnorm.rs`'s
-//! `train_mode`); `1`, for every train-mode batch norm; `0`, never. Where cuDNN lacks them or refuses one for some
-//! data, the plain call runs instead and a line says so once.
+//! `train_mode`); `1`, for every train-mode batch norm; `0`, never. `UNISAL_BN_FUSED_RELU=1` (opt-in) asks the `Ex`
+//! calls for the layer's ReLU too (`CUDNN_BATCHNORM_OPS_BN_ACTIVATION`, which cuDNN documents for channels-last
+//! data in the persistent mode): no ReLU kernel after the forward, no mask before the backward. Where cuDNN lacks
+//! them or refuses one for some data, the next simpler call runs and a line says so once. None of this has run on
+//! a GPU yet.
 
 use std::ffi::{c_int, c_void};
 use std::sync::{Arc, OnceLock};
 
 use candle_core::cuda_backend::cudarc::driver::{CudaSlice, CudaStream};
 
-use super::ffi::{self, BnExApi, Ptr, Status};
-use super::handle::{ptr, ptr_mut, scale, with_workspace, ONE, ZERO};
+use super::ffi::{self, Api, BnExApi, Ptr, Status};
+use super::handle::{check, kept, ptr, ptr_mut, scale, with_workspace, Desc, ONE, ZERO};
 
 /// Whether `UNISAL_BN_EX` asks for the `Ex` calls in `mode`: unset, the persistent mode only.
 fn wanted(mode: c_int, setting: Option<&str>) -> bool {
@@ -50,6 +53,88 @@ pub(super) fn say_once(why: &str) {
     SAID.call_once(|| eprintln!("unisal: {why}; batch norm through cuDNN's plain calls instead"));
 }
 
+/// Whether `UNISAL_BN_FUSED_RELU=1` asks for the ReLU inside the `Ex` calls.
+fn fused_relu_wanted() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("UNISAL_BN_FUSED_RELU").is_ok_and(|v| v.trim() == "1"))
+}
+
+/// This thread's ReLU activation descriptor, for the fused calls.
+fn relu_desc() -> candle_core::Result<std::rc::Rc<Desc>> {
+    type Kept = std::collections::HashMap<(), std::rc::Rc<Desc>>;
+    thread_local! {
+        static KEPT: std::cell::RefCell<Kept> = std::cell::RefCell::new(Kept::new());
+    }
+    kept(&KEPT, (), || Desc::activation(true))
+}
+
+/// How cuDNN ran a train-mode forward, which its backward must follow: the mode, whether through the `Ex` call (and
+/// the reserve space it left), and whether that call applied the ReLU.
+pub(crate) struct TrainRun {
+    pub(super) mode: c_int,
+    pub(super) ex: bool,
+    pub(super) reserve: Option<CudaSlice<u8>>,
+    pub(super) relu_fused: bool,
+}
+
+/// The train-mode forward over `x` (descriptor `xd`, parameters `pd`) in `nhwc` layout, with the ReLU where `relu`
+/// and the fused calls run it (else the caller applies it): the `Ex` call with the ReLU, else without, where they
+/// are wanted; else, or where cuDNN refuses them, the plain call; the persistent mode refused, `SPATIAL`.
+pub(super) fn train_forward(
+    (a, h, stream): (&Api, Ptr, &Arc<CudaStream>),
+    (nhwc, relu): (bool, bool),
+    (xd, pd): (Ptr, Ptr),
+    p: &FwdPtrs,
+    (momentum, eps): (f64, f64),
+) -> candle_core::Result<TrainRun> {
+    let mut mode = super::batchnorm::train_mode(nhwc);
+    if let Some(ex) = api_for(mode) {
+        let mut tries = vec![(ffi::BATCHNORM_OPS_BN, None)];
+        if relu && fused_relu_wanted() {
+            tries.insert(0, (ffi::BATCHNORM_OPS_BN_ACTIVATION, Some(relu_desc()?)));
+        }
+        for (ops, act) in tries {
+            let act_ptr = act.as_ref().map_or(std::ptr::null_mut(), |d| d.ptr);
+            let (status, reserve) =
+                forward(ex, (h, stream), (mode, ops, act_ptr), (xd, pd), p, (momentum, eps))?;
+            if status == ffi::STATUS_SUCCESS {
+                return Ok(TrainRun { mode, ex: true, reserve, relu_fused: act.is_some() });
+            }
+            let why = check(status, "Ex batch norm forward").err().map(|e| e.to_string()).unwrap_or_default();
+            match act {
+                Some(_) => say_once_fused(&why),
+                None => say_once(&why),
+            }
+        }
+    }
+    let (one, zero, ((rm, rv), (mean, invstd))) = (scale(&ONE), scale(&ZERO), (p.running, p.saved));
+    let call = |mode| unsafe {
+        (a.cudnnBatchNormalizationForwardTraining)(
+            h, mode, one, zero, xd, p.x, xd, p.y, pd, p.gamma, p.beta, momentum, rm, rv, eps, mean, invstd,
+        )
+    };
+    let mut status = call(mode);
+    if status != ffi::STATUS_SUCCESS && mode != ffi::BATCHNORM_SPATIAL {
+        // Where cuDNN refuses the persistent kernels for this data, the plain ones.
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| {
+            if let Err(why) = check(status, "persistent batch norm") {
+                eprintln!("unisal: {why}; batch norm in cuDNN's SPATIAL mode instead");
+            }
+        });
+        mode = ffi::BATCHNORM_SPATIAL;
+        status = call(mode);
+    }
+    check(status, "batch norm forward")?;
+    Ok(TrainRun { mode, ex: false, reserve: None, relu_fused: false })
+}
+
+/// [`say_once`] for the fused ReLU.
+fn say_once_fused(why: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| eprintln!("unisal: {why}; the ReLU after cuDNN's batch norm instead of inside it"));
+}
+
 /// The device addresses of a forward: input, output, gamma, beta (f32), the running mean and variance (updated in
 /// place), and the saved batch mean and inverse standard deviation (written).
 pub(super) struct FwdPtrs {
@@ -61,22 +146,23 @@ pub(super) struct FwdPtrs {
     pub(super) saved: (*mut c_void, *mut c_void),
 }
 
-/// The forward in `mode` over `x` described by `xd` (parameters by `pd`) with `momentum` and `eps`: cuDNN's status
-/// (not success: nothing was written, the caller falls back) and the reserve space for the backward.
-pub(super) fn forward(
+/// The forward in `mode` with the operations `ops` (and activation `act`, or null) over `x` described by `xd`
+/// (parameters by `pd`) with `momentum` and `eps`: cuDNN's status (not success: nothing was written, the caller
+/// falls back) and the reserve space for the backward.
+fn forward(
     ex: &BnExApi,
     (h, stream): (Ptr, &Arc<CudaStream>),
-    mode: c_int,
+    (mode, ops, act): (c_int, c_int, Ptr),
     (xd, pd): (Ptr, Ptr),
     p: &FwdPtrs,
     (momentum, eps): (f64, f64),
 ) -> candle_core::Result<(Status, Option<CudaSlice<u8>>)> {
-    let (ops, null) = (ffi::BATCHNORM_OPS_BN, std::ptr::null_mut());
+    let null = std::ptr::null_mut();
     let (mut ws, mut rs) = (0usize, 0usize);
-    // SAFETY: size queries on live descriptors (z's as x's, as PyTorch asks; no activation for OPS_BN).
+    // SAFETY: size queries on live descriptors (z's as x's, as PyTorch asks).
     let status = unsafe {
         (ex.cudnnGetBatchNormalizationForwardTrainingExWorkspaceSize)(
-            h, mode, ops, xd, xd, xd, pd, null, &mut ws,
+            h, mode, ops, xd, xd, xd, pd, act, &mut ws,
         )
     };
     if status != ffi::STATUS_SUCCESS {
@@ -84,7 +170,7 @@ pub(super) fn forward(
     }
     // SAFETY: as above.
     let status =
-        unsafe { (ex.cudnnGetBatchNormalizationTrainingExReserveSpaceSize)(h, mode, ops, null, xd, &mut rs) };
+        unsafe { (ex.cudnnGetBatchNormalizationTrainingExReserveSpaceSize)(h, mode, ops, act, xd, &mut rs) };
     if status != ffi::STATUS_SUCCESS {
         return Ok((status, None));
     }
@@ -128,7 +214,7 @@ pub(super) fn forward(
                 eps,
                 mean,
                 invstd,
-                null,
+                act,
                 wp,
                 ws,
                 rp,
@@ -140,7 +226,8 @@ pub(super) fn forward(
 }
 
 /// The device addresses of a backward: the forward's input, the output's gradient, the input's gradient (written),
-/// gamma (f32), its and beta's gradients (f32, written) and the forward's saved mean and inverse standard deviation.
+/// gamma (f32), its and beta's gradients (f32, written), the forward's saved mean and inverse standard deviation,
+/// and, where the forward applied the ReLU, its output.
 pub(super) struct BwdPtrs {
     pub(super) x: *const c_void,
     pub(super) dy: *const c_void,
@@ -148,29 +235,36 @@ pub(super) struct BwdPtrs {
     pub(super) gamma: *const c_void,
     pub(super) dparams: (*mut c_void, *mut c_void),
     pub(super) saved: (*const c_void, *const c_void),
+    pub(super) y: Option<*const c_void>,
 }
 
-/// The backward of a forward through [`forward`] in `mode`, with its reserve space: cuDNN's status.
+/// The backward of a forward through the `Ex` call as `run` says (mode, reserve space, ReLU): cuDNN's status.
 pub(super) fn backward(
     ex: &BnExApi,
     (h, stream): (Ptr, &Arc<CudaStream>),
-    mode: c_int,
+    run: &TrainRun,
     (xd, pd): (Ptr, Ptr),
     p: &BwdPtrs,
-    (eps, reserve): (f64, Option<&CudaSlice<u8>>),
+    eps: f64,
 ) -> candle_core::Result<Status> {
-    let (ops, null) = (ffi::BATCHNORM_OPS_BN, std::ptr::null_mut());
+    let null = std::ptr::null_mut();
+    let (ops, act, y) = match (run.relu_fused, p.y) {
+        (true, Some(y)) => (ffi::BATCHNORM_OPS_BN_ACTIVATION, relu_desc()?.ptr, y),
+        (false, _) => (ffi::BATCHNORM_OPS_BN, null, null as *const c_void),
+        (true, None) => candle_core::bail!("batch norm backward: the fused ReLU's output is missing"),
+    };
+    let (mode, y_desc) = (run.mode, if y.is_null() { null } else { xd });
     let mut ws = 0usize;
-    // SAFETY: a size query on live descriptors (y's as x's, no dz or activation for OPS_BN, as PyTorch asks).
+    // SAFETY: a size query on live descriptors (y's as x's, no dz, as PyTorch asks).
     let status = unsafe {
         (ex.cudnnGetBatchNormalizationBackwardExWorkspaceSize)(
-            h, mode, ops, xd, xd, xd, null, xd, pd, null, &mut ws,
+            h, mode, ops, xd, xd, xd, null, xd, pd, act, &mut ws,
         )
     };
     if status != ffi::STATUS_SUCCESS {
         return Ok(status);
     }
-    let (rp, rs, _guard) = match reserve {
+    let (rp, rs, _guard) = match &run.reserve {
         Some(r) => {
             let (p, g) = ptr(r, stream);
             (p as *mut c_void, r.len(), Some(g))
@@ -191,8 +285,8 @@ pub(super) fn backward(
                 scale(&ZERO),
                 xd,
                 p.x,
-                null,
-                null,
+                y_desc,
+                y,
                 xd,
                 p.dy,
                 null,
@@ -207,7 +301,7 @@ pub(super) fn backward(
                 eps,
                 mean,
                 invstd,
-                null,
+                act,
                 wp,
                 ws,
                 rp,

@@ -25,6 +25,8 @@ pub(crate) const BATCHNORM_SPATIAL: c_int = 1;
 pub(crate) const BATCHNORM_SPATIAL_PERSISTENT: c_int = 2;
 /// `CUDNN_BATCHNORM_OPS_BN`: the `...Ex` batch norm calls without a fused addition or activation.
 pub(crate) const BATCHNORM_OPS_BN: c_int = 0;
+/// `CUDNN_BATCHNORM_OPS_BN_ACTIVATION`: the batch norm, then its activation, in one call.
+pub(crate) const BATCHNORM_OPS_BN_ACTIVATION: c_int = 1;
 pub(crate) const POOLING_MAX: c_int = 0;
 pub(crate) const PROPAGATE_NAN: c_int = 1;
 pub(crate) const ACTIVATION_RELU: c_int = 1;
