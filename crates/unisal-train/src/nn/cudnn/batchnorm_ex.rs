@@ -248,10 +248,12 @@ pub(super) fn backward(
     eps: f64,
 ) -> candle_core::Result<Status> {
     let null = std::ptr::null_mut();
-    let (ops, act, y) = match (run.relu_fused, p.y) {
-        (true, Some(y)) => (ffi::BATCHNORM_OPS_BN_ACTIVATION, relu_desc()?.ptr, y),
-        (false, _) => (ffi::BATCHNORM_OPS_BN, null, null as *const c_void),
-        (true, None) => candle_core::bail!("batch norm backward: the fused ReLU's output is missing"),
+    // Held to the end: without UNISAL_CUDNN_REUSE the descriptor lives only as long as this.
+    let relu = run.relu_fused.then(relu_desc).transpose()?;
+    let (ops, act, y) = match (&relu, p.y) {
+        (Some(d), Some(y)) => (ffi::BATCHNORM_OPS_BN_ACTIVATION, d.ptr, y),
+        (None, _) => (ffi::BATCHNORM_OPS_BN, null, null as *const c_void),
+        (Some(_), None) => candle_core::bail!("batch norm backward: the fused ReLU's output is missing"),
     };
     let (mode, y_desc) = (run.mode, if y.is_null() { null } else { xd });
     let mut ws = 0usize;
