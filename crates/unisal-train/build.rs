@@ -1,6 +1,7 @@
 //! With the `cuda` feature, compiles `cuda/*.cu` to PTX with nvcc (`$NVCC`, else `nvcc` on the PATH) for
-//! `CUDA_COMPUTE_CAP` (e.g. 90; asked of `nvidia-smi` when unset), into `$OUT_DIR/unisal_kernels.ptx`, which
-//! `src/nn/cuda_kernels.rs` embeds. Without the feature it does nothing.
+//! `CUDA_COMPUTE_CAP` (e.g. 90; asked of `nvidia-smi` when unset): `elementwise.cu` into
+//! `$OUT_DIR/unisal_kernels.ptx`, which `src/nn/cuda_kernels.rs` embeds, and `batchnorm.cu` into
+//! `$OUT_DIR/unisal_bn.ptx`, which `src/nn/cuda_bn.rs` embeds. Without the feature it does nothing.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -18,13 +19,17 @@ fn main() {
     });
     let cap: String = cap.chars().filter(char::is_ascii_digit).collect();
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".into());
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR")).join("unisal_kernels.ptx");
-    let status = Command::new(&nvcc)
-        .args(["--ptx", "-O3", "-std=c++17", &format!("-arch=compute_{cap}"), "cuda/elementwise.cu", "-o"])
-        .arg(&out)
-        .status()
-        .unwrap_or_else(|e| panic!("feature `cuda`: cannot run {nvcc}: {e}"));
-    assert!(status.success(), "feature `cuda`: {nvcc} failed on cuda/elementwise.cu");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    for (source, ptx) in
+        [("cuda/elementwise.cu", "unisal_kernels.ptx"), ("cuda/batchnorm.cu", "unisal_bn.ptx")]
+    {
+        let status = Command::new(&nvcc)
+            .args(["--ptx", "-O3", "-std=c++17", &format!("-arch=compute_{cap}"), source, "-o"])
+            .arg(out_dir.join(ptx))
+            .status()
+            .unwrap_or_else(|e| panic!("feature `cuda`: cannot run {nvcc}: {e}"));
+        assert!(status.success(), "feature `cuda`: {nvcc} failed on {source}");
+    }
 }
 
 /// The first GPU's compute capability from `nvidia-smi` (e.g. "9.0" -> "90").

@@ -1,29 +1,13 @@
 // Checks of the kernels of cuda/elementwise.cu run on the CPU (tests/cuda_kernels_on_cpu.rs puts prelude.hpp and the
-// whole .cu file before this file): `run` loops over the grid, each thread's body one after the other. Every kernel
+// whole .cu file before this file): prelude.hpp's `run` loops over the grid, each thread's body one after the other. Every kernel
 // against the arithmetic written out, through both paths of the vectorised ones (16-byte aligned buffers, and a
 // view one value off) and their tails; the table kernels (the parameter pack, SGD over many parameters) with their
 // tables laid out as nn/kernel_tables.rs lays them out (its unit tests check the same entries). Prints "ok" or the
 // first mismatch, and exits non-zero on one.
 
-#include <cstdio>
 #include <vector>
 
-typedef unsigned long long u64;
-
-template <class F> static void run(D3 grid, D3 block, F f) {
-  gridDim = grid;
-  blockDim = block;
-  for (blockIdx.y = 0; blockIdx.y < grid.y; blockIdx.y++)
-    for (blockIdx.x = 0; blockIdx.x < grid.x; blockIdx.x++)
-      for (threadIdx.x = 0; threadIdx.x < block.x; threadIdx.x++) f();
-}
-
 static u64 addr(const float* p) { return (u64)(uintptr_t)p; }
-
-static int fail(const char* what, int i, double got, double want) {
-  std::printf("%s: value %d is %.9g, expected %.9g\n", what, i, got, want);
-  return 1;
-}
 
 // Three pieces: a [3, 5, 2, 3] weight channels last at 8, a vector of 7 at 104, a [2, 4, 1, 1] weight at 112.
 static int pack() {

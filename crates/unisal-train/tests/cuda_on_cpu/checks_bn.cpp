@@ -1,0 +1,118 @@
+// Checks of the batch norm kernels of cuda/batchnorm.cu run on the CPU (tests/cuda_kernels_on_cpu.rs puts
+// prelude.hpp and the whole .cu file before this file): the forward (partials, finalize, normalize) and the backward
+// (partials, finalize, dx) in f32 and bf16, against the same arithmetic written out in f64. Channels with a mean far
+// from zero (100 + 10 c), as the shift about each channel's first value must keep the variance exact. Shares of a
+// channel that do not divide its values evenly, and a grid with more threads than the work. Prints "ok" or the first
+// mismatch.
+
+#include <vector>
+
+namespace {
+
+const unsigned N = 3, C = 5, H = 4, W = 3, S = H * W, M = N * S, P = 4;
+const unsigned long long TOTAL = (unsigned long long)N * C * S;
+
+float x_value(unsigned i) {
+  const unsigned c = (i / S) % C;
+  return 100.f + 10.f * c + 0.37f * (float)((i * 7919u) % 23u) - 4.f;
+}
+
+float dy_value(unsigned i) { return 0.05f * (float)((i * 104729u) % 31u) - 0.7f; }
+
+template <typename T> float back(T v);
+template <> float back<float>(float v) { return v; }
+template <> float back<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> T to(float v);
+template <> float to<float>(float v) { return v; }
+template <> __nv_bfloat16 to<__nv_bfloat16>(float v) { return __float2bfloat16(v); }
+
+// Relative closeness: |got - want| <= tol * max(1, |want|).
+bool near(double got, double want, double tol) { return std::fabs(got - want) <= tol * std::fmax(1.0, std::fabs(want)); }
+
+template <typename T, class Partials, class Finalize, class Normalize, class BwdPartials, class Dx>
+int check(const char* what, double tol_y, Partials partials, Finalize finalize, Normalize normalize,
+          BwdPartials bwd_partials, Dx dx_kernel) {
+  std::vector<T> x(TOTAL), y(TOTAL), dy(TOTAL), dx(TOTAL);
+  for (unsigned i = 0; i < TOTAL; i++) x[i] = to<T>(x_value(i)), dy[i] = to<T>(dy_value(i));
+  std::vector<float> gamma(C), beta(C), rm(C, 0.5f), rv(C, 2.f), mean(C), invstd(C), part(C * P * 2);
+  std::vector<float> dgamma(C), dbeta(C);
+  for (unsigned c = 0; c < C; c++) gamma[c] = 0.5f + 0.25f * c, beta[c] = 0.1f * c - 0.2f;
+  const float eps = 1e-5f, momentum = 0.1f;
+  // 24 threads for the 20 shares, 8 for the 5 channels, and a grid-stride of 16 over the 180 values.
+  run({3, 1, 1}, {8, 1, 1}, [&] { partials(x.data(), part.data()); });
+  run({1, 1, 1}, {8, 1, 1}, [&] { finalize(x.data(), part.data(), mean.data(), invstd.data(), rm.data(), rv.data(), eps, momentum); });
+  run({2, 1, 1}, {8, 1, 1}, [&] { normalize(x.data(), y.data(), mean.data(), invstd.data(), gamma.data(), beta.data()); });
+  run({3, 1, 1}, {8, 1, 1}, [&] { bwd_partials(x.data(), dy.data(), mean.data(), invstd.data(), part.data()); });
+  run({1, 1, 1}, {8, 1, 1}, [&] { unisal_bn_bwd_finalize(part.data(), dgamma.data(), dbeta.data(), C, P); });
+  run({2, 1, 1}, {8, 1, 1}, [&] {
+    dx_kernel(x.data(), dy.data(), dx.data(), mean.data(), invstd.data(), gamma.data(), dgamma.data(), dbeta.data());
+  });
+  for (unsigned c = 0; c < C; c++) {
+    double sum = 0, sq = 0, g1 = 0, g2 = 0;
+    for (unsigned n = 0; n < N; n++)
+      for (unsigned s = 0; s < S; s++) sum += back(x[(n * C + c) * S + s]);
+    const double mu = sum / M;
+    for (unsigned n = 0; n < N; n++)
+      for (unsigned s = 0; s < S; s++) sq += std::pow(back(x[(n * C + c) * S + s]) - mu, 2);
+    const double var = sq / M, is = 1.0 / std::sqrt(var + eps);
+    if (!near(mean[c], mu, 1e-6)) return fail(what, c, mean[c], mu);
+    if (!near(invstd[c], is, 1e-4)) return fail(what, 100 + c, invstd[c], is);
+    if (!near(rm[c], 0.9 * 0.5 + 0.1 * mu, 1e-6)) return fail(what, 200 + c, rm[c], 0.9 * 0.5 + 0.1 * mu);
+    const double rv_want = 0.9 * 2.0 + 0.1 * var * M / (M - 1);
+    if (!near(rv[c], rv_want, 1e-4)) return fail(what, 300 + c, rv[c], rv_want);
+    for (unsigned n = 0; n < N; n++)
+      for (unsigned s = 0; s < S; s++) {
+        const unsigned i = (n * C + c) * S + s;
+        const double xhat = (back(x[i]) - mu) * is, want = xhat * gamma[c] + beta[c];
+        if (!near(back(y[i]), want, tol_y)) return fail(what, 1000 + i, back(y[i]), want);
+        g1 += back(dy[i]), g2 += back(dy[i]) * xhat;
+      }
+    if (!near(dbeta[c], g1, 1e-5)) return fail(what, 400 + c, dbeta[c], g1);
+    if (!near(dgamma[c], g2, 1e-4)) return fail(what, 500 + c, dgamma[c], g2);
+    for (unsigned n = 0; n < N; n++)
+      for (unsigned s = 0; s < S; s++) {
+        const unsigned i = (n * C + c) * S + s;
+        const double xhat = (back(x[i]) - mu) * is;
+        const double want = gamma[c] * is * (back(dy[i]) - g1 / M - xhat * g2 / M);
+        if (!near(back(dx[i]), want, tol_y)) return fail(what, 2000 + i, back(dx[i]), want);
+      }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main() {
+  // f32: within f32's rounding of values about 100; bf16: the stored y and dx rounded to bf16 (8 bits).
+  const int f32 = check<float>(
+      "batch norm f32", 1e-4, [](const float* x, float* p) { unisal_bn_partials_f32(x, p, C, S, M, P); },
+      [](const float* x, const float* p, float* mu, float* is, float* rm, float* rv, float eps, float mom) {
+        unisal_bn_finalize_f32(x, p, mu, is, rm, rv, C, S, M, P, eps, mom);
+      },
+      [](const float* x, float* y, const float* mu, const float* is, const float* g, const float* b) {
+        unisal_bn_normalize_f32(x, y, mu, is, g, b, C, S, TOTAL);
+      },
+      [](const float* x, const float* dy, const float* mu, const float* is, float* p) {
+        unisal_bn_bwd_partials_f32(x, dy, mu, is, p, C, S, M, P);
+      },
+      [](const float* x, const float* dy, float* dx, const float* mu, const float* is, const float* g,
+         const float* dg, const float* db) { unisal_bn_dx_f32(x, dy, dx, mu, is, g, dg, db, C, S, M, TOTAL); });
+  if (f32) return 1;
+  typedef __nv_bfloat16 B;
+  const int bf16 = check<B>(
+      "batch norm bf16", 1e-2, [](const B* x, float* p) { unisal_bn_partials_bf16(x, p, C, S, M, P); },
+      [](const B* x, const float* p, float* mu, float* is, float* rm, float* rv, float eps, float mom) {
+        unisal_bn_finalize_bf16(x, p, mu, is, rm, rv, C, S, M, P, eps, mom);
+      },
+      [](const B* x, B* y, const float* mu, const float* is, const float* g, const float* b) {
+        unisal_bn_normalize_bf16(x, y, mu, is, g, b, C, S, TOTAL);
+      },
+      [](const B* x, const B* dy, const float* mu, const float* is, float* p) {
+        unisal_bn_bwd_partials_bf16(x, dy, mu, is, p, C, S, M, P);
+      },
+      [](const B* x, const B* dy, B* dx, const float* mu, const float* is, const float* g, const float* dg,
+         const float* db) { unisal_bn_dx_bf16(x, dy, dx, mu, is, g, dg, db, C, S, M, TOTAL); });
+  if (bf16) return 1;
+  std::printf("ok\n");
+  return 0;
+}
