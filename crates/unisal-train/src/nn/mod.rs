@@ -27,6 +27,8 @@ mod conv_eval_cpu;
 mod conv_sample_cpu;
 pub(crate) mod cpu_util;
 #[cfg(feature = "cuda")]
+mod cuda_bn;
+#[cfg(feature = "cuda")]
 pub(crate) mod cuda_kernels;
 #[cfg(feature = "cuda")]
 mod cuda_pack;

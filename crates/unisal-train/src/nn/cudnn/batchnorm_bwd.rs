@@ -152,6 +152,21 @@ impl BnBackwardCudnn {
                     (None, None) => (dgp, dbp),
                 };
                 let status = match self.saved.run.ex {
+                    // The forward ran through our own kernels: so does its backward (`nn/cuda_bn.rs`).
+                    _ if self.saved.run.ours => {
+                        let addrs = crate::nn::cuda_bn::BwdAddrs {
+                            x: xp as u64,
+                            dy: dyp as u64,
+                            dx: dxp as u64,
+                            gamma: gp as u64,
+                            saved: (mp as u64, ip as u64),
+                            dparams: (dgp as u64, dbp as u64),
+                        };
+                        let geom =
+                            (crate::nn::cuda_bn::Geom::new(dims)?, T::DATA == super::ffi::DATA_BFLOAT16);
+                        crate::nn::cuda_bn::backward(&xs.device, geom, &addrs)?;
+                        super::ffi::STATUS_SUCCESS
+                    }
                     // The forward ran through the `Ex` call: so does its backward, with its reserve space.
                     true => {
                         let ex =

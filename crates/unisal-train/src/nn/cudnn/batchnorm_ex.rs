@@ -75,6 +75,15 @@ pub(crate) struct TrainRun {
     pub(super) ex: bool,
     pub(super) reserve: Option<CudaSlice<u8>>,
     pub(super) relu_fused: bool,
+    /// Run by our own kernels (`nn/cuda_bn.rs`), not cuDNN.
+    pub(super) ours: bool,
+}
+
+impl TrainRun {
+    /// A forward our own kernels ran (`nn/cuda_bn.rs`).
+    pub(super) fn ours() -> Self {
+        Self { mode: ffi::BATCHNORM_SPATIAL, ex: false, reserve: None, relu_fused: false, ours: true }
+    }
 }
 
 /// The train-mode forward over `x` (descriptor `xd`, parameters `pd`) in `nhwc` layout, with the ReLU where `relu`
@@ -98,7 +107,7 @@ pub(super) fn train_forward(
             let (status, reserve) =
                 forward(ex, (h, stream), (mode, ops, act_ptr), (xd, pd), p, (momentum, eps))?;
             if status == ffi::STATUS_SUCCESS {
-                return Ok(TrainRun { mode, ex: true, reserve, relu_fused: act.is_some() });
+                return Ok(TrainRun { mode, ex: true, reserve, relu_fused: act.is_some(), ours: false });
             }
             let why = check(status, "Ex batch norm forward").err().map(|e| e.to_string()).unwrap_or_default();
             match act {
@@ -126,7 +135,7 @@ pub(super) fn train_forward(
         status = call(mode);
     }
     check(status, "batch norm forward")?;
-    Ok(TrainRun { mode, ex: false, reserve: None, relu_fused: false })
+    Ok(TrainRun { mode, ex: false, reserve: None, relu_fused: false, ours: false })
 }
 
 /// [`say_once`] for the fused ReLU.

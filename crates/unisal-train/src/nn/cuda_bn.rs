@@ -1,0 +1,206 @@
+//! Train-mode batch norm through our own kernels (`cuda/batchnorm.cu`, PTX built by `build.rs`) instead of cuDNN's,
+//! for NCHW activations in f32 or bf16: `UNISAL_BN_KERNELS=1` (opt-in; not yet run on a GPU). The cuDNN op
+//! (`nn/cudnn/batchnorm.rs`) calls [`forward`] and, for a forward that ran here, [`backward`], with the device
+//! addresses it holds, so that everything around the kernels (the op, the saved statistics, the block op's packed
+//! gradient, the ReLU) stays as it is.
+//!
+//! Why: on an H200 (session 18) cuDNN's batch norms took 41.6 ms of a 92.8 ms bf16 dual ResNet-50 step, about eight
+//! times what moving their bytes takes, and PyTorch runs bf16 batch norm through its own kernels, not cuDNN's.
+//!
+//! A channel's sums are split into `P` shares, one a thread ([`Geom::shares`]: about 64K threads in all, each at
+//! least 32 values), merged in f64 by one thread a channel; the kernels' arithmetic is checked on the CPU by
+//! `tests/cuda_kernels_on_cpu.rs`.
+
+use std::sync::{Arc, OnceLock};
+
+use candle_core::cuda_backend::cudarc::driver::{
+    CudaSlice, CudaStream, DevicePtr, LaunchConfig, PushKernelArg,
+};
+use candle_core::CudaDevice;
+
+use super::cuda_kernels::launch_with;
+
+const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/unisal_bn.ptx"));
+const THREADS: u32 = 256;
+/// The most blocks of the grid-stride kernels (normalize, dx).
+const MAX_BLOCKS: u64 = 8192;
+
+/// Whether `UNISAL_BN_KERNELS=1` asks for these kernels; they take NCHW data only (`nhwc` false).
+pub(crate) fn wanted(nhwc: bool) -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    !nhwc && *ON.get_or_init(|| std::env::var("UNISAL_BN_KERNELS").is_ok_and(|v| v.trim() == "1"))
+}
+
+/// A batch norm's geometry as the kernels take it: `C` channels of `S = H * W` values in `N` samples, `M = N * S`
+/// values a channel, `P` shares a channel, `total` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geom {
+    c: u32,
+    s: u32,
+    m: u32,
+    p: u32,
+    total: u64,
+}
+
+impl Geom {
+    /// The geometry of `[N, C, H, W]`, refused where a channel's values overflow the kernels' 32-bit counts.
+    pub(crate) fn new([n, c, h, w]: [usize; 4]) -> candle_core::Result<Self> {
+        let (s, m) = (h * w, n * h * w);
+        let fits = |v: usize| u32::try_from(v).ok();
+        match (fits(c), fits(s), fits(m)) {
+            (Some(c32), Some(s32), Some(m32)) if c > 0 && m > 1 => {
+                Ok(Self { c: c32, s: s32, m: m32, p: Self::shares(c, m), total: (m as u64) * (c as u64) })
+            }
+            _ => candle_core::bail!("batch norm kernels: {n}x{c}x{h}x{w} does not fit their 32-bit counts"),
+        }
+    }
+
+    /// Shares a channel: about 64K threads in all, each with at least 32 values, at most 1,024 a channel (the merge
+    /// is one thread's loop).
+    fn shares(c: usize, m: usize) -> u32 {
+        (65_536 / c).clamp(1, 1024).min((m / 32).max(1)) as u32
+    }
+
+    fn blocks(threads: u64) -> LaunchConfig {
+        let blocks = threads.div_ceil(THREADS as u64).clamp(1, MAX_BLOCKS) as u32;
+        LaunchConfig { grid_dim: (blocks, 1, 1), block_dim: (THREADS, 1, 1), shared_mem_bytes: 0 }
+    }
+}
+
+/// The kernels' names for f32 (`bf16` false) or bf16 activations.
+fn names(bf16: bool) -> [&'static str; 5] {
+    match bf16 {
+        false => [
+            "unisal_bn_partials_f32",
+            "unisal_bn_finalize_f32",
+            "unisal_bn_normalize_f32",
+            "unisal_bn_bwd_partials_f32",
+            "unisal_bn_dx_f32",
+        ],
+        true => [
+            "unisal_bn_partials_bf16",
+            "unisal_bn_finalize_bf16",
+            "unisal_bn_normalize_bf16",
+            "unisal_bn_bwd_partials_bf16",
+            "unisal_bn_dx_bf16",
+        ],
+    }
+}
+
+/// The device addresses of a forward: the input and output (f32 or bf16), gamma and beta, the running mean and
+/// variance (updated in place), and the saved batch mean and `1 / sqrt(var + eps)` (written), all f32 `[C]`.
+pub(crate) struct FwdAddrs {
+    pub(crate) x: u64,
+    pub(crate) y: u64,
+    pub(crate) gamma: u64,
+    pub(crate) beta: u64,
+    pub(crate) running: (u64, u64),
+    pub(crate) saved: (u64, u64),
+}
+
+/// The device addresses of a backward: the forward's input, the output's gradient, the input's gradient (written),
+/// gamma, the saved statistics, and where `dgamma` and `dbeta` go (f32 `[C]`, written).
+pub(crate) struct BwdAddrs {
+    pub(crate) x: u64,
+    pub(crate) dy: u64,
+    pub(crate) dx: u64,
+    pub(crate) gamma: u64,
+    pub(crate) saved: (u64, u64),
+    pub(crate) dparams: (u64, u64),
+}
+
+/// A scratch buffer of `n` f32 on `stream` and its address.
+fn scratch(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<(CudaSlice<f32>, u64)> {
+    // SAFETY: every value is written by the partials kernel before the merge reads it.
+    let buf = unsafe { stream.alloc::<f32>(n.max(1)) }
+        .map_err(|e| candle_core::Error::Msg(format!("batch norm kernels: allocate: {e:?}")))?;
+    let p = {
+        let (p, _guard) = buf.device_ptr(stream);
+        p
+    };
+    Ok((buf, p))
+}
+
+/// The forward on `dev`'s stream: statistics, running statistics, `y`.
+pub(crate) fn forward(
+    dev: &CudaDevice,
+    (g, bf16): (Geom, bool),
+    a: &FwdAddrs,
+    (eps, momentum): (f32, f32),
+) -> candle_core::Result<()> {
+    let stream = dev.cuda_stream();
+    let [partials, finalize, normalize, _, _] = names(bf16);
+    let (buf, parts) = scratch(&stream, (g.c * g.p * 2) as usize)?;
+    let func = dev.get_or_load_custom_func(partials, "unisal_bn", PTX)?;
+    let mut b = func.builder();
+    b.arg(&a.x).arg(&parts).arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p);
+    // SAFETY: `x` holds N * C * S values of the kernel's type, `parts` C * P * 2 f32; the grid covers C * P threads.
+    unsafe { launch_with(partials, &stream, b, Geom::blocks(g.c as u64 * g.p as u64)) }?;
+    let func = dev.get_or_load_custom_func(finalize, "unisal_bn", PTX)?;
+    let mut b = func.builder();
+    let ((rm, rv), (mean, invstd)) = (a.running, a.saved);
+    b.arg(&a.x).arg(&parts).arg(&mean).arg(&invstd).arg(&rm).arg(&rv);
+    b.arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p).arg(&eps).arg(&momentum);
+    // SAFETY: the statistics are C f32 each; one thread a channel.
+    unsafe { launch_with(finalize, &stream, b, Geom::blocks(g.c as u64)) }?;
+    let func = dev.get_or_load_custom_func(normalize, "unisal_bn", PTX)?;
+    let mut b = func.builder();
+    b.arg(&a.x)
+        .arg(&a.y)
+        .arg(&mean)
+        .arg(&invstd)
+        .arg(&a.gamma)
+        .arg(&a.beta)
+        .arg(&g.c)
+        .arg(&g.s)
+        .arg(&g.total);
+    // SAFETY: `x` and `y` hold `total` values; grid-stride.
+    unsafe { launch_with(normalize, &stream, b, Geom::blocks(g.total)) }?;
+    drop(buf);
+    Ok(())
+}
+
+/// The backward on `dev`'s stream: `dgamma`, `dbeta`, then `dx`.
+pub(crate) fn backward(dev: &CudaDevice, (g, bf16): (Geom, bool), a: &BwdAddrs) -> candle_core::Result<()> {
+    let stream = dev.cuda_stream();
+    let [_, _, _, partials, dx] = names(bf16);
+    let (buf, parts) = scratch(&stream, (g.c * g.p * 2) as usize)?;
+    let ((mean, invstd), (dgamma, dbeta)) = (a.saved, a.dparams);
+    let func = dev.get_or_load_custom_func(partials, "unisal_bn", PTX)?;
+    let mut b = func.builder();
+    b.arg(&a.x).arg(&a.dy).arg(&mean).arg(&invstd).arg(&parts).arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p);
+    // SAFETY: as in `forward`.
+    unsafe { launch_with(partials, &stream, b, Geom::blocks(g.c as u64 * g.p as u64)) }?;
+    let name = "unisal_bn_bwd_finalize";
+    let func = dev.get_or_load_custom_func(name, "unisal_bn", PTX)?;
+    let mut b = func.builder();
+    b.arg(&parts).arg(&dgamma).arg(&dbeta).arg(&g.c).arg(&g.p);
+    // SAFETY: `dgamma` and `dbeta` are C f32 each; one thread a channel.
+    unsafe { launch_with(name, &stream, b, Geom::blocks(g.c as u64)) }?;
+    let func = dev.get_or_load_custom_func(dx, "unisal_bn", PTX)?;
+    let mut b = func.builder();
+    b.arg(&a.x).arg(&a.dy).arg(&a.dx).arg(&mean).arg(&invstd).arg(&a.gamma).arg(&dgamma).arg(&dbeta);
+    b.arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.total);
+    // SAFETY: `x`, `dy` and `dx` hold `total` values; grid-stride.
+    unsafe { launch_with(dx, &stream, b, Geom::blocks(g.total)) }?;
+    drop(buf);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_keep_the_threads_busy_and_each_share_worth_its_merge() {
+        // ResNet-50's first batch norm at batch 128: 64 channels of 128 * 112 * 112 values.
+        let g = Geom::new([128, 64, 112, 112]).unwrap();
+        assert_eq!((g.p, g.m, g.total), (1024, 1_605_632, 102_760_448));
+        // Its last: 2,048 channels of 128 * 7 * 7; 32 shares of 196 values.
+        assert_eq!(Geom::new([128, 2048, 7, 7]).unwrap().p, 32);
+        // Few values a channel: one share.
+        assert_eq!(Geom::new([2, 8, 3, 3]).unwrap().p, 1);
+        assert!(Geom::new([1, 4, 1, 1]).is_err(), "one value a channel has no variance");
+        assert!(Geom::new([1 << 16, 4, 256, 256]).is_err(), "2^32 values a channel");
+    }
+}
