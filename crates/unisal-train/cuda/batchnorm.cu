@@ -11,26 +11,55 @@
 // 1/sqrt(var + eps), the running statistics with torch's momentum and the unbiased variance), `normalize`.
 // Backward: `bwd_partials` (sums of dy and dy * xhat), `bwd_finalize` (dbeta, dgamma), `dx`.
 //
-// Layout: x[(n * C + c) * S + s], S = H * W, M = N * S values a channel. A channel's share j of P: the values
-// m = j, j + P, j + 2P, ... (m = n * S + s), so that neighbouring threads read neighbouring values.
+// Layout: x[(n * C + c) * S + s], S = H * W, M = N * S values a channel, N * C * S < 2^32. A channel's share j of
+// P: the values m = j, j + P, j + 2P, ... (m = n * S + s), so that neighbouring threads read neighbouring values.
+// No kernel divides in its loop (the walks below).
 
 #include <cuda_bf16.h>
 
-__device__ __forceinline__ float unisal_bn_load(const float* p, unsigned long long i) { return p[i]; }
-__device__ __forceinline__ float unisal_bn_load(const __nv_bfloat16* p, unsigned long long i) {
+__device__ __forceinline__ float unisal_bn_load(const float* p, unsigned int i) { return p[i]; }
+__device__ __forceinline__ float unisal_bn_load(const __nv_bfloat16* p, unsigned int i) {
   return __bfloat162float(p[i]);
 }
-__device__ __forceinline__ void unisal_bn_store(float* p, unsigned long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void unisal_bn_store(__nv_bfloat16* p, unsigned long long i, float v) {
+__device__ __forceinline__ void unisal_bn_store(float* p, unsigned int i, float v) { p[i] = v; }
+__device__ __forceinline__ void unisal_bn_store(__nv_bfloat16* p, unsigned int i, float v) {
   p[i] = __float2bfloat16(v);
 }
 
-// The offset of a channel's m-th value.
-__device__ __forceinline__ unsigned long long unisal_bn_at(unsigned int m, unsigned int c, unsigned int C,
-                                                           unsigned int S) {
-  const unsigned int n = m / S;
-  return ((unsigned long long)n * C + c) * S + (m - n * S);
-}
+// A walk over a channel's values m = j, j + P, j + 2P, ... (m = n * S + s) without a division a step: (n, s) advance
+// by (P / S, P % S) with a carry. Counts are 32-bit (cuda_bn.rs checks that N * C * S fits).
+struct UnisalBnChannelWalk {
+  unsigned int n, s, dn, ds, S;
+  __device__ __forceinline__ UnisalBnChannelWalk(unsigned int j, unsigned int P, unsigned int S_)
+      : n(j / S_), s(j % S_), dn(P / S_), ds(P % S_), S(S_) {}
+  __device__ __forceinline__ unsigned int at(unsigned int c, unsigned int C) const { return (n * C + c) * S + s; }
+  __device__ __forceinline__ void next() {
+    n += dn;
+    s += ds;
+    if (s >= S) {
+      s -= S;
+      n += 1;
+    }
+  }
+};
+
+// A grid-stride walk over all values i (i = (n * C + c) * S + s) that keeps i's channel c without a division a step:
+// the plane q = i / S advances by (T / S, T % S) with a carry, and c = q % C with it.
+struct UnisalBnFlatWalk {
+  unsigned int i, s, c, step, dq, ds, S, C;
+  __device__ __forceinline__ UnisalBnFlatWalk(unsigned int i0, unsigned int T, unsigned int S_, unsigned int C_)
+      : i(i0), s(i0 % S_), c((i0 / S_) % C_), step(T), dq((T / S_) % C_), ds(T % S_), S(S_), C(C_) {}
+  __device__ __forceinline__ void next() {
+    i += step;
+    s += ds;
+    c += dq;
+    if (s >= S) {
+      s -= S;
+      c += 1;
+    }
+    if (c >= C) c -= C;  // c + dq + 1 <= 2C - 1: one subtraction is enough
+  }
+};
 
 // partials[(c * P + j) * 2 + {0, 1}] = sum of (x - K_c), sum of (x - K_c)^2 over share j of channel c, K_c the
 // channel's first value. C * P threads.
@@ -40,10 +69,11 @@ __device__ void unisal_bn_partials(const T* __restrict__ x, float* __restrict__ 
   const unsigned long long t = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
   if (t >= (unsigned long long)C * P) return;
   const unsigned int c = (unsigned int)(t / P), j = (unsigned int)(t % P);
-  const float k = unisal_bn_load(x, (unsigned long long)c * S);
+  const float k = unisal_bn_load(x, c * S);
   float s1 = 0.f, s2 = 0.f;
-  for (unsigned int m = j; m < M; m += P) {
-    const float v = unisal_bn_load(x, unisal_bn_at(m, c, C, S)) - k;
+  UnisalBnChannelWalk w(j, P, S);
+  for (unsigned int m = j; m < M; m += P, w.next()) {
+    const float v = unisal_bn_load(x, w.at(c, C)) - k;
     s1 += v;
     s2 += v * v;
   }
@@ -69,7 +99,7 @@ __device__ void unisal_bn_finalize(const T* __restrict__ x, const float* __restr
   const double shift_mean = s1 / M;
   double var = s2 / M - shift_mean * shift_mean;
   if (var < 0.0) var = 0.0;
-  const double mean = (double)unisal_bn_load(x, c * S) + shift_mean;
+  const double mean = (double)unisal_bn_load(x, (unsigned int)c * S) + shift_mean;
   save_mean[c] = (float)mean;
   save_invstd[c] = (float)(1.0 / sqrt(var + (double)eps));
   const double unbiased = M > 1 ? var * M / (M - 1) : var;
@@ -82,12 +112,12 @@ template <typename T>
 __device__ void unisal_bn_normalize(const T* __restrict__ x, T* __restrict__ y, const float* __restrict__ mean,
                                     const float* __restrict__ invstd, const float* __restrict__ gamma,
                                     const float* __restrict__ beta, unsigned int C, unsigned int S,
-                                    unsigned long long total) {
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < total;
-       i += (unsigned long long)blockDim.x * gridDim.x) {
-    const unsigned int c = (unsigned int)((i / S) % C);
-    const float v = (unisal_bn_load(x, i) - mean[c]) * invstd[c];
-    unisal_bn_store(y, i, v * gamma[c] + beta[c]);
+                                    unsigned int total) {
+  const unsigned int first = blockIdx.x * blockDim.x + threadIdx.x;
+  if (first >= total) return;
+  for (UnisalBnFlatWalk w(first, blockDim.x * gridDim.x, S, C); w.i < total; w.next()) {
+    const float v = (unisal_bn_load(x, w.i) - mean[w.c]) * invstd[w.c];
+    unisal_bn_store(y, w.i, v * gamma[w.c] + beta[w.c]);
   }
 }
 
@@ -102,8 +132,9 @@ __device__ void unisal_bn_bwd_partials(const T* __restrict__ x, const T* __restr
   const unsigned int c = (unsigned int)(t / P), j = (unsigned int)(t % P);
   const float mu = mean[c], is = invstd[c];
   float s1 = 0.f, s2 = 0.f;
-  for (unsigned int m = j; m < M; m += P) {
-    const unsigned long long i = unisal_bn_at(m, c, C, S);
+  UnisalBnChannelWalk w(j, P, S);
+  for (unsigned int m = j; m < M; m += P, w.next()) {
+    const unsigned int i = w.at(c, C);
     const float g = unisal_bn_load(dy, i);
     s1 += g;
     s2 += g * (unisal_bn_load(x, i) - mu) * is;
@@ -132,14 +163,15 @@ __device__ void unisal_bn_dx(const T* __restrict__ x, const T* __restrict__ dy, 
                              const float* __restrict__ mean, const float* __restrict__ invstd,
                              const float* __restrict__ gamma, const float* __restrict__ dgamma,
                              const float* __restrict__ dbeta, unsigned int C, unsigned int S, unsigned int M,
-                             unsigned long long total) {
+                             unsigned int total) {
   const float inv_m = 1.f / (float)M;
-  for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < total;
-       i += (unsigned long long)blockDim.x * gridDim.x) {
-    const unsigned int c = (unsigned int)((i / S) % C);
-    const float xhat = (unisal_bn_load(x, i) - mean[c]) * invstd[c];
-    const float g = unisal_bn_load(dy, i) - dbeta[c] * inv_m - xhat * dgamma[c] * inv_m;
-    unisal_bn_store(dx, i, gamma[c] * invstd[c] * g);
+  const unsigned int first = blockIdx.x * blockDim.x + threadIdx.x;
+  if (first >= total) return;
+  for (UnisalBnFlatWalk w(first, blockDim.x * gridDim.x, S, C); w.i < total; w.next()) {
+    const unsigned int c = w.c;
+    const float xhat = (unisal_bn_load(x, w.i) - mean[c]) * invstd[c];
+    const float g = unisal_bn_load(dy, w.i) - dbeta[c] * inv_m - xhat * dgamma[c] * inv_m;
+    unisal_bn_store(dx, w.i, gamma[c] * invstd[c] * g);
   }
 }
 
@@ -159,7 +191,7 @@ __device__ void unisal_bn_dx(const T* __restrict__ x, const T* __restrict__ dy, 
   extern "C" __global__ void unisal_bn_normalize_##SUFFIX(const T* x, T* y, const float* mean,             \
                                                           const float* invstd, const float* gamma,          \
                                                           const float* beta, unsigned int C, unsigned int S, \
-                                                          unsigned long long total) {                        \
+                                                          unsigned int total) {                        \
     unisal_bn_normalize<T>(x, y, mean, invstd, gamma, beta, C, S, total);                                   \
   }                                                                                                          \
   extern "C" __global__ void unisal_bn_bwd_partials_##SUFFIX(const T* x, const T* dy, const float* mean,   \
@@ -171,7 +203,7 @@ __device__ void unisal_bn_dx(const T* __restrict__ x, const T* __restrict__ dy, 
   extern "C" __global__ void unisal_bn_dx_##SUFFIX(const T* x, const T* dy, T* dx, const float* mean,      \
                                                    const float* invstd, const float* gamma,                 \
                                                    const float* dgamma, const float* dbeta, unsigned int C, \
-                                                   unsigned int S, unsigned int M, unsigned long long total) { \
+                                                   unsigned int S, unsigned int M, unsigned int total) { \
     unisal_bn_dx<T>(x, dy, dx, mean, invstd, gamma, dgamma, dbeta, C, S, M, total);                         \
   }
 

@@ -8,8 +8,8 @@
 //! times what moving their bytes takes, and PyTorch runs bf16 batch norm through its own kernels, not cuDNN's.
 //!
 //! A channel's sums are split into `P` shares, one a thread ([`Geom::shares`]: about 64K threads in all, each at
-//! least 32 values), merged in f64 by one thread a channel; the kernels' arithmetic is checked on the CPU by
-//! `tests/cuda_kernels_on_cpu.rs`.
+//! least 32 values), merged in f64 by one thread a channel; no kernel divides in its loop. The kernels' arithmetic is
+//! checked on the CPU by `tests/cuda_kernels_on_cpu.rs`.
 
 use std::sync::{Arc, OnceLock};
 
@@ -39,20 +39,20 @@ pub(crate) struct Geom {
     s: u32,
     m: u32,
     p: u32,
-    total: u64,
+    total: u32,
 }
 
 impl Geom {
-    /// The geometry of `[N, C, H, W]`, refused where a channel's values overflow the kernels' 32-bit counts.
-    pub(crate) fn new([n, c, h, w]: [usize; 4]) -> candle_core::Result<Self> {
-        let (s, m) = (h * w, n * h * w);
-        let fits = |v: usize| u32::try_from(v).ok();
-        match (fits(c), fits(s), fits(m)) {
-            (Some(c32), Some(s32), Some(m32)) if c > 0 && m > 1 => {
-                Ok(Self { c: c32, s: s32, m: m32, p: Self::shares(c, m), total: (m as u64) * (c as u64) })
-            }
-            _ => candle_core::bail!("batch norm kernels: {n}x{c}x{h}x{w} does not fit their 32-bit counts"),
+    /// The geometry of `[N, C, H, W]`, or `None` where its values overflow the kernels' 32-bit counts (2^31 values
+    /// in all, with room for a grid-stride step past the end) or a channel has one value (no variance): the caller
+    /// then takes cuDNN's batch norm.
+    pub(crate) fn new([n, c, h, w]: [usize; 4]) -> Option<Self> {
+        let (s, m, total) = (h * w, n * h * w, n * c * h * w);
+        if c == 0 || m < 2 || total >= 1 << 31 {
+            return None;
         }
+        let t = |v: usize| v as u32;
+        Some(Self { c: t(c), s: t(s), m: t(m), p: Self::shares(c, m), total: t(total) })
     }
 
     /// Shares a channel: about 64K threads in all, each with at least 32 values, at most 1,024 a channel (the merge
@@ -155,7 +155,7 @@ pub(crate) fn forward(
         .arg(&g.s)
         .arg(&g.total);
     // SAFETY: `x` and `y` hold `total` values; grid-stride.
-    unsafe { launch_with(normalize, &stream, b, Geom::blocks(g.total)) }?;
+    unsafe { launch_with(normalize, &stream, b, Geom::blocks(g.total as u64)) }?;
     drop(buf);
     Ok(())
 }
@@ -182,7 +182,7 @@ pub(crate) fn backward(dev: &CudaDevice, (g, bf16): (Geom, bool), a: &BwdAddrs) 
     b.arg(&a.x).arg(&a.dy).arg(&a.dx).arg(&mean).arg(&invstd).arg(&a.gamma).arg(&dgamma).arg(&dbeta);
     b.arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.total);
     // SAFETY: `x`, `dy` and `dx` hold `total` values; grid-stride.
-    unsafe { launch_with(dx, &stream, b, Geom::blocks(g.total)) }?;
+    unsafe { launch_with(dx, &stream, b, Geom::blocks(g.total as u64)) }?;
     drop(buf);
     Ok(())
 }
@@ -200,7 +200,7 @@ mod tests {
         assert_eq!(Geom::new([128, 2048, 7, 7]).unwrap().p, 32);
         // Few values a channel: one share.
         assert_eq!(Geom::new([2, 8, 3, 3]).unwrap().p, 1);
-        assert!(Geom::new([1, 4, 1, 1]).is_err(), "one value a channel has no variance");
-        assert!(Geom::new([1 << 16, 4, 256, 256]).is_err(), "2^32 values a channel");
+        assert!(Geom::new([1, 4, 1, 1]).is_none(), "one value a channel has no variance");
+        assert!(Geom::new([256, 128, 256, 256]).is_none(), "2^31 values");
     }
 }

@@ -9,8 +9,8 @@
 
 namespace {
 
-const unsigned N = 3, C = 5, H = 4, W = 3, S = H * W, M = N * S, P = 4;
-const unsigned long long TOTAL = (unsigned long long)N * C * S;
+// The geometry of the case being checked (set by `main`).
+unsigned N, C, S, M, P, TOTAL;
 
 float x_value(unsigned i) {
   const unsigned c = (i / S) % C;
@@ -30,7 +30,7 @@ template <> __nv_bfloat16 to<__nv_bfloat16>(float v) { return __float2bfloat16(v
 bool near(double got, double want, double tol) { return std::fabs(got - want) <= tol * std::fmax(1.0, std::fabs(want)); }
 
 template <typename T, class Partials, class Finalize, class Normalize, class BwdPartials, class Dx>
-int check(const char* what, double tol_y, Partials partials, Finalize finalize, Normalize normalize,
+int check(const char* what, double tol_y, D3 grid, Partials partials, Finalize finalize, Normalize normalize,
           BwdPartials bwd_partials, Dx dx_kernel) {
   std::vector<T> x(TOTAL), y(TOTAL), dy(TOTAL), dx(TOTAL);
   for (unsigned i = 0; i < TOTAL; i++) x[i] = to<T>(x_value(i)), dy[i] = to<T>(dy_value(i));
@@ -38,13 +38,14 @@ int check(const char* what, double tol_y, Partials partials, Finalize finalize, 
   std::vector<float> dgamma(C), dbeta(C);
   for (unsigned c = 0; c < C; c++) gamma[c] = 0.5f + 0.25f * c, beta[c] = 0.1f * c - 0.2f;
   const float eps = 1e-5f, momentum = 0.1f;
-  // 24 threads for the 20 shares, 8 for the 5 channels, and a grid-stride of 16 over the 180 values.
-  run({3, 1, 1}, {8, 1, 1}, [&] { partials(x.data(), part.data()); });
-  run({1, 1, 1}, {8, 1, 1}, [&] { finalize(x.data(), part.data(), mean.data(), invstd.data(), rm.data(), rv.data(), eps, momentum); });
-  run({2, 1, 1}, {8, 1, 1}, [&] { normalize(x.data(), y.data(), mean.data(), invstd.data(), gamma.data(), beta.data()); });
-  run({3, 1, 1}, {8, 1, 1}, [&] { bwd_partials(x.data(), dy.data(), mean.data(), invstd.data(), part.data()); });
-  run({1, 1, 1}, {8, 1, 1}, [&] { unisal_bn_bwd_finalize(part.data(), dgamma.data(), dbeta.data(), C, P); });
-  run({2, 1, 1}, {8, 1, 1}, [&] {
+  // The shares and channels with more threads than work (8 a block); `grid` blocks of 8 for the grid-stride ones.
+  const D3 block = {8, 1, 1}, shares = {(C * P + 7) / 8, 1, 1}, channels = {(C + 7) / 8, 1, 1};
+  run(shares, block, [&] { partials(x.data(), part.data()); });
+  run(channels, block, [&] { finalize(x.data(), part.data(), mean.data(), invstd.data(), rm.data(), rv.data(), eps, momentum); });
+  run(grid, block, [&] { normalize(x.data(), y.data(), mean.data(), invstd.data(), gamma.data(), beta.data()); });
+  run(shares, block, [&] { bwd_partials(x.data(), dy.data(), mean.data(), invstd.data(), part.data()); });
+  run(channels, block, [&] { unisal_bn_bwd_finalize(part.data(), dgamma.data(), dbeta.data(), C, P); });
+  run(grid, block, [&] {
     dx_kernel(x.data(), dy.data(), dx.data(), mean.data(), invstd.data(), gamma.data(), dgamma.data(), dbeta.data());
   });
   for (unsigned c = 0; c < C; c++) {
@@ -82,10 +83,11 @@ int check(const char* what, double tol_y, Partials partials, Finalize finalize, 
 
 }  // namespace
 
-int main() {
+// Both types on one geometry, the grid-stride kernels on `grid`.
+int both(D3 grid) {
   // f32: within f32's rounding of values about 100; bf16: the stored y and dx rounded to bf16 (8 bits).
   const int f32 = check<float>(
-      "batch norm f32", 1e-4, [](const float* x, float* p) { unisal_bn_partials_f32(x, p, C, S, M, P); },
+      "batch norm f32", 1e-4, grid, [](const float* x, float* p) { unisal_bn_partials_f32(x, p, C, S, M, P); },
       [](const float* x, const float* p, float* mu, float* is, float* rm, float* rv, float eps, float mom) {
         unisal_bn_finalize_f32(x, p, mu, is, rm, rv, C, S, M, P, eps, mom);
       },
@@ -99,8 +101,8 @@ int main() {
          const float* dg, const float* db) { unisal_bn_dx_f32(x, dy, dx, mu, is, g, dg, db, C, S, M, TOTAL); });
   if (f32) return 1;
   typedef __nv_bfloat16 B;
-  const int bf16 = check<B>(
-      "batch norm bf16", 1e-2, [](const B* x, float* p) { unisal_bn_partials_bf16(x, p, C, S, M, P); },
+  return check<B>(
+      "batch norm bf16", 1e-2, grid, [](const B* x, float* p) { unisal_bn_partials_bf16(x, p, C, S, M, P); },
       [](const B* x, const float* p, float* mu, float* is, float* rm, float* rv, float eps, float mom) {
         unisal_bn_finalize_bf16(x, p, mu, is, rm, rv, C, S, M, P, eps, mom);
       },
@@ -110,9 +112,22 @@ int main() {
       [](const B* x, const B* dy, const float* mu, const float* is, float* p) {
         unisal_bn_bwd_partials_bf16(x, dy, mu, is, p, C, S, M, P);
       },
-      [](const B* x, const B* dy, B* dx, const float* mu, const float* is, const float* g, const float* dg,
-         const float* db) { unisal_bn_dx_bf16(x, dy, dx, mu, is, g, dg, db, C, S, M, TOTAL); });
-  if (bf16) return 1;
+      [](const B* x, const B* dy, B* dx, const float* mu, const float* is, const float* g, const float* db_,
+         const float* db) { unisal_bn_dx_bf16(x, dy, dx, mu, is, g, db_, db, C, S, M, TOTAL); });
+}
+
+void geometry(unsigned n, unsigned c, unsigned h, unsigned w, unsigned p) {
+  N = n, C = c, S = h * w, M = n * S, P = p, TOTAL = n * c * S;
+}
+
+int main() {
+  // 3 x 5 x 4 x 3: 4 shares a channel, fewer than its 12 values a plane; a stride of 16 over 180 values.
+  geometry(3, 5, 4, 3, 4);
+  if (both({2, 1, 1})) return 1;
+  // 4 x 5 x 1 x 2: 7 shares, more than a plane's 2 values (the walk's carries); a stride of 24, more than a
+  // sample's 10 values (the channel's step past C).
+  geometry(4, 5, 1, 2, 7);
+  if (both({3, 1, 1})) return 1;
   std::printf("ok\n");
   return 0;
 }

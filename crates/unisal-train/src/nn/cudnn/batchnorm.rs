@@ -206,7 +206,10 @@ impl BnCudnn {
                         let run = {
                             let ((mp, _g), (ip, _h)) =
                                 (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
-                            if crate::nn::cuda_bn::wanted(self.nhwc) {
+                            let ours = crate::nn::cuda_bn::wanted(self.nhwc)
+                                .then(|| crate::nn::cuda_bn::Geom::new(dims))
+                                .flatten();
+                            if let Some(geom) = ours {
                                 // Our own kernels (`nn/cuda_bn.rs`), `UNISAL_BN_KERNELS=1`.
                                 let addrs = crate::nn::cuda_bn::FwdAddrs {
                                     x: xp as u64,
@@ -216,10 +219,7 @@ impl BnCudnn {
                                     running: (rmp as u64, rvp as u64),
                                     saved: (mp as u64, ip as u64),
                                 };
-                                let geom = (
-                                    crate::nn::cuda_bn::Geom::new(dims)?,
-                                    T::DATA == super::ffi::DATA_BFLOAT16,
-                                );
+                                let geom = (geom, T::DATA == super::ffi::DATA_BFLOAT16);
                                 crate::nn::cuda_bn::forward(
                                     &xs.device,
                                     geom,

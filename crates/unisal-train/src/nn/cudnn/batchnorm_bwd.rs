@@ -162,8 +162,10 @@ impl BnBackwardCudnn {
                             saved: (mp as u64, ip as u64),
                             dparams: (dgp as u64, dbp as u64),
                         };
-                        let geom =
-                            (crate::nn::cuda_bn::Geom::new(dims)?, T::DATA == super::ffi::DATA_BFLOAT16);
+                        let geom = crate::nn::cuda_bn::Geom::new(dims).ok_or_else(|| {
+                            candle_core::Error::Msg(format!("batch norm backward: {dims:?} for our kernels"))
+                        })?;
+                        let geom = (geom, T::DATA == super::ffi::DATA_BFLOAT16);
                         crate::nn::cuda_bn::backward(&xs.device, geom, &addrs)?;
                         super::ffi::STATUS_SUCCESS
                     }
