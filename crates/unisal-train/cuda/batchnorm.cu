@@ -81,6 +81,16 @@ __device__ void unisal_bn_partials(const T* __restrict__ x, float* __restrict__ 
   partials[t * 2 + 1] = s2;
 }
 
+// The sums of channel c's P shares (each a pair), in f64.
+__device__ __forceinline__ void unisal_bn_merge(const float* __restrict__ partials, unsigned long long c,
+                                                unsigned int P, double& s1, double& s2) {
+  s1 = 0.0, s2 = 0.0;
+  for (unsigned int j = 0; j < P; ++j) {
+    s1 += partials[(c * P + j) * 2];
+    s2 += partials[(c * P + j) * 2 + 1];
+  }
+}
+
 // One thread a channel: merges its P partials (in f64), writes the saved mean and 1/sqrt(var + eps), and moves the
 // running statistics toward the batch's by `momentum` (the variance unbiased, M / (M - 1)).
 template <typename T>
@@ -91,11 +101,8 @@ __device__ void unisal_bn_finalize(const T* __restrict__ x, const float* __restr
                                    float momentum) {
   const unsigned long long c = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
   if (c >= C) return;
-  double s1 = 0.0, s2 = 0.0;
-  for (unsigned int j = 0; j < P; ++j) {
-    s1 += partials[(c * P + j) * 2];
-    s2 += partials[(c * P + j) * 2 + 1];
-  }
+  double s1, s2;
+  unisal_bn_merge(partials, c, P, s1, s2);
   const double shift_mean = s1 / M;
   double var = s2 / M - shift_mean * shift_mean;
   if (var < 0.0) var = 0.0;
@@ -148,11 +155,8 @@ extern "C" __global__ void unisal_bn_bwd_finalize(const float* __restrict__ part
                                                   float* __restrict__ dbeta, unsigned int C, unsigned int P) {
   const unsigned long long c = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
   if (c >= C) return;
-  double s1 = 0.0, s2 = 0.0;
-  for (unsigned int j = 0; j < P; ++j) {
-    s1 += partials[(c * P + j) * 2];
-    s2 += partials[(c * P + j) * 2 + 1];
-  }
+  double s1, s2;
+  unisal_bn_merge(partials, c, P, s1, s2);
   dbeta[c] = (float)s1;
   dgamma[c] = (float)s2;
 }
