@@ -155,6 +155,8 @@ run_case "r50-224-dual-train-bnex" "UNISAL_BN_EX=1" "train $common $r50d" "-"
 run_case "r50-224-dual-train-bf16-bnkernels" "UNISAL_BN_KERNELS=1" "train $common $r50d --amp bf16" "-"
 run_case "r50-224-dual-train-bnkernels" "UNISAL_BN_KERNELS=1" "train $common $r50d" "-"
 run_case "r18-224-b64-train-bnkernels" "UNISAL_BN_KERNELS=1" "train $common $r18" "-"
+# ... channels last too: the block op's convolutions at half their NCHW time (session 18), its batch norms ours.
+run_case "r50-224-dual-train-bf16-nhwc-bnkernels" "UNISAL_BLOCK_NHWC=1 UNISAL_BN_KERNELS=1" "train $common $r50d --amp bf16" "train $common $r50d --amp bf16 --channels-last"
 # Issue 6's other fp32 target: the dual ResNet-18 step at 224 px, 64 + 64.
 run_case "r18-224-dual-train" "" "train $common --model resnet18 --size 224 --batch 128 --dual" "train $common --model resnet18 --size 224 --batch 128 --dual"
 # Session 15 (no GPU; written blind): the block op's activations channels last (UNISAL_BLOCK_NHWC=1, or =bf16 for
@@ -286,12 +288,15 @@ if want events-bf16; then
       --size 224 --batch 128 --dual --amp bf16 --steps 4 > "$OUT/events-r50-dual-bf16-nhwc$layout.txt" 2>&1
     tail -n 20 "$OUT/events-r50-dual-bf16-nhwc$layout.txt"
   done
-  # ... and NCHW with our own batch norm kernels (UNISAL_BN_KERNELS=1): their time against cuDNN's above.
-  echo "== events profile, bf16, UNISAL_BN_KERNELS=1 (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
-  # shellcheck disable=SC2086
-  UNISAL_BN_KERNELS=1 UNISAL_OP_PROFILE=events timeout 120 "$bin" bench train $common --model resnet50 \
-    --size 224 --batch 128 --dual --amp bf16 --steps 4 > "$OUT/events-r50-dual-bf16-bnkernels.txt" 2>&1
-  tail -n 24 "$OUT/events-r50-dual-bf16-bnkernels.txt"
+  # ... and with our own batch norm kernels (UNISAL_BN_KERNELS=1), NCHW and channels last: against cuDNN's above.
+  for layout in 0 1; do
+    echo "== events profile, bf16, UNISAL_BN_KERNELS=1 UNISAL_BLOCK_NHWC=$layout (at ${SECONDS}s)" | tee -a "$OUT/log.txt"
+    # shellcheck disable=SC2086
+    UNISAL_BLOCK_NHWC=$layout UNISAL_BN_KERNELS=1 UNISAL_OP_PROFILE=events timeout 120 "$bin" bench train $common \
+      --model resnet50 --size 224 --batch 128 --dual --amp bf16 --steps 4 \
+      > "$OUT/events-r50-dual-bf16-bnkernels-nhwc$layout.txt" 2>&1
+    tail -n 24 "$OUT/events-r50-dual-bf16-bnkernels-nhwc$layout.txt"
+  done
 fi
 # Session 16: where the host's time of the dual ResNet-50 step goes, by op (UNISAL_OP_PROFILE=host: nothing waits,
 # each op's time to enqueue; the step's host time beyond their sum is candle's own ops and graph walk), bf16 channels

@@ -1,5 +1,5 @@
 //! Train-mode batch norm through our own kernels (`cuda/batchnorm.cu`, PTX built by `build.rs`) instead of cuDNN's,
-//! for NCHW activations in f32 or bf16: `UNISAL_BN_KERNELS=1` (opt-in; not yet run on a GPU). The cuDNN op
+//! for NCHW or channels-last activations in f32 or bf16: `UNISAL_BN_KERNELS=1` (opt-in; not yet run on a GPU). The cuDNN op
 //! (`nn/cudnn/batchnorm.rs`) calls [`forward`] and, for a forward that ran here, [`backward`], with the device
 //! addresses it holds, so that everything around the kernels (the op, the saved statistics, the block op's packed
 //! gradient, the ReLU) stays as it is.
@@ -25,10 +25,10 @@ const THREADS: u32 = 256;
 /// The most blocks of the grid-stride kernels (normalize, dx).
 const MAX_BLOCKS: u64 = 8192;
 
-/// Whether `UNISAL_BN_KERNELS=1` asks for these kernels; they take NCHW data only (`nhwc` false).
-pub(crate) fn wanted(nhwc: bool) -> bool {
+/// Whether `UNISAL_BN_KERNELS=1` asks for these kernels.
+pub(crate) fn wanted() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
-    !nhwc && *ON.get_or_init(|| std::env::var("UNISAL_BN_KERNELS").is_ok_and(|v| v.trim() == "1"))
+    *ON.get_or_init(|| std::env::var("UNISAL_BN_KERNELS").is_ok_and(|v| v.trim() == "1"))
 }
 
 /// A batch norm's geometry as the kernels take it: `C` channels of `S = H * W` values in `N` samples, `M = N * S`
@@ -67,24 +67,45 @@ impl Geom {
     }
 }
 
-/// The kernels' names for f32 (`bf16` false) or bf16 activations.
-fn names(bf16: bool) -> [&'static str; 5] {
-    match bf16 {
-        false => [
+/// The kernels' names for f32 or (`bf16`) bf16 activations, NCHW or (`nhwc`) channels last.
+fn names(bf16: bool, nhwc: bool) -> [&'static str; 5] {
+    match (bf16, nhwc) {
+        (false, false) => [
             "unisal_bn_partials_f32",
             "unisal_bn_finalize_f32",
             "unisal_bn_normalize_f32",
             "unisal_bn_bwd_partials_f32",
             "unisal_bn_dx_f32",
         ],
-        true => [
+        (true, false) => [
             "unisal_bn_partials_bf16",
             "unisal_bn_finalize_bf16",
             "unisal_bn_normalize_bf16",
             "unisal_bn_bwd_partials_bf16",
             "unisal_bn_dx_bf16",
         ],
+        (false, true) => [
+            "unisal_bn_partials_f32_nhwc",
+            "unisal_bn_finalize_f32_nhwc",
+            "unisal_bn_normalize_f32_nhwc",
+            "unisal_bn_bwd_partials_f32_nhwc",
+            "unisal_bn_dx_f32_nhwc",
+        ],
+        (true, true) => [
+            "unisal_bn_partials_bf16_nhwc",
+            "unisal_bn_finalize_bf16_nhwc",
+            "unisal_bn_normalize_bf16_nhwc",
+            "unisal_bn_bwd_partials_bf16_nhwc",
+            "unisal_bn_dx_bf16_nhwc",
+        ],
     }
+}
+
+/// The activations' type and layout: bf16 (else f32), channels last (else NCHW).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Data {
+    pub(crate) bf16: bool,
+    pub(crate) nhwc: bool,
 }
 
 /// The device addresses of a forward: the input and output (f32 or bf16), gamma and beta, the running mean and
@@ -124,12 +145,12 @@ fn scratch(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<(CudaSlice
 /// The forward on `dev`'s stream: statistics, running statistics, `y`.
 pub(crate) fn forward(
     dev: &CudaDevice,
-    (g, bf16): (Geom, bool),
+    (g, data): (Geom, Data),
     a: &FwdAddrs,
     (eps, momentum): (f32, f32),
 ) -> candle_core::Result<()> {
     let stream = dev.cuda_stream();
-    let [partials, finalize, normalize, _, _] = names(bf16);
+    let [partials, finalize, normalize, _, _] = names(data.bf16, data.nhwc);
     let (buf, parts) = scratch(&stream, (g.c * g.p * 2) as usize)?;
     let func = dev.get_or_load_custom_func(partials, "unisal_bn", PTX)?;
     let mut b = func.builder();
@@ -161,9 +182,9 @@ pub(crate) fn forward(
 }
 
 /// The backward on `dev`'s stream: `dgamma`, `dbeta`, then `dx`.
-pub(crate) fn backward(dev: &CudaDevice, (g, bf16): (Geom, bool), a: &BwdAddrs) -> candle_core::Result<()> {
+pub(crate) fn backward(dev: &CudaDevice, (g, data): (Geom, Data), a: &BwdAddrs) -> candle_core::Result<()> {
     let stream = dev.cuda_stream();
-    let [_, _, _, partials, dx] = names(bf16);
+    let [_, _, _, partials, dx] = names(data.bf16, data.nhwc);
     let (buf, parts) = scratch(&stream, (g.c * g.p * 2) as usize)?;
     let ((mean, invstd), (dgamma, dbeta)) = (a.saved, a.dparams);
     let func = dev.get_or_load_custom_func(partials, "unisal_bn", PTX)?;

@@ -206,7 +206,7 @@ impl BnCudnn {
                         let run = {
                             let ((mp, _g), (ip, _h)) =
                                 (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
-                            let ours = crate::nn::cuda_bn::wanted(self.nhwc)
+                            let ours = crate::nn::cuda_bn::wanted()
                                 .then(|| crate::nn::cuda_bn::Geom::new(dims))
                                 .flatten();
                             if let Some(geom) = ours {
@@ -219,7 +219,8 @@ impl BnCudnn {
                                     running: (rmp as u64, rvp as u64),
                                     saved: (mp as u64, ip as u64),
                                 };
-                                let geom = (geom, T::DATA == super::ffi::DATA_BFLOAT16);
+                                let bf16 = T::DATA == super::ffi::DATA_BFLOAT16;
+                                let geom = (geom, crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc });
                                 crate::nn::cuda_bn::forward(
                                     &xs.device,
                                     geom,

@@ -165,7 +165,8 @@ impl BnBackwardCudnn {
                         let geom = crate::nn::cuda_bn::Geom::new(dims).ok_or_else(|| {
                             candle_core::Error::Msg(format!("batch norm backward: {dims:?} for our kernels"))
                         })?;
-                        let geom = (geom, T::DATA == super::ffi::DATA_BFLOAT16);
+                        let bf16 = T::DATA == super::ffi::DATA_BFLOAT16;
+                        let geom = (geom, crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc });
                         crate::nn::cuda_bn::backward(&xs.device, geom, &addrs)?;
                         super::ffi::STATUS_SUCCESS
                     }
