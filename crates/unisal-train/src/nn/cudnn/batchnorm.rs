@@ -86,7 +86,7 @@ fn apply(x: &Tensor, gamma: &Tensor, beta: &Tensor, op: BnCudnn) -> crate::error
 pub(super) struct Saved {
     pub(super) mean: CudaSlice<f32>,
     pub(super) invstd: CudaSlice<f32>,
-    /// How cuDNN ran the forward (mode, call, reserve space, fused ReLU; `batchnorm_ex.rs`).
+    /// Which call ran the forward (`batchnorm_ex.rs`).
     pub(super) run: TrainRun,
 }
 
@@ -227,7 +227,7 @@ impl BnCudnn {
                                     &addrs,
                                     (eps as f32, train.momentum as f32),
                                 )?;
-                                TrainRun::ours()
+                                TrainRun::Ours(geom.0)
                             } else {
                                 let ptrs = FwdPtrs {
                                     x: xp,
@@ -262,7 +262,7 @@ impl BnCudnn {
                     }
                 }
             };
-            let relu_fused = saved.as_ref().is_some_and(|s| s.run.relu_fused);
+            let relu_fused = saved.as_ref().is_some_and(|s| s.run.relu_fused());
             if let (Some(train), Some(saved)) = (&self.mode, saved) {
                 *lock(&train.saved)? = Some(Arc::new(saved));
             }
@@ -367,7 +367,7 @@ impl BnCudnn {
         let saved =
             saved.ok_or_else(|| candle_core::Error::Msg("batch norm backward before its forward".into()))?;
         // With the ReLU in cuDNN's forward its backward takes it too, from the output `res`.
-        let fused = saved.run.relu_fused;
+        let fused = saved.run.relu_fused();
         let y = fused.then(|| res.detach());
         let op = BnBackwardCudnn { eps: self.eps, saved, nhwc: self.nhwc, into, y };
         let grad = if self.relu && !fused { relu_mask(grad, res)? } else { grad.contiguous()? };

@@ -8,7 +8,7 @@ use candle_core::{CudaStorage, Layout, Shape};
 use std::sync::Arc;
 
 use super::batchnorm::{dims, params_f32, Saved};
-use super::batchnorm_ex::BwdPtrs;
+use super::batchnorm_ex::{BwdPtrs, TrainRun};
 use super::handle::{
     by_elem, check, input, output, ptr, ptr_mut, scale, storage, with_handle, CudnnElem, Desc, ONE, ZERO,
 };
@@ -151,9 +151,9 @@ impl BnBackwardCudnn {
                     (Some(((g32, _), (b32, _))), None) => (*g32, *b32),
                     (None, None) => (dgp, dbp),
                 };
-                let status = match self.saved.run.ex {
+                let status = match &self.saved.run {
                     // The forward ran through our own kernels: so does its backward (`nn/cuda_bn.rs`).
-                    _ if self.saved.run.ours => {
+                    TrainRun::Ours(geom) => {
                         let addrs = crate::nn::cuda_bn::BwdAddrs {
                             x: xp as u64,
                             dy: dyp as u64,
@@ -162,16 +162,13 @@ impl BnBackwardCudnn {
                             saved: (mp as u64, ip as u64),
                             dparams: (dgp as u64, dbp as u64),
                         };
-                        let geom = crate::nn::cuda_bn::Geom::new(dims).ok_or_else(|| {
-                            candle_core::Error::Msg(format!("batch norm backward: {dims:?} for our kernels"))
-                        })?;
                         let bf16 = T::DATA == super::ffi::DATA_BFLOAT16;
-                        let geom = (geom, crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc });
+                        let geom = (*geom, crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc });
                         crate::nn::cuda_bn::backward(&xs.device, geom, &addrs)?;
                         super::ffi::STATUS_SUCCESS
                     }
                     // The forward ran through the `Ex` call: so does its backward, with its reserve space.
-                    true => {
+                    TrainRun::Ex { mode, reserve, relu_fused } => {
                         let ex =
                             super::ffi::bn_ex_api().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
                         let y = y.as_ref().map(|y| ptr(y, stream));
@@ -185,19 +182,13 @@ impl BnBackwardCudnn {
                             y: y.as_ref().map(|(p, _)| *p),
                         };
                         let descs = (xd.ptr, pd.ptr);
-                        super::batchnorm_ex::backward(
-                            ex,
-                            (h, stream),
-                            &self.saved.run,
-                            descs,
-                            &ptrs,
-                            self.eps,
-                        )?
+                        let run = (*mode, reserve.as_ref(), *relu_fused);
+                        super::batchnorm_ex::backward(ex, (h, stream), run, descs, &ptrs, self.eps)?
                     }
-                    false => unsafe {
+                    TrainRun::Plain { mode } => unsafe {
                         (a.cudnnBatchNormalizationBackward)(
                             h,
-                            self.saved.run.mode,
+                            *mode,
                             scale(&ONE),
                             scale(&ZERO),
                             scale(&ONE),

@@ -68,21 +68,20 @@ fn relu_desc() -> candle_core::Result<std::rc::Rc<Desc>> {
     kept(&KEPT, (), || Desc::activation(true))
 }
 
-/// How cuDNN ran a train-mode forward, which its backward must follow: the mode, whether through the `Ex` call (and
-/// the reserve space it left), and whether that call applied the ReLU.
-pub(crate) struct TrainRun {
-    pub(super) mode: c_int,
-    pub(super) ex: bool,
-    pub(super) reserve: Option<CudaSlice<u8>>,
-    pub(super) relu_fused: bool,
-    /// Run by our own kernels (`nn/cuda_bn.rs`), not cuDNN.
-    pub(super) ours: bool,
+/// Which call ran a train-mode forward, which its backward must take too.
+pub(crate) enum TrainRun {
+    /// cuDNN's plain call in `mode`.
+    Plain { mode: c_int },
+    /// cuDNN's `Ex` call in `mode`, with the reserve space it left for the backward and whether it applied the ReLU.
+    Ex { mode: c_int, reserve: Option<CudaSlice<u8>>, relu_fused: bool },
+    /// Our own kernels (`nn/cuda_bn.rs`) over this geometry.
+    Ours(crate::nn::cuda_bn::Geom),
 }
 
 impl TrainRun {
-    /// A forward our own kernels ran (`nn/cuda_bn.rs`).
-    pub(super) fn ours() -> Self {
-        Self { mode: ffi::BATCHNORM_SPATIAL, ex: false, reserve: None, relu_fused: false, ours: true }
+    /// Whether the forward applied the layer's ReLU itself.
+    pub(super) fn relu_fused(&self) -> bool {
+        matches!(self, Self::Ex { relu_fused: true, .. })
     }
 }
 
@@ -107,7 +106,7 @@ pub(super) fn train_forward(
             let (status, reserve) =
                 forward(ex, (h, stream), (mode, ops, act_ptr), (xd, pd), p, (momentum, eps))?;
             if status == ffi::STATUS_SUCCESS {
-                return Ok(TrainRun { mode, ex: true, reserve, relu_fused: act.is_some(), ours: false });
+                return Ok(TrainRun::Ex { mode, reserve, relu_fused: act.is_some() });
             }
             let why = check(status, "Ex batch norm forward").err().map(|e| e.to_string()).unwrap_or_default();
             match act {
@@ -135,7 +134,7 @@ pub(super) fn train_forward(
         status = call(mode);
     }
     check(status, "batch norm forward")?;
-    Ok(TrainRun { mode, ex: false, reserve: None, relu_fused: false, ours: false })
+    Ok(TrainRun::Plain { mode })
 }
 
 /// [`say_once`] for the fused ReLU.
@@ -247,24 +246,25 @@ pub(super) struct BwdPtrs {
     pub(super) y: Option<*const c_void>,
 }
 
-/// The backward of a forward through the `Ex` call as `run` says (mode, reserve space, ReLU): cuDNN's status.
+/// The backward of a forward through the `Ex` call in `mode`, with the reserve space it left and, where it applied
+/// the ReLU (`relu_fused`), the ReLU too: cuDNN's status.
 pub(super) fn backward(
     ex: &BnExApi,
     (h, stream): (Ptr, &Arc<CudaStream>),
-    run: &TrainRun,
+    (mode, reserve, relu_fused): (c_int, Option<&CudaSlice<u8>>, bool),
     (xd, pd): (Ptr, Ptr),
     p: &BwdPtrs,
     eps: f64,
 ) -> candle_core::Result<Status> {
     let null = std::ptr::null_mut();
     // Held to the end: without UNISAL_CUDNN_REUSE the descriptor lives only as long as this.
-    let relu = run.relu_fused.then(relu_desc).transpose()?;
+    let relu = relu_fused.then(relu_desc).transpose()?;
     let (ops, act, y) = match (&relu, p.y) {
         (Some(d), Some(y)) => (ffi::BATCHNORM_OPS_BN_ACTIVATION, d.ptr, y),
         (None, _) => (ffi::BATCHNORM_OPS_BN, null, null as *const c_void),
         (Some(_), None) => candle_core::bail!("batch norm backward: the fused ReLU's output is missing"),
     };
-    let (mode, y_desc) = (run.mode, if y.is_null() { null } else { xd });
+    let y_desc = if y.is_null() { null } else { xd };
     let mut ws = 0usize;
     // SAFETY: a size query on live descriptors (y's as x's, no dz, as PyTorch asks).
     let status = unsafe {
@@ -275,7 +275,7 @@ pub(super) fn backward(
     if status != ffi::STATUS_SUCCESS {
         return Ok(status);
     }
-    let (rp, rs, _guard) = match &run.reserve {
+    let (rp, rs, _guard) = match reserve {
         Some(r) => {
             let (p, g) = ptr(r, stream);
             (p as *mut c_void, r.len(), Some(g))
