@@ -19,6 +19,7 @@ use candle_core::cuda_backend::cudarc::driver::{
 use candle_core::CudaDevice;
 
 use super::cuda_kernels::launch_with;
+use super::cudnn::{BwdPtrs, FwdPtrs};
 
 const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/unisal_bn.ptx"));
 const THREADS: u32 = 256;
@@ -108,28 +109,6 @@ pub(crate) struct Data {
     pub(crate) nhwc: bool,
 }
 
-/// The device addresses of a forward: the input and output (f32 or bf16), gamma and beta, the running mean and
-/// variance (updated in place), and the saved batch mean and `1 / sqrt(var + eps)` (written), all f32 `[C]`.
-pub(crate) struct FwdAddrs {
-    pub(crate) x: u64,
-    pub(crate) y: u64,
-    pub(crate) gamma: u64,
-    pub(crate) beta: u64,
-    pub(crate) running: (u64, u64),
-    pub(crate) saved: (u64, u64),
-}
-
-/// The device addresses of a backward: the forward's input, the output's gradient, the input's gradient (written),
-/// gamma, the saved statistics, and where `dgamma` and `dbeta` go (f32 `[C]`, written).
-pub(crate) struct BwdAddrs {
-    pub(crate) x: u64,
-    pub(crate) dy: u64,
-    pub(crate) dx: u64,
-    pub(crate) gamma: u64,
-    pub(crate) saved: (u64, u64),
-    pub(crate) dparams: (u64, u64),
-}
-
 /// A scratch buffer of `n` f32 on `stream` and its address.
 fn scratch(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<(CudaSlice<f32>, u64)> {
     // SAFETY: every value is written by the partials kernel before the merge reads it.
@@ -142,54 +121,52 @@ fn scratch(stream: &Arc<CudaStream>, n: usize) -> candle_core::Result<(CudaSlice
     Ok((buf, p))
 }
 
-/// The forward on `dev`'s stream: statistics, running statistics, `y`.
+/// The forward on `dev`'s stream over the addresses `p` (the cuDNN op's): statistics, running statistics, `y`.
 pub(crate) fn forward(
     dev: &CudaDevice,
     (g, data): (Geom, Data),
-    a: &FwdAddrs,
+    p: &FwdPtrs,
     (eps, momentum): (f32, f32),
 ) -> candle_core::Result<()> {
     let stream = dev.cuda_stream();
+    // The kernels' pointer arguments as the launch pushes them.
+    let (x, y, gamma, beta) = (p.x as u64, p.y as u64, p.gamma as u64, p.beta as u64);
+    let ((rm, rv), (mean, invstd)) =
+        ((p.running.0 as u64, p.running.1 as u64), (p.saved.0 as u64, p.saved.1 as u64));
     let [partials, finalize, normalize, _, _] = names(data.bf16, data.nhwc);
     let (buf, parts) = scratch(&stream, (g.c * g.p * 2) as usize)?;
     let func = dev.get_or_load_custom_func(partials, "unisal_bn", PTX)?;
     let mut b = func.builder();
-    b.arg(&a.x).arg(&parts).arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p);
+    b.arg(&x).arg(&parts).arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p);
     // SAFETY: `x` holds N * C * S values of the kernel's type, `parts` C * P * 2 f32; the grid covers C * P threads.
     unsafe { launch_with(partials, &stream, b, Geom::blocks(g.c as u64 * g.p as u64)) }?;
     let func = dev.get_or_load_custom_func(finalize, "unisal_bn", PTX)?;
     let mut b = func.builder();
-    let ((rm, rv), (mean, invstd)) = (a.running, a.saved);
-    b.arg(&a.x).arg(&parts).arg(&mean).arg(&invstd).arg(&rm).arg(&rv);
+    b.arg(&x).arg(&parts).arg(&mean).arg(&invstd).arg(&rm).arg(&rv);
     b.arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p).arg(&eps).arg(&momentum);
     // SAFETY: the statistics are C f32 each; one thread a channel.
     unsafe { launch_with(finalize, &stream, b, Geom::blocks(g.c as u64)) }?;
     let func = dev.get_or_load_custom_func(normalize, "unisal_bn", PTX)?;
     let mut b = func.builder();
-    b.arg(&a.x)
-        .arg(&a.y)
-        .arg(&mean)
-        .arg(&invstd)
-        .arg(&a.gamma)
-        .arg(&a.beta)
-        .arg(&g.c)
-        .arg(&g.s)
-        .arg(&g.total);
+    b.arg(&x).arg(&y).arg(&mean).arg(&invstd).arg(&gamma).arg(&beta).arg(&g.c).arg(&g.s).arg(&g.total);
     // SAFETY: `x` and `y` hold `total` values; grid-stride.
     unsafe { launch_with(normalize, &stream, b, Geom::blocks(g.total as u64)) }?;
     drop(buf);
     Ok(())
 }
 
-/// The backward on `dev`'s stream: `dgamma`, `dbeta`, then `dx`.
-pub(crate) fn backward(dev: &CudaDevice, (g, data): (Geom, Data), a: &BwdAddrs) -> candle_core::Result<()> {
+/// The backward on `dev`'s stream over the addresses `p` (the cuDNN op's; no fused ReLU here): `dgamma`, `dbeta`,
+/// then `dx`.
+pub(crate) fn backward(dev: &CudaDevice, (g, data): (Geom, Data), p: &BwdPtrs) -> candle_core::Result<()> {
     let stream = dev.cuda_stream();
-    let [_, _, _, partials, dx] = names(data.bf16, data.nhwc);
+    let [_, _, _, partials, dx_kernel] = names(data.bf16, data.nhwc);
     let (buf, parts) = scratch(&stream, (g.c * g.p * 2) as usize)?;
-    let ((mean, invstd), (dgamma, dbeta)) = (a.saved, a.dparams);
+    let (x, dy, dx, gamma) = (p.x as u64, p.dy as u64, p.dx as u64, p.gamma as u64);
+    let ((mean, invstd), (dgamma, dbeta)) =
+        ((p.saved.0 as u64, p.saved.1 as u64), (p.dparams.0 as u64, p.dparams.1 as u64));
     let func = dev.get_or_load_custom_func(partials, "unisal_bn", PTX)?;
     let mut b = func.builder();
-    b.arg(&a.x).arg(&a.dy).arg(&mean).arg(&invstd).arg(&parts).arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p);
+    b.arg(&x).arg(&dy).arg(&mean).arg(&invstd).arg(&parts).arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.p);
     // SAFETY: as in `forward`.
     unsafe { launch_with(partials, &stream, b, Geom::blocks(g.c as u64 * g.p as u64)) }?;
     let name = "unisal_bn_bwd_finalize";
@@ -198,12 +175,12 @@ pub(crate) fn backward(dev: &CudaDevice, (g, data): (Geom, Data), a: &BwdAddrs) 
     b.arg(&parts).arg(&dgamma).arg(&dbeta).arg(&g.c).arg(&g.p);
     // SAFETY: `dgamma` and `dbeta` are C f32 each; one thread a channel.
     unsafe { launch_with(name, &stream, b, Geom::blocks(g.c as u64)) }?;
-    let func = dev.get_or_load_custom_func(dx, "unisal_bn", PTX)?;
+    let func = dev.get_or_load_custom_func(dx_kernel, "unisal_bn", PTX)?;
     let mut b = func.builder();
-    b.arg(&a.x).arg(&a.dy).arg(&a.dx).arg(&mean).arg(&invstd).arg(&a.gamma).arg(&dgamma).arg(&dbeta);
+    b.arg(&x).arg(&dy).arg(&dx).arg(&mean).arg(&invstd).arg(&gamma).arg(&dgamma).arg(&dbeta);
     b.arg(&g.c).arg(&g.s).arg(&g.m).arg(&g.total);
     // SAFETY: `x`, `dy` and `dx` hold `total` values; grid-stride.
-    unsafe { launch_with(dx, &stream, b, Geom::blocks(g.total as u64)) }?;
+    unsafe { launch_with(dx_kernel, &stream, b, Geom::blocks(g.total as u64)) }?;
     drop(buf);
     Ok(())
 }

@@ -206,44 +206,33 @@ impl BnCudnn {
                         let run = {
                             let ((mp, _g), (ip, _h)) =
                                 (ptr_mut(&mut mean, stream), ptr_mut(&mut invstd, stream));
+                            let ptrs = FwdPtrs {
+                                x: xp,
+                                y: yp,
+                                gamma: gp,
+                                beta: bp,
+                                running: (rmp as *mut c_void, rvp as *mut c_void),
+                                saved: (mp, ip),
+                            };
                             let ours = crate::nn::cuda_bn::wanted()
                                 .then(|| crate::nn::cuda_bn::Geom::new(dims))
                                 .flatten();
                             if let Some(geom) = ours {
                                 // Our own kernels (`nn/cuda_bn.rs`), `UNISAL_BN_KERNELS=1`.
-                                let addrs = crate::nn::cuda_bn::FwdAddrs {
-                                    x: xp as u64,
-                                    y: yp as u64,
-                                    gamma: gp as u64,
-                                    beta: bp as u64,
-                                    running: (rmp as u64, rvp as u64),
-                                    saved: (mp as u64, ip as u64),
-                                };
                                 let bf16 = T::DATA == super::ffi::DATA_BFLOAT16;
-                                let geom = (geom, crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc });
-                                crate::nn::cuda_bn::forward(
-                                    &xs.device,
-                                    geom,
-                                    &addrs,
-                                    (eps as f32, train.momentum as f32),
-                                )?;
-                                TrainRun::Ours(geom.0)
+                                let data = crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc };
+                                let stats = (eps as f32, train.momentum as f32);
+                                crate::nn::cuda_bn::forward(&xs.device, (geom, data), &ptrs, stats)?;
+                                TrainRun::Ours(geom)
                             } else {
-                                let ptrs = FwdPtrs {
-                                    x: xp,
-                                    y: yp,
-                                    gamma: gp,
-                                    beta: bp,
-                                    running: (rmp as *mut c_void, rvp as *mut c_void),
-                                    saved: (mp, ip),
-                                };
                                 let how = (self.nhwc, self.relu);
+                                let args = (train.momentum, eps);
                                 super::batchnorm_ex::train_forward(
                                     (a, h, stream),
                                     how,
                                     (xd, pd),
                                     &ptrs,
-                                    (train.momentum, eps),
+                                    args,
                                 )?
                             }
                         };

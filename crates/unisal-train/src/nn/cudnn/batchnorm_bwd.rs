@@ -151,38 +151,29 @@ impl BnBackwardCudnn {
                     (Some(((g32, _), (b32, _))), None) => (*g32, *b32),
                     (None, None) => (dgp, dbp),
                 };
+                let y = y.as_ref().map(|y| ptr(y, stream));
+                let ptrs = BwdPtrs {
+                    x: xp,
+                    dy: dyp,
+                    dx: dxp,
+                    gamma: gp,
+                    dparams: (dgp, dbp),
+                    saved: (mp, ip),
+                    y: y.as_ref().map(|(p, _)| *p),
+                };
                 let status = match &self.saved.run {
                     // The forward ran through our own kernels: so does its backward (`nn/cuda_bn.rs`).
                     TrainRun::Ours(geom) => {
-                        let addrs = crate::nn::cuda_bn::BwdAddrs {
-                            x: xp as u64,
-                            dy: dyp as u64,
-                            dx: dxp as u64,
-                            gamma: gp as u64,
-                            saved: (mp as u64, ip as u64),
-                            dparams: (dgp as u64, dbp as u64),
-                        };
                         let bf16 = T::DATA == super::ffi::DATA_BFLOAT16;
-                        let geom = (*geom, crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc });
-                        crate::nn::cuda_bn::backward(&xs.device, geom, &addrs)?;
+                        let data = crate::nn::cuda_bn::Data { bf16, nhwc: self.nhwc };
+                        crate::nn::cuda_bn::backward(&xs.device, (*geom, data), &ptrs)?;
                         super::ffi::STATUS_SUCCESS
                     }
                     // The forward ran through the `Ex` call: so does its backward, with its reserve space.
                     TrainRun::Ex { mode, reserve, relu_fused } => {
                         let ex =
                             super::ffi::bn_ex_api().map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-                        let y = y.as_ref().map(|y| ptr(y, stream));
-                        let ptrs = BwdPtrs {
-                            x: xp,
-                            dy: dyp,
-                            dx: dxp,
-                            gamma: gp,
-                            dparams: (dgp, dbp),
-                            saved: (mp, ip),
-                            y: y.as_ref().map(|(p, _)| *p),
-                        };
-                        let descs = (xd.ptr, pd.ptr);
-                        let run = (*mode, reserve.as_ref(), *relu_fused);
+                        let (descs, run) = ((xd.ptr, pd.ptr), (*mode, reserve.as_ref(), *relu_fused));
                         super::batchnorm_ex::backward(ex, (h, stream), run, descs, &ptrs, self.eps)?
                     }
                     TrainRun::Plain { mode } => unsafe {

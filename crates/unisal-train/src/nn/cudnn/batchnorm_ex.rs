@@ -144,14 +144,15 @@ fn say_once_fused(why: &str) {
 }
 
 /// The device addresses of a forward: input, output, gamma, beta (f32), the running mean and variance (updated in
-/// place), and the saved batch mean and inverse standard deviation (written).
-pub(super) struct FwdPtrs {
-    pub(super) x: *const c_void,
-    pub(super) y: *mut c_void,
-    pub(super) gamma: *const c_void,
-    pub(super) beta: *const c_void,
-    pub(super) running: (*mut c_void, *mut c_void),
-    pub(super) saved: (*mut c_void, *mut c_void),
+/// place), and the saved batch mean and inverse standard deviation (written); for cuDNN's calls and our kernels
+/// (`nn/cuda_bn.rs`) alike.
+pub(crate) struct FwdPtrs {
+    pub(crate) x: *const c_void,
+    pub(crate) y: *mut c_void,
+    pub(crate) gamma: *const c_void,
+    pub(crate) beta: *const c_void,
+    pub(crate) running: (*mut c_void, *mut c_void),
+    pub(crate) saved: (*mut c_void, *mut c_void),
 }
 
 /// The forward in `mode` with the operations `ops` (and activation `act`, or null) over `x` described by `xd`
@@ -236,14 +237,14 @@ fn forward(
 /// The device addresses of a backward: the forward's input, the output's gradient, the input's gradient (written),
 /// gamma (f32), its and beta's gradients (f32, written), the forward's saved mean and inverse standard deviation,
 /// and, where the forward applied the ReLU, its output.
-pub(super) struct BwdPtrs {
-    pub(super) x: *const c_void,
-    pub(super) dy: *const c_void,
-    pub(super) dx: *mut c_void,
-    pub(super) gamma: *const c_void,
-    pub(super) dparams: (*mut c_void, *mut c_void),
-    pub(super) saved: (*const c_void, *const c_void),
-    pub(super) y: Option<*const c_void>,
+pub(crate) struct BwdPtrs {
+    pub(crate) x: *const c_void,
+    pub(crate) dy: *const c_void,
+    pub(crate) dx: *mut c_void,
+    pub(crate) gamma: *const c_void,
+    pub(crate) dparams: (*mut c_void, *mut c_void),
+    pub(crate) saved: (*const c_void, *const c_void),
+    pub(crate) y: Option<*const c_void>,
 }
 
 /// The backward of a forward through the `Ex` call in `mode`, with the reserve space it left and, where it applied

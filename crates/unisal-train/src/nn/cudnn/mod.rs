@@ -61,6 +61,7 @@ use std::sync::OnceLock;
 use candle_core::Tensor;
 
 pub(crate) use batchnorm::{eval as batch_norm_eval, train as batch_norm_train};
+pub(crate) use batchnorm_ex::{BwdPtrs, FwdPtrs};
 pub(crate) use block::{train as block_train, Block, BlocksCudnn};
 pub(crate) use block_layer::{BlockLayer, Stem};
 pub(crate) use conv::{backward as conv_backward, forward as conv_forward};
