@@ -97,11 +97,10 @@ pub(super) fn train_forward(
 ) -> candle_core::Result<TrainRun> {
     let mut mode = super::batchnorm::train_mode(nhwc);
     if let Some(ex) = api_for(mode) {
-        let mut tries = vec![(ffi::BATCHNORM_OPS_BN, None)];
-        if relu && fused_relu_wanted() {
-            tries.insert(0, (ffi::BATCHNORM_OPS_BN_ACTIVATION, Some(relu_desc()?)));
-        }
-        for (ops, act) in tries {
+        // With the ReLU first where asked, then without (`act`: its descriptor, held through the call).
+        let fused = (relu && fused_relu_wanted()).then(relu_desc).transpose()?;
+        for act in fused.into_iter().map(Some).chain([None]) {
+            let ops = if act.is_some() { ffi::BATCHNORM_OPS_BN_ACTIVATION } else { ffi::BATCHNORM_OPS_BN };
             let act_ptr = act.as_ref().map_or(std::ptr::null_mut(), |d| d.ptr);
             let (status, reserve) =
                 forward(ex, (h, stream), (mode, ops, act_ptr), (xd, pd), p, (momentum, eps))?;
