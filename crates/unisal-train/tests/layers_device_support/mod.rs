@@ -75,20 +75,18 @@ pub fn close(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
 /// says nothing (`scripts/torch_bf16_error.py`: PyTorch's own bf16 autocast has largest errors of 0.37-0.86 of
 /// the largest value on the batch norm + ReLU below, and a root mean square of 2.8e-3 to 5.8e-3).
 pub fn close_rms(what: &str, got: &Tensor, expected: &Tensor, tol: f64) {
-    let (g, e) = (values(got), values(expected));
-    assert_eq!(g.len(), e.len(), "{what}: length");
-    let scale = e.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
-    let rms = (g.iter().zip(&e).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / e.len().max(1) as f64).sqrt();
+    let (rms, scale) = rms_and_largest(what, got, expected);
     eprintln!("{what}: rms error {:.3e} of the largest value", rms / scale);
     assert!(rms <= tol * scale, "{what}: rms error {rms:.3e} > {tol:.0e} x {scale:.3e}");
 }
 
-/// The rms error of `got` against `expected`, relative to `expected`'s largest value.
-fn rms_of_largest(got: &Tensor, expected: &Tensor) -> f64 {
+/// The root mean square of `got - expected` and the largest `|expected|` (at least 1e-6).
+fn rms_and_largest(what: &str, got: &Tensor, expected: &Tensor) -> (f64, f64) {
     let (g, e) = (values(got), values(expected));
-    assert_eq!(g.len(), e.len(), "length");
+    assert_eq!(g.len(), e.len(), "{what}: length");
     let scale = e.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-6);
-    (g.iter().zip(&e).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / e.len().max(1) as f64).sqrt() / scale
+    let rms = (g.iter().zip(&e).map(|(a, b)| (a - b) * (a - b)).sum::<f64>() / e.len().max(1) as f64).sqrt();
+    (rms, scale)
 }
 
 /// Whether a bf16 op's gradients (`op`, keyed by the device vars) are as accurate as our bf16 layers' (`layers`):
@@ -114,7 +112,11 @@ pub fn bf16_grads_as_accurate(
             ));
             continue;
         };
-        let (e_op, e_layers) = (rms_of_largest(o, e), rms_of_largest(l, e));
+        let of_largest = |got| {
+            let (rms, scale) = rms_and_largest(what, got, e);
+            rms / scale
+        };
+        let (e_op, e_layers) = (of_largest(o), of_largest(l));
         let bound = (2.0 * e_layers).max(8e-2);
         eprintln!("{what}, var {k}: rms error against f64 {e_op:.3e} (our bf16 layers {e_layers:.3e})");
         if e_op > bound {
