@@ -28,14 +28,15 @@ fn run_on_cpu(cu: &str, checks: &str) {
     };
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
-    let cu = read(&format!("cuda/{cu}")).replace("#include <cuda_bf16.h>", "");
-    let (prelude, checks) =
+    let kernels = read(&format!("cuda/{cu}")).replace("#include <cuda_bf16.h>", "");
+    let (prelude, check_code) =
         (read("tests/cuda_on_cpu/prelude.hpp"), read(&format!("tests/cuda_on_cpu/{checks}")));
-    let tag = checks.len();
-    let dir: PathBuf = std::env::temp_dir().join(format!("unisal-cuda-on-cpu-{}-{tag}", std::process::id()));
+    // A folder for each checks file: the tests run in parallel.
+    let dir: PathBuf =
+        std::env::temp_dir().join(format!("unisal-cuda-on-cpu-{}-{checks}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (source, exe) = (dir.join("kernels.cpp"), dir.join("kernels"));
-    std::fs::write(&source, format!("{prelude}\n{cu}\n\n{checks}")).unwrap();
+    std::fs::write(&source, format!("{prelude}\n{kernels}\n\n{check_code}")).unwrap();
     let built = Command::new(cxx).args(["-std=c++17", "-O1", "-o"]).arg(&exe).arg(&source).output().unwrap();
     assert!(built.status.success(), "{cxx} failed:\n{}", String::from_utf8_lossy(&built.stderr));
     let ran = Command::new(&exe).output().unwrap();
