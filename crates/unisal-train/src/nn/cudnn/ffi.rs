@@ -183,18 +183,12 @@ unsafe impl Sync for Api {}
 unsafe impl Send for GraphApi {}
 unsafe impl Sync for GraphApi {}
 
-/// cuDNN's graph (backend) API, loaded apart from [`api`] on first use (`graph.rs`, opt-in): a library without it
-/// leaves the legacy calls working.
+/// cuDNN's graph (backend) API, loaded apart from [`api`] on first use (`graph.rs`): a library without it leaves
+/// the legacy calls working.
 pub(crate) fn graph_api() -> Result<&'static GraphApi, &'static str> {
     static API: OnceLock<Result<GraphApi, String>> = OnceLock::new();
-    API.get_or_init(|| {
-        api().map_err(str::to_string)?;
-        let lib = open(NAMES[0]).or_else(|_| open("libcudnn_graph.so.9"))?;
-        // SAFETY: cuDNN 9 (checked by `api`), whose backend entry points have these signatures.
-        unsafe { GraphApi::load(lib, Vec::new()) }.map_err(|e| format!("cuDNN lacks {e}"))
-    })
-    .as_ref()
-    .map_err(String::as_str)
+    // SAFETY: cuDNN 9 (checked by `api`), whose backend entry points have these signatures.
+    unsafe { load_apart(&API, "libcudnn_graph.so.9", GraphApi::load) }
 }
 
 // SAFETY: as for `Api`.
@@ -205,11 +199,25 @@ unsafe impl Sync for BnExApi {}
 /// them leaves the plain calls working.
 pub(crate) fn bn_ex_api() -> Result<&'static BnExApi, &'static str> {
     static API: OnceLock<Result<BnExApi, String>> = OnceLock::new();
-    API.get_or_init(|| {
+    // SAFETY: cuDNN 9 (checked by `api`), whose `...Ex` batch norm entry points have these signatures.
+    unsafe { load_apart(&API, NAMES[1], BnExApi::load) }
+}
+
+/// Entry points loaded apart from [`api`], once (`cell`): from the main library, else from `fallback`, by `load`;
+/// an error if cuDNN itself is not usable.
+///
+/// # Safety
+/// `load` must read entry points whose signatures are cuDNN 9's.
+unsafe fn load_apart<T>(
+    cell: &'static OnceLock<Result<T, String>>,
+    fallback: &str,
+    load: unsafe fn(libloading::Library, Vec<libloading::Library>) -> Result<T, String>,
+) -> Result<&'static T, &'static str> {
+    cell.get_or_init(|| {
         api().map_err(str::to_string)?;
-        let lib = open(NAMES[0]).or_else(|_| open(NAMES[1]))?;
-        // SAFETY: cuDNN 9 (checked by `api`), whose `...Ex` batch norm entry points have these signatures.
-        unsafe { BnExApi::load(lib, Vec::new()) }.map_err(|e| format!("cuDNN lacks {e}"))
+        let lib = open(NAMES[0]).or_else(|_| open(fallback))?;
+        // SAFETY: the function's contract; `api` checked that the library is cuDNN 9.
+        unsafe { load(lib, Vec::new()) }.map_err(|e| format!("cuDNN lacks {e}"))
     })
     .as_ref()
     .map_err(String::as_str)
