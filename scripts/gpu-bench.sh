@@ -150,7 +150,7 @@ run_case "r50-224-dual-train-bf16-nhwc-fusedrelu" "UNISAL_BLOCK_NHWC=1 UNISAL_BN
 run_case "r50-224-dual-train-bf16-bnex" "UNISAL_BN_EX=1" "train $common $r50d --amp bf16" "-"
 run_case "r50-224-dual-train-bf16-persistent" "UNISAL_BN_PERSISTENT=1" "train $common $r50d --amp bf16" "-"
 run_case "r50-224-dual-train-bnex" "UNISAL_BN_EX=1" "train $common $r50d" "-"
-# Session 18, last: train-mode batch norm through our own kernels (nn/cuda_bn.rs, cuda/batchnorm.cu; NCHW; opt-in
+# Session 18, last: train-mode batch norm through our own kernels (nn/cuda_bn.rs, cuda/batchnorm.cu; these rows NCHW; opt-in
 # UNISAL_BN_KERNELS=1), as PyTorch runs bf16 batch norm through its own kernels rather than cuDNN's.
 run_case "r50-224-dual-train-bf16-bnkernels" "UNISAL_BN_KERNELS=1" "train $common $r50d --amp bf16" "-"
 run_case "r50-224-dual-train-bnkernels" "UNISAL_BN_KERNELS=1" "train $common $r50d" "-"
